@@ -1,0 +1,205 @@
+//! The control protocol (0xFFFF): per-session handshake, session close, ping and errors.
+
+use crate::{
+    Error,
+    envelope::Envelope,
+    protocol::CONTROL,
+    value::{Value, map},
+};
+
+/// A typed control message; `sid` travels beside it in the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// Server → device: the versions the server speaks.
+    Open {
+        versions: Vec<u32>,
+    },
+    /// Device → server: the version chosen and the protocols enabled.
+    Accept {
+        version: u32,
+        protocols: Vec<u16>,
+    },
+    Close,
+    Ping,
+    Pong,
+    Error(ErrorBody),
+}
+
+/// The body of a control `error` (also used by file transfer and port forward errors).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorBody {
+    pub err: String,
+    pub close: bool,
+    pub msgproto: Option<u16>,
+    pub msgtype: Option<String>,
+    pub msgid: Option<String>,
+    /// 400–599 carry HTTP meaning; 1000 and above are Tether's own.
+    pub code: Option<i64>,
+}
+
+impl ErrorBody {
+    pub fn new(err: impl Into<String>) -> Self {
+        ErrorBody {
+            err: err.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        map([
+            ("err", Some(Value::Str(self.err.clone()))),
+            ("close", Some(Value::Bool(self.close))),
+            ("msgproto", self.msgproto.map(Value::UInt16)),
+            ("msgtype", self.msgtype.clone().map(Value::Str)),
+            ("msgid", self.msgid.clone().map(Value::Str)),
+            ("code", self.code.map(Value::Int)),
+        ])
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, Error> {
+        Ok(ErrorBody {
+            err: value
+                .get("err")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            close: value.get("close").and_then(Value::as_bool).unwrap_or(false),
+            msgproto: value
+                .get("msgproto")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok()),
+            msgtype: value.get("msgtype").and_then(Value::as_str).map(str::to_owned),
+            msgid: value.get("msgid").and_then(Value::as_str).map(str::to_owned),
+            code: value.get("code").and_then(Value::as_i64),
+        })
+    }
+}
+
+impl Control {
+    pub fn typ(&self) -> &'static str {
+        match self {
+            Control::Open { .. } => "open",
+            Control::Accept { .. } => "accept",
+            Control::Close => "close",
+            Control::Ping => "ping",
+            Control::Pong => "pong",
+            Control::Error(_) => "error",
+        }
+    }
+
+    pub fn to_envelope(&self, sid: &str) -> Envelope {
+        let body = match self {
+            Control::Open { versions } => map([(
+                "versions",
+                Some(Value::Array(
+                    versions.iter().map(|v| Value::Int(*v as i64)).collect(),
+                )),
+            )])
+            .encode(),
+            Control::Accept { version, protocols } => map([
+                ("version", Some(Value::Int(*version as i64))),
+                (
+                    "protocols",
+                    Some(Value::Array(
+                        protocols.iter().map(|p| Value::UInt16(*p)).collect(),
+                    )),
+                ),
+            ])
+            .encode(),
+            Control::Error(body) => body.to_value().encode(),
+            Control::Close | Control::Ping | Control::Pong => Vec::new(),
+        };
+        Envelope::new(CONTROL, self.typ(), sid).with_body(body)
+    }
+
+    pub fn from_envelope(envelope: &Envelope) -> Result<Control, Error> {
+        Ok(match envelope.typ.as_str() {
+            "open" => {
+                let body = envelope.body_value()?;
+                let versions = body
+                    .get("versions")
+                    .and_then(Value::as_array)
+                    .ok_or(Error::Missing("versions"))?;
+                Control::Open {
+                    versions: versions
+                        .iter()
+                        .filter_map(|v| v.as_u64())
+                        .map(|v| v as u32)
+                        .collect(),
+                }
+            }
+            "accept" => {
+                let body = envelope.body_value()?;
+                let version = body
+                    .get("version")
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or(Error::Missing("version"))?;
+                let protocols = body
+                    .get("protocols")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|p| p.as_u64())
+                            .filter_map(|p| u16::try_from(p).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Control::Accept { version, protocols }
+            }
+            "close" => Control::Close,
+            "ping" => Control::Ping,
+            "pong" => Control::Pong,
+            "error" => Control::Error(ErrorBody::from_value(&envelope.body_value()?)?),
+            other => {
+                return Err(Error::UnknownType {
+                    proto: CONTROL,
+                    typ: other.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_messages_round_trip() {
+        let messages = [
+            Control::Open { versions: vec![1, 2] },
+            Control::Accept {
+                version: 2,
+                protocols: vec![1, 2, 3],
+            },
+            Control::Close,
+            Control::Ping,
+            Control::Pong,
+            Control::Error(ErrorBody {
+                err: "no".into(),
+                close: true,
+                code: Some(1001),
+                ..Default::default()
+            }),
+        ];
+        for message in messages {
+            let bytes = message.to_envelope("sid").encode();
+            let envelope = Envelope::decode(&bytes).unwrap();
+            assert_eq!(envelope.sid, "sid");
+            assert_eq!(Control::from_envelope(&envelope).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn open_body_is_a_map_not_an_array() {
+        let body = Control::Open { versions: vec![1] }.to_envelope("").body;
+        // {"versions": [1]}
+        assert_eq!(
+            body,
+            [
+                0x81, 0xa8, b'v', b'e', b'r', b's', b'i', b'o', b'n', b's', 0x91, 0x01
+            ]
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The wire formats Tether speaks, with no I/O in them.
+//!
+//! - [`value`]: the msgpack data model, with explicit integer widths where the stock agent
+//!   checks Go types strictly.
+//! - [`envelope`]: the Mender remote-terminal message (`hdr` + `body`), encoded and decoded.
+//! - [`control`], [`shell`]: typed messages of the control (0xFFFF) and shell (1) protocols.
+//! - [`auth`]: the device authentication request the agent signs and the hub verifies.
+//! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
+//!
+//! Decoding never panics: malformed input is an [`Error`] value.
+
+pub mod api;
+pub mod auth;
+pub mod control;
+pub mod envelope;
+pub mod shell;
+pub mod value;
+
+pub use envelope::{Envelope, Props};
+pub use value::Value;
+
+/// Protocol numbers carried in `hdr.proto`.
+pub mod protocol {
+    pub const SHELL: u16 = 1;
+    pub const FILE_TRANSFER: u16 = 2;
+    pub const PORT_FORWARD: u16 = 3;
+    pub const COMMANDS: u16 = 4;
+    pub const CONTROL: u16 = 0xFFFF;
+}
+
+/// Versions offered in the control `open` handshake.
+pub mod version {
+    /// The Mender protocol, exactly as a stock `mender-connect` speaks it.
+    pub const MENDER: u32 = 1;
+    /// Mender's protocol plus Tether's negotiated extensions (see `docs/protocol.md`).
+    pub const TETHER: u32 = 2;
+}
+
+/// The largest frame a stock `mender-connect` accepts; it drops its connection on anything larger.
+pub const STOCK_AGENT_MAX_FRAME: usize = 8192;
+
+/// Why a frame could not be decoded or a message could not be interpreted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("truncated msgpack data")]
+    Truncated,
+    #[error("invalid msgpack marker 0x{0:02x}")]
+    InvalidMarker(u8),
+    #[error("msgpack nesting deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("invalid UTF-8 in a msgpack string")]
+    InvalidUtf8,
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    #[error("map keys must be strings")]
+    NonStringKey,
+    #[error("field `{field}`: expected {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("unknown message type `{typ}` for protocol {proto}")]
+    UnknownType { proto: u16, typ: String },
+}
