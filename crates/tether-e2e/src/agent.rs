@@ -1,0 +1,86 @@
+//! A real `tether-agent` dialling a test hub, with its own data directory and a unique name.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use tempfile::TempDir;
+
+use crate::{
+    Hub, binary,
+    process::{Proc, hermetic},
+    unique_name,
+};
+
+/// A running agent. Dropping it kills the process and removes its directory.
+pub struct Agent {
+    process: Proc,
+    /// The device's `hostname` identity attribute: its name in device listings.
+    pub name: String,
+    dir: TempDir,
+}
+
+impl Agent {
+    /// Starts an agent for `hub` named `unique_name("dev")`.
+    ///
+    /// `extra_toml` is inserted into the configuration file after the generated top-level keys
+    /// (`hubs`, `ca_file`, `data_dir`, `reconnect_max_delay_secs = 2`): it may add top-level keys
+    /// first, then tables such as `[terminal]`. An `[identity]` table with the unique `hostname`
+    /// is appended unless `extra_toml` has its own.
+    pub fn start(hub: &Hub, extra_toml: &str) -> Agent {
+        Agent::start_named(hub, &unique_name("dev"), extra_toml)
+    }
+
+    /// Like [`Agent::start`] with the given device name.
+    pub fn start_named(hub: &Hub, name: &str, extra_toml: &str) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("tether-e2e-agent-")
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("agent data dir");
+        let mut config = format!(
+            "hubs = [{url:?}]\nca_file = {ca:?}\ndata_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
+            url = hub.url,
+            ca = hub.cert_path.display().to_string(),
+            data = data_dir.display().to_string(),
+        );
+        config.push_str(extra_toml);
+        config.push('\n');
+        if !extra_toml.contains("[identity]") {
+            config.push_str(&format!("\n[identity]\nhostname = {name:?}\n"));
+        }
+        let config_path = dir.path().join("agent.toml");
+        std::fs::write(&config_path, &config).expect("agent.toml");
+        let mut command = Command::new(binary("tether-agent"));
+        hermetic(&mut command);
+        command.arg("--config").arg(&config_path);
+        let process = Proc::spawn(&format!("agent-{name}"), command, dir.path());
+        Agent {
+            process,
+            name: name.to_owned(),
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The agent's stderr (its log) so far.
+    pub fn log(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// Waits until the agent's log contains `needle` at least `count` times.
+    pub fn wait_log(&self, needle: &str, count: usize, limit: Duration) -> bool {
+        self.process.wait_stderr_count(needle, count, limit)
+    }
+
+    /// SIGKILLs the agent.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    pub fn process(&mut self) -> &mut Proc {
+        &mut self.process
+    }
+}
