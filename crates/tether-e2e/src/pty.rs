@@ -92,6 +92,13 @@ impl PtySession {
         let _ = (&*self.pty).flush();
     }
 
+    /// Like [`PtySession::send`], returning the error instead of panicking (for typing at a
+    /// terminal that may be closing).
+    pub fn try_send(&self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+        (&*self.pty).write_all(bytes.as_ref())?;
+        (&*self.pty).flush()
+    }
+
     /// Types `line` followed by Enter.
     pub fn send_line(&self, line: &str) {
         self.send(format!("{line}\r"));
