@@ -223,3 +223,44 @@ pub(crate) fn run_with_deadline(
     };
     (output, timed_out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_with_deadline_collects_output_and_gives_up() {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "cat; echo err >&2; exit 4"]);
+        let (output, timed_out) = run_with_deadline(command, Some(b"in\n"), Duration::from_secs(10));
+        assert!(!timed_out);
+        assert_eq!(output.status.code(), Some(4));
+        assert_eq!(output.stdout, b"in\n");
+        assert_eq!(output.stderr, b"err\n");
+
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "exec sleep 30"]);
+        let (output, timed_out) = run_with_deadline(command, None, Duration::from_millis(200));
+        assert!(timed_out);
+        assert!(!output.status.success());
+    }
+
+    #[test]
+    fn proc_waits_for_stdout_lines_and_kills_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("/bin/sh");
+        command.args([
+            "-c",
+            "echo 'listening on https://127.0.0.1:1'; echo log >&2; exec sleep 30",
+        ]);
+        let mut process = Proc::spawn("sh", command, dir.path());
+        let rest = process.wait_stdout_line("listening on ", Duration::from_secs(10));
+        assert_eq!(rest, "https://127.0.0.1:1");
+        assert!(process.wait_stderr_count("log", 1, Duration::from_secs(10)));
+        let pid = process.pid().unwrap();
+        drop(process);
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+        assert!(!alive, "the process must be gone after drop");
+    }
+}

@@ -38,12 +38,23 @@ pub struct PtySession {
 impl PtySession {
     /// Starts `tether ARGS` on a new PTY of `rows` x `cols`.
     pub fn spawn(cli: &Cli, args: &[&str], rows: u16, cols: u16) -> PtySession {
+        PtySession::spawn_command(
+            cli.command(args),
+            &format!("tether {}", args.join(" ")),
+            rows,
+            cols,
+        )
+    }
+
+    /// Starts any command on a new PTY of `rows` x `cols` (it becomes the session leader with
+    /// the PTY as its controlling terminal).
+    pub fn spawn_command(command: std::process::Command, label: &str, rows: u16, cols: u16) -> PtySession {
         let (pty, pts) = pty_process::blocking::open().expect("open a PTY");
         pty.resize(Size::new(rows, cols)).expect("set the PTY size");
-        let command = PtyCommand::from(cli.command(args)).env("TERM", "xterm");
+        let command = PtyCommand::from(command).env("TERM", "xterm");
         let child = command
             .spawn(pts)
-            .unwrap_or_else(|e| panic!("cannot start tether {args:?} on a PTY: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start `{label}` on a PTY: {e}"));
         let pty = Arc::new(pty);
         let screen: Arc<(Mutex<Screen>, Condvar)> = Arc::default();
         let reader = {
@@ -70,7 +81,7 @@ impl PtySession {
             })
         };
         PtySession {
-            label: format!("tether {}", args.join(" ")),
+            label: label.to_owned(),
             child: Some(child),
             pty,
             screen,
@@ -227,4 +238,32 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         return Some(0);
     }
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PTY plumbing itself, on a local shell: typing, output, resize, exit.
+    #[test]
+    fn drives_a_local_shell() {
+        let mut command = std::process::Command::new("/bin/sh");
+        command.env("PS1", "$ ");
+        let mut session = PtySession::spawn_command(command, "sh", 24, 80);
+        session.send_line("echo a-$((20+22))");
+        session.expect("a-42", Duration::from_secs(10));
+        session.send_line("stty size");
+        session.expect("24 80", Duration::from_secs(10));
+        session.resize(30, 100);
+        session.send_line("stty size");
+        session.expect("30 100", Duration::from_secs(10));
+        assert!(
+            session
+                .try_expect("never-printed", Duration::from_millis(100))
+                .is_none()
+        );
+        session.send_line("exit 3");
+        let status = session.expect_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(3));
+    }
 }
