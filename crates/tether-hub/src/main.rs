@@ -1,1 +1,243 @@
-fn main() {}
+//! `tether-hub`: the server devices dial into and operators connect through.
+
+mod auth;
+mod config;
+mod demo;
+mod device_auth;
+mod device_connection;
+mod http_error;
+mod management;
+mod passwords;
+mod router;
+mod secrets;
+mod server;
+mod state;
+mod store;
+mod tokens;
+mod user_session;
+
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::{auth::FailureLimiter, config::HubConfig, router::Router, state::AppState, store::Store};
+
+#[derive(Parser)]
+#[command(
+    name = "tether-hub",
+    version,
+    about = "The Tether hub: devices dial in, operators connect through it"
+)]
+struct Arguments {
+    /// Where the database, TLS certificate and signing key live.
+    #[arg(long, global = true, env = "TETHER_HUB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, global = true, env = "TETHER_HUB_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(ServeOptions),
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Run a hub on embedded defaults plus a local demo device, on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Default)]
+pub struct ServeOptions {
+    /// Address to listen on (default 127.0.0.1:8443).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// PEM certificate chain (with --tls-key); default: a self-signed certificate.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Devices presenting this key are accepted on first contact.
+    #[arg(long, env = "TETHER_HUB_PROVISIONING_KEY", hide_env_values = true)]
+    provisioning_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user, or set the password (and admin flag) of an existing one.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/tether-hub");
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("tether-hub")
+}
+
+fn main() -> anyhow::Result<()> {
+    let arguments = Arguments::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TETHER_HUB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let data_dir = arguments.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config = HubConfig::load(arguments.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match arguments.command {
+            Command::Serve(options) => serve(data_dir, config, options, None).await,
+            Command::User {
+                command: UserCommand::Add { name, admin, .. },
+            } => add_user(&data_dir, &name, admin).await,
+            Command::Demo { listen } => demo::run(data_dir, config, listen).await,
+        }
+    })
+}
+
+async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    secrets::private_dir(data_dir)?;
+    Store::open_sqlite(&data_dir.join("hub.db")).await
+}
+
+async fn add_user(data_dir: &std::path::Path, name: &str, admin: bool) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let store = open_store(data_dir).await?;
+    let hash = passwords::hash(password)?;
+    let created = store.upsert_user(name, &hash, admin).await?;
+    println!(
+        "{} user {name}{}",
+        if created { "created" } else { "updated" },
+        if admin { " (admin)" } else { "" }
+    );
+    Ok(())
+}
+
+/// What `serve` reports once it listens (used by `demo`).
+pub struct Listening {
+    pub url: String,
+    pub certificate: PathBuf,
+}
+
+pub async fn serve(
+    data_dir: PathBuf,
+    mut config: HubConfig,
+    options: ServeOptions,
+    ready: Option<tokio::sync::oneshot::Sender<Listening>>,
+) -> anyhow::Result<()> {
+    if let Some(listen) = options.listen {
+        config.listen = listen;
+    }
+    if options.tls_cert.is_some() {
+        config.tls_cert = options.tls_cert;
+        config.tls_key = options.tls_key;
+    }
+    if options.provisioning_key.is_some() {
+        config.provisioning_key = options.provisioning_key;
+    }
+    let store = open_store(&data_dir).await?;
+    let tls = secrets::tls_files(&data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+    let acceptor = server::tls_acceptor(&tls)?;
+    let signing_key = secrets::signing_key(&data_dir)?;
+    if store.count_users().await? == 0 && ready.is_none() {
+        let password = passwords::generate();
+        store
+            .upsert_user("admin", &passwords::hash(&password)?, true)
+            .await?;
+        println!("created the first administrator: user admin, password {password} (shown once)");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let certificate_der = std::fs::read(&tls.certificate)?;
+    let fingerprint =
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            &certificate_der,
+        )
+        .next()
+        .and_then(Result::ok)
+        .map(|der| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der.as_ref())))
+        .unwrap_or_default();
+    let url = format!("https://{address}");
+    println!("listening on {url}");
+    println!("certificate: {}", tls.certificate.display());
+    println!("fingerprint: sha256:{fingerprint}");
+    std::io::stdout().flush()?;
+
+    let state = AppState {
+        login_failures: Arc::new(FailureLimiter::new(Duration::from_secs(
+            config.login_failure_window_secs,
+        ))),
+        config: Arc::new(config),
+        store: store.clone(),
+        router: Arc::new(Router::new()),
+        tokens: Arc::new(tokens::TokenSigner::new(signing_key)),
+    };
+    tokio::spawn(expire_sessions(store));
+    if let Some(ready) = ready {
+        let _ = ready.send(Listening {
+            url,
+            certificate: tls.certificate.clone(),
+        });
+    }
+    let router = state.router.clone();
+    server::serve(listener, acceptor, server::routes(state), shutdown_signal()).await?;
+    tracing::info!("shutting down: closing device connections");
+    router.kick_all("the hub is shutting down").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn expire_sessions(store: Store) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        ticker.tick().await;
+        if let Err(error) = store.delete_expired_sessions().await {
+            tracing::warn!("deleting expired sessions: {error:#}");
+        }
+    }
+}

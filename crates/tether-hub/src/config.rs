@@ -1,0 +1,120 @@
+//! Hub configuration: a TOML file, overlaid by `TETHER_HUB_*` environment variables, overlaid by
+//! command-line flags. Every field has a documented default (see `docs/configuration.md`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address to listen on (HTTPS and WebSockets).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key; when absent, a self-signed certificate is created in the
+    /// data directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A shared secret that accepts devices on first contact (balena style). None: every new
+    /// device waits for an administrator.
+    pub provisioning_key: Option<String>,
+    /// Lifetime of device tokens; agents renew before expiry.
+    pub device_token_lifetime_secs: u64,
+    /// Lifetime of user login sessions.
+    pub session_lifetime_secs: u64,
+    /// Largest frame accepted from a device; a larger one closes its connection.
+    pub max_device_frame_bytes: usize,
+    /// Largest frame accepted from a user's session.
+    pub max_user_frame_bytes: usize,
+    /// The hub pings a device (or user) connection it has not heard from for this long, and
+    /// closes it after two intervals of silence.
+    pub keepalive_interval_secs: u64,
+    /// Failed logins allowed per account, and per client address, within the window.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_failure_window_secs: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            provisioning_key: None,
+            device_token_lifetime_secs: 3600,
+            session_lifetime_secs: 12 * 3600,
+            max_device_frame_bytes: 1 << 20,
+            max_user_frame_bytes: 1 << 20,
+            keepalive_interval_secs: 30,
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_failure_window_secs: 300,
+        }
+    }
+}
+
+/// Keys that may come from the environment as `TETHER_HUB_<KEY>`.
+const KEYS: &[&str] = &[
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "provisioning_key",
+    "device_token_lifetime_secs",
+    "session_lifetime_secs",
+    "max_device_frame_bytes",
+    "max_user_frame_bytes",
+    "keepalive_interval_secs",
+    "login_failures_per_account",
+    "login_failures_per_address",
+    "login_failure_window_secs",
+];
+
+impl HubConfig {
+    /// Reads the file (if any), then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading configuration {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("parsing configuration {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for key in KEYS {
+            let variable = format!("TETHER_HUB_{}", key.to_ascii_uppercase());
+            if let Ok(text) = std::env::var(&variable) {
+                let value = text
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or_else(|_| toml::Value::String(text));
+                table.insert((*key).to_owned(), value);
+            }
+        }
+        HubConfig::deserialize(table).context("invalid hub configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file_values() {
+        let dir = std::env::temp_dir().join(format!("tether-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hub.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:443\"\ndevice_token_lifetime_secs = 60\n",
+        )
+        .unwrap();
+        let config = HubConfig::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 443);
+        assert_eq!(config.device_token_lifetime_secs, 60);
+        assert_eq!(config.keepalive_interval_secs, 30);
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        assert!(HubConfig::load(Some(&path)).is_err());
+    }
+}

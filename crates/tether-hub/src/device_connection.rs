@@ -1,0 +1,230 @@
+//! The device leg: `GET /api/devices/v1/deviceconnect/connect`. One WebSocket per device; this
+//! module authenticates it, attaches it to the router, relays messages between the device and its
+//! sessions, keeps it alive, and closes it with a clear reason on bad input.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    extract::{
+        ConnectInfo, State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use tether_proto::{
+    Envelope,
+    control::{Control, ErrorBody},
+    protocol,
+};
+use tokio::time::Instant;
+
+use crate::{
+    auth::{Action, Principal, authorize, bearer_token},
+    http_error::ApiError,
+    router::DeviceAttachment,
+    state::AppState,
+    store::{DeviceRecord, DeviceStatus},
+};
+
+/// WebSocket close codes used when the hub ends a device connection.
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+pub async fn connect(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let unauthorized = |why: String| {
+        tracing::warn!("refused a device connection from {client}: {why}");
+        ApiError::new(StatusCode::UNAUTHORIZED, why)
+    };
+    let token = bearer_token(&headers).ok_or_else(|| unauthorized("missing device token".into()))?;
+    let claims = state
+        .tokens
+        .verify_device_token(token)
+        .map_err(|e| unauthorized(format!("invalid device token: {e}")))?;
+    let device = state
+        .store
+        .device(&claims.sub)
+        .await?
+        .ok_or_else(|| unauthorized(format!("device {} is not known (removed?)", claims.sub)))?;
+    let principal = Principal::Device {
+        device_id: claims.sub.clone(),
+    };
+    authorize(&principal, Action::ConnectAsDevice, Some(&device))?;
+    if device.status != DeviceStatus::Accepted {
+        return Err(unauthorized(format!(
+            "device {} is {}",
+            device.id,
+            device.status.as_str()
+        )));
+    }
+    let limit = state.config.max_device_frame_bytes;
+    Ok(upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| serve(state, device, socket, client)))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
+    sink.send(Message::Binary(envelope.encode().into())).await.is_ok()
+}
+
+/// Tells the device what was wrong, then closes its connection.
+async fn refuse(sink: &mut Sink, code: u16, why: &str) {
+    let error = Control::Error(ErrorBody {
+        err: why.to_owned(),
+        close: true,
+        ..Default::default()
+    });
+    let _ = send(sink, &error.to_envelope("")).await;
+    let frame = CloseFrame {
+        code,
+        reason: why.chars().take(120).collect::<String>().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+async fn serve(state: AppState, device: DeviceRecord, socket: WebSocket, client: SocketAddr) {
+    let mut attachment = state.router.attach_device(&device.id).await;
+    tracing::info!("device {} ({}) connected from {client}", device.name, device.id);
+    if let Err(error) = state.store.touch_device(&device.id).await {
+        tracing::warn!("recording last-seen time of {}: {error:#}", device.id);
+    }
+    let reason = relay(&state, &device, socket, &mut attachment).await;
+    state
+        .router
+        .detach_device(&device.id, attachment.connection_id, &reason)
+        .await;
+    if let Err(error) = state.store.touch_device(&device.id).await {
+        tracing::warn!("recording last-seen time of {}: {error:#}", device.id);
+    }
+    tracing::info!("device {} ({}) disconnected: {reason}", device.name, device.id);
+}
+
+/// Runs the connection until it ends; returns why it ended (told to the device's sessions).
+async fn relay(
+    state: &AppState,
+    device: &DeviceRecord,
+    socket: WebSocket,
+    attachment: &mut DeviceAttachment,
+) -> String {
+    let (mut sink, mut stream) = socket.split();
+    let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
+    let mut ticker = tokio::time::interval(keepalive / 4);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = attachment.kicked.changed() => {
+                let reason = attachment.kicked.borrow().clone().unwrap_or_else(|| "closed by the hub".into());
+                refuse(&mut sink, CLOSE_POLICY, &reason).await;
+                return reason;
+            }
+            inbound = stream.next() => {
+                last_heard = Instant::now();
+                match inbound {
+                    None => return "the device disconnected".into(),
+                    Some(Err(error)) => {
+                        let too_big = std::error::Error::source(&error)
+                            .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+                            .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+                        if too_big {
+                            let why = format!("frame too large (limit {} bytes)", state.config.max_device_frame_bytes);
+                            tracing::warn!("device {} sent a {why}", device.id);
+                            refuse(&mut sink, CLOSE_TOO_BIG, &why).await;
+                            return format!("the device sent a {why}");
+                        }
+                        return format!("the device connection failed: {error}");
+                    }
+                    Some(Ok(Message::Binary(bytes))) => match Envelope::decode(&bytes) {
+                        Ok(envelope) => {
+                            if !handle(state, device, envelope, &mut sink).await {
+                                return "the device connection failed".into();
+                            }
+                        }
+                        Err(error) => {
+                            let why = format!("malformed message: {error}");
+                            tracing::warn!("device {} sent a {why}", device.id);
+                            refuse(&mut sink, CLOSE_POLICY, &why).await;
+                            return format!("the device sent a {why}");
+                        }
+                    },
+                    Some(Ok(Message::Text(_))) => {
+                        let why = "text frames are not part of the protocol (binary msgpack only)";
+                        tracing::warn!("device {} sent a text frame", device.id);
+                        refuse(&mut sink, CLOSE_POLICY, why).await;
+                        return format!("the device sent {why}");
+                    }
+                    Some(Ok(Message::Close(_))) => return "the device closed its connection".into(),
+                    // Pings are answered by the WebSocket layer; any frame counts as a sign of life.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            Some(envelope) = attachment.interactive.recv() => {
+                if !send(&mut sink, &envelope).await {
+                    return "the device connection failed".into();
+                }
+            }
+            Some(envelope) = attachment.bulk.recv() => {
+                if !send(&mut sink, &envelope).await {
+                    return "the device connection failed".into();
+                }
+            }
+            _ = ticker.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= keepalive * 2 {
+                    let why = format!("the device was silent for {} s", silent.as_secs());
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "keep-alive timeout".into() }))).await;
+                    return why;
+                }
+                // Only ping a device we have not heard from: agents that ping us cost no extra bytes.
+                if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return "the device connection failed".into();
+                }
+            }
+        }
+    }
+}
+
+/// Handles one message from the device. Returns false when the connection failed.
+async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sink: &mut Sink) -> bool {
+    // Keep-alives are answered here, whatever the session: a stock agent kills a shell whose
+    // `ping` goes unanswered.
+    match (envelope.proto, envelope.typ.as_str()) {
+        (protocol::CONTROL, "ping") => return send(sink, &Control::Pong.to_envelope(&envelope.sid)).await,
+        (protocol::SHELL, "ping") => {
+            let pong = tether_proto::shell::Shell::Pong.to_envelope(&envelope.sid);
+            return send(sink, &pong).await;
+        }
+        _ => {}
+    }
+    if envelope.sid.is_empty() {
+        tracing::debug!(
+            "device {} sent {}/{} without a session",
+            device.id,
+            envelope.proto,
+            envelope.typ
+        );
+        return true;
+    }
+    let ends_session = matches!(envelope.typ.as_str(), "stop" | "close" | "error");
+    let sid = envelope.sid.clone();
+    if state.router.deliver(&device.id, envelope).await || ends_session {
+        return true;
+    }
+    // The device talks in a session the hub no longer has (the user left, the hub restarted):
+    // tell it to end that session rather than leave a shell running nobody sees.
+    tracing::debug!(
+        "device {} sent a message for unknown session {sid}; closing it",
+        device.id
+    );
+    send(sink, &Control::Close.to_envelope(&sid)).await
+}

@@ -1,0 +1,214 @@
+//! The management API for operators: login, logout, devices. JSON in and out.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Json,
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+};
+use serde::Deserialize;
+use tether_proto::api;
+
+use crate::{
+    auth::{Action, Principal, UserCaller, authorize},
+    http_error::ApiError,
+    passwords,
+    state::AppState,
+    store::{DeviceRecord, DeviceStatus, now_millis},
+    tokens::{hash_token, new_session_token},
+};
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(request): Json<api::LoginRequest>,
+) -> Result<Json<api::LoginResponse>, ApiError> {
+    let config = &state.config;
+    let account_key = format!("account:{}", request.username);
+    let address_key = format!("address:{}", client.ip());
+    let limits = [
+        (&account_key, config.login_failures_per_account, "this account"),
+        (&address_key, config.login_failures_per_address, "your address"),
+    ];
+    for (key, limit, whom) in limits {
+        if let Some(wait) = state.login_failures.blocked_for(key, limit) {
+            tracing::warn!(
+                "login of {:?} from {client} refused: too many failures for {whom}",
+                request.username
+            );
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed logins for {whom}; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+    }
+
+    let user = state.store.user_by_name(&request.username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let password = request.password.clone();
+    let valid = tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
+        .await
+        .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+    let user = match user {
+        Some(user) if valid && !user.disabled => user,
+        _ => {
+            state.login_failures.record_failure(&account_key);
+            state.login_failures.record_failure(&address_key);
+            tracing::warn!("failed login for {:?} from {client}", request.username);
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid username or password",
+            ));
+        }
+    };
+    state.login_failures.clear(&account_key);
+
+    let token = new_session_token();
+    let lifetime = Duration::from_secs(config.session_lifetime_secs);
+    let expires_at = now_millis() + lifetime.as_millis() as i64;
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    state
+        .store
+        .create_session(
+            &hash_token(&token),
+            &user.id,
+            expires_at,
+            &client.to_string(),
+            user_agent,
+        )
+        .await?;
+    tracing::info!("user {} logged in from {client}", user.name);
+    Ok(Json(api::LoginResponse {
+        token,
+        expires_at: expires_at / 1000,
+        user: api::User {
+            id: user.id,
+            name: user.name,
+            admin: user.admin,
+        },
+    }))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+) -> Result<StatusCode, ApiError> {
+    if let Principal::User { user, token_hash } = &principal {
+        state.store.delete_session(token_hash).await?;
+        tracing::info!("user {} logged out", user.name);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn device_json(device: DeviceRecord, online: bool) -> api::Device {
+    api::Device {
+        identity: serde_json::from_str(&device.identity).unwrap_or_default(),
+        id: device.id,
+        name: device.name,
+        status: device.status.as_str().to_owned(),
+        online,
+        agent_version: device.agent_version,
+        created_at: device.created_at / 1000,
+        last_seen_at: device.last_seen_at.map(|t| t / 1000),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeviceFilter {
+    status: Option<String>,
+}
+
+pub async fn list_devices(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    Query(filter): Query<DeviceFilter>,
+) -> Result<Json<api::DeviceList>, ApiError> {
+    authorize(&principal, Action::ViewDevices, None)?;
+    let status = match filter.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(DeviceStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown status {text:?} (pending, accepted or rejected)"))
+        })?),
+    };
+    let online = state.router.online_devices().await;
+    let devices = state.store.devices(status).await?;
+    let devices = devices
+        .into_iter()
+        .map(|d| {
+            let is_online = online.contains(&d.id);
+            device_json(d, is_online)
+        })
+        .collect();
+    Ok(Json(api::DeviceList { devices }))
+}
+
+async fn device_for(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: Action,
+) -> Result<DeviceRecord, ApiError> {
+    let device = state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+    authorize(principal, action, Some(&device))?;
+    Ok(device)
+}
+
+pub async fn accept_device(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Device>, ApiError> {
+    let mut device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    state.store.set_device_status(&id, DeviceStatus::Accepted).await?;
+    device.status = DeviceStatus::Accepted;
+    tracing::info!("{} accepted device {} ({id})", principal.describe(), device.name);
+    let online = state.router.is_online(&id).await;
+    Ok(Json(device_json(device, online)))
+}
+
+pub async fn reject_device(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Device>, ApiError> {
+    let mut device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    state.store.set_device_status(&id, DeviceStatus::Rejected).await?;
+    device.status = DeviceStatus::Rejected;
+    // The status is stored first, so a reconnect racing with the kick is refused.
+    state
+        .router
+        .kick_device(
+            &id,
+            &format!("the device was rejected by {}", principal.describe()),
+        )
+        .await;
+    tracing::info!("{} rejected device {} ({id})", principal.describe(), device.name);
+    Ok(Json(device_json(device, false)))
+}
+
+pub async fn remove_device(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    state.store.delete_device(&id).await?;
+    state
+        .router
+        .kick_device(
+            &id,
+            &format!("the device was removed by {}", principal.describe()),
+        )
+        .await;
+    tracing::info!("{} removed device {} ({id})", principal.describe(), device.name);
+    Ok(StatusCode::NO_CONTENT)
+}

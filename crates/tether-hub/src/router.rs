@@ -1,0 +1,276 @@
+//! Routing between users' sessions and devices' connections.
+//!
+//! A device connection *attaches* and receives its outbound messages from two lanes:
+//! `Interactive` (control, shell) is always drained before `Bulk` (file data, forwarded bytes), so
+//! keystrokes never queue behind a transfer. A user session *opens* on a device and receives the
+//! device's messages for its `sid`, or word that the device went away.
+//!
+//! This is the in-process implementation, the embedded default. The methods are `async` because
+//! the scaled-out implementation (NATS) keeps the same shape with network calls behind it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tether_proto::Envelope;
+use tokio::sync::{mpsc, watch};
+
+/// Queue depth per lane: enough to absorb bursts, small enough that a stuck device pushes back.
+const LANE_DEPTH: usize = 256;
+/// Queue depth from a device to one session.
+const SESSION_DEPTH: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Interactive,
+    /// File transfer and port forwarding data (their issues route through it).
+    #[allow(dead_code)]
+    Bulk,
+}
+
+/// What a device connection handler owns while attached.
+pub struct DeviceAttachment {
+    pub connection_id: u64,
+    pub interactive: mpsc::Receiver<Envelope>,
+    pub bulk: mpsc::Receiver<Envelope>,
+    /// Set to the reason when the hub wants this connection closed (rejected, removed, replaced).
+    pub kicked: watch::Receiver<Option<String>>,
+}
+
+/// What a session receives from its device.
+#[derive(Debug)]
+pub enum SessionEvent {
+    Message(Envelope),
+    DeviceGone(String),
+}
+
+/// A user session's link to its device.
+pub struct SessionLink {
+    interactive: mpsc::Sender<Envelope>,
+    bulk: mpsc::Sender<Envelope>,
+    pub events: mpsc::Receiver<SessionEvent>,
+}
+
+impl SessionLink {
+    /// Queues a message for the device; false when the device connection is gone.
+    pub async fn send(&self, lane: Lane, envelope: Envelope) -> bool {
+        let sender = match lane {
+            Lane::Interactive => &self.interactive,
+            Lane::Bulk => &self.bulk,
+        };
+        sender.send(envelope).await.is_ok()
+    }
+}
+
+struct DeviceEntry {
+    connection_id: u64,
+    interactive: mpsc::Sender<Envelope>,
+    bulk: mpsc::Sender<Envelope>,
+    kick: watch::Sender<Option<String>>,
+    sessions: HashSet<String>,
+}
+
+struct SessionEntry {
+    device_id: String,
+    events: mpsc::Sender<SessionEvent>,
+}
+
+#[derive(Default)]
+struct Tables {
+    devices: HashMap<String, DeviceEntry>,
+    sessions: HashMap<String, SessionEntry>,
+}
+
+impl Tables {
+    /// Removes a device's sessions and tells each one why.
+    fn end_sessions(&mut self, entry: &DeviceEntry, reason: &str) {
+        for sid in &entry.sessions {
+            if let Some(session) = self.sessions.remove(sid) {
+                let _ = session
+                    .events
+                    .try_send(SessionEvent::DeviceGone(reason.to_owned()));
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Router {
+    tables: Mutex<Tables>,
+    next_connection: AtomicU64,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Attaches a device connection, replacing (and kicking) an older one of the same device.
+    pub async fn attach_device(&self, device_id: &str) -> DeviceAttachment {
+        let (interactive_sender, interactive) = mpsc::channel(LANE_DEPTH);
+        let (bulk_sender, bulk) = mpsc::channel(LANE_DEPTH);
+        let (kick, kicked) = watch::channel(None);
+        let connection_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let entry = DeviceEntry {
+            connection_id,
+            interactive: interactive_sender,
+            bulk: bulk_sender,
+            kick,
+            sessions: HashSet::new(),
+        };
+        let mut tables = self.tables();
+        if let Some(old) = tables.devices.insert(device_id.to_owned(), entry) {
+            let _ = old
+                .kick
+                .send(Some("replaced by a newer connection of the same device".into()));
+            tables.end_sessions(&old, "the device reconnected");
+        }
+        DeviceAttachment {
+            connection_id,
+            interactive,
+            bulk,
+            kicked,
+        }
+    }
+
+    /// Detaches a device connection (if it is still the current one) and ends its sessions.
+    pub async fn detach_device(&self, device_id: &str, connection_id: u64, reason: &str) {
+        let mut tables = self.tables();
+        if tables
+            .devices
+            .get(device_id)
+            .is_some_and(|e| e.connection_id == connection_id)
+            && let Some(entry) = tables.devices.remove(device_id)
+        {
+            tables.end_sessions(&entry, reason);
+        }
+    }
+
+    pub async fn is_online(&self, device_id: &str) -> bool {
+        self.tables().devices.contains_key(device_id)
+    }
+
+    pub async fn online_devices(&self) -> HashSet<String> {
+        self.tables().devices.keys().cloned().collect()
+    }
+
+    /// Asks the device's connection to close, giving `reason` to its sessions. False if offline.
+    pub async fn kick_device(&self, device_id: &str, reason: &str) -> bool {
+        let tables = self.tables();
+        match tables.devices.get(device_id) {
+            Some(entry) => entry.kick.send(Some(reason.to_owned())).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Kicks every device (graceful shutdown).
+    pub async fn kick_all(&self, reason: &str) {
+        for entry in self.tables().devices.values() {
+            let _ = entry.kick.send(Some(reason.to_owned()));
+        }
+    }
+
+    /// Opens session `sid` on a device; None when the device is not attached.
+    pub async fn open_session(&self, device_id: &str, sid: &str) -> Option<SessionLink> {
+        let mut tables = self.tables();
+        let device = tables.devices.get_mut(device_id)?;
+        device.sessions.insert(sid.to_owned());
+        let link_interactive = device.interactive.clone();
+        let link_bulk = device.bulk.clone();
+        let (events_sender, events) = mpsc::channel(SESSION_DEPTH);
+        tables.sessions.insert(
+            sid.to_owned(),
+            SessionEntry {
+                device_id: device_id.to_owned(),
+                events: events_sender,
+            },
+        );
+        Some(SessionLink {
+            interactive: link_interactive,
+            bulk: link_bulk,
+            events,
+        })
+    }
+
+    pub async fn close_session(&self, sid: &str) {
+        let mut tables = self.tables();
+        if let Some(session) = tables.sessions.remove(sid)
+            && let Some(device) = tables.devices.get_mut(&session.device_id)
+        {
+            device.sessions.remove(sid);
+        }
+    }
+
+    /// Delivers a device's message to its session, waiting if the session is slow to read
+    /// (which slows the device down rather than dropping output). False for an unknown session.
+    pub async fn deliver(&self, device_id: &str, envelope: Envelope) -> bool {
+        let sender = {
+            let tables = self.tables();
+            match tables.sessions.get(&envelope.sid) {
+                // A device may only reach its own sessions.
+                Some(session) if session.device_id == device_id => session.events.clone(),
+                _ => return false,
+            }
+        };
+        sender.send(SessionEvent::Message(envelope)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_flow_both_ways_and_stay_with_their_device() {
+        let router = Router::new();
+        let mut device = router.attach_device("d1").await;
+        let _other = router.attach_device("d2").await;
+        let mut link = router.open_session("d1", "s1").await.unwrap();
+        assert!(
+            link.send(Lane::Interactive, Envelope::new(1, "shell", "s1"))
+                .await
+        );
+        assert_eq!(device.interactive.recv().await.unwrap().typ, "shell");
+        assert!(router.deliver("d1", Envelope::new(1, "shell", "s1")).await);
+        assert!(
+            !router.deliver("d2", Envelope::new(1, "shell", "s1")).await,
+            "another device's session"
+        );
+        assert!(matches!(link.events.recv().await, Some(SessionEvent::Message(_))));
+    }
+
+    #[tokio::test]
+    async fn detaching_ends_sessions_with_the_reason() {
+        let router = Router::new();
+        let device = router.attach_device("d1").await;
+        let mut link = router.open_session("d1", "s1").await.unwrap();
+        assert!(router.kick_device("d1", "rejected").await);
+        assert_eq!(device.kicked.borrow().as_deref(), Some("rejected"));
+        router.detach_device("d1", device.connection_id, "rejected").await;
+        assert!(matches!(link.events.recv().await, Some(SessionEvent::DeviceGone(r)) if r == "rejected"));
+        assert!(!router.is_online("d1").await);
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_replaces_the_old_one() {
+        let router = Router::new();
+        let old = router.attach_device("d1").await;
+        let new = router.attach_device("d1").await;
+        assert!(old.kicked.borrow().is_some());
+        // The old handler's late detach must not remove the new attachment.
+        router.detach_device("d1", old.connection_id, "gone").await;
+        assert!(router.is_online("d1").await);
+        router.detach_device("d1", new.connection_id, "gone").await;
+        assert!(!router.is_online("d1").await);
+    }
+}

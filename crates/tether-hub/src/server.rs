@@ -1,0 +1,109 @@
+//! The HTTPS server: routes, the TLS accept loop, and graceful shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::{ConnectInfo, DefaultBodyLimit},
+    routing::{delete, get, post},
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use tether_proto::{api, auth};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::{device_auth, device_connection, management, secrets::TlsFiles, state::AppState, user_session};
+
+/// Largest JSON body the API accepts (authentication requests, logins).
+const MAX_JSON_BODY: usize = 64 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(auth::AUTH_PATH, post(device_auth::auth_request))
+        .route(auth::DEVICE_CONNECT_PATH, get(device_connection::connect))
+        .route(api::LOGIN_PATH, post(management::login))
+        .route(api::LOGOUT_PATH, post(management::logout))
+        .route(api::DEVICES_PATH, get(management::list_devices))
+        .route(
+            &format!("{}/{{id}}", api::DEVICES_PATH),
+            delete(management::remove_device),
+        )
+        .route(
+            &format!("{}/{{id}}/accept", api::DEVICES_PATH),
+            post(management::accept_device),
+        )
+        .route(
+            &format!("{}/{{id}}/reject", api::DEVICES_PATH),
+            post(management::reject_device),
+        )
+        .route(&api::user_connect_path("{id}"), get(user_session::connect))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(state)
+}
+
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let chain = CertificateDer::pem_file_iter(&files.certificate)
+        .with_context(|| format!("reading {}", files.certificate.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", files.certificate.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("loading the TLS certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections and serves `app` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Running out of file descriptors must not end the server.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => return tracing::debug!("TLS handshake with {client} failed: {error}"),
+                Err(_) => return tracing::debug!("TLS handshake with {client} timed out"),
+            };
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
+                    app.clone().oneshot(request)
+                });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(error) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!("connection from {client} ended: {error}");
+            }
+        });
+    }
+}

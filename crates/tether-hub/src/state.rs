@@ -1,0 +1,14 @@
+//! The state every request handler shares.
+
+use std::sync::Arc;
+
+use crate::{auth::FailureLimiter, config::HubConfig, router::Router, store::Store, tokens::TokenSigner};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<HubConfig>,
+    pub store: Store,
+    pub router: Arc<Router>,
+    pub tokens: Arc<TokenSigner>,
+    pub login_failures: Arc<FailureLimiter>,
+}

@@ -1,0 +1,320 @@
+//! Storage: every query the hub makes, on sqlx's Any driver so that one set of queries serves
+//! the embedded SQLite default and (later) PostgreSQL.
+//!
+//! Portability rules for queries here: `$N` placeholders, numbered in order of appearance;
+//! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use sqlx::{AnyPool, Row as _, any::AnyPoolOptions};
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Accepted => "accepted",
+            DeviceStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeviceStatus> {
+        match text {
+            "pending" => Some(DeviceStatus::Pending),
+            "accepted" => Some(DeviceStatus::Accepted),
+            "rejected" => Some(DeviceStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub public_key: String,
+    /// Identity attributes, a JSON object.
+    pub identity: String,
+    pub name: String,
+    pub status: DeviceStatus,
+    pub agent_version: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+}
+
+/// The device columns, as a macro so that queries stay literal strings (sqlx refuses dynamic SQL).
+macro_rules! device_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, public_key, identity, name, status, agent_version, created_at, last_seen_at FROM devices ",
+            $rest
+        )
+    };
+}
+
+fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(DeviceRecord {
+        id: row.try_get("id")?,
+        public_key: row.try_get("public_key")?,
+        identity: row.try_get("identity")?,
+        name: row.try_get("name")?,
+        status: DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Pending),
+        agent_version: row.try_get("agent_version")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+    })
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        admin: row.try_get::<i64, _>("admin")? != 0,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded SQLite database and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+        // WAL lets readers (device listings) proceed while a writer commits; it is persistent.
+        sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(Store { pool })
+    }
+
+    // ---- users ----
+
+    /// Creates the user, or updates password and admin flag of an existing one. Returns true
+    /// when the user was created.
+    pub async fn upsert_user(&self, name: &str, password_hash: &str, admin: bool) -> anyhow::Result<bool> {
+        let updated = sqlx::query("UPDATE users SET password_hash = $1, admin = $2 WHERE name = $3")
+            .bind(password_hash)
+            .bind(admin as i64)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if updated > 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO users (id, name, password_hash, admin, disabled, created_at) VALUES ($1, $2, $3, $4, 0, $5)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(name)
+            .bind(password_hash)
+            .bind(admin as i64)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
+    pub async fn count_users(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> anyhow::Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, name, password_hash, admin, disabled FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    // ---- user sessions ----
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at: i64,
+        client_address: &str,
+        user_agent: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO user_sessions (token_hash, user_id, created_at, expires_at, client_address, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_millis())
+        .bind(expires_at)
+        .bind(client_address)
+        .bind(user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user behind a live (unexpired) session of an enabled account.
+    pub async fn session_user(&self, token_hash: &str) -> anyhow::Result<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.password_hash, u.admin, u.disabled FROM user_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(token_hash)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM user_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_expired_sessions(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query("DELETE FROM user_sessions WHERE expires_at <= $1")
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- devices ----
+
+    pub async fn device_by_public_key(&self, public_key: &str) -> anyhow::Result<Option<DeviceRecord>> {
+        let row = sqlx::query(device_select!("WHERE public_key = $1"))
+            .bind(public_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(device_from_row).transpose()?)
+    }
+
+    pub async fn device(&self, id: &str) -> anyhow::Result<Option<DeviceRecord>> {
+        let row = sqlx::query(device_select!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(device_from_row).transpose()?)
+    }
+
+    pub async fn devices(&self, status: Option<DeviceStatus>) -> anyhow::Result<Vec<DeviceRecord>> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query(device_select!("WHERE status = $1 ORDER BY name, id"))
+                    .bind(status.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(device_select!("ORDER BY name, id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn insert_device(&self, device: &DeviceRecord) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO devices (id, public_key, identity, name, status, agent_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&device.id)
+        .bind(&device.public_key)
+        .bind(&device.identity)
+        .bind(&device.name)
+        .bind(device.status.as_str())
+        .bind(&device.agent_version)
+        .bind(device.created_at)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records what the device reported in its latest authentication request.
+    pub async fn update_device_identity(
+        &self,
+        id: &str,
+        identity: &str,
+        name: &str,
+        agent_version: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE devices SET identity = $1, name = $2, agent_version = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(identity)
+        .bind(name)
+        .bind(agent_version)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_device_status(&self, id: &str, status: DeviceStatus) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn delete_device(&self, id: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn touch_device(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! The user leg: `GET /api/management/v1/deviceconnect/devices/{id}/connect`. One WebSocket is
+//! one session on one device: the hub assigns its `sid`, performs the version handshake with the
+//! device, stamps the user on every message, relays both ways, and ends the device's side when
+//! the user leaves.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    extract::{
+        ConnectInfo, Path, State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    },
+    http::StatusCode,
+    response::Response,
+};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use tether_proto::{
+    Envelope,
+    control::{Control, ErrorBody},
+    protocol,
+    shell::{self, Shell},
+    value::Value,
+    version,
+};
+use tokio::time::Instant;
+
+use crate::{
+    auth::{Action, Principal, UserCaller, authorize},
+    http_error::ApiError,
+    router::{Lane, SessionEvent, SessionLink},
+    state::AppState,
+    store::{DeviceRecord, DeviceStatus},
+};
+
+/// How long a device may take to answer the `open` handshake before we assume version 1.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `shell` body sent to a version-1 (stock) agent: its frames must stay under 8 KiB.
+const VERSION_1_SHELL_CHUNK: usize = 4096;
+
+pub async fn connect(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(device_id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let device = state
+        .store
+        .device(&device_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {device_id}")))?;
+    authorize(&principal, Action::Terminal, Some(&device))?;
+    if device.status != DeviceStatus::Accepted {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("device {} is {}", device.name, device.status.as_str()),
+        ));
+    }
+    if !state.router.is_online(&device.id).await {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("device {} is offline", device.name),
+        ));
+    }
+    let Principal::User { user, .. } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only users open sessions"));
+    };
+    let user = user.clone();
+    Ok(upgrade
+        .max_message_size(state.config.max_user_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            let sid = uuid::Uuid::new_v4().to_string();
+            tracing::info!(
+                "session {sid}: user {} on device {} from {client}",
+                user.name,
+                device.name
+            );
+            let reason = serve(&state, &device, &user.id, &sid, socket).await;
+            tracing::info!("session {sid} ended: {reason}");
+        }))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
+    sink.send(Message::Binary(envelope.encode().into())).await.is_ok()
+}
+
+/// Tells the user what ended the session, then closes the WebSocket.
+async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
+    let error = Control::Error(ErrorBody {
+        err: why.to_owned(),
+        close: true,
+        ..Default::default()
+    });
+    let _ = send(sink, &error.to_envelope(sid)).await;
+    let frame = CloseFrame {
+        code: 1000,
+        reason: why.chars().take(120).collect::<String>().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// What the session knows about its device's side.
+struct DeviceSide {
+    version: u32,
+    shell_running: bool,
+}
+
+async fn serve(
+    state: &AppState,
+    device: &DeviceRecord,
+    user_id: &str,
+    sid: &str,
+    socket: WebSocket,
+) -> String {
+    let (mut sink, mut stream) = socket.split();
+    let Some(mut link) = state.router.open_session(&device.id, sid).await else {
+        let why = format!("device {} went offline", device.name);
+        end_with_error(&mut sink, sid, &why).await;
+        return why;
+    };
+    let reason = match handshake(&mut link, sid).await {
+        Ok((accept, version)) => {
+            if send(&mut sink, &accept).await {
+                let mut side = DeviceSide {
+                    version,
+                    shell_running: false,
+                };
+                let reason = relay(
+                    state,
+                    device,
+                    user_id,
+                    sid,
+                    &mut link,
+                    &mut sink,
+                    &mut stream,
+                    &mut side,
+                )
+                .await;
+                if !reason.device_gone {
+                    // The user left or misbehaved: end the device's side of the session.
+                    if side.shell_running {
+                        let stop = Shell::Stop {
+                            user_id: Some(user_id.to_owned()),
+                            status: Some(shell::status::ERROR),
+                            text: b"user disconnected".to_vec(),
+                            exit_status: None,
+                        };
+                        link.send(Lane::Interactive, stop.to_envelope(sid)).await;
+                    }
+                    link.send(Lane::Interactive, Control::Close.to_envelope(sid))
+                        .await;
+                }
+                reason.text
+            } else {
+                "the user disconnected".into()
+            }
+        }
+        Err(why) => {
+            end_with_error(&mut sink, sid, &why).await;
+            why
+        }
+    };
+    state.router.close_session(sid).await;
+    reason
+}
+
+/// Offers versions 1 and 2; returns the device's `accept` (to forward) and the chosen version.
+async fn handshake(link: &mut SessionLink, sid: &str) -> Result<(Envelope, u32), String> {
+    let open = Control::Open {
+        versions: vec![version::MENDER, version::TETHER],
+    };
+    if !link.send(Lane::Interactive, open.to_envelope(sid)).await {
+        return Err("the device went offline".into());
+    }
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let event = match tokio::time::timeout_at(deadline, link.events.recv()).await {
+            // A device that ignores `open` speaks version 1.
+            Err(_) => {
+                let accept = Control::Accept {
+                    version: version::MENDER,
+                    protocols: vec![protocol::SHELL],
+                };
+                return Ok((accept.to_envelope(sid), version::MENDER));
+            }
+            Ok(None) => return Err("the device went offline".into()),
+            Ok(Some(event)) => event,
+        };
+        match event {
+            SessionEvent::DeviceGone(reason) => return Err(reason),
+            SessionEvent::Message(envelope) if envelope.proto == protocol::CONTROL => {
+                match Control::from_envelope(&envelope) {
+                    Ok(Control::Accept { version, .. })
+                        if version == version::MENDER || version == version::TETHER =>
+                    {
+                        return Ok((envelope, version));
+                    }
+                    Ok(Control::Accept { version, .. }) => {
+                        return Err(format!(
+                            "the device chose protocol version {version}, which the hub does not speak"
+                        ));
+                    }
+                    Ok(Control::Error(body)) => {
+                        return Err(format!("the device refused the session: {}", body.err));
+                    }
+                    _ => {}
+                }
+            }
+            SessionEvent::Message(_) => {}
+        }
+    }
+}
+
+/// Why the relay ended, and whether the device side is already gone.
+struct Ending {
+    text: String,
+    device_gone: bool,
+}
+
+impl Ending {
+    fn user(text: impl Into<String>) -> Self {
+        Ending {
+            text: text.into(),
+            device_gone: false,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    state: &AppState,
+    device: &DeviceRecord,
+    user_id: &str,
+    sid: &str,
+    link: &mut SessionLink,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    side: &mut DeviceSide,
+) -> Ending {
+    let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
+    let mut ticker = tokio::time::interval(keepalive / 4);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            event = link.events.recv() => match event {
+                Some(SessionEvent::Message(envelope)) => {
+                    if envelope.proto == protocol::SHELL && envelope.typ == "stop" {
+                        side.shell_running = false;
+                    }
+                    if !send(sink, &envelope).await {
+                        return Ending::user("the user disconnected");
+                    }
+                }
+                Some(SessionEvent::DeviceGone(reason)) => {
+                    let why = format!("device {}: {reason}", device.name);
+                    end_with_error(sink, sid, &why).await;
+                    return Ending { text: why, device_gone: true };
+                }
+                None => {
+                    let why = format!("device {} went offline", device.name);
+                    end_with_error(sink, sid, &why).await;
+                    return Ending { text: why, device_gone: true };
+                }
+            },
+            inbound = stream.next() => {
+                last_heard = Instant::now();
+                match inbound {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ending::user("the user disconnected"),
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let envelope = match Envelope::decode(&bytes) {
+                            Ok(envelope) => envelope,
+                            Err(error) => {
+                                let why = format!("malformed message: {error}");
+                                end_with_error(sink, sid, &why).await;
+                                return Ending::user(why);
+                            }
+                        };
+                        if let Some(ending) = forward(user_id, sid, envelope, link, sink, side).await {
+                            return ending;
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        let why = "text frames are not part of the protocol (binary msgpack only)";
+                        end_with_error(sink, sid, why).await;
+                        return Ending::user(why);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            _ = ticker.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= keepalive * 2 {
+                    return Ending::user(format!("the user was silent for {} s", silent.as_secs()));
+                }
+                if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ending::user("the user disconnected");
+                }
+            }
+        }
+    }
+}
+
+/// Passes one user message on to the device. Returns an ending when the session must stop.
+async fn forward(
+    user_id: &str,
+    sid: &str,
+    mut envelope: Envelope,
+    link: &mut SessionLink,
+    sink: &mut Sink,
+    side: &mut DeviceSide,
+) -> Option<Ending> {
+    envelope.sid = sid.to_owned();
+    match envelope.proto {
+        protocol::CONTROL => match envelope.typ.as_str() {
+            "ping" => {
+                send(sink, &Control::Pong.to_envelope(sid)).await;
+                None
+            }
+            "close" => Some(Ending::user("the user closed the session")),
+            _ => None,
+        },
+        protocol::SHELL => {
+            envelope.props.set("user_id", Value::Str(user_id.to_owned()));
+            match envelope.typ.as_str() {
+                "new" => side.shell_running = true,
+                "stop" => side.shell_running = false,
+                _ => {}
+            }
+            let delivered = if side.version == version::MENDER
+                && envelope.typ == "shell"
+                && envelope.body.len() > VERSION_1_SHELL_CHUNK
+            {
+                let mut delivered = true;
+                for chunk in envelope.body.chunks(VERSION_1_SHELL_CHUNK) {
+                    let mut piece = envelope.clone();
+                    piece.body = chunk.to_vec();
+                    delivered &= link.send(Lane::Interactive, piece).await;
+                }
+                delivered
+            } else {
+                link.send(Lane::Interactive, envelope).await
+            };
+            // A failed send means the device is gone; its DeviceGone event explains why.
+            let _ = delivered;
+            None
+        }
+        other => {
+            let error = ErrorBody {
+                err: format!("protocol {other} is not available through this hub yet"),
+                close: false,
+                msgproto: Some(other),
+                msgtype: Some(envelope.typ.clone()),
+                ..Default::default()
+            };
+            send(sink, &Control::Error(error).to_envelope(sid)).await;
+            None
+        }
+    }
+}
