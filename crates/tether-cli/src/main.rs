@@ -1,1 +1,244 @@
-fn main() {}
+//! `tether`: the operator's command line for a Tether hub. This file holds the command-line
+//! definition and dispatch; each command lives in its own module.
+
+mod api;
+mod config;
+mod devices;
+mod escape;
+mod exec;
+mod failure;
+mod hub;
+mod input;
+mod login;
+mod output;
+mod password;
+mod quoting;
+mod raw_mode;
+mod resolve;
+mod session;
+mod terminal;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    api::Api,
+    devices::Decision,
+    hub::{HubOptions, authenticated},
+    resolve::resolve,
+    session::Session,
+};
+
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  TETHER_HUB         hub URL (instead of --hub)
+  TETHER_CA          PEM file to trust (instead of --ca)
+  TETHER_TOKEN       bearer token to use instead of the stored login
+  TETHER_CONFIG_DIR  where the login is stored (default $XDG_CONFIG_HOME/tether
+                     or $HOME/.config/tether)
+  HTTPS_PROXY        HTTP proxy to reach the hub through (NO_PROXY honoured)
+  TETHER_LOG         diagnostics filter, e.g. debug";
+
+const DEVICE_HELP: &str = "DEVICE is a device id, a unique id prefix, or a device name.";
+
+const TERMINAL_HELP: &str = "\
+DEVICE is a device id, a unique id prefix, or a device name.
+
+Escape sequences (typed at the start of a line, like ssh):
+  ~.   disconnect
+  ~~   send a literal ~
+
+Without a terminal on stdin, stdin is piped to the shell (end of input is sent as Ctrl-D)
+and the shell's output is written to stdout.";
+
+const EXEC_HELP: &str = "\
+DEVICE is a device id, a unique id prefix, or a device name.
+
+Several COMMAND words are quoted for the device's shell, so `-- sh -c 'echo $HOME'` runs as
+typed; a single word is passed as-is, so `-- 'echo a | wc -c'` runs a pipeline. Exits with
+the command's exit status, or 255 if the connection to the hub failed. Needs a tether-agent
+on the device (protocol version 2).";
+
+/// Remote access to devices through a Tether hub.
+#[derive(Parser)]
+#[command(name = "tether", version, after_help = ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct GlobalArgs {
+    /// Hub URL, e.g. https://hub.example.com (default: the hub you logged in to)
+    #[arg(long, global = true, env = "TETHER_HUB", value_name = "URL")]
+    hub: Option<String>,
+    /// PEM file with the certificate(s) to trust for the hub, e.g. its self-signed certificate
+    #[arg(long, global = true, env = "TETHER_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in to the hub and store the token
+    Login {
+        /// User name
+        user: String,
+        /// Read the password from the first line of stdin instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke the stored token and delete it
+    Logout,
+    /// List and manage devices
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Open an interactive shell on a device
+    #[command(after_help = TERMINAL_HELP)]
+    Terminal {
+        /// Device id, unique id prefix, or name
+        device: String,
+    },
+    /// Run one command on a device and exit with its status
+    #[command(after_help = EXEC_HELP)]
+    Exec {
+        /// Device id, unique id prefix, or name
+        device: String,
+        /// The command and its arguments (after `--`)
+        #[arg(
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices
+    List {
+        /// Print the devices as JSON
+        #[arg(long)]
+        json: bool,
+        /// Only devices with this status
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+    },
+    /// Accept a pending (or rejected) device
+    #[command(after_help = DEVICE_HELP)]
+    Accept { device: String },
+    /// Reject a device; it can no longer connect
+    #[command(after_help = DEVICE_HELP)]
+    Reject { device: String },
+    /// Remove a device from the hub
+    #[command(after_help = DEVICE_HELP)]
+    Remove { device: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFilter {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl StatusFilter {
+    fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Pending => "pending",
+            StatusFilter::Accepted => "accepted",
+            StatusFilter::Rejected => "rejected",
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let is_exec = matches!(cli.command, Command::Exec { .. });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tether: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Whatever is still running (the stdin reader) must not hold the exit up.
+    runtime.shutdown_background();
+    let code = match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("tether: {error:#}");
+            if is_exec && failure::is_transport(&error) {
+                exec::TRANSPORT_FAILURE
+            } else {
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let options = HubOptions {
+        hub: cli.global.hub,
+        ca: cli.global.ca,
+    };
+    match cli.command {
+        Command::Login { user, password_stdin } => login::login(&options, &user, password_stdin).await?,
+        Command::Logout => login::logout(&options).await?,
+        Command::Devices(command) => {
+            let login = authenticated(&options)?;
+            let api = Api::new(&login.hub, Some(login.token))?;
+            match command {
+                DevicesCommand::List { json, status } => {
+                    devices::list(&api, status.map(StatusFilter::as_str), json).await?
+                }
+                DevicesCommand::Accept { device } => devices::decide(&api, &device, Decision::Accept).await?,
+                DevicesCommand::Reject { device } => devices::decide(&api, &device, Decision::Reject).await?,
+                DevicesCommand::Remove { device } => devices::decide(&api, &device, Decision::Remove).await?,
+            }
+        }
+        Command::Terminal { device } => {
+            let login = authenticated(&options)?;
+            let devices = Api::new(&login.hub, Some(login.token.clone()))?
+                .devices(None)
+                .await?;
+            let device = resolve(&devices, &device)?;
+            let session = Session::open(&login, device).await?;
+            return terminal::run(session, device).await;
+        }
+        Command::Exec { device, command } => {
+            let login = authenticated(&options)?;
+            let devices = Api::new(&login.hub, Some(login.token.clone()))?
+                .devices(None)
+                .await?;
+            let device = resolve(&devices, &device)?;
+            let session = Session::open(&login, device).await?;
+            return exec::run(session, device, &command).await;
+        }
+    }
+    Ok(0)
+}
+
+/// Diagnostics go to stderr, filtered by `TETHER_LOG` (quiet by default: output is the user's).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}

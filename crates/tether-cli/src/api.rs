@@ -1,0 +1,172 @@
+//! The hub's HTTPS JSON API: one reqwest client over the same TLS trust as the WebSocket, and
+//! error messages that carry the hub's own `{"error": ...}` text and the HTTP status.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::{Method, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+use tether_proto::api::{ApiError, DEVICES_PATH, Device, DeviceList};
+
+use crate::{failure, hub::Hub};
+
+/// A refusal from the hub: the status and its error message.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} (HTTP {})", self.message, self.status.as_u16())?;
+        if self.status == StatusCode::UNAUTHORIZED {
+            write!(formatter, " (log in again with `tether login`)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl HttpError {
+    /// Reads the hub's `{"error": ...}`; a body that is not one (a proxy's HTML page, say) is
+    /// shown as text, shortened, so the operator still sees something.
+    pub fn from_body(status: StatusCode, body: &[u8]) -> HttpError {
+        let message = match serde_json::from_slice::<ApiError>(body) {
+            Ok(error) => error.error,
+            Err(_) => {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                if text.is_empty() {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("request refused")
+                        .to_lowercase()
+                } else {
+                    text.chars().take(200).collect()
+                }
+            }
+        };
+        HttpError { status, message }
+    }
+}
+
+/// A client for one hub, with or without a bearer token.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    pub fn new(hub: &Hub, token: Option<String>) -> Result<Api> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*hub.tls).clone())
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Api {
+            http,
+            base: hub.url.to_string(),
+            token,
+        })
+    }
+
+    /// Sends one request and returns the response body of a success.
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request.send().await.map_err(|error| {
+            failure::transport(format!(
+                "cannot reach the hub at {}: {}",
+                self.base,
+                failure::describe(&error.without_url())
+            ))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| {
+            failure::transport(format!(
+                "reading the answer of the hub at {}: {}",
+                self.base,
+                failure::describe(&error.without_url())
+            ))
+        })?;
+        if !status.is_success() {
+            return Err(HttpError::from_body(status, &bytes).into());
+        }
+        Ok(bytes.to_vec())
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let body = self.send(Method::GET, path, None).await?;
+        decode(&body, path)
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = self
+            .send(Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await?;
+        decode(&body, path)
+    }
+
+    /// A POST whose answer carries nothing the CLI needs.
+    pub async fn post_empty(&self, path: &str) -> Result<()> {
+        self.send(Method::POST, path, None).await.map(drop)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.send(Method::DELETE, path, None).await.map(drop)
+    }
+
+    /// All devices, or those with one status.
+    pub async fn devices(&self, status: Option<&str>) -> Result<Vec<Device>> {
+        let path = match status {
+            Some(status) => format!("{DEVICES_PATH}?status={status}"),
+            None => DEVICES_PATH.to_owned(),
+        };
+        Ok(self.get::<DeviceList>(&path).await?.devices)
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8], path: &str) -> Result<T> {
+    serde_json::from_slice(body).with_context(|| format!("unexpected answer from the hub to {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_show_the_hub_message_and_status() {
+        let error = HttpError::from_body(StatusCode::NOT_FOUND, br#"{"error":"no such device"}"#);
+        assert_eq!(error.to_string(), "no such device (HTTP 404)");
+    }
+
+    #[test]
+    fn unauthorized_says_how_to_recover() {
+        let error = HttpError::from_body(StatusCode::UNAUTHORIZED, br#"{"error":"token expired"}"#);
+        assert_eq!(
+            error.to_string(),
+            "token expired (HTTP 401) (log in again with `tether login`)"
+        );
+    }
+
+    #[test]
+    fn non_json_bodies_still_say_something() {
+        let error = HttpError::from_body(StatusCode::BAD_GATEWAY, b"");
+        assert_eq!(error.to_string(), "bad gateway (HTTP 502)");
+        let error = HttpError::from_body(StatusCode::BAD_GATEWAY, b"<html>upstream</html>");
+        assert_eq!(error.message, "<html>upstream</html>");
+    }
+}

@@ -1,0 +1,136 @@
+//! `tether devices ...`: listing the fleet as a table or JSON, and accepting, rejecting or
+//! removing one device.
+
+use anyhow::Result;
+use tether_proto::api::{Device, device_path};
+
+use crate::{api::Api, hub::unix_now, resolve::resolve};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Decision {
+    Accept,
+    Reject,
+    Remove,
+}
+
+pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
+    let devices = api.devices(status).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+    } else {
+        print!("{}", table(&devices, unix_now()));
+    }
+    Ok(())
+}
+
+pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
+    let devices = api.devices(None).await?;
+    let device = resolve(&devices, query)?;
+    let path = device_path(&device.id);
+    let verb = match decision {
+        Decision::Accept => {
+            api.post_empty(&format!("{path}/accept")).await?;
+            "Accepted"
+        }
+        Decision::Reject => {
+            api.post_empty(&format!("{path}/reject")).await?;
+            "Rejected"
+        }
+        Decision::Remove => {
+            api.delete(&path).await?;
+            "Removed"
+        }
+    };
+    println!("{verb} device {} ({}).", device.id, device.name);
+    Ok(())
+}
+
+/// The device table, columns padded to their widest cell.
+pub fn table(devices: &[Device], now: i64) -> String {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "STATUS".to_owned(),
+        "ONLINE".to_owned(),
+        "LAST SEEN".to_owned(),
+    ]];
+    for device in devices {
+        rows.push([
+            device.id.clone(),
+            device.name.clone(),
+            device.status.clone(),
+            if device.online { "yes" } else { "no" }.to_owned(),
+            last_seen(device.last_seen_at, now),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// "12s ago", "5m ago", "3h ago", "2d ago", or "never".
+pub fn last_seen(seen_at: Option<i64>, now: i64) -> String {
+    let Some(seen_at) = seen_at else {
+        return "never".to_owned();
+    };
+    // A device clock or hub clock slightly ahead must not print a negative age.
+    let age = (now - seen_at).max(0);
+    match age {
+        0..60 => format!("{age}s ago"),
+        60..3600 => format!("{}m ago", age / 60),
+        3600..86400 => format!("{}h ago", age / 3600),
+        _ => format!("{}d ago", age / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(last_seen(None, 100), "never");
+        assert_eq!(last_seen(Some(88), 100), "12s ago");
+        assert_eq!(last_seen(Some(105), 100), "0s ago");
+        assert_eq!(last_seen(Some(0), 150), "2m ago");
+        assert_eq!(last_seen(Some(0), 7200), "2h ago");
+        assert_eq!(last_seen(Some(0), 3 * 86400 + 5), "3d ago");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let device = Device {
+            id: "0190a1b2-aaaa".into(),
+            name: "pump-17".into(),
+            status: "accepted".into(),
+            online: true,
+            identity: Default::default(),
+            agent_version: None,
+            created_at: 0,
+            last_seen_at: Some(90),
+        };
+        let text = table(&[device], 100);
+        assert_eq!(
+            text,
+            "ID             NAME     STATUS    ONLINE  LAST SEEN\n\
+             0190a1b2-aaaa  pump-17  accepted  yes     10s ago\n"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! The error marker that decides exit codes: a transport failure (the hub could not be reached,
+//! the connection dropped or went silent) is told apart from a refusal, because `tether exec`
+//! reports the former as 255, like ssh, so scripts can tell it from the command's own status.
+
+use std::fmt;
+
+/// The hub could not be reached or the connection to it failed mid-session.
+#[derive(Debug)]
+pub struct TransportError(pub String);
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Builds a [`TransportError`] wrapped in `anyhow`, so it survives added context.
+pub fn transport(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(TransportError(message.into()))
+}
+
+/// Whether `error` (or anything it wraps) is a transport failure.
+pub fn is_transport(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<TransportError>().is_some()
+}
+
+/// `error` and its causes on one line, the way reqwest and rustls errors read best: their
+/// top-level message alone ("error sending request") hides the useful part.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause verbatim; print each distinct part once.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

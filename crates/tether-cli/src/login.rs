@@ -1,0 +1,88 @@
+//! `tether login` and `tether logout`: trading a password for a bearer token, storing it, and
+//! giving it back.
+
+use anyhow::{Result, bail};
+use reqwest::StatusCode;
+use tether_proto::api::{LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse};
+
+use crate::{
+    api::{Api, HttpError},
+    config::{self, Credentials},
+    hub::{Hub, HubOptions},
+    password,
+};
+
+pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Result<()> {
+    let dir = config::config_dir()?;
+    let stored = config::load(&dir).ok().flatten();
+    let hub = Hub::resolve(options, stored.as_ref())?;
+    let password = if password_stdin {
+        password::from_stdin()?
+    } else {
+        password::prompt("Password: ")?
+    };
+    let api = Api::new(&hub, None)?;
+    let request = LoginRequest {
+        username: user.to_owned(),
+        password,
+    };
+    let response: LoginResponse = match api.post(LOGIN_PATH, &request).await {
+        Ok(response) => response,
+        Err(error) => match error.downcast_ref::<HttpError>() {
+            // Bad password or too many attempts: the hub's words are the whole story, and
+            // "log in again" would be no advice at all here.
+            Some(refusal)
+                if matches!(
+                    refusal.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+                ) =>
+            {
+                bail!("{}", refusal.message)
+            }
+            _ => return Err(error),
+        },
+    };
+    let credentials = Credentials {
+        hub: hub.url.to_string(),
+        ca: hub.ca.clone(),
+        token: response.token,
+        user: response.user.name.clone(),
+        expires_at: response.expires_at,
+    };
+    config::save(&dir, &credentials)?;
+    println!("Logged in to {} as {}.", hub.url, response.user.name);
+    Ok(())
+}
+
+pub async fn logout(options: &HubOptions) -> Result<()> {
+    let dir = config::config_dir()?;
+    let Some(stored) = config::load(&dir)? else {
+        println!("Not logged in.");
+        return Ok(());
+    };
+    // Revoke the token on the hub it belongs to, whatever --hub says.
+    let hub_options = HubOptions {
+        hub: Some(stored.hub.clone()),
+        ca: options.ca.clone(),
+    };
+    let revoked = async {
+        let hub = Hub::resolve(&hub_options, Some(&stored))?;
+        Api::new(&hub, Some(stored.token.clone()))?
+            .post_empty(LOGOUT_PATH)
+            .await
+    }
+    .await;
+    match revoked {
+        Ok(()) => {}
+        // An expired or revoked token is as logged out as it gets.
+        Err(error)
+            if error
+                .downcast_ref::<HttpError>()
+                .is_some_and(|refusal| refusal.status == StatusCode::UNAUTHORIZED) => {}
+        // The local credentials go anyway: logging out must work with the hub unreachable.
+        Err(error) => eprintln!("tether: could not revoke the token on {}: {error:#}", stored.hub),
+    }
+    config::remove(&dir)?;
+    println!("Logged out.");
+    Ok(())
+}

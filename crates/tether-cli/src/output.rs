@@ -1,0 +1,19 @@
+//! Where the remote side's output goes: raw bytes to stdout, flushed at once (an interactive
+//! shell's echo must not wait in a buffer), and the window size reported to the device.
+
+use std::io::Write;
+
+/// Writes remote output to stdout unchanged.
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()
+}
+
+/// The terminal's size as (columns, rows); 80x24 when there is no terminal to ask.
+pub fn window_size() -> (u16, u16) {
+    match crossterm::terminal::size() {
+        Ok((columns, rows)) if columns > 0 && rows > 0 => (columns, rows),
+        _ => (80, 24),
+    }
+}

@@ -1,0 +1,113 @@
+//! Finding the device an operator means: by full id, by name, or by a unique id prefix (ids are
+//! long; names are what people remember). Resolution is client-side, over the device list.
+
+use anyhow::{Result, bail};
+use tether_proto::api::Device;
+
+/// Picks the one device `query` names: an exact id first, then an exact name, then a unique
+/// id prefix. Several matches at the same step are an error that lists them.
+pub fn resolve<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device> {
+    if query.is_empty() {
+        bail!("no device matches an empty name");
+    }
+    if let Some(device) = devices.iter().find(|d| d.id == query) {
+        return Ok(device);
+    }
+    let steps: [&dyn Fn(&Device) -> bool; 2] = [&|d| d.name == query, &|d| d.id.starts_with(query)];
+    for matches in steps {
+        let found: Vec<&Device> = devices.iter().filter(|d| matches(d)).collect();
+        match found.as_slice() {
+            [] => continue,
+            [device] => return Ok(device),
+            several => {
+                let candidates = several
+                    .iter()
+                    .map(|d| format!("  {} ({}, {})", d.id, d.name, d.status))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                bail!("`{query}` is ambiguous; it matches:\n{candidates}\nuse the full device id");
+            }
+        }
+    }
+    bail!("no device matches {query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str, name: &str) -> Device {
+        Device {
+            id: id.into(),
+            name: name.into(),
+            status: "accepted".into(),
+            online: true,
+            identity: Default::default(),
+            agent_version: None,
+            created_at: 0,
+            last_seen_at: None,
+        }
+    }
+
+    fn fleet() -> Vec<Device> {
+        vec![
+            device("0190a1b2-aaaa", "pump-17"),
+            device("0190a1b2-bbbb", "pump-18"),
+            device("0190ffff-cccc", "gateway"),
+            device("0190eeee-dddd", "twin"),
+            device("0190eeee-eeee", "twin"),
+            // A name that looks like another device's id prefix.
+            device("0190dddd-ffff", "0190ffff"),
+        ]
+    }
+
+    #[test]
+    fn exact_id_wins() {
+        let devices = fleet();
+        assert_eq!(resolve(&devices, "0190a1b2-aaaa").unwrap().name, "pump-17");
+    }
+
+    #[test]
+    fn name_matches() {
+        let devices = fleet();
+        assert_eq!(resolve(&devices, "gateway").unwrap().id, "0190ffff-cccc");
+    }
+
+    #[test]
+    fn exact_name_beats_id_prefix() {
+        let devices = fleet();
+        assert_eq!(resolve(&devices, "0190ffff").unwrap().id, "0190dddd-ffff");
+    }
+
+    #[test]
+    fn unique_prefix_matches() {
+        let devices = fleet();
+        assert_eq!(resolve(&devices, "0190a1b2-b").unwrap().name, "pump-18");
+    }
+
+    #[test]
+    fn ambiguous_prefix_lists_candidates() {
+        let devices = fleet();
+        let error = resolve(&devices, "0190a1b2").unwrap_err().to_string();
+        assert!(error.contains("ambiguous"), "{error}");
+        assert!(error.contains("0190a1b2-aaaa") && error.contains("0190a1b2-bbbb"));
+        assert!(!error.contains("gateway"));
+    }
+
+    #[test]
+    fn duplicate_names_are_ambiguous() {
+        let devices = fleet();
+        let error = resolve(&devices, "twin").unwrap_err().to_string();
+        assert!(error.contains("0190eeee-dddd") && error.contains("0190eeee-eeee"));
+    }
+
+    #[test]
+    fn nothing_matches() {
+        let devices = fleet();
+        assert_eq!(
+            resolve(&devices, "nope").unwrap_err().to_string(),
+            "no device matches nope"
+        );
+        assert!(resolve(&devices, "").is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! The user leg of a session, shared by `tether terminal` and `tether exec`: opening the
+//! WebSocket, the handshake (the device's `accept`), keep-alive, and turning protocol messages
+//! into the few events a command acts on.
+//!
+//! Writes go through a channel to one writer task, so nothing here awaits the socket while a
+//! caller's `select!` may cancel it: [`Session::next`] is cancel-safe and [`Session::send`]
+//! never blocks.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use futures_util::{SinkExt, StreamExt, stream::SplitStream};
+use tether_net::{NetError, Proxy, WebSocket, connect_websocket};
+use tether_proto::{
+    Envelope,
+    api::{Device, user_connect_path},
+    control::Control,
+    protocol,
+    shell::{self, Shell},
+};
+use tokio::{
+    sync::mpsc,
+    task::JoinHandle,
+    time::{Instant, Interval, interval_at, sleep_until, timeout},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    api::HttpError,
+    failure::{self, describe, transport},
+    hub::Authenticated,
+};
+
+/// Far above any frame a session carries (64 KiB in version 2), yet bounded.
+const MAX_MESSAGE: usize = 1 << 20;
+/// TCP, TLS and the WebSocket upgrade together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The hub waits 5 s for the device's `accept` before assuming version 1; allow for slow links.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keeps NAT and proxy idle timers from closing a quiet session.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Two missed keep-alive answers and some slack: the hub is gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
+/// What happened on the session, as far as a command cares.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// The device started the shell (`new` with status 1).
+    Started,
+    /// The device refused to start the shell (`new` with status 2), with its reason.
+    Refused(String),
+    /// Terminal output.
+    Output(Vec<u8>),
+    /// The shell ended (`stop` from the device).
+    Ended {
+        status: Option<i64>,
+        text: String,
+        exit_status: Option<i64>,
+    },
+    /// A non-fatal error report from the hub or device, to show the operator.
+    Notice(String),
+}
+
+pub struct Session {
+    incoming: SplitStream<WebSocket>,
+    outgoing: mpsc::UnboundedSender<Message>,
+    writer: JoinHandle<()>,
+    sid: String,
+    /// The protocol version the device accepted (1: stock Mender agent, 2: tether-agent).
+    pub version: u32,
+    keepalive: Interval,
+    last_heard: Instant,
+}
+
+impl Session {
+    /// Opens the session to `device` and waits for the device's `accept`.
+    pub async fn open(login: &Authenticated, device: &Device) -> Result<Session> {
+        let hub = &login.hub;
+        let proxy = Proxy::from_env(&hub.url.host);
+        let socket = connect_websocket(
+            &hub.url,
+            &user_connect_path(&device.id),
+            &login.token,
+            hub.tls.clone(),
+            proxy.as_ref(),
+            MAX_MESSAGE,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| match error {
+            // A refusal before the upgrade: offline device, bad token, no permission.
+            NetError::Http { status, body } => {
+                let status =
+                    reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
+                anyhow::Error::new(HttpError::from_body(status, body.as_bytes()))
+            }
+            other => transport(format!(
+                "cannot reach the hub at {}: {}",
+                hub.url,
+                describe(&other)
+            )),
+        })?;
+        let (mut sink, incoming) = socket.split();
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Message>();
+        let writer = tokio::spawn(async move {
+            while let Some(message) = queue.recv().await {
+                let closing = matches!(message, Message::Close(_));
+                if let Err(error) = sink.send(message).await {
+                    // The reading side sees the connection die and reports it.
+                    tracing::debug!("writing to the hub: {error}");
+                    return;
+                }
+                if closing {
+                    return;
+                }
+            }
+        });
+        let now = Instant::now();
+        let mut session = Session {
+            incoming,
+            outgoing,
+            writer,
+            sid: String::new(),
+            version: tether_proto::version::MENDER,
+            keepalive: interval_at(now + KEEPALIVE, KEEPALIVE),
+            last_heard: now,
+        };
+        match timeout(ACCEPT_TIMEOUT, session.await_accept()).await {
+            Ok(result) => result?,
+            Err(_) => bail!(
+                "{} did not answer the session handshake within {} s",
+                device.name,
+                ACCEPT_TIMEOUT.as_secs()
+            ),
+        }
+        Ok(session)
+    }
+
+    /// The handshake: the first control message is the device's `accept`, or an `error`.
+    async fn await_accept(&mut self) -> Result<()> {
+        loop {
+            let envelope = self.receive().await?;
+            if envelope.proto != protocol::CONTROL {
+                continue;
+            }
+            match Control::from_envelope(&envelope) {
+                Ok(Control::Accept { version, .. }) => {
+                    self.sid = envelope.sid;
+                    self.version = version;
+                    return Ok(());
+                }
+                // Not a transport failure: the hub or device said no, in words.
+                Ok(Control::Error(body)) => bail!("{}", body.err),
+                Ok(Control::Close) => bail!("the hub closed the session before it started"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Queues one shell message for the device.
+    pub fn send(&self, message: Shell) {
+        let bytes = message.to_envelope(&self.sid).encode();
+        // A closed channel means the writer already failed; `next` reports the loss.
+        let _ = self.outgoing.send(Message::binary(bytes));
+    }
+
+    /// Ends the session from this side: `stop` to the shell, then a WebSocket close, waiting
+    /// briefly so both leave before the process exits.
+    pub async fn stop(self) {
+        self.send(Shell::Stop {
+            user_id: None,
+            status: None,
+            text: Vec::new(),
+            exit_status: None,
+        });
+        self.close().await;
+    }
+
+    /// Closes the WebSocket politely (the hub then tells the device the user left).
+    pub async fn close(self) {
+        let _ = self.outgoing.send(Message::Close(None));
+        let _ = timeout(Duration::from_secs(2), self.writer).await;
+    }
+
+    /// The next event; errors are transport failures (or the hub ending the session).
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Result<Event> {
+        loop {
+            let envelope = self.receive().await?;
+            match envelope.proto {
+                protocol::CONTROL => match Control::from_envelope(&envelope) {
+                    Ok(Control::Error(body)) if body.close => return Err(transport(body.err)),
+                    Ok(Control::Error(body)) => return Ok(Event::Notice(body.err)),
+                    Ok(Control::Close) => {
+                        return Err(transport("the hub closed the session"));
+                    }
+                    _ => continue,
+                },
+                protocol::SHELL => {
+                    if let Some(event) = self.shell_event(&envelope) {
+                        return Ok(event);
+                    }
+                }
+                // File transfer, port forward... are not this session's business.
+                _ => continue,
+            }
+        }
+    }
+
+    fn shell_event(&self, envelope: &Envelope) -> Option<Event> {
+        let message = match Shell::from_envelope(envelope) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!("ignoring a malformed shell message: {error}");
+                return None;
+            }
+        };
+        match message {
+            Shell::New { status, text, .. } if status == Some(shell::status::ERROR) => {
+                Some(Event::Refused(text_of(&text)))
+            }
+            Shell::New { .. } => Some(Event::Started),
+            Shell::Data(bytes) => Some(Event::Output(bytes)),
+            Shell::Stop {
+                status,
+                text,
+                exit_status,
+                ..
+            } => Some(Event::Ended {
+                status,
+                text: text_of(&text),
+                exit_status,
+            }),
+            // The stock agent kills a shell whose health check goes unanswered.
+            Shell::Ping { .. } => {
+                self.send(Shell::Pong);
+                None
+            }
+            Shell::Resize { .. } | Shell::Pong => None,
+        }
+    }
+
+    /// The next protocol message, answering pings and keeping the connection alive on the way.
+    async fn receive(&mut self) -> Result<Envelope> {
+        loop {
+            let silence_deadline = self.last_heard + SILENCE_LIMIT;
+            let frame = tokio::select! {
+                frame = self.incoming.next() => frame,
+                _ = self.keepalive.tick() => {
+                    let _ = self.outgoing.send(Message::Ping(Vec::new().into()));
+                    continue;
+                }
+                _ = sleep_until(silence_deadline) => {
+                    return Err(transport(format!(
+                        "the hub stopped answering (nothing heard for {} s)",
+                        SILENCE_LIMIT.as_secs()
+                    )));
+                }
+            };
+            self.last_heard = Instant::now();
+            let bytes = match frame {
+                Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(transport("connection to the hub lost"));
+                }
+                Some(Err(error)) => {
+                    tracing::debug!("reading from the hub: {}", failure::describe(&error));
+                    return Err(transport("connection to the hub lost"));
+                }
+                // WebSocket pings are answered by tungstenite; pongs only prove liveness.
+                Some(Ok(_)) => continue,
+            };
+            let envelope = match Envelope::decode(&bytes) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    tracing::debug!("ignoring an undecodable message: {error}");
+                    continue;
+                }
+            };
+            if envelope.proto == protocol::CONTROL && envelope.typ == "ping" {
+                let pong = Control::Pong.to_envelope(&envelope.sid).encode();
+                let _ = self.outgoing.send(Message::binary(pong));
+                continue;
+            }
+            return Ok(envelope);
+        }
+    }
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}
