@@ -106,7 +106,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let data_dir = arguments.data_dir.clone().unwrap_or_else(default_data_dir);
+    // The demo keeps its state apart from a real hub's, in the current directory.
+    let data_dir = match (&arguments.data_dir, &arguments.command) {
+        (Some(dir), _) => dir.clone(),
+        (None, Command::Demo { .. }) => PathBuf::from("tether-demo"),
+        (None, _) => default_data_dir(),
+    };
     let config = HubConfig::load(arguments.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
