@@ -19,11 +19,11 @@ pub struct HttpError {
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{} (HTTP {})", self.message, self.status.as_u16())?;
+        write!(formatter, "{} (HTTP {}", self.message, self.status.as_u16())?;
         if self.status == StatusCode::UNAUTHORIZED {
-            write!(formatter, " (log in again with `tether login`)")?;
+            write!(formatter, "; log in again with `tether login`")?;
         }
-        Ok(())
+        write!(formatter, ")")
     }
 }
 
@@ -158,7 +158,7 @@ mod tests {
         let error = HttpError::from_body(StatusCode::UNAUTHORIZED, br#"{"error":"token expired"}"#);
         assert_eq!(
             error.to_string(),
-            "token expired (HTTP 401) (log in again with `tether login`)"
+            "token expired (HTTP 401; log in again with `tether login`)"
         );
     }
 

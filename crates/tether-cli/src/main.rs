@@ -103,7 +103,10 @@ enum Command {
         device: String,
     },
     /// Run one command on a device and exit with its status
-    #[command(after_help = EXEC_HELP)]
+    #[command(
+        after_help = EXEC_HELP,
+        override_usage = "tether exec [OPTIONS] <DEVICE> -- <COMMAND>..."
+    )]
     Exec {
         /// Device id, unique id prefix, or name
         device: String,
