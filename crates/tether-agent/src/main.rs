@@ -1,1 +1,127 @@
-fn main() {}
+//! `tether-agent`: the Tether device agent. It keeps one WebSocket open to a hub and runs the
+//! shells that operators ask for, speaking Mender's remote-terminal protocol plus Tether's
+//! negotiated extensions (see `docs/protocol.md`).
+//!
+//! This file reads the command line, sets up logging and the device identity, and runs the
+//! connection loop on a single-threaded runtime until SIGTERM or SIGINT.
+
+mod account;
+mod args;
+mod auth;
+mod backoff;
+mod config;
+mod connection;
+mod identity;
+mod sessions;
+mod settings;
+mod shell;
+mod shell_task;
+mod state;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+use crate::{args::Command, settings::Settings};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("tether-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("tether-agent: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: args::Args) -> anyhow::Result<()> {
+    let settings = Settings::load(args)?;
+    state::ensure_private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let key = identity::load_or_create_key(&settings.data_dir)?;
+    let attributes = identity::attributes(settings.identity.as_ref());
+    let id_data = serde_json::to_string(&attributes)?;
+    let tls = tether_net::client_config(&settings.trust).context("cannot set up TLS")?;
+    let authenticator = auth::Authenticator::new(
+        key.clone(),
+        identity::public_key_pem(&key)?,
+        id_data.clone(),
+        settings.provisioning_key.clone(),
+        tls.clone(),
+    )?;
+    if settings.terminal.enabled
+        && let Err(problem) = account::shell_account(settings.terminal.user.as_deref())
+    {
+        tracing::warn!("shells will be refused: {problem}");
+    }
+    tracing::info!(
+        "tether-agent {} starting: identity {id_data}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.data_dir.display()
+    );
+    let tokens = auth::TokenStore::load(&settings.data_dir);
+    let shutdown = shutdown_signal()?;
+    let agent = connection::Agent {
+        settings,
+        tls,
+        authenticator,
+        tokens,
+    };
+    connection::run(agent, shutdown).await;
+    Ok(())
+}
+
+/// A flag that turns true on SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+        let _ = sender.send(true);
+        // Keep the sender alive: a dropped sender would read as "never".
+        std::future::pending::<()>().await
+    });
+    Ok(receiver)
+}
+
+/// Logs to stderr; the filter comes from TETHER_AGENT_LOG, else RUST_LOG, else `info`.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = std::env::var("TETHER_AGENT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|error| {
+        eprintln!("tether-agent: ignoring the log filter `{filter}`: {error}");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,238 @@
+//! The configuration file (TOML): what it may contain, its defaults, and its validation.
+//!
+//! Every key is optional; unknown keys are an error so that a typo never silently falls back to a
+//! default. Command-line flags are applied on top by [`crate::settings`].
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// Where the configuration is read from when `--config` is not given (only if it exists).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tether/agent.toml";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Hub URLs (`https://host[:port]`), tried in turn.
+    pub hubs: Vec<String>,
+    /// A PEM file of CA certificates (or the hub's self-signed certificate) to trust instead of
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Pin the hub certificate by SHA-256 fingerprint instead of checking its chain.
+    pub hub_fingerprint: Option<String>,
+    /// Where the device key and token are kept.
+    pub data_dir: Option<PathBuf>,
+    /// A shared secret that makes the hub accept this device on first contact.
+    pub provisioning_key: Option<String>,
+    /// WebSocket ping interval; the hub is presumed dead after two intervals of silence.
+    pub keepalive_interval_secs: u64,
+    /// Cap of the exponential reconnect backoff.
+    pub reconnect_max_delay_secs: u64,
+    /// Identity attributes sent to the hub; when absent, `hostname` and `machine_id`.
+    pub identity: Option<BTreeMap<String, String>>,
+    pub terminal: TerminalConfig,
+    pub file_transfer: Feature,
+    pub port_forward: Feature,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hubs: Vec::new(),
+            ca_file: None,
+            hub_fingerprint: None,
+            data_dir: None,
+            provisioning_key: None,
+            keepalive_interval_secs: 25,
+            reconnect_max_delay_secs: 60,
+            identity: None,
+            terminal: TerminalConfig::default(),
+            file_transfer: Feature::default(),
+            port_forward: Feature::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerminalConfig {
+    pub enabled: bool,
+    /// The shell to run; exec requests run `shell -c COMMAND`.
+    pub shell: String,
+    /// Arguments for interactive shells (e.g. `["-l"]` for a login shell).
+    pub args: Vec<String>,
+    /// The local user shells run as; `None` means the agent's own user.
+    pub user: Option<String>,
+    /// Terminal size used when the operator sends none.
+    pub width: u16,
+    pub height: u16,
+    /// Shells on this device in total.
+    pub max_sessions: usize,
+    /// Shells per operator (`user_id`).
+    pub max_sessions_per_user: usize,
+    /// No input and no output for this long ends a shell; 0 = never.
+    pub idle_timeout_secs: u64,
+    /// A shell ends this long after it started, whatever it does; 0 = never.
+    pub max_duration_secs: u64,
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        TerminalConfig {
+            enabled: true,
+            shell: "/bin/sh".into(),
+            args: Vec::new(),
+            user: None,
+            width: 80,
+            height: 24,
+            max_sessions: 8,
+            max_sessions_per_user: 4,
+            idle_timeout_secs: 1800,
+            max_duration_secs: 28800,
+        }
+    }
+}
+
+/// A feature that can only be switched on or off (file transfer and port forwarding are not
+/// implemented yet; enabling them is refused rather than silently ignored).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Feature {
+    pub enabled: bool,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.keepalive_interval_secs == 0 {
+            bail!("keepalive_interval_secs must be at least 1");
+        }
+        if self.reconnect_max_delay_secs == 0 {
+            bail!("reconnect_max_delay_secs must be at least 1");
+        }
+        if self.ca_file.is_some() && self.hub_fingerprint.is_some() {
+            bail!("set either ca_file or hub_fingerprint, not both");
+        }
+        let terminal = &self.terminal;
+        if terminal.shell.is_empty() {
+            bail!("terminal.shell must not be empty");
+        }
+        if terminal.width == 0 || terminal.height == 0 {
+            bail!("terminal.width and terminal.height must be at least 1");
+        }
+        if terminal.max_sessions == 0 || terminal.max_sessions_per_user == 0 {
+            bail!(
+                "terminal.max_sessions and terminal.max_sessions_per_user must be at least 1 \
+                 (set terminal.enabled = false to turn shells off)"
+            );
+        }
+        if self.file_transfer.enabled {
+            bail!("file_transfer.enabled = true: file transfer is not implemented yet");
+        }
+        if self.port_forward.enabled {
+            bail!("port_forward.enabled = true: port forwarding is not implemented yet");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert!(config.hubs.is_empty());
+        assert_eq!(config.keepalive_interval_secs, 25);
+        assert_eq!(config.reconnect_max_delay_secs, 60);
+        assert!(config.identity.is_none());
+        let terminal = &config.terminal;
+        assert!(terminal.enabled);
+        assert_eq!(terminal.shell, "/bin/sh");
+        assert!(terminal.args.is_empty());
+        assert_eq!(terminal.user, None);
+        assert_eq!((terminal.width, terminal.height), (80, 24));
+        assert_eq!(terminal.max_sessions, 8);
+        assert_eq!(terminal.max_sessions_per_user, 4);
+        assert_eq!(terminal.idle_timeout_secs, 1800);
+        assert_eq!(terminal.max_duration_secs, 28800);
+        assert!(!config.file_transfer.enabled);
+        assert!(!config.port_forward.enabled);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let config = Config::parse(
+            r#"
+            hubs = ["https://a.example", "https://b.example:8443"]
+            ca_file = "/etc/tether/hub.crt"
+            data_dir = "/tmp/x"
+            provisioning_key = "secret"
+            keepalive_interval_secs = 10
+            reconnect_max_delay_secs = 30
+
+            [identity]
+            serial = "ABC123"
+
+            [terminal]
+            shell = "/bin/bash"
+            args = ["-l"]
+            user = "nobody"
+            width = 100
+            height = 30
+            max_sessions = 2
+            max_sessions_per_user = 1
+            idle_timeout_secs = 0
+            max_duration_secs = 0
+
+            [file_transfer]
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.hubs.len(), 2);
+        assert_eq!(config.identity.unwrap()["serial"], "ABC123");
+        assert_eq!(config.terminal.user.as_deref(), Some("nobody"));
+        assert_eq!(config.terminal.args, ["-l"]);
+        assert_eq!(config.terminal.idle_timeout_secs, 0);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let error = Config::parse("hub = \"https://typo\"").unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field `hub`"), "{error:#}");
+        assert!(Config::parse("[terminal]\nshel = \"/bin/sh\"").is_err());
+        assert!(Config::parse("[port_forward]\nenabled = false\nextra = 1").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        for text in [
+            "keepalive_interval_secs = 0",
+            "reconnect_max_delay_secs = 0",
+            "[terminal]\nmax_sessions = 0",
+            "[terminal]\nwidth = 0",
+            "[terminal]\nshell = \"\"",
+            "[file_transfer]\nenabled = true",
+            "[port_forward]\nenabled = true",
+            "ca_file = \"a\"\nhub_fingerprint = \"b\"",
+            "keepalive_interval_secs = -1",
+        ] {
+            assert!(Config::parse(text).is_err(), "{text}");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The link to the hub: get a device token, open the WebSocket, serve it (reader, writer,
+//! keep-alive, token renewal), and reconnect with backoff when it fails, hub after hub.
+
+use std::{cell::Cell, sync::Arc, time::Duration};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tether_net::{HubUrl, NetError, Proxy, WebSocket};
+use tether_proto::{Envelope, auth::DEVICE_CONNECT_PATH};
+use tokio::{
+    sync::{mpsc, watch},
+    time::{Instant, sleep, sleep_until, timeout},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    auth::{Authenticator, TokenStore, unix_now},
+    backoff::Backoff,
+    sessions::Sessions,
+    settings::Settings,
+};
+
+/// Messages queued for the hub before shells and replies wait for the writer.
+const OUTBOUND_QUEUE: usize = 64;
+/// Largest frame accepted from the hub.
+const MAX_MESSAGE: usize = 1 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A connection that stayed up this long resets the backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// How long shutdown waits for shells to be reaped and for the close frame to go out.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Retry delay of a failed token renewal while connected.
+const RENEWAL_RETRY: Duration = Duration::from_secs(60);
+
+/// The agent's state across connections.
+pub struct Agent {
+    pub settings: Settings,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub authenticator: Authenticator,
+    pub tokens: TokenStore,
+}
+
+/// How one attempt at a connection ended.
+enum Outcome {
+    /// SIGTERM or SIGINT: stop for good.
+    Shutdown,
+    /// Connected, then lost the connection.
+    Lost(String),
+    /// Never got connected.
+    Failed(String),
+}
+
+/// Connects and reconnects until shutdown is requested.
+pub async fn run(mut agent: Agent, mut shutdown: watch::Receiver<bool>) {
+    let (outbound, mut outbound_receiver) = mpsc::channel(OUTBOUND_QUEUE);
+    let mut sessions = Sessions::new(agent.settings.terminal.clone(), outbound);
+    let mut backoff = Backoff::new(agent.settings.reconnect_max_delay);
+    let hubs = agent.settings.hubs.clone();
+    for hub in hubs.iter().cycle() {
+        let attempt_started = Instant::now();
+        let connected = tokio::select! {
+            connected = agent.connect(hub) => connected,
+            _ = requested(&mut shutdown) => return,
+        };
+        let outcome = match connected {
+            Ok(socket) => {
+                tracing::info!("connected to {hub}");
+                agent
+                    .serve(socket, hub, &mut sessions, &mut outbound_receiver, &mut shutdown)
+                    .await
+            }
+            Err(reason) => Outcome::Failed(reason),
+        };
+        let delay = match outcome {
+            Outcome::Shutdown => return,
+            Outcome::Lost(reason) => {
+                tracing::warn!("connection lost: {reason}");
+                if attempt_started.elapsed() > STABLE_CONNECTION {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                tracing::info!("reconnecting in {:.1}s", delay.as_secs_f64());
+                delay
+            }
+            Outcome::Failed(reason) => {
+                let delay = backoff.next_delay();
+                tracing::warn!("{reason}; retrying in {:.1}s", delay.as_secs_f64());
+                delay
+            }
+        };
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = requested(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (never, if the sender is gone).
+async fn requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Agent {
+    /// A token that is neither near expiry nor due for renewal; asks the hub for one if needed.
+    async fn token_for(&mut self, hub: &HubUrl) -> Result<String, String> {
+        let now = unix_now();
+        if let Some(token) = self.tokens.usable(now)
+            && now < token.renew_at()
+        {
+            return Ok(token.text.clone());
+        }
+        match self.authenticator.authenticate(hub).await {
+            Ok(text) => {
+                tracing::info!("authenticated with {hub}");
+                self.tokens.store(&text);
+                Ok(text)
+            }
+            Err(error) => match self.tokens.usable(now) {
+                Some(token) => {
+                    tracing::warn!("cannot renew the device token ({error}); using the current one");
+                    Ok(token.text.clone())
+                }
+                None => Err(error.to_string()),
+            },
+        }
+    }
+
+    async fn connect(&mut self, hub: &HubUrl) -> Result<WebSocket, String> {
+        let token = self.token_for(hub).await?;
+        let proxy = Proxy::from_env(&hub.host);
+        let result = tether_net::connect_websocket(
+            hub,
+            DEVICE_CONNECT_PATH,
+            &token,
+            self.tls.clone(),
+            proxy.as_ref(),
+            MAX_MESSAGE,
+            CONNECT_TIMEOUT,
+        )
+        .await;
+        match result {
+            Ok(socket) => Ok(socket),
+            Err(NetError::Http { status: 401, .. }) => {
+                self.tokens.invalidate();
+                Err(format!(
+                    "{hub} refused the device token (HTTP 401); re-authenticating"
+                ))
+            }
+            Err(error) => Err(format!("cannot connect to {hub}: {error}")),
+        }
+    }
+
+    /// Serves one connection until it fails or shutdown is requested; ends all shells then.
+    async fn serve(
+        &mut self,
+        socket: WebSocket,
+        hub: &HubUrl,
+        sessions: &mut Sessions,
+        outbound: &mut mpsc::Receiver<Envelope>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let (mut sink, mut stream) = socket.split();
+        // Whatever ended shells queued for the previous connection is stale.
+        while outbound.try_recv().is_ok() {}
+        let interval = self.settings.keepalive_interval;
+        let last_received = Cell::new(Instant::now());
+        let reader = async {
+            loop {
+                let message = match stream.next().await {
+                    None => return "the hub closed the connection".to_owned(),
+                    Some(Err(error)) => return error.to_string(),
+                    Some(Ok(message)) => message,
+                };
+                last_received.set(Instant::now());
+                match message {
+                    Message::Binary(frame) => sessions.dispatch(&frame).await,
+                    Message::Text(text) => tracing::debug!("ignoring a text frame of {} bytes", text.len()),
+                    Message::Close(frame) => {
+                        let why = frame
+                            .map(|f| format!(": {} {}", f.code, f.reason))
+                            .unwrap_or_default();
+                        return format!("the hub closed the connection{why}");
+                    }
+                    // Pongs to the hub's pings are queued and flushed by tungstenite itself.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+        };
+        let writer = async {
+            let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+            loop {
+                let message = tokio::select! {
+                    envelope = outbound.recv() => match envelope {
+                        Some(envelope) => Message::binary(envelope.encode()),
+                        None => return "the outbound queue closed".to_owned(),
+                    },
+                    _ = ping.tick() => Message::Ping(Default::default()),
+                };
+                if let Err(error) = sink.send(message).await {
+                    return error.to_string();
+                }
+            }
+        };
+        let watchdog = async {
+            loop {
+                sleep_until(last_received.get() + interval * 2).await;
+                let silent = last_received.get().elapsed();
+                if silent >= interval * 2 {
+                    tracing::warn!("hub silent for {}s, reconnecting", silent.as_secs());
+                    return format!("hub silent for {}s", silent.as_secs());
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            reason = reader => Outcome::Lost(reason),
+            reason = writer => Outcome::Lost(reason),
+            reason = watchdog => Outcome::Lost(reason),
+            _ = renew_when_due(&self.authenticator, &mut self.tokens, hub) => unreachable!(),
+            _ = requested(shutdown) => Outcome::Shutdown,
+        };
+        let shells = sessions.end_all();
+        if let Outcome::Shutdown = outcome {
+            tracing::info!("shutting down");
+            let reaped = futures_util::future::join_all(shells);
+            if timeout(SHUTDOWN_GRACE, reaped).await.is_err() {
+                tracing::warn!("some shells did not end in time");
+            }
+            let close = async {
+                sink.send(Message::Close(None)).await?;
+                sink.close().await
+            };
+            let _ = timeout(SHUTDOWN_GRACE, close).await;
+        }
+        outcome
+    }
+}
+
+/// Fetches a new token once 3/4 of the current one's lifetime has passed. The live connection
+/// is unaffected (the hub checks the token only at the upgrade); the new token serves the next.
+async fn renew_when_due(authenticator: &Authenticator, tokens: &mut TokenStore, hub: &HubUrl) -> ! {
+    // Never hammer the hub, whatever the token says.
+    const MIN_WAIT: Duration = Duration::from_secs(10);
+    loop {
+        let wait = match tokens.current() {
+            Some(token) => Duration::from_secs((token.renew_at() - unix_now()).max(0) as u64),
+            None => Duration::from_secs(u32::MAX.into()),
+        };
+        sleep(wait.max(MIN_WAIT)).await;
+        match authenticator.authenticate(hub).await {
+            Ok(text) => {
+                tokens.store(&text);
+                tracing::info!("device token renewed");
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "cannot renew the device token: {error}; retrying in {}s",
+                    RENEWAL_RETRY.as_secs()
+                );
+                sleep(RENEWAL_RETRY).await;
+            }
+        }
+    }
+}

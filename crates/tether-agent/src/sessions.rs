@@ -1,0 +1,314 @@
+//! The session table: what the hub asked for, per session id. Decodes every inbound message,
+//! answers the control protocol, enforces the shell limits and routes input to running shells.
+//!
+//! The table outlives a single WebSocket connection (the caller ends the shells when a
+//! connection drops); keeping shells across a short drop would only change `end_all`'s caller.
+
+use std::collections::HashMap;
+
+use tether_proto::{
+    Envelope, Error as ProtoError,
+    control::{Control, ErrorBody},
+    protocol::{CONTROL, SHELL},
+    shell::{Shell, status},
+    version,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    config::TerminalConfig,
+    shell,
+    shell_task::{self, Input, Limits, Output, ShellHandle},
+};
+
+/// Largest `shell` body to a version-1 session: the frame must stay under the stock 8 KiB.
+const VERSION_1_CHUNK: usize = 4096;
+/// Largest `shell` body to a version-2 session (frames up to 64 KiB are allowed).
+const VERSION_2_CHUNK: usize = 32 * 1024;
+/// Negotiated versions remembered; beyond this, sessions without a shell are forgotten.
+const MAX_REMEMBERED_SESSIONS: usize = 1024;
+
+pub struct Sessions {
+    terminal: TerminalConfig,
+    outbound: mpsc::Sender<Envelope>,
+    /// The protocol version each session's `open` negotiated (absent = 1).
+    versions: HashMap<String, u32>,
+    shells: HashMap<String, ShellHandle>,
+}
+
+impl Sessions {
+    pub fn new(terminal: TerminalConfig, outbound: mpsc::Sender<Envelope>) -> Sessions {
+        Sessions {
+            terminal,
+            outbound,
+            versions: HashMap::new(),
+            shells: HashMap::new(),
+        }
+    }
+
+    /// Handles one binary frame from the hub. Never fails: bad input is answered with an error.
+    pub async fn dispatch(&mut self, frame: &[u8]) {
+        let envelope = match Envelope::decode(frame) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!("malformed message from the hub: {error}");
+                let body = ErrorBody::new(format!("malformed message: {error}"));
+                self.send(Control::Error(body).to_envelope("")).await;
+                return;
+            }
+        };
+        tracing::debug!(proto = envelope.proto, typ = %envelope.typ, sid = %envelope.sid, "received");
+        match envelope.proto {
+            CONTROL => self.control(envelope).await,
+            SHELL => self.shell(envelope).await,
+            other => {
+                let reason = format!("protocol {other} is not enabled on this device");
+                self.refuse(&envelope, reason).await;
+            }
+        }
+    }
+
+    async fn control(&mut self, envelope: Envelope) {
+        let sid = envelope.sid.clone();
+        let message = match Control::from_envelope(&envelope) {
+            Ok(message) => message,
+            Err(error) => return self.refuse(&envelope, describe(error)).await,
+        };
+        match message {
+            Control::Open { versions } => {
+                let chosen = [version::TETHER, version::MENDER]
+                    .into_iter()
+                    .find(|candidate| versions.contains(candidate));
+                let Some(chosen) = chosen else {
+                    let body = ErrorBody {
+                        err: format!(
+                            "unsupported protocol versions {versions:?}: this device speaks 1 and 2"
+                        ),
+                        close: true,
+                        ..ErrorBody::default()
+                    };
+                    return self.send(Control::Error(body).to_envelope(&sid)).await;
+                };
+                self.remember_version(&sid, chosen);
+                let protocols = if self.terminal.enabled {
+                    vec![SHELL]
+                } else {
+                    Vec::new()
+                };
+                let accept = Control::Accept {
+                    version: chosen,
+                    protocols,
+                };
+                self.send(accept.to_envelope(&sid)).await;
+            }
+            Control::Ping => self.send(Control::Pong.to_envelope(&sid)).await,
+            Control::Close => {
+                self.versions.remove(&sid);
+                if let Some(shell) = self.shells.remove(&sid) {
+                    tracing::info!("session {sid} closed: stopping its shell");
+                    shell.stop();
+                }
+            }
+            Control::Error(body) => tracing::warn!("hub reports an error in session {sid}: {}", body.err),
+            Control::Pong | Control::Accept { .. } => {}
+        }
+    }
+
+    async fn shell(&mut self, envelope: Envelope) {
+        let sid = envelope.sid.clone();
+        let message = match Shell::from_envelope(&envelope) {
+            Ok(message) => message,
+            Err(error) => return self.refuse(&envelope, describe(error)).await,
+        };
+        match message {
+            Shell::New {
+                user_id,
+                width,
+                height,
+                command,
+                ..
+            } => {
+                let user_id = user_id.unwrap_or_default();
+                let reply = match self.start_shell(&sid, &user_id, width, height, command) {
+                    Ok(()) => (status::NORMAL, "Shell started".to_owned()),
+                    Err(reason) => {
+                        tracing::warn!("refused a shell for user {user_id:?}: {reason}");
+                        (status::ERROR, reason)
+                    }
+                };
+                let answer = Shell::New {
+                    user_id: Some(user_id).filter(|id| !id.is_empty()),
+                    width: None,
+                    height: None,
+                    command: None,
+                    status: Some(reply.0),
+                    text: reply.1.into_bytes(),
+                };
+                self.send(answer.to_envelope(&sid)).await;
+            }
+            Shell::Data(bytes) => self.input(&sid, Input::Data(bytes)),
+            Shell::Resize { width, height } => self.input(&sid, Input::Resize { width, height }),
+            Shell::Stop { user_id, .. } => {
+                let stopped: Vec<String> = if sid.is_empty() {
+                    let user = user_id.clone().unwrap_or_default();
+                    self.shells
+                        .iter()
+                        .filter(|(_, shell)| shell.user_id == user)
+                        .map(|(sid, _)| sid.clone())
+                        .collect()
+                } else {
+                    vec![sid]
+                };
+                for sid in stopped {
+                    let Some(shell) = self.shells.remove(&sid) else {
+                        continue;
+                    };
+                    let was_running = shell.is_running();
+                    shell.stop();
+                    if was_running {
+                        tracing::info!("stopping the shell of session {sid} at the hub's request");
+                        let reply = Shell::Stop {
+                            user_id: user_id.clone(),
+                            status: Some(status::NORMAL),
+                            text: Vec::new(),
+                            exit_status: None,
+                        };
+                        self.send(reply.to_envelope(&sid)).await;
+                    }
+                }
+            }
+            Shell::Ping { .. } => self.send(Shell::Pong.to_envelope(&sid)).await,
+            Shell::Pong => {}
+        }
+    }
+
+    /// Checks the limits, in the documented order, then starts the shell.
+    fn start_shell(
+        &mut self,
+        sid: &str,
+        user_id: &str,
+        width: Option<u16>,
+        height: Option<u16>,
+        command: Option<String>,
+    ) -> Result<(), String> {
+        let terminal = &self.terminal;
+        if !terminal.enabled {
+            return Err("terminal is disabled on this device".into());
+        }
+        let session_version = self.versions.get(sid).copied().unwrap_or(version::MENDER);
+        if command.is_some() && session_version < version::TETHER {
+            return Err("exec needs protocol version 2".into());
+        }
+        self.shells.retain(|_, shell| shell.is_running());
+        if self.shells.contains_key(sid) {
+            return Err("a shell is already running in this session".into());
+        }
+        if self.shells.len() >= terminal.max_sessions {
+            return Err(format!(
+                "too many shells: limit of {} shells on this device reached (terminal.max_sessions)",
+                terminal.max_sessions
+            ));
+        }
+        let for_user = self
+            .shells
+            .values()
+            .filter(|shell| shell.user_id == user_id)
+            .count();
+        if for_user >= terminal.max_sessions_per_user {
+            return Err(format!(
+                "too many shells for user {user_id}: limit of {} per user reached \
+                 (terminal.max_sessions_per_user)",
+                terminal.max_sessions_per_user
+            ));
+        }
+        let output = Output {
+            sid: sid.to_owned(),
+            outbound: self.outbound.clone(),
+            chunk: if session_version >= version::TETHER {
+                VERSION_2_CHUNK
+            } else {
+                VERSION_1_CHUNK
+            },
+        };
+        let limits = Limits::from_secs(terminal.idle_timeout_secs, terminal.max_duration_secs);
+        let handle = match command {
+            Some(command) => {
+                let exec = shell::spawn_exec(terminal, &command)?;
+                tracing::info!("session {sid}: user {user_id:?} runs a command");
+                shell_task::start_exec(exec, user_id.to_owned(), output, limits)
+            }
+            None => {
+                let width = width.filter(|w| *w > 0).unwrap_or(terminal.width);
+                let height = height.filter(|h| *h > 0).unwrap_or(terminal.height);
+                let interactive = shell::spawn_interactive(terminal, width, height)?;
+                tracing::info!("session {sid}: shell started for user {user_id:?}");
+                shell_task::start_interactive(interactive, user_id.to_owned(), output, limits)
+            }
+        };
+        self.shells.insert(sid.to_owned(), handle);
+        Ok(())
+    }
+
+    fn input(&mut self, sid: &str, input: Input) {
+        match self.shells.get(sid) {
+            Some(shell) if shell.is_running() => {
+                if !shell.send(input) {
+                    tracing::warn!("session {sid}: the shell is not reading its input; input dropped");
+                }
+            }
+            _ => tracing::debug!("session {sid}: no shell running; input ignored"),
+        }
+    }
+
+    fn remember_version(&mut self, sid: &str, chosen: u32) {
+        if self.versions.len() >= MAX_REMEMBERED_SESSIONS && !self.versions.contains_key(sid) {
+            let shells = &self.shells;
+            self.versions.retain(|sid, _| shells.contains_key(sid));
+        }
+        self.versions.insert(sid.to_owned(), chosen);
+    }
+
+    /// Ends every shell (the connection is gone); returns their tasks, which finish once the
+    /// shells are reaped.
+    pub fn end_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.versions.clear();
+        let running = self.shells.values().filter(|shell| shell.is_running()).count();
+        if running > 0 {
+            tracing::info!("ending {running} shell(s)");
+        }
+        self.shells.drain().map(|(_, shell)| shell.stop()).collect()
+    }
+
+    /// Answers a message this device cannot handle with a control `error` on its session.
+    async fn refuse(&self, envelope: &Envelope, reason: String) {
+        tracing::warn!(
+            "session {}: {reason} (protocol {}, type {:?})",
+            envelope.sid,
+            envelope.proto,
+            envelope.typ
+        );
+        let body = ErrorBody {
+            err: reason,
+            close: false,
+            msgproto: Some(envelope.proto),
+            msgtype: Some(envelope.typ.clone()),
+            ..ErrorBody::default()
+        };
+        self.send(Control::Error(body).to_envelope(&envelope.sid)).await;
+    }
+
+    async fn send(&self, envelope: Envelope) {
+        let _ = self.outbound.send(envelope).await;
+    }
+}
+
+fn describe(error: ProtoError) -> String {
+    match error {
+        ProtoError::UnknownType { typ, .. } => format!("unknown message type {typ}"),
+        other => format!("malformed message: {other}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod tests;
