@@ -19,7 +19,7 @@ pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Re
     let password = if password_stdin {
         password::from_stdin()?
     } else {
-        password::prompt("Password: ")?
+        password::prompt_interruptible("Password: ").await?
     };
     let api = Api::new(&hub, None)?;
     let request = LoginRequest {

@@ -5,12 +5,34 @@ use std::{
     fs::File,
     io::{BufRead, BufReader, Write},
     os::fd::AsRawFd,
+    sync::Mutex,
 };
 
 use anyhow::{Context, Result, bail};
 
+/// The terminal settings to put back if Ctrl-C interrupts the prompt: the guard's `Drop` does
+/// not run when the process exits on a signal, and a shell left without echo looks broken.
+static SAVED_SETTINGS: Mutex<Option<(i32, libc::termios)>> = Mutex::new(None);
+
+/// [`prompt`], with Ctrl-C restoring echo before the process exits.
+pub async fn prompt_interruptible(text: &'static str) -> Result<String> {
+    let reading = tokio::task::spawn_blocking(move || prompt(text));
+    tokio::select! {
+        result = reading => result?,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some((fd, saved)) = SAVED_SETTINGS.lock().ok().and_then(|mut s| s.take()) {
+                // SAFETY: puts back settings read from the same descriptor, still open in the
+                // blocked reading thread.
+                unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+            }
+            eprintln!();
+            std::process::exit(130);
+        }
+    }
+}
+
 /// Prompts on the controlling terminal (`/dev/tty`, so it works even with stdin redirected).
-pub fn prompt(prompt: &str) -> Result<String> {
+fn prompt(prompt: &str) -> Result<String> {
     let tty = File::options()
         .read(true)
         .write(true)
@@ -61,6 +83,9 @@ impl EchoOff {
         quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
         // Keep ICANON: the line discipline still handles backspace and Enter.
         quiet.c_lflag |= libc::ICANON;
+        if let Ok(mut slot) = SAVED_SETTINGS.lock() {
+            *slot = Some((fd, saved));
+        }
         if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
             return Err(std::io::Error::last_os_error()).context("cannot turn off echo");
         }
@@ -70,6 +95,9 @@ impl EchoOff {
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
+        if let Ok(mut slot) = SAVED_SETTINGS.lock() {
+            *slot = None;
+        }
         // SAFETY: restores the settings read in `new` on the same, still open descriptor.
         unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
     }
