@@ -88,6 +88,7 @@ fn malformed_frames_get_an_error_and_close_only_that_connection() {
         let error = errors
             .first()
             .unwrap_or_else(|| panic!("{what}: the hub sent no control error; it sent {received:?}"));
+        eprintln!("{what}: the hub said {:?}, then {:?}", error.err, received.last());
         assert!(
             error.close,
             "{what}: the error must say the connection closes: {error:?}"
@@ -117,6 +118,7 @@ fn oversized_frames_close_the_connection() {
         connection_ended(&received),
         "the hub must close the connection after an oversized frame; it sent {received:?}"
     );
+    eprintln!("oversized frame: the hub sent {received:?}");
     let mut explanations: Vec<String> = control_errors(&received).into_iter().map(|e| e.err).collect();
     if let Some(Received::Close(Some((_, reason)))) = received.last() {
         explanations.push(reason.clone());
