@@ -87,13 +87,10 @@ impl Api {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request.send().await.map_err(|error| {
-            failure::transport(format!(
-                "cannot reach the hub at {}: {}",
-                self.base,
-                failure::describe(&error.without_url())
-            ))
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| failure::unreachable(&self.base, &error.without_url()))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|error| {
             failure::transport(format!(

@@ -26,6 +26,18 @@ pub fn is_transport(error: &anyhow::Error) -> bool {
     error.downcast_ref::<TransportError>().is_some()
 }
 
+/// The transport error for a hub that could not be reached, with a hint when the cause is the
+/// most common first-run mistake: a self-signed hub certificate that is not trusted yet.
+pub fn unreachable(hub: &str, error: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+    let cause = describe(error);
+    let hint = if cause.contains("invalid peer certificate") {
+        " (if the hub uses a self-signed certificate, trust it with --ca FILE)"
+    } else {
+        ""
+    };
+    transport(format!("cannot reach the hub at {hub}: {cause}{hint}"))
+}
+
 /// `error` and its causes on one line, the way reqwest and rustls errors read best: their
 /// top-level message alone ("error sending request") hides the useful part.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {

@@ -58,8 +58,9 @@ DEVICE is a device id, a unique id prefix, or a device name.
 
 Several COMMAND words are quoted for the device's shell, so `-- sh -c 'echo $HOME'` runs as
 typed; a single word is passed as-is, so `-- 'echo a | wc -c'` runs a pipeline. Exits with
-the command's exit status, or 255 if the connection to the hub failed. Needs a tether-agent
-on the device (protocol version 2).";
+the command's exit status, or 255 if the connection to the hub failed. The command's stdin
+is closed; its stdout and stderr both arrive on stdout. Needs a tether-agent on the device
+(protocol version 2).";
 
 /// Remote access to devices through a Tether hub.
 #[derive(Parser)]

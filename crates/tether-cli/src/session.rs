@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     api::HttpError,
-    failure::{self, describe, transport},
+    failure::{self, transport},
     hub::Authenticated,
 };
 
@@ -94,11 +94,7 @@ impl Session {
                     reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
                 anyhow::Error::new(HttpError::from_body(status, body.as_bytes()))
             }
-            other => transport(format!(
-                "cannot reach the hub at {}: {}",
-                hub.url,
-                describe(&other)
-            )),
+            other => failure::unreachable(&hub.url.to_string(), &other),
         })?;
         let (mut sink, incoming) = socket.split();
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Message>();

@@ -45,7 +45,10 @@ pub async fn run(mut session: Session, device: &Device) -> Result<i32> {
     // Leave raw mode before anything else is printed.
     drop(state);
     match result {
-        Ok(Ending::Finished(code)) => Ok(code),
+        Ok(Ending::Finished(code)) => {
+            session.close().await;
+            Ok(code)
+        }
         Ok(Ending::Local(code, message)) => {
             session.stop().await;
             eprintln!("\r\ntether: {message}");
