@@ -141,6 +141,32 @@ fn interactive_terminal_runs_commands_and_follows_resizes() {
     terminal.expect(&first_out, LONG);
     terminal.expect(&second_out, LONG);
 
+    // Control characters reach the remote terminal: Ctrl-C interrupts a running command (without
+    // it, `sleep 1000` would hold the shell past every deadline here). Keystrokes typed right
+    // around an interrupt may be flushed by the remote terminal's line discipline, so the marker
+    // is typed again until the shell answers.
+    terminal.send_line("echo started-$((1+1)); sleep 1000");
+    terminal.expect("started-2", LONG);
+    terminal.send("\x03");
+    let mut interrupted = false;
+    for _ in 0..5 {
+        let (command, expected) = marker();
+        terminal.send_line(&command);
+        if terminal.try_expect(&expected, Duration::from_secs(3)).is_some() {
+            interrupted = true;
+            break;
+        }
+    }
+    assert!(
+        interrupted,
+        "Ctrl-C did not interrupt `sleep 1000`:\n{}",
+        terminal.output()
+    );
+
+    // UTF-8 passes through unchanged.
+    terminal.send_line("printf '\\342\\234\\223 ok-%s\\n' $((3*3))");
+    terminal.expect("\u{2713} ok-9", LONG);
+
     // `exit` ends the shell and the CLI.
     terminal.send_line("exit");
     terminal.expect_exit(LONG);
