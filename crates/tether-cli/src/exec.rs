@@ -8,9 +8,10 @@ use tether_proto::{api::Device, shell::Shell, shell::status, version};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    messages::Event,
     output::{window_size, write_stdout},
     quoting::command_line,
-    session::{Event, Session},
+    session::Session,
 };
 
 /// What ssh reports when it, not the remote command, failed.

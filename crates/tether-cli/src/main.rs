@@ -10,6 +10,7 @@ mod failure;
 mod hub;
 mod input;
 mod login;
+mod messages;
 mod output;
 mod password;
 mod quoting;

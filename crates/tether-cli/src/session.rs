@@ -1,6 +1,6 @@
 //! The user leg of a session, shared by `tether terminal` and `tether exec`: opening the
 //! WebSocket, the handshake (the device's `accept`), keep-alive, and turning protocol messages
-//! into the few events a command acts on.
+//! into the few events a command acts on (see [`crate::messages`]).
 //!
 //! Writes go through a channel to one writer task, so nothing here awaits the socket while a
 //! caller's `select!` may cancel it: [`Session::next`] is cancel-safe and [`Session::send`]
@@ -14,9 +14,7 @@ use tether_net::{NetError, Proxy, WebSocket, connect_websocket};
 use tether_proto::{
     Envelope,
     api::{Device, user_connect_path},
-    control::Control,
-    protocol,
-    shell::{self, Shell},
+    shell::Shell,
 };
 use tokio::{
     sync::mpsc,
@@ -29,6 +27,7 @@ use crate::{
     api::HttpError,
     failure::{self, transport},
     hub::Authenticated,
+    messages::{Event, Inbound, interpret},
 };
 
 /// Far above any frame a session carries (64 KiB in version 2), yet bounded.
@@ -41,25 +40,6 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Two missed keep-alive answers and some slack: the hub is gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
-
-/// What happened on the session, as far as a command cares.
-#[derive(Debug, PartialEq)]
-pub enum Event {
-    /// The device started the shell (`new` with status 1).
-    Started,
-    /// The device refused to start the shell (`new` with status 2), with its reason.
-    Refused(String),
-    /// Terminal output.
-    Output(Vec<u8>),
-    /// The shell ended (`stop` from the device).
-    Ended {
-        status: Option<i64>,
-        text: String,
-        exit_status: Option<i64>,
-    },
-    /// A non-fatal error report from the hub or device, to show the operator.
-    Notice(String),
-}
 
 pub struct Session {
     incoming: SplitStream<WebSocket>,
@@ -136,28 +116,28 @@ impl Session {
     async fn await_accept(&mut self) -> Result<()> {
         loop {
             let envelope = self.receive().await?;
-            if envelope.proto != protocol::CONTROL {
-                continue;
-            }
-            match Control::from_envelope(&envelope) {
-                Ok(Control::Accept { version, .. }) => {
+            match interpret(&envelope) {
+                Inbound::Accepted { version } => {
                     self.sid = envelope.sid;
                     self.version = version;
                     return Ok(());
                 }
                 // Not a transport failure: the hub or device said no, in words.
-                Ok(Control::Error(body)) => bail!("{}", body.err),
-                Ok(Control::Close) => bail!("the hub closed the session before it started"),
-                _ => continue,
+                Inbound::Closed(text) | Inbound::Event(Event::Notice(text)) => bail!("{text}"),
+                Inbound::Reply(answer) => self.send_envelope(&answer),
+                Inbound::Event(_) | Inbound::Ignore => continue,
             }
         }
     }
 
     /// Queues one shell message for the device.
     pub fn send(&self, message: Shell) {
-        let bytes = message.to_envelope(&self.sid).encode();
+        self.send_envelope(&message.to_envelope(&self.sid));
+    }
+
+    fn send_envelope(&self, envelope: &Envelope) {
         // A closed channel means the writer already failed; `next` reports the loss.
-        let _ = self.outgoing.send(Message::binary(bytes));
+        let _ = self.outgoing.send(Message::binary(envelope.encode()));
     }
 
     /// Ends the session from this side: `stop` to the shell, then a WebSocket close, waiting
@@ -183,60 +163,16 @@ impl Session {
     pub async fn next(&mut self) -> Result<Event> {
         loop {
             let envelope = self.receive().await?;
-            match envelope.proto {
-                protocol::CONTROL => match Control::from_envelope(&envelope) {
-                    Ok(Control::Error(body)) if body.close => return Err(transport(body.err)),
-                    Ok(Control::Error(body)) => return Ok(Event::Notice(body.err)),
-                    Ok(Control::Close) => {
-                        return Err(transport("the hub closed the session"));
-                    }
-                    _ => continue,
-                },
-                protocol::SHELL => {
-                    if let Some(event) = self.shell_event(&envelope) {
-                        return Ok(event);
-                    }
-                }
-                // File transfer, port forward... are not this session's business.
-                _ => continue,
+            match interpret(&envelope) {
+                Inbound::Event(event) => return Ok(event),
+                Inbound::Reply(answer) => self.send_envelope(&answer),
+                Inbound::Closed(text) => return Err(transport(text)),
+                Inbound::Accepted { .. } | Inbound::Ignore => continue,
             }
         }
     }
 
-    fn shell_event(&self, envelope: &Envelope) -> Option<Event> {
-        let message = match Shell::from_envelope(envelope) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::debug!("ignoring a malformed shell message: {error}");
-                return None;
-            }
-        };
-        match message {
-            Shell::New { status, text, .. } if status == Some(shell::status::ERROR) => {
-                Some(Event::Refused(text_of(&text)))
-            }
-            Shell::New { .. } => Some(Event::Started),
-            Shell::Data(bytes) => Some(Event::Output(bytes)),
-            Shell::Stop {
-                status,
-                text,
-                exit_status,
-                ..
-            } => Some(Event::Ended {
-                status,
-                text: text_of(&text),
-                exit_status,
-            }),
-            // The stock agent kills a shell whose health check goes unanswered.
-            Shell::Ping { .. } => {
-                self.send(Shell::Pong);
-                None
-            }
-            Shell::Resize { .. } | Shell::Pong => None,
-        }
-    }
-
-    /// The next protocol message, answering pings and keeping the connection alive on the way.
+    /// The next protocol message, keeping the connection alive on the way.
     async fn receive(&mut self) -> Result<Envelope> {
         loop {
             let silence_deadline = self.last_heard + SILENCE_LIMIT;
@@ -256,6 +192,12 @@ impl Session {
             self.last_heard = Instant::now();
             let bytes = match frame {
                 Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(Message::Close(Some(frame)))) if !frame.reason.trim().is_empty() => {
+                    return Err(transport(format!(
+                        "the hub closed the connection: {}",
+                        frame.reason.trim()
+                    )));
+                }
                 Some(Ok(Message::Close(_))) | None => {
                     return Err(transport("connection to the hub lost"));
                 }
@@ -273,16 +215,7 @@ impl Session {
                     continue;
                 }
             };
-            if envelope.proto == protocol::CONTROL && envelope.typ == "ping" {
-                let pong = Control::Pong.to_envelope(&envelope.sid).encode();
-                let _ = self.outgoing.send(Message::binary(pong));
-                continue;
-            }
             return Ok(envelope);
         }
     }
-}
-
-fn text_of(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_owned()
 }

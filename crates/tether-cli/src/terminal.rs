@@ -14,9 +14,10 @@ use tokio::{
 use crate::{
     escape::EscapeDetector,
     input::{Input, spawn_stdin_reader},
+    messages::Event,
     output::{window_size, write_stdout},
     raw_mode::RawMode,
-    session::{Event, Session},
+    session::Session,
 };
 
 /// End-of-transmission (Ctrl-D): what a terminal sends when its user is done typing.

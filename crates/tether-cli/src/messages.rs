@@ -1,0 +1,208 @@
+//! What an inbound protocol message means to the CLI, decided without I/O so it can be tested:
+//! an event for the command, a ping to answer, the end of the session, or nothing.
+
+use tether_proto::{
+    Envelope,
+    control::Control,
+    protocol,
+    shell::{self, Shell},
+};
+
+/// What happened on the session, as far as a command cares.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// The device started the shell (`new` with status 1).
+    Started,
+    /// The device refused to start the shell (`new` with status 2), with its reason.
+    Refused(String),
+    /// Terminal output.
+    Output(Vec<u8>),
+    /// The shell ended (`stop` from the device).
+    Ended {
+        status: Option<i64>,
+        text: String,
+        exit_status: Option<i64>,
+    },
+    /// A non-fatal error report from the hub or device, to show the operator.
+    Notice(String),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    /// The handshake's answer: the protocol version the device chose.
+    Accepted {
+        version: u32,
+    },
+    Event(Event),
+    /// Send this back (pings) and carry on.
+    Reply(Envelope),
+    /// The hub ended the session, saying why.
+    Closed(String),
+    /// Nothing for the CLI: other protocols, pongs, malformed messages.
+    Ignore,
+}
+
+pub fn interpret(envelope: &Envelope) -> Inbound {
+    match envelope.proto {
+        protocol::CONTROL => control(envelope),
+        protocol::SHELL => shell_message(envelope),
+        // File transfer, port forward... are not this session's business.
+        _ => Inbound::Ignore,
+    }
+}
+
+fn control(envelope: &Envelope) -> Inbound {
+    match Control::from_envelope(envelope) {
+        Ok(Control::Accept { version, .. }) => Inbound::Accepted { version },
+        Ok(Control::Ping) => Inbound::Reply(Control::Pong.to_envelope(&envelope.sid)),
+        Ok(Control::Error(body)) if body.close => Inbound::Closed(body.err),
+        Ok(Control::Error(body)) => Inbound::Event(Event::Notice(body.err)),
+        Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
+        Ok(Control::Open { .. } | Control::Pong) => Inbound::Ignore,
+        Err(error) => {
+            tracing::debug!("ignoring a malformed control message: {error}");
+            Inbound::Ignore
+        }
+    }
+}
+
+fn shell_message(envelope: &Envelope) -> Inbound {
+    let message = match Shell::from_envelope(envelope) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::debug!("ignoring a malformed shell message: {error}");
+            return Inbound::Ignore;
+        }
+    };
+    let event = match message {
+        Shell::New { status, text, .. } if status == Some(shell::status::ERROR) => {
+            Event::Refused(text_of(&text))
+        }
+        Shell::New { .. } => Event::Started,
+        Shell::Data(bytes) => Event::Output(bytes),
+        Shell::Stop {
+            status,
+            text,
+            exit_status,
+            ..
+        } => Event::Ended {
+            status,
+            text: text_of(&text),
+            exit_status,
+        },
+        // The stock agent kills a shell whose health check goes unanswered.
+        Shell::Ping { .. } => return Inbound::Reply(Shell::Pong.to_envelope(&envelope.sid)),
+        Shell::Resize { .. } | Shell::Pong => return Inbound::Ignore,
+    };
+    Inbound::Event(event)
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::control::ErrorBody;
+
+    use super::*;
+
+    fn through_the_wire(envelope: Envelope) -> Inbound {
+        interpret(&Envelope::decode(&envelope.encode()).unwrap())
+    }
+
+    #[test]
+    fn accept_carries_the_version() {
+        let accept = Control::Accept {
+            version: 2,
+            protocols: vec![1],
+        };
+        assert_eq!(
+            through_the_wire(accept.to_envelope("s")),
+            Inbound::Accepted { version: 2 }
+        );
+    }
+
+    #[test]
+    fn pings_are_answered_on_the_same_session() {
+        let Inbound::Reply(pong) = through_the_wire(Control::Ping.to_envelope("s1")) else {
+            panic!("a control ping needs a pong");
+        };
+        assert_eq!(Control::from_envelope(&pong).unwrap(), Control::Pong);
+        assert_eq!(pong.sid, "s1");
+        let Inbound::Reply(pong) = through_the_wire(Shell::Ping { timeout: Some(65) }.to_envelope("s2"))
+        else {
+            panic!("a shell ping needs a pong");
+        };
+        assert_eq!(Shell::from_envelope(&pong).unwrap(), Shell::Pong);
+        assert_eq!(pong.sid, "s2");
+    }
+
+    #[test]
+    fn closing_errors_end_the_session_others_are_shown() {
+        let mut body = ErrorBody::new("device disconnected");
+        body.close = true;
+        assert_eq!(
+            through_the_wire(Control::Error(body).to_envelope("s")),
+            Inbound::Closed("device disconnected".into())
+        );
+        assert_eq!(
+            through_the_wire(Control::Error(ErrorBody::new("hmm")).to_envelope("s")),
+            Inbound::Event(Event::Notice("hmm".into()))
+        );
+    }
+
+    #[test]
+    fn shell_answers_become_events() {
+        let new = |status, text: &[u8]| Shell::New {
+            user_id: None,
+            width: None,
+            height: None,
+            command: None,
+            status: Some(status),
+            text: text.to_vec(),
+        };
+        assert_eq!(
+            through_the_wire(new(1, b"Shell started").to_envelope("s")),
+            Inbound::Event(Event::Started)
+        );
+        assert_eq!(
+            through_the_wire(new(2, b"too many shells\n").to_envelope("s")),
+            Inbound::Event(Event::Refused("too many shells".into()))
+        );
+        assert_eq!(
+            through_the_wire(Shell::Data(b"\x1b[1mhi".to_vec()).to_envelope("s")),
+            Inbound::Event(Event::Output(b"\x1b[1mhi".to_vec()))
+        );
+        let stop = Shell::Stop {
+            user_id: None,
+            status: Some(1),
+            text: Vec::new(),
+            exit_status: Some(3),
+        };
+        assert_eq!(
+            through_the_wire(stop.to_envelope("s")),
+            Inbound::Event(Event::Ended {
+                status: Some(1),
+                text: String::new(),
+                exit_status: Some(3)
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_messages_are_ignored() {
+        assert_eq!(
+            through_the_wire(Envelope::new(protocol::FILE_TRANSFER, "stat", "s")),
+            Inbound::Ignore
+        );
+        assert_eq!(
+            through_the_wire(Envelope::new(protocol::SHELL, "bogus", "s")),
+            Inbound::Ignore
+        );
+        assert_eq!(
+            through_the_wire(Envelope::new(protocol::SHELL, "resize", "s")),
+            Inbound::Ignore
+        );
+    }
+}
