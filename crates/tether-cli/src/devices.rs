@@ -1,10 +1,10 @@
 //! `tether devices ...`: listing the fleet as a table or JSON, and accepting, rejecting or
 //! removing one device.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tether_proto::api::{Device, device_path};
 
-use crate::{api::Api, hub::unix_now, resolve::resolve};
+use crate::{api::Api, hub::unix_now, output::print_listing, resolve::resolve};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Decision {
@@ -15,12 +15,12 @@ pub enum Decision {
 
 pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
     let devices = api.devices(status).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&devices)?);
+    let text = if json {
+        serde_json::to_string_pretty(&devices)? + "\n"
     } else {
-        print!("{}", table(&devices, unix_now()));
-    }
-    Ok(())
+        table(&devices, unix_now())
+    };
+    print_listing(&text).context("writing to stdout")
 }
 
 pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {

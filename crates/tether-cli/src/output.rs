@@ -10,6 +10,15 @@ pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     stdout.flush()
 }
 
+/// Prints a listing; a reader that stopped early (`| head`) is not an error, and must not
+/// turn into the panic `println!` would raise.
+pub fn print_listing(text: &str) -> std::io::Result<()> {
+    match write_stdout(text.as_bytes()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The terminal's size as (columns, rows); 80x24 when there is no terminal to ask.
 pub fn window_size() -> (u16, u16) {
     match crossterm::terminal::size() {
