@@ -13,6 +13,9 @@ use crate::{
 /// A running agent. Dropping it kills the process and removes its directory.
 pub struct Agent {
     process: Proc,
+    /// Killed processes of earlier runs (see [`Agent::restart`]), kept for their logs.
+    previous_runs: Vec<Proc>,
+    config_path: std::path::PathBuf,
     /// The device's `hostname` identity attribute: its name in device listings.
     pub name: String,
     dir: TempDir,
@@ -50,15 +53,28 @@ impl Agent {
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, &config).expect("agent.toml");
-        let mut command = Command::new(binary("tether-agent"));
-        hermetic(&mut command);
-        command.arg("--config").arg(&config_path);
-        let process = Proc::spawn(&format!("agent-{name}"), command, dir.path());
+        let process = spawn(&config_path, &format!("agent-{name}"), dir.path());
         Agent {
             process,
+            previous_runs: Vec::new(),
+            config_path,
             name: name.to_owned(),
             dir,
         }
+    }
+
+    /// SIGKILLs the agent (if running) and starts it again with the same configuration and data
+    /// directory (so the same device key).
+    pub fn restart(&mut self) {
+        self.process.kill();
+        let run = self.previous_runs.len() + 2;
+        let process = spawn(
+            &self.config_path,
+            &format!("agent-{}-run{run}", self.name),
+            self.dir.path(),
+        );
+        self.previous_runs
+            .push(std::mem::replace(&mut self.process, process));
     }
 
     pub fn dir(&self) -> &Path {
@@ -83,4 +99,11 @@ impl Agent {
     pub fn process(&mut self) -> &mut Proc {
         &mut self.process
     }
+}
+
+fn spawn(config_path: &Path, name: &str, log_dir: &Path) -> Proc {
+    let mut command = Command::new(binary("tether-agent"));
+    hermetic(&mut command);
+    command.arg("--config").arg(config_path);
+    Proc::spawn(name, command, log_dir)
 }

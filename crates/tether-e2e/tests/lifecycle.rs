@@ -144,3 +144,47 @@ fn killing_the_agent_ends_the_terminal_with_a_message() {
 
     cli.wait_device(&agent.name, "offline", |d| !d.online);
 }
+
+#[test]
+fn a_restarted_agent_keeps_its_identity_and_acceptance() {
+    let hub = Hub::start_default();
+    let cli = hub.user_cli("alice", true);
+    let mut agent = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    let id = cli.accept(&agent.name).id;
+
+    agent.restart();
+    let after = cli.exec_when_ready(&agent.name, &["echo", "back"], Duration::from_secs(60));
+    assert_eq!(after.ok(), "back\n", "agent log:\n{}", agent.log());
+    let same: Vec<_> = cli
+        .devices()
+        .into_iter()
+        .filter(|d| d.name == agent.name)
+        .collect();
+    assert_eq!(same.len(), 1, "a restarted agent must not enrol again: {same:#?}");
+    assert_eq!(same[0].id, id);
+    assert_eq!(same[0].status, "accepted");
+}
+
+#[test]
+fn an_open_terminal_ends_when_the_hub_dies_and_works_again_after_restart() {
+    let mut hub = Hub::start_default();
+    let cli = hub.user_cli("alice", true);
+    let agent = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    cli.accept(&agent.name);
+    let mut terminal = open_working_terminal(&cli, &agent.name);
+
+    hub.kill();
+    let status = terminal.expect_exit(Duration::from_secs(30));
+    assert!(!status.success(), "a terminal whose hub died must exit non-zero");
+    let message = tail(&terminal);
+    eprintln!("after the hub was killed, {status}; the terminal showed: {message:?}");
+    assert!(
+        message.contains("tether:"),
+        "the CLI should say why the terminal ended:\n{message}"
+    );
+
+    hub.restart();
+    cli.exec_when_ready(&agent.name, &["true"], Duration::from_secs(60))
+        .ok();
+    let _again = open_working_terminal(&cli, &agent.name);
+}
