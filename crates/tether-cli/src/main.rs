@@ -23,6 +23,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tether_proto::api::Device;
 
 use crate::{
     api::Api,
@@ -216,25 +217,26 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Terminal { device } => {
-            let login = authenticated(&options)?;
-            let devices = Api::new(&login.hub, Some(login.token.clone()))?
-                .devices(None)
-                .await?;
-            let device = resolve(&devices, &device)?;
-            let session = Session::open(&login, device).await?;
-            return terminal::run(session, device).await;
+            let (session, device) = open_session(&options, &device).await?;
+            return terminal::run(session, &device).await;
         }
         Command::Exec { device, command } => {
-            let login = authenticated(&options)?;
-            let devices = Api::new(&login.hub, Some(login.token.clone()))?
-                .devices(None)
-                .await?;
-            let device = resolve(&devices, &device)?;
-            let session = Session::open(&login, device).await?;
-            return exec::run(session, device, &command).await;
+            let (session, device) = open_session(&options, &device).await?;
+            return exec::run(session, &device, &command).await;
         }
     }
     Ok(0)
+}
+
+/// Finds the device `query` names and opens a session to it.
+async fn open_session(options: &HubOptions, query: &str) -> Result<(Session, Device)> {
+    let login = authenticated(options)?;
+    let devices = Api::new(&login.hub, Some(login.token.clone()))?
+        .devices(None)
+        .await?;
+    let device = resolve(&devices, query)?.clone();
+    let session = Session::open(&login, &device).await?;
+    Ok((session, device))
 }
 
 /// Diagnostics go to stderr, filtered by `TETHER_LOG` (quiet by default: output is the user's).
