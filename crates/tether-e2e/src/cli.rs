@@ -61,9 +61,14 @@ pub struct Cli {
 
 impl Cli {
     pub fn new(hub: &Hub) -> Cli {
+        Cli::with(&hub.url, &hub.cert_path)
+    }
+
+    /// A CLI for the hub at `url` whose certificate is `ca`.
+    pub fn with(url: &str, ca: &std::path::Path) -> Cli {
         Cli {
-            hub_url: hub.url.clone(),
-            ca: hub.cert_path.clone(),
+            hub_url: url.to_owned(),
+            ca: ca.to_path_buf(),
             config_dir: tempfile::Builder::new()
                 .prefix("tether-e2e-cli-")
                 .tempdir()

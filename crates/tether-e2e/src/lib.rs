@@ -30,7 +30,7 @@ pub use agent::Agent;
 pub use cli::{Cli, CliOutput};
 pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
 pub use hub::{Hub, HubOptions};
-pub use process::Proc;
+pub use process::{Proc, hermetic};
 pub use pty::PtySession;
 
 /// How long a helper waits for something expected (a line, a device, a process) before giving up.

@@ -3,6 +3,7 @@
 use std::{
     fs::File,
     io::{Read, Write},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
@@ -19,7 +20,7 @@ const SCRUBBED: &[&str] = &[
 ];
 
 /// Removes inherited `TETHER_*` and proxy variables from `command` and sets a log filter.
-pub(crate) fn hermetic(command: &mut Command) {
+pub fn hermetic(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text.starts_with("TETHER_") || SCRUBBED.contains(&key_text.as_ref()) {
@@ -31,11 +32,15 @@ pub(crate) fn hermetic(command: &mut Command) {
     }
 }
 
-/// A running child process with its stdout and stderr in files. Dropping it SIGKILLs the process
-/// (and reaps it); if the thread is panicking, its logs are printed first.
+/// A running child process with its stdout and stderr in files. It leads its own process group,
+/// so that whatever it starts (the demo's agent, a shell that escaped its PTY) goes with it:
+/// dropping it SIGKILLs the group (and reaps the process); if the thread is panicking, its logs
+/// are printed too.
 pub struct Proc {
     name: String,
     child: Option<Child>,
+    /// The process id, which is also its process group id.
+    pid: Option<u32>,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
 }
@@ -51,12 +56,14 @@ impl Proc {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr));
+            .stderr(Stdio::from(stderr))
+            .process_group(0);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         Proc {
             name: name.to_owned(),
+            pid: Some(child.id()),
             child: Some(child),
             stdout_path,
             stderr_path,
@@ -64,7 +71,7 @@ impl Proc {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.pid
     }
 
     /// What the process wrote to stdout so far.
@@ -126,11 +133,42 @@ impl Proc {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// SIGKILLs the process and reaps it. Its log files stay.
+    /// SIGKILLs the process and its process group, and reaps it. Its log files stay.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling a process group we created; no memory is involved.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGINT`) to the process only.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child; no memory is involved.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Whether any process of the group (the process or what it started) is still alive.
+    pub fn group_alive(&self) -> bool {
+        let Some(pid) = self.pid else { return false };
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(-(pid as i32), 0) == 0 }
+    }
+
+    /// Waits for the process to exit; `None` if it still runs after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -152,6 +190,11 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        if let Some(pid) = self.pid {
+            // The process may have exited by itself and left members of its group behind.
+            // SAFETY: signalling the group we created; no memory is involved.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
