@@ -1,0 +1,295 @@
+//! Keystroke round trip: the time from typing one printable character into `tether terminal
+//! DEVICE` (CLI -> hub -> agent -> the device's PTY, which echoes it -> agent -> hub -> CLI) until
+//! that character appears on the operator's terminal; beside the same through `ssh -tt` to a local
+//! `sshd` started here, in the same run, with the same shell (`/bin/sh`). Everything on 127.0.0.1.
+//!
+//! Method: at the shell prompt type one lowercase letter at a time and time until it appears in
+//! the PTY output. Every `BLOCK` characters, Ctrl-U and Enter clear the line and the benchmark
+//! waits for the prompt and for quiet. Blocks of tether and ssh alternate, so that background
+//! noise falls on both. Prints min/p50/p90/p99/max/mean in microseconds and the ratios.
+//!
+//! Environment: `KEYSTROKES` (default 300 per tool), `TETHER_BIN_DIR` (release hub, CLI, agent),
+//! `SSHD` (default `/usr/sbin/sshd`), `SSH` (default `ssh`). Without sshd the ssh column is skipped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use tether_bench::{Binaries, Stats, marker, stage, us};
+use tether_e2e::{Agent, Hub, Proc, PtySession};
+
+const LONG: Duration = Duration::from_secs(30);
+/// Characters typed between two clears of the line.
+const BLOCK: usize = 50;
+/// Characters typed (and not counted) before measuring, per tool.
+const WARMUP: usize = 20;
+/// A prompt whose typed form (`PS1='@''@> '`) does not contain it.
+const PROMPT: &str = "@@> ";
+const SET_PROMPT: &str = "PS1='@''@> '";
+
+fn main() -> ExitCode {
+    if let Some(code) = stage(&Binaries::from_env()) {
+        return code;
+    }
+    let keystrokes: usize = std::env::var("KEYSTROKES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+
+    let hub = Hub::start_default();
+    let cli = hub.user_cli("bench", true);
+    let agent = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    cli.accept(&agent.name);
+    let tether = PtySession::terminal(&cli, &agent.name);
+    prepare(&tether);
+
+    let sshd = match LocalSshd::start() {
+        Ok(sshd) => Some(sshd),
+        Err(e) => {
+            eprintln!("ssh comparison skipped: {e}");
+            None
+        }
+    };
+    let ssh = sshd.as_ref().map(|sshd| {
+        let session = PtySession::spawn_command(sshd.client_command(), "ssh", 24, 80);
+        prepare(&session);
+        session
+    });
+
+    let mut peers: Vec<(&str, &PtySession, Vec<Duration>)> = vec![("tether", &tether, Vec::new())];
+    if let Some(ssh) = &ssh {
+        peers.push(("ssh", ssh, Vec::new()));
+    }
+    for (_, session, _) in &peers {
+        type_block(session, WARMUP);
+    }
+    let mut left = keystrokes;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        for (_, session, samples) in peers.iter_mut() {
+            samples.extend(type_block(session, n));
+        }
+        left -= n;
+    }
+
+    println!("== keystroke round trip (typed character -> its echo on the terminal), 127.0.0.1 ==");
+    println!(
+        "{keystrokes} keystrokes per tool after {WARMUP} warm-up, blocks of {BLOCK}, alternating; shell /bin/sh"
+    );
+    println!(
+        "{:<8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "tool", "n", "min us", "p50 us", "p90 us", "p99 us", "max us", "mean us"
+    );
+    let mut stats = Vec::new();
+    for (name, _, samples) in &peers {
+        let s = Stats::of(samples);
+        println!(
+            "{name:<8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            s.count,
+            us(s.min),
+            us(s.p50),
+            us(s.p90),
+            us(s.p99),
+            us(s.max),
+            us(s.mean)
+        );
+        println!("METRIC keystroke_p50_us_{name} {}", us(s.p50));
+        println!("METRIC keystroke_p99_us_{name} {}", us(s.p99));
+        stats.push(s);
+    }
+    if stats.len() == 2 {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        println!(
+            "tether/ssh: p50 {:.2}x, p99 {:.2}x, mean {:.2}x",
+            ratio(stats[0].p50, stats[1].p50),
+            ratio(stats[0].p99, stats[1].p99),
+            ratio(stats[0].mean, stats[1].mean)
+        );
+    }
+    drop(ssh);
+    drop(sshd);
+    ExitCode::SUCCESS
+}
+
+/// Sets the prompt and waits until the shell answers and the terminal is quiet.
+fn prepare(session: &PtySession) {
+    let (command, expected) = marker();
+    session.send_line(&format!("{SET_PROMPT}; {command}"));
+    session.expect(&expected, LONG);
+    session.expect(PROMPT, LONG);
+    settle(session);
+    check_remote_echo(session);
+}
+
+/// Makes sure the echo being timed is the remote PTY's: with the remote echo off (`stty -echo`),
+/// a typed character must not appear (it would if the local terminal still echoed, e.g. if the
+/// client had not put it in raw mode). Panics otherwise: the figures would be meaningless.
+fn check_remote_echo(session: &PtySession) {
+    session.send_line("stty -echo");
+    session.expect(PROMPT, LONG);
+    settle(session);
+    session.send(b"q");
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = session.pending_output();
+    assert!(
+        shown.is_empty(),
+        "`{}`: a typed character appeared with the remote echo off ({shown:?}): the local terminal \
+         echoes, so the echo would not measure a round trip",
+        session.label()
+    );
+    session.send(b"\x15stty echo\r");
+    session.expect(PROMPT, LONG);
+    settle(session);
+}
+
+/// Waits until nothing new arrives for a while, consuming what did.
+fn settle(session: &PtySession) {
+    loop {
+        std::thread::sleep(Duration::from_millis(150));
+        let pending = session.pending_output();
+        if pending.is_empty() {
+            return;
+        }
+        session.expect(&pending, LONG);
+    }
+}
+
+/// Types `n` letters one at a time, timing each echo; then clears the line.
+fn type_block(session: &PtySession, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let letter = (b'a' + (i % 26) as u8) as char;
+        let start = Instant::now();
+        session.send([letter as u8]);
+        if session.try_expect(&letter.to_string(), LONG).is_none() {
+            panic!(
+                "`{}` did not echo {letter:?} within {LONG:?}; it showed:\n{}",
+                session.label(),
+                session.output()
+            );
+        }
+        samples.push(start.elapsed());
+    }
+    session.send(b"\x15\r");
+    session.expect(PROMPT, LONG);
+    settle(session);
+    samples
+}
+
+/// `sshd -D` on a free 127.0.0.1 port with a temporary host key and authorized key (for the
+/// current user), killed on drop.
+struct LocalSshd {
+    _process: Proc,
+    port: u16,
+    key: PathBuf,
+    user: String,
+    dir: tempfile::TempDir,
+}
+
+impl LocalSshd {
+    fn start() -> Result<LocalSshd, String> {
+        let sshd = std::env::var("SSHD").unwrap_or_else(|_| "/usr/sbin/sshd".into());
+        if !Path::new(&sshd).is_file() {
+            return Err(format!("{sshd} not found (install openssh-server)"));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("tether-bench-sshd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let d = dir.path();
+        let keygen = |path: &Path| -> Result<(), String> {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .map_err(|e| format!("ssh-keygen: {e}"))?;
+            status
+                .success()
+                .then_some(())
+                .ok_or_else(|| "ssh-keygen failed".to_owned())
+        };
+        keygen(&d.join("host_key"))?;
+        keygen(&d.join("client_key"))?;
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).map_err(|e| e.to_string())?;
+        // Privilege separation needs this directory (a fresh container has no /run/sshd).
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                if tether_e2e::is_root() {
+                    "root".into()
+                } else {
+                    whoami()
+                }
+            });
+        let port = free_port()?;
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
+             AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPrintMotd no\nPrintLastLog no\n\
+             UseDNS no\nLogLevel ERROR\n",
+            host = d.join("host_key").display(),
+            pid = d.join("sshd.pid").display(),
+            auth = d.join("authorized_keys").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).map_err(|e| e.to_string())?;
+        let mut command = Command::new(&sshd);
+        command.arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config"));
+        let process = Proc::spawn("sshd", command, d);
+        // Ready once the port accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "sshd did not listen on 127.0.0.1:{port}:\n{}",
+                    process.logs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(LocalSshd {
+            _process: process,
+            port,
+            key: d.join("client_key"),
+            user,
+            dir,
+        })
+    }
+
+    /// `ssh -tt ... USER@127.0.0.1 /bin/sh`: an interactive `/bin/sh` on a remote PTY.
+    fn client_command(&self) -> Command {
+        let ssh = std::env::var("SSH").unwrap_or_else(|_| "ssh".into());
+        let mut command = Command::new(ssh);
+        command
+            .arg("-tt")
+            .args(["-p", &self.port.to_string()])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "BatchMode=yes"])
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-F", "/dev/null"])
+            .arg("-i")
+            .arg(&self.key)
+            .arg(format!("{}@127.0.0.1", self.user))
+            .arg("/bin/sh");
+        let _ = &self.dir;
+        command
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn whoami() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "root".into())
+}
