@@ -218,10 +218,10 @@ impl Drop for PtySession {
             let _ = child.wait();
         }
         // The reader ends on EIO once the child is gone; don't block a test on it otherwise.
-        if let Some(reader) = self.reader.take() {
-            if reader.is_finished() {
-                let _ = reader.join();
-            }
+        if let Some(reader) = self.reader.take()
+            && reader.is_finished()
+        {
+            let _ = reader.join();
         }
         if std::thread::panicking() {
             eprintln!(
