@@ -4,11 +4,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::SinkExt as _;
 use tether_e2e::{
     Agent, Cli, FakeDevice, Hub, HubOptions, Received, block_on, receive_until_end, send_binary,
 };
 use tether_net::NetError;
 use tether_proto::{api, auth::DeviceClaims, control::Control, protocol};
+use tokio_tungstenite::tungstenite::Message;
 
 const KEY: &str = "e2e-robustness-key";
 
@@ -53,6 +55,10 @@ fn connection_ended(received: &[Received]) -> bool {
 /// Sends one frame from a newly connected fake device; returns everything the hub sent back
 /// until it closed the connection (or 20 s passed).
 fn send_frame_and_collect(hub: &Hub, frame: Vec<u8>) -> Vec<Received> {
+    send_message_and_collect(hub, Message::Binary(frame.into()))
+}
+
+fn send_message_and_collect(hub: &Hub, message: Message) -> Vec<Received> {
     let fake = FakeDevice::new(hub);
     let token = fake.token(Some(KEY));
     block_on(async {
@@ -61,7 +67,7 @@ fn send_frame_and_collect(hub: &Hub, frame: Vec<u8>) -> Vec<Received> {
             .await
             .unwrap_or_else(|e| panic!("a provisioned device must be able to connect: {e}"));
         // The hub may also drop the connection while the frame is being written.
-        let _ = send_binary(&mut socket, frame).await;
+        let _ = socket.send(message).await;
         receive_until_end(&mut socket, Duration::from_secs(20)).await
     })
 }
@@ -103,6 +109,23 @@ fn malformed_frames_get_an_error_and_close_only_that_connection() {
         );
         assert_agent_still_works(&cli, &agent);
     }
+
+    // Text frames are not part of the protocol either.
+    let received = send_message_and_collect(&hub, Message::Text("hello".into()));
+    eprintln!("text frame: the hub sent {received:?}");
+    assert!(
+        connection_ended(&received),
+        "text frame: the hub must close the connection: {received:?}"
+    );
+    let mut explanations: Vec<String> = control_errors(&received).into_iter().map(|e| e.err).collect();
+    if let Some(Received::Close(Some((_, reason)))) = received.last() {
+        explanations.push(reason.clone());
+    }
+    assert!(
+        explanations.iter().any(|e| e.to_lowercase().contains("text")),
+        "text frame: the hub should say text frames are not allowed: {received:?}"
+    );
+    assert_agent_still_works(&cli, &agent);
 }
 
 #[test]
@@ -322,4 +345,75 @@ fn repeated_bad_logins_are_rate_limited() {
         "50 bad logins in a row should be rate limited (429); got {statuses:?}"
     );
     assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+}
+
+#[test]
+fn silent_devices_are_dropped_by_the_keepalive() {
+    let (hub, cli, agent) =
+        hub_with_agent(HubOptions::default().env("TETHER_HUB_KEEPALIVE_INTERVAL_SECS", "1"));
+    let fake = FakeDevice::new(&hub);
+    let token = fake.token(Some(KEY));
+    // Connect, then never read again: the hub's pings go unanswered.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = runtime.block_on(fake.connect(&token)).expect("connect");
+    cli.wait_device(&fake.name, "online", |d| d.online);
+    cli.wait_device(&fake.name, "dropped as silent", |d| !d.online);
+    drop(socket);
+
+    // The real agent answers pings (or pings itself) and stays.
+    let agent_device = cli.wait_online(&agent.name);
+    assert!(agent_device.online);
+    assert_agent_still_works(&cli, &agent);
+}
+
+#[test]
+fn logout_revokes_the_token_on_the_hub() {
+    let hub = Hub::start_default();
+    hub.add_user("admin", true, "admin-password");
+    let (status, body) = login_token(&hub, "admin", "admin-password");
+    assert_eq!(status, 200, "{body}");
+    let login: api::LoginResponse = serde_json::from_str(&body).expect("login response");
+    let bearer = format!("Bearer {}", login.token);
+    let (status, body) = hub.request("GET", api::DEVICES_PATH, &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = hub.request("POST", api::LOGOUT_PATH, &[("Authorization", &bearer)], b"");
+    assert!((200..300).contains(&status), "logout: {status} {body}");
+    let (status, body) = hub.request("GET", api::DEVICES_PATH, &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 401, "a token must not work after logout: {body}");
+
+    // The CLI's logout does the same for its stored token.
+    let mut cli = hub.cli();
+    cli.login("admin", "admin-password");
+    cli.run(&["devices", "list"]).ok();
+    let second = login_token(&hub, "admin", "admin-password");
+    let second: api::LoginResponse = serde_json::from_str(&second.1).expect("login response");
+    cli.run(&["logout"]).ok();
+    let after = cli.run(&["devices", "list"]);
+    assert!(!after.success(), "{after}");
+    // Logging out one session does not end the user's others.
+    cli.set_env("TETHER_TOKEN", &second.token);
+    cli.run(&["devices", "list"]).ok();
+}
+
+#[test]
+fn user_sessions_expire() {
+    let hub = Hub::start(HubOptions::default().env("TETHER_HUB_SESSION_LIFETIME_SECS", "1"));
+    hub.add_user("admin", true, "admin-password");
+    let (status, body) = login_token(&hub, "admin", "admin-password");
+    assert_eq!(status, 200, "{body}");
+    let login: api::LoginResponse = serde_json::from_str(&body).expect("login response");
+    assert!(
+        login.expires_at <= now() + 2,
+        "a one-second session expires at once: {body}"
+    );
+    while now() <= login.expires_at + 1 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bearer = format!("Bearer {}", login.token);
+    let (status, body) = hub.request("GET", api::DEVICES_PATH, &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 401, "an expired session must be refused: {body}");
 }
