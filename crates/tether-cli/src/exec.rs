@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     messages::Event,
-    output::{window_size, write_stdout},
+    output::{say, window_size, write_stdout},
     quoting::command_line,
     session::Session,
 };
@@ -64,13 +64,13 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
                     return Ok(match exit_status {
                         Some(code) => u8::try_from(code).map_or(TRANSPORT_FAILURE, i32::from),
                         None if status == Some(status::ERROR) => {
-                            eprintln!("tether: the command ended abnormally: {text}");
+                            say!("tether: the command ended abnormally: {text}");
                             TRANSPORT_FAILURE
                         }
                         None => 0,
                     });
                 }
-                Event::Notice(text) => eprintln!("tether: {text}"),
+                Event::Notice(text) => say!("tether: {text}"),
             },
             _ = interrupt.recv() => break libc::SIGINT,
             _ = terminate.recv() => break libc::SIGTERM,

@@ -9,6 +9,7 @@ use crate::{
     api::{Api, HttpError},
     config::{self, Credentials},
     hub::{Hub, HubOptions},
+    output::say,
     password,
 };
 
@@ -80,7 +81,7 @@ pub async fn logout(options: &HubOptions) -> Result<()> {
                 .downcast_ref::<HttpError>()
                 .is_some_and(|refusal| refusal.status == StatusCode::UNAUTHORIZED) => {}
         // The local credentials go anyway: logging out must work with the hub unreachable.
-        Err(error) => eprintln!("tether: could not revoke the token on {}: {error:#}", stored.hub),
+        Err(error) => say!("tether: could not revoke the token on {}: {error:#}", stored.hub),
     }
     config::remove(&dir)?;
     println!("Logged out.");

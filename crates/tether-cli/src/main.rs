@@ -29,6 +29,7 @@ use crate::{
     api::Api,
     devices::Decision,
     hub::{HubOptions, authenticated},
+    output::say,
     resolve::resolve,
     session::Session,
 };
@@ -175,7 +176,7 @@ fn main() {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("tether: cannot start the async runtime: {error}");
+            say!("tether: cannot start the async runtime: {error}");
             std::process::exit(1);
         }
     };
@@ -185,7 +186,7 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("tether: {error:#}");
+            say!("tether: {error:#}");
             if is_exec && failure::is_transport(&error) {
                 exec::TRANSPORT_FAILURE
             } else {

@@ -26,3 +26,13 @@ pub fn window_size() -> (u16, u16) {
         _ => (80, 24),
     }
 }
+
+/// `eprintln!` that never panics: on a hung-up terminal (SIGHUP) stderr fails with EIO, and the
+/// way out must still restore and exit cleanly.
+macro_rules! say {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($argument)*);
+    }};
+}
+pub(crate) use say;

@@ -15,7 +15,7 @@ use crate::{
     escape::EscapeDetector,
     input::{Input, spawn_stdin_reader},
     messages::Event,
-    output::{window_size, write_stdout},
+    output::{say, window_size, write_stdout},
     raw_mode::RawMode,
     session::Session,
 };
@@ -52,13 +52,13 @@ pub async fn run(mut session: Session, device: &Device) -> Result<i32> {
         }
         Ok(Ending::Local(code, message)) => {
             session.stop().await;
-            eprintln!("\r\ntether: {message}");
+            say!("\r\ntether: {message}");
             Ok(code)
         }
         Err(error) => {
             if started && interactive {
                 // The remote output may have left the cursor mid-line.
-                eprint!("\r\n");
+                say!("\r");
             }
             Err(error)
         }
@@ -101,12 +101,12 @@ impl Terminal {
                     Event::Ended { status, text, .. } => {
                         self.raw_mode = None;
                         if status == Some(status::ERROR) && !text.is_empty() {
-                            eprintln!("\r\ntether: session ended: {text}");
+                            say!("\r\ntether: session ended: {text}");
                             return Ok(Ending::Finished(1));
                         }
                         return Ok(Ending::Finished(0));
                     }
-                    Event::Notice(text) => eprint!("\r\ntether: {text}\r\n"),
+                    Event::Notice(text) => say!("\r\ntether: {text}\r"),
                 },
                 input = next_input(&mut self.input) => match input {
                     Input::Bytes(bytes) if self.interactive => {
@@ -145,9 +145,10 @@ impl Terminal {
         }
         self.started = true;
         if self.interactive {
-            eprintln!(
+            say!(
                 "Connected to {} ({}). Escape: ~. to disconnect.",
-                device.name, device.id
+                device.name,
+                device.id
             );
             self.raw_mode = Some(RawMode::enable()?);
         }
