@@ -106,9 +106,13 @@ pub fn stage(binaries: &Binaries) -> Option<ExitCode> {
     let exe = std::env::current_exe().expect("current_exe");
     let copy = deps.join(exe.file_name().expect("executable name"));
     std::fs::copy(&exe, &copy).expect("copy the benchmark executable");
+    // The copy runs elsewhere: hand it the directories resolved here.
+    let absolute = |path: PathBuf| std::fs::canonicalize(&path).unwrap_or(path);
     let status = Command::new(&copy)
         .args(std::env::args_os().skip(1))
         .env(STAGED_ENV, dir.path())
+        .env("TETHER_BIN_DIR", absolute(release_dir()))
+        .env("TETHER_DEVICE_AGENT", absolute(device_agent()))
         .status()
         .expect("run the staged benchmark");
     drop(dir);
