@@ -71,8 +71,24 @@ fn wrong_provisioning_key_is_refused_and_the_device_stays_pending() {
     assert_eq!(listed.status, "pending");
     let (status, body) = fake.authenticate(None);
     assert_eq!((status, status_of(&body)), (401, "pending".to_owned()), "{body}");
+}
 
-    // The operator can still accept the agent's device: then it connects.
+#[test]
+fn an_operator_can_accept_a_device_whose_provisioning_key_is_wrong() {
+    // The key enrols newcomers; it must not overrule an administrator's decision (the hub keeps a
+    // rejected device rejected whatever key it shows, and likewise an accepted device is in).
+    let hub = Hub::start(HubOptions::default().provisioning_key("the-right-key"));
+    let cli = hub.user_cli("admin", true);
+    let fake = FakeDevice::new(&hub);
+    assert_eq!(fake.authenticate(Some("wrong")).0, 401);
+    cli.run(&["devices", "accept", &fake.name]).ok();
+    let (status, body) = fake.authenticate(Some("wrong"));
+    assert_eq!(status, 200, "an accepted device must get its token: {body}");
+
+    // The same for a real agent.
+    let agent = Agent::start(&hub, "provisioning_key = \"a-wrong-key\"\n");
+    cli.wait_device(&agent.name, "pending", |d| d.status == "pending");
+
     cli.run(&["devices", "accept", &agent.name]).ok();
     cli.wait_online(&agent.name);
     assert_eq!(cli.exec(&agent.name, &["echo", "in"]).ok(), "in\n");
