@@ -74,6 +74,7 @@ fn per_user_and_total_shell_limits_refuse_the_next_shell() {
     let mut alice_second = PtySession::terminal(&alice, &agent.name);
     alice_second.expect("terminal.max_sessions_per_user", LONG);
     let status = alice_second.expect_exit(LONG);
+    eprintln!("alice's second terminal ({status}): {:?}", alice_second.output());
     assert!(!status.success(), "a refused terminal must exit non-zero");
 
     // Bob may have one: two shells in total now.
@@ -83,6 +84,7 @@ fn per_user_and_total_shell_limits_refuse_the_next_shell() {
     let mut carol_terminal = PtySession::terminal(&carol, &agent.name);
     carol_terminal.expect("terminal.max_sessions)", LONG);
     let status = carol_terminal.expect_exit(LONG);
+    eprintln!("carol's terminal ({status}): {:?}", carol_terminal.output());
     assert!(!status.success(), "a refused terminal must exit non-zero");
     assert!(
         !carol_terminal.output().contains("max_sessions_per_user"),
@@ -124,7 +126,8 @@ fn idle_shells_end_with_a_message() {
     let mut terminal = open_working_terminal(&cli, &agent.name);
     // Say nothing: the agent ends the shell after 2 s without input.
     terminal.expect("idle timeout", Duration::from_secs(30));
-    terminal.expect_exit(LONG);
+    let status = terminal.expect_exit(LONG);
+    eprintln!("idle terminal ({status}): {:?}", terminal.pending_output());
     assert!(
         terminal.output().contains("tether: session ended: "),
         "the CLI should say the session ended:\n{}",
