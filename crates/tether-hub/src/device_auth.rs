@@ -96,36 +96,21 @@ pub async fn auth_request(
     };
 
     let mut status = device.status;
-    if let Some(offered) = &request.provisioning_key {
+    // The provisioning key only enrols pending newcomers: an accepted device is not refused for
+    // a stale key, and a rejected device stays rejected (the key does not overrule an admin).
+    if let (DeviceStatus::Pending, Some(offered)) = (status, &request.provisioning_key) {
         let valid = state
             .config
             .provisioning_key
             .as_deref()
             .is_some_and(|expected| constant_time_equal(expected.as_bytes(), offered.as_bytes()));
         if !valid {
-            tracing::warn!(
-                "device {} ({}) presented an invalid provisioning key",
-                device.name,
-                device.id
-            );
-            return Ok(refusal(
-                "invalid",
-                "invalid provisioning key; the device stays pending".into(),
-            ));
+            tracing::warn!("device {} ({}) presented an invalid provisioning key", device.name, device.id);
+            return Ok(refusal("invalid", "invalid provisioning key; the device stays pending".into()));
         }
-        // A rejected device stays rejected: the key enrols newcomers, it does not overrule an admin.
-        if status == DeviceStatus::Pending {
-            state
-                .store
-                .set_device_status(&device.id, DeviceStatus::Accepted)
-                .await?;
-            tracing::info!(
-                "device {} ({}) accepted by provisioning key",
-                device.name,
-                device.id
-            );
-            status = DeviceStatus::Accepted;
-        }
+        state.store.set_device_status(&device.id, DeviceStatus::Accepted).await?;
+        tracing::info!("device {} ({}) accepted by provisioning key", device.name, device.id);
+        status = DeviceStatus::Accepted;
     }
     Ok(match status {
         DeviceStatus::Accepted => {

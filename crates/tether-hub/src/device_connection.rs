@@ -142,7 +142,10 @@ async fn relay(
                             refuse(&mut sink, CLOSE_TOO_BIG, &why).await;
                             return format!("the device sent a {why}");
                         }
-                        return format!("the device connection failed: {error}");
+                        // A reset or a close without TLS close_notify is how a killed or
+                        // powered-off device looks: report it plainly, details in the log.
+                        tracing::debug!("device {} connection error: {error}", device.id);
+                        return "the device disconnected".into();
                     }
                     Some(Ok(Message::Binary(bytes))) => match Envelope::decode(&bytes) {
                         Ok(envelope) => {
