@@ -169,8 +169,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging();
     let is_exec = matches!(cli.command, Command::Exec { .. });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
