@@ -251,6 +251,7 @@ pub async fn connect_websocket(
 
 /// One HTTP/1.1 request with a small body, read until the hub closes (`Connection: close`).
 /// Returns the status and body. Meant for the agent's few control requests, not for bulk data.
+#[allow(clippy::too_many_arguments)]
 pub async fn http_request(
     hub: &HubUrl,
     tls: Arc<rustls::ClientConfig>,
