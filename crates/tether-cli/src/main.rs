@@ -169,10 +169,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging();
     let is_exec = matches!(cli.command, Command::Exec { .. });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             say!("tether: cannot start the async runtime: {error}");
