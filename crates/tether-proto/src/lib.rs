@@ -3,7 +3,8 @@
 //! - [`value`]: the msgpack data model, with explicit integer widths where the stock agent
 //!   checks Go types strictly.
 //! - [`envelope`]: the Mender remote-terminal message (`hdr` + `body`), encoded and decoded.
-//! - [`control`], [`shell`]: typed messages of the control (0xFFFF) and shell (1) protocols.
+//! - [`control`], [`shell`], [`file_transfer`], [`port_forward`]: typed messages of the control
+//!   (0xFFFF), shell (1), file transfer (2) and port forward (3) protocols.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
 //! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
 //!
@@ -13,6 +14,8 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod envelope;
+pub mod file_transfer;
+pub mod port_forward;
 pub mod shell;
 pub mod value;
 

@@ -1,0 +1,224 @@
+//! The port forward protocol (3): many TCP or UDP connections in one session, each named by the
+//! `connection_id` prop (chosen by the operator's side).
+//!
+//! Flow control: every `forward` is answered by one `ack` for that connection. A version-1 sender
+//! waits for each ack (one 4 KiB message in flight, as the stock agent does); a version-2 sender
+//! keeps up to [`WINDOW_BYTES`] unacknowledged in flight, in messages of up to [`MAX_CHUNK`].
+
+use crate::{
+    Error,
+    control::ErrorBody,
+    envelope::Envelope,
+    protocol::PORT_FORWARD,
+    value::{Value, map},
+};
+
+/// Largest `forward` body for a version-1 peer.
+pub const VERSION_1_CHUNK: usize = 4096;
+/// Largest `forward` body between Tether peers (version 2).
+pub const MAX_CHUNK: usize = 32 * 1024;
+/// Unacknowledged bytes a version-2 sender may have in flight per connection and direction.
+pub const WINDOW_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// Where the device should connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortForward {
+    /// Operator → device with a target: open a connection. Device → operator without one: opened.
+    New {
+        connection_id: String,
+        target: Option<Target>,
+    },
+    /// Bytes (TCP) or one datagram (UDP), either way.
+    Forward {
+        connection_id: String,
+        data: Vec<u8>,
+    },
+    /// One per `forward` received and written.
+    Ack {
+        connection_id: String,
+    },
+    /// Either side closes the connection; the other echoes it.
+    Stop {
+        connection_id: String,
+    },
+    Error {
+        connection_id: String,
+        body: ErrorBody,
+    },
+}
+
+impl PortForward {
+    pub fn connection_id(&self) -> &str {
+        match self {
+            PortForward::New { connection_id, .. }
+            | PortForward::Forward { connection_id, .. }
+            | PortForward::Ack { connection_id }
+            | PortForward::Stop { connection_id }
+            | PortForward::Error { connection_id, .. } => connection_id,
+        }
+    }
+
+    pub fn typ(&self) -> &'static str {
+        match self {
+            PortForward::New { .. } => "new",
+            PortForward::Forward { .. } => "forward",
+            PortForward::Ack { .. } => "ack",
+            PortForward::Stop { .. } => "stop",
+            PortForward::Error { .. } => "error",
+        }
+    }
+
+    pub fn to_envelope(&self, sid: &str) -> Envelope {
+        let mut envelope = Envelope::new(PORT_FORWARD, self.typ(), sid)
+            .with_prop("connection_id", Value::Str(self.connection_id().to_owned()));
+        match self {
+            PortForward::New {
+                target: Some(target), ..
+            } => {
+                envelope.body = map([
+                    ("remote_host", Some(Value::Str(target.host.clone()))),
+                    ("remote_port", Some(Value::UInt16(target.port))),
+                    ("protocol", Some(Value::Str(target.transport.as_str().to_owned()))),
+                ])
+                .encode();
+            }
+            PortForward::Forward { data, .. } => envelope.body = data.clone(),
+            PortForward::Error { body, .. } => envelope.body = body.to_value().encode(),
+            _ => {}
+        }
+        envelope
+    }
+
+    pub fn from_envelope(envelope: &Envelope) -> Result<PortForward, Error> {
+        let connection_id = envelope
+            .props
+            .str("connection_id")
+            .ok_or(Error::Missing("connection_id"))?
+            .to_owned();
+        Ok(match envelope.typ.as_str() {
+            "new" if envelope.body.is_empty() => PortForward::New {
+                connection_id,
+                target: None,
+            },
+            "new" => {
+                let body = envelope.body_value()?;
+                let host = body
+                    .get("remote_host")
+                    .and_then(Value::as_str)
+                    .ok_or(Error::Missing("remote_host"))?;
+                let port = body
+                    .get("remote_port")
+                    .and_then(Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or(Error::Missing("remote_port"))?;
+                let transport = match body.get("protocol").and_then(Value::as_str) {
+                    Some("udp") => Transport::Udp,
+                    Some("tcp") | None => Transport::Tcp,
+                    Some(_) => {
+                        return Err(Error::WrongType {
+                            field: "protocol",
+                            expected: "\"tcp\" or \"udp\"",
+                        });
+                    }
+                };
+                PortForward::New {
+                    connection_id,
+                    target: Some(Target {
+                        host: host.to_owned(),
+                        port,
+                        transport,
+                    }),
+                }
+            }
+            "forward" => PortForward::Forward {
+                connection_id,
+                data: envelope.body.clone(),
+            },
+            "ack" => PortForward::Ack { connection_id },
+            "stop" => PortForward::Stop { connection_id },
+            "error" => PortForward::Error {
+                connection_id,
+                body: ErrorBody::from_value(&envelope.body_value()?)?,
+            },
+            other => {
+                return Err(Error::UnknownType {
+                    proto: PORT_FORWARD,
+                    typ: other.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_forward_messages_round_trip() {
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: 22,
+            transport: Transport::Udp,
+        };
+        let messages = [
+            PortForward::New {
+                connection_id: "c1".into(),
+                target: Some(target),
+            },
+            PortForward::New {
+                connection_id: "c1".into(),
+                target: None,
+            },
+            PortForward::Forward {
+                connection_id: "c1".into(),
+                data: vec![1, 2, 3],
+            },
+            PortForward::Ack {
+                connection_id: "c1".into(),
+            },
+            PortForward::Stop {
+                connection_id: "c1".into(),
+            },
+            PortForward::Error {
+                connection_id: "c1".into(),
+                body: ErrorBody::new("refused"),
+            },
+        ];
+        for message in messages {
+            let envelope = Envelope::decode(&message.to_envelope("s").encode()).unwrap();
+            assert_eq!(PortForward::from_envelope(&envelope).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn a_message_without_connection_id_is_an_error() {
+        let envelope = Envelope::new(PORT_FORWARD, "forward", "s");
+        assert_eq!(
+            PortForward::from_envelope(&envelope),
+            Err(Error::Missing("connection_id"))
+        );
+    }
+}
