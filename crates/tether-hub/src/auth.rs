@@ -42,6 +42,9 @@ pub enum Action {
     ViewDevices,
     ManageDevices,
     Terminal,
+    FileRead,
+    FileWrite,
+    PortForward,
     /// Hold the device leg of a device (only that device itself may).
     ConnectAsDevice,
 }
@@ -52,6 +55,9 @@ impl Action {
             Action::ViewDevices => "view devices",
             Action::ManageDevices => "manage devices",
             Action::Terminal => "open a terminal",
+            Action::FileRead => "read files",
+            Action::FileWrite => "write files",
+            Action::PortForward => "forward ports",
             Action::ConnectAsDevice => "connect as the device",
         }
     }
@@ -63,17 +69,7 @@ pub fn authorize(
     action: Action,
     device: Option<&DeviceRecord>,
 ) -> Result<(), ApiError> {
-    let allowed = match principal {
-        // A device token grants the device leg of that one device and nothing else.
-        Principal::Device { device_id } => {
-            action == Action::ConnectAsDevice && device.is_some_and(|d| &d.id == device_id)
-        }
-        Principal::User { .. } if action == Action::ConnectAsDevice => false,
-        Principal::User { user, .. } if user.disabled => false,
-        Principal::User { user, .. } if user.admin => true,
-        Principal::User { .. } => matches!(action, Action::ViewDevices | Action::Terminal),
-    };
-    if allowed {
+    if decide(principal, action, device) {
         return Ok(());
     }
     let target = device
@@ -89,6 +85,34 @@ pub fn authorize(
         StatusCode::FORBIDDEN,
         format!("{} may not {}{}", principal.describe(), action.describe(), target),
     ))
+}
+
+/// The rules. Deny unless one allows.
+fn decide(principal: &Principal, action: Action, device: Option<&DeviceRecord>) -> bool {
+    match principal {
+        // A device token grants the device leg of that one device and nothing else.
+        Principal::Device { device_id } => {
+            action == Action::ConnectAsDevice && device.is_some_and(|d| &d.id == device_id)
+        }
+        Principal::User { .. } if action == Action::ConnectAsDevice => false,
+        Principal::User { user, .. } if user.disabled => false,
+        Principal::User { user, .. } if user.admin => true,
+        // Until roles exist (access-control issue), every user may use every device feature,
+        // and only administrators manage devices.
+        Principal::User { .. } => matches!(
+            action,
+            Action::ViewDevices
+                | Action::Terminal
+                | Action::FileRead
+                | Action::FileWrite
+                | Action::PortForward
+        ),
+    }
+}
+
+/// The same decision, without logging a refusal (for probing which features a caller has).
+pub fn authorize_quietly(principal: &Principal, action: Action, device: &DeviceRecord) -> bool {
+    decide(principal, action, Some(device))
 }
 
 /// The bearer token of a request, if any.

@@ -105,11 +105,25 @@ pub async fn auth_request(
             .as_deref()
             .is_some_and(|expected| constant_time_equal(expected.as_bytes(), offered.as_bytes()));
         if !valid {
-            tracing::warn!("device {} ({}) presented an invalid provisioning key", device.name, device.id);
-            return Ok(refusal("invalid", "invalid provisioning key; the device stays pending".into()));
+            tracing::warn!(
+                "device {} ({}) presented an invalid provisioning key",
+                device.name,
+                device.id
+            );
+            return Ok(refusal(
+                "invalid",
+                "invalid provisioning key; the device stays pending".into(),
+            ));
         }
-        state.store.set_device_status(&device.id, DeviceStatus::Accepted).await?;
-        tracing::info!("device {} ({}) accepted by provisioning key", device.name, device.id);
+        state
+            .store
+            .set_device_status(&device.id, DeviceStatus::Accepted)
+            .await?;
+        tracing::info!(
+            "device {} ({}) accepted by provisioning key",
+            device.name,
+            device.id
+        );
         status = DeviceStatus::Accepted;
     }
     Ok(match status {

@@ -15,7 +15,7 @@ use axum::{
 };
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tether_proto::{
-    Envelope,
+    Envelope, STOCK_AGENT_MAX_FRAME,
     control::{Control, ErrorBody},
     protocol,
     shell::{self, Shell},
@@ -25,7 +25,7 @@ use tether_proto::{
 use tokio::time::Instant;
 
 use crate::{
-    auth::{Action, Principal, UserCaller, authorize},
+    auth::{Action, Principal, UserCaller, authorize, authorize_quietly},
     http_error::ApiError,
     router::{Lane, SessionEvent, SessionLink},
     state::AppState,
@@ -49,7 +49,19 @@ pub async fn connect(
         .device(&device_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {device_id}")))?;
-    authorize(&principal, Action::Terminal, Some(&device))?;
+    // The upgrade needs at least one session feature; each message is authorized below.
+    let features = [
+        Action::Terminal,
+        Action::FileRead,
+        Action::FileWrite,
+        Action::PortForward,
+    ];
+    if !features
+        .iter()
+        .any(|action| authorize_quietly(&principal, *action, &device))
+    {
+        authorize(&principal, Action::Terminal, Some(&device))?;
+    }
     if device.status != DeviceStatus::Accepted {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -62,20 +74,19 @@ pub async fn connect(
             format!("device {} is offline", device.name),
         ));
     }
-    let Principal::User { user, .. } = &principal else {
+    if !matches!(principal, Principal::User { .. }) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users open sessions"));
-    };
-    let user = user.clone();
+    }
     Ok(upgrade
         .max_message_size(state.config.max_user_frame_bytes)
         .on_upgrade(move |socket| async move {
             let sid = uuid::Uuid::new_v4().to_string();
             tracing::info!(
-                "session {sid}: user {} on device {} from {client}",
-                user.name,
+                "session {sid}: {} on device {} from {client}",
+                principal.describe(),
                 device.name
             );
-            let reason = serve(&state, &device, &user.id, &sid, socket).await;
+            let reason = serve(&state, &device, &principal, &sid, socket).await;
             tracing::info!("session {sid} ended: {reason}");
         }))
 }
@@ -110,10 +121,14 @@ struct DeviceSide {
 async fn serve(
     state: &AppState,
     device: &DeviceRecord,
-    user_id: &str,
+    principal: &Principal,
     sid: &str,
     socket: WebSocket,
 ) -> String {
+    let user_id = match principal {
+        Principal::User { user, .. } => user.id.as_str(),
+        Principal::Device { .. } => return "devices do not open sessions".into(),
+    };
     let (mut sink, mut stream) = socket.split();
     let Some(mut link) = state.router.open_session(&device.id, sid).await else {
         let why = format!("device {} went offline", device.name);
@@ -127,17 +142,13 @@ async fn serve(
                     version,
                     shell_running: false,
                 };
-                let reason = relay(
-                    state,
+                let session = Session {
                     device,
+                    principal,
                     user_id,
                     sid,
-                    &mut link,
-                    &mut sink,
-                    &mut stream,
-                    &mut side,
-                )
-                .await;
+                };
+                let reason = relay(state, &session, &mut link, &mut sink, &mut stream, &mut side).await;
                 if !reason.device_gone {
                     // The user left or misbehaved: end the device's side of the session.
                     if side.shell_running {
@@ -228,17 +239,23 @@ impl Ending {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Who and what a session is about.
+struct Session<'a> {
+    device: &'a DeviceRecord,
+    principal: &'a Principal,
+    user_id: &'a str,
+    sid: &'a str,
+}
+
 async fn relay(
     state: &AppState,
-    device: &DeviceRecord,
-    user_id: &str,
-    sid: &str,
+    session: &Session<'_>,
     link: &mut SessionLink,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     side: &mut DeviceSide,
 ) -> Ending {
+    let Session { device, sid, .. } = *session;
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
@@ -278,7 +295,7 @@ async fn relay(
                                 return Ending::user(why);
                             }
                         };
-                        if let Some(ending) = forward(user_id, sid, envelope, link, sink, side).await {
+                        if let Some(ending) = forward(session, envelope, link, sink, side).await {
                             return ending;
                         }
                     }
@@ -303,60 +320,117 @@ async fn relay(
     }
 }
 
+/// The permission a user message needs, by protocol and type.
+fn required_action(envelope: &Envelope) -> Option<Action> {
+    match envelope.proto {
+        protocol::SHELL => Some(Action::Terminal),
+        protocol::FILE_TRANSFER => Some(match envelope.typ.as_str() {
+            "put_file" | "mkdir" => Action::FileWrite,
+            // Chunks and acks belong to a transfer whose request was authorized.
+            _ => Action::FileRead,
+        }),
+        protocol::PORT_FORWARD => Some(Action::PortForward),
+        _ => None,
+    }
+}
+
+/// Answers a user message with an error on its own protocol, leaving the session open.
+async fn refuse_message(sink: &mut Sink, sid: &str, envelope: &Envelope, why: String, code: i64) {
+    tracing::warn!(
+        "session {sid}: refused {}/{}: {why}",
+        envelope.proto,
+        envelope.typ
+    );
+    let mut error = ErrorBody {
+        err: why,
+        close: false,
+        msgproto: Some(envelope.proto),
+        msgtype: Some(envelope.typ.clone()),
+        code: Some(code),
+        ..Default::default()
+    };
+    let reply = if envelope.proto == protocol::CONTROL || envelope.proto == protocol::SHELL {
+        Control::Error(error).to_envelope(sid)
+    } else {
+        // File transfer and port forward errors travel on their own protocol (with the
+        // connection id for forwards), as the stock agent sends them.
+        error.msgproto = None;
+        let mut reply = Envelope::new(envelope.proto, "error", sid).with_body(error.to_value().encode());
+        if let Some(connection) = envelope.props.get("connection_id") {
+            reply.props.set("connection_id", connection.clone());
+        }
+        reply
+    };
+    send(sink, &reply).await;
+}
+
 /// Passes one user message on to the device. Returns an ending when the session must stop.
 async fn forward(
-    user_id: &str,
-    sid: &str,
+    session: &Session<'_>,
     mut envelope: Envelope,
     link: &mut SessionLink,
     sink: &mut Sink,
     side: &mut DeviceSide,
 ) -> Option<Ending> {
+    let sid = session.sid;
     envelope.sid = sid.to_owned();
-    match envelope.proto {
-        protocol::CONTROL => match envelope.typ.as_str() {
+    if envelope.proto == protocol::CONTROL {
+        return match envelope.typ.as_str() {
             "ping" => {
                 send(sink, &Control::Pong.to_envelope(sid)).await;
                 None
             }
             "close" => Some(Ending::user("the user closed the session")),
             _ => None,
-        },
-        protocol::SHELL => {
-            envelope.props.set("user_id", Value::Str(user_id.to_owned()));
-            match envelope.typ.as_str() {
-                "new" => side.shell_running = true,
-                "stop" => side.shell_running = false,
-                _ => {}
-            }
-            let delivered = if side.version == version::MENDER
-                && envelope.typ == "shell"
-                && envelope.body.len() > VERSION_1_SHELL_CHUNK
-            {
-                let mut delivered = true;
-                for chunk in envelope.body.chunks(VERSION_1_SHELL_CHUNK) {
-                    let mut piece = envelope.clone();
-                    piece.body = chunk.to_vec();
-                    delivered &= link.send(Lane::Interactive, piece).await;
-                }
-                delivered
-            } else {
-                link.send(Lane::Interactive, envelope).await
-            };
-            // A failed send means the device is gone; its DeviceGone event explains why.
-            let _ = delivered;
-            None
-        }
-        other => {
-            let error = ErrorBody {
-                err: format!("protocol {other} is not available through this hub yet"),
-                close: false,
-                msgproto: Some(other),
-                msgtype: Some(envelope.typ.clone()),
-                ..Default::default()
-            };
-            send(sink, &Control::Error(error).to_envelope(sid)).await;
-            None
+        };
+    }
+    let Some(action) = required_action(&envelope) else {
+        let why = format!("protocol {} is not available through this hub", envelope.proto);
+        refuse_message(sink, sid, &envelope, why, 400).await;
+        return None;
+    };
+    if let Err(refusal) = authorize(session.principal, action, Some(session.device)) {
+        refuse_message(sink, sid, &envelope, refusal.message, 403).await;
+        return None;
+    }
+    if envelope.proto == protocol::SHELL {
+        envelope
+            .props
+            .set("user_id", Value::Str(session.user_id.to_owned()));
+        match envelope.typ.as_str() {
+            "new" => side.shell_running = true,
+            "stop" => side.shell_running = false,
+            _ => {}
         }
     }
+    if side.version == version::MENDER {
+        // A stock agent drops its connection on frames of 8 KiB or more.
+        if envelope.proto == protocol::SHELL
+            && envelope.typ == "shell"
+            && envelope.body.len() > VERSION_1_SHELL_CHUNK
+        {
+            for chunk in envelope.body.chunks(VERSION_1_SHELL_CHUNK) {
+                let mut piece = envelope.clone();
+                piece.body = chunk.to_vec();
+                link.send(Lane::Interactive, piece).await;
+            }
+            return None;
+        }
+        if envelope.encode().len() >= STOCK_AGENT_MAX_FRAME {
+            let why = format!(
+                "message too large for this device (protocol version 1 frames stay under {STOCK_AGENT_MAX_FRAME} bytes)"
+            );
+            refuse_message(sink, sid, &envelope, why, 413).await;
+            return None;
+        }
+    }
+    // Bulk data waits behind keystrokes; requests, acks and stops stay interactive so that a
+    // transfer's flow control is not slowed by its own data.
+    let lane = match (envelope.proto, envelope.typ.as_str()) {
+        (protocol::FILE_TRANSFER, "file_chunk") | (protocol::PORT_FORWARD, "forward") => Lane::Bulk,
+        _ => Lane::Interactive,
+    };
+    // A failed send means the device is gone; its DeviceGone event explains why.
+    link.send(lane, envelope).await;
+    None
 }
