@@ -112,16 +112,16 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
 /// Logs to stderr; the filter comes from TETHER_AGENT_LOG, else RUST_LOG, else `info`.
 fn init_logging() {
     use std::io::IsTerminal as _;
-    let filter = std::env::var("TETHER_AGENT_LOG")
+    use tracing_subscriber::{filter::Targets, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let text = std::env::var("TETHER_AGENT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        eprintln!("tether-agent: ignoring the log filter `{filter}`: {error}");
-        tracing_subscriber::EnvFilter::new("info")
+    let filter = text.parse::<Targets>().unwrap_or_else(|error| {
+        eprintln!("tether-agent: ignoring the log filter `{text}`: {error}");
+        Targets::new().with_default(tracing::Level::INFO)
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry().with(output).with(filter).init();
 }

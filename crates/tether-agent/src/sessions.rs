@@ -105,7 +105,9 @@ impl Sessions {
             Control::Close => {
                 self.versions.remove(&sid);
                 if let Some(shell) = self.shells.remove(&sid) {
-                    tracing::info!("session {sid} closed: stopping its shell");
+                    if shell.is_running() {
+                        tracing::info!("session {sid} closed: stopping its shell");
+                    }
                     shell.stop();
                 }
             }

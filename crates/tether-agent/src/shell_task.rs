@@ -4,11 +4,7 @@
 //! The session table talks to the task through a [`ShellHandle`]; dropping the handle (or calling
 //! [`ShellHandle::stop`]) ends the shell without a word to the hub: the caller answers for it.
 
-use std::{
-    process::ExitStatus,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::{process::ExitStatus, sync::Mutex, time::Duration};
 
 use tether_proto::{Envelope, Value, shell::Shell};
 use tokio::{
@@ -146,25 +142,26 @@ impl Limits {
 /// When the shell last read input or wrote output.
 struct Activity {
     started: Instant,
-    /// Milliseconds after `started` (atomic so that the task stays `Send`).
-    last: AtomicU64,
+    /// A mutex rather than a cell keeps the task `Send`; rather than an `AtomicU64`, it keeps the
+    /// agent building for 32-bit targets without 64-bit atomics (MIPS, PowerPC).
+    last: Mutex<Instant>,
 }
 
 impl Activity {
     fn new() -> Activity {
+        let now = Instant::now();
         Activity {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
+            started: now,
+            last: Mutex::new(now),
         }
     }
 
     fn touch(&self) {
-        self.last
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
     }
 
     fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
+        *self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
