@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod device_auth;
 mod device_connection;
+mod file_api;
 mod http_error;
 mod management;
 mod passwords;

@@ -27,8 +27,7 @@ const SESSION_DEPTH: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     Interactive,
-    /// File transfer and port forwarding data (their issues route through it).
-    #[allow(dead_code)]
+    /// File transfer and port forwarding data.
     Bulk,
 }
 
@@ -63,6 +62,14 @@ impl SessionLink {
             Lane::Bulk => &self.bulk,
         };
         sender.send(envelope).await.is_ok()
+    }
+
+    /// A sender for one lane, for work that outlives the link (closing it from `Drop`).
+    pub fn sender(&self, lane: Lane) -> mpsc::Sender<Envelope> {
+        match lane {
+            Lane::Interactive => self.interactive.clone(),
+            Lane::Bulk => self.bulk.clone(),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use axum::{
     Router,
     extract::{ConnectInfo, DefaultBodyLimit},
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
@@ -14,7 +14,9 @@ use tether_proto::{api, auth};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::{device_auth, device_connection, management, secrets::TlsFiles, state::AppState, user_session};
+use crate::{
+    device_auth, device_connection, file_api, management, secrets::TlsFiles, state::AppState, user_session,
+};
 
 /// Largest JSON body the API accepts (authentication requests, logins).
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -41,6 +43,17 @@ pub fn routes(state: AppState) -> Router {
             post(management::reject_device),
         )
         .route(&api::user_connect_path("{id}"), get(user_session::connect))
+        .route(
+            "/api/management/v1/deviceconnect/devices/{id}/download",
+            get(file_api::download).head(file_api::download),
+        )
+        .route(
+            "/api/management/v1/deviceconnect/devices/{id}/upload",
+            // Uploads are streamed to the device; the device's maximum file size limits them.
+            put(file_api::upload)
+                .post(file_api::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }

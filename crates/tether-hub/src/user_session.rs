@@ -178,7 +178,7 @@ async fn serve(
 }
 
 /// Offers versions 1 and 2; returns the device's `accept` (to forward) and the chosen version.
-async fn handshake(link: &mut SessionLink, sid: &str) -> Result<(Envelope, u32), String> {
+pub(crate) async fn handshake(link: &mut SessionLink, sid: &str) -> Result<(Envelope, u32), String> {
     let open = Control::Open {
         versions: vec![version::MENDER, version::TETHER],
     };
