@@ -5,6 +5,8 @@
 //! - [`envelope`]: the Mender remote-terminal message (`hdr` + `body`), encoded and decoded.
 //! - [`control`], [`shell`], [`file_transfer`], [`port_forward`]: typed messages of the control
 //!   (0xFFFF), shell (1), file transfer (2) and port forward (3) protocols.
+//! - [`transfer`]: flow control of a file transfer (chunks, window, acks), shared by the CLI and
+//!   the hub.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
 //! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
 //!
@@ -17,6 +19,7 @@ pub mod envelope;
 pub mod file_transfer;
 pub mod port_forward;
 pub mod shell;
+pub mod transfer;
 pub mod value;
 
 pub use envelope::{Envelope, Props};
