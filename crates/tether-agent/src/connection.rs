@@ -7,10 +7,11 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tether_net::{HubUrl, NetError, Proxy, WebSocket};
 use tether_proto::{Envelope, auth::DEVICE_CONNECT_PATH};
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     sync::{mpsc, watch},
     time::{Instant, sleep, sleep_until, timeout},
 };
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
 use crate::{
     auth::{Authenticator, TokenStore, unix_now},
@@ -152,9 +153,9 @@ impl Agent {
     }
 
     /// Serves one connection until it fails or shutdown is requested; ends all shells then.
-    async fn serve(
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        socket: WebSocket,
+        socket: WebSocketStream<S>,
         hub: &HubUrl,
         sessions: &mut Sessions,
         outbound: &mut mpsc::Receiver<Envelope>,
@@ -262,3 +263,7 @@ async fn renew_when_due(authenticator: &Authenticator, tokens: &mut TokenStore, 
         }
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
