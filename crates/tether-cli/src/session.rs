@@ -14,6 +14,7 @@ use tether_net::{NetError, Proxy, WebSocket, connect_websocket};
 use tether_proto::{
     Envelope,
     api::{Device, user_connect_path},
+    protocol,
     shell::Shell,
 };
 use tokio::{
@@ -30,8 +31,9 @@ use crate::{
     messages::{Event, Inbound, interpret},
 };
 
-/// Far above any frame a session carries (64 KiB in version 2), yet bounded.
-const MAX_MESSAGE: usize = 1 << 20;
+/// Far above any frame a session carries (a 256 KiB file chunk, a `file_list` of 10,000
+/// entries), yet bounded.
+const MAX_MESSAGE: usize = 16 << 20;
 /// TCP, TLS and the WebSocket upgrade together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The hub waits 5 s for the device's `accept` before assuming version 1; allow for slow links.
@@ -40,6 +42,24 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Two missed keep-alive answers and some slack: the hub is gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
+/// A cloneable way to queue messages on a session from any task; sending never blocks, and
+/// fails silently once the session is gone (its reader reports the loss).
+#[derive(Clone)]
+pub struct Outgoing {
+    channel: mpsc::UnboundedSender<Message>,
+    sid: String,
+}
+
+impl Outgoing {
+    pub fn send_envelope(&self, envelope: &Envelope) {
+        let _ = self.channel.send(Message::binary(envelope.encode()));
+    }
+
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+}
 
 pub struct Session {
     incoming: SplitStream<WebSocket>,
@@ -130,6 +150,19 @@ impl Session {
         }
     }
 
+    /// The session's id, for messages built by the caller.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// A handle other tasks can send messages on (the session's one writer task sends them).
+    pub fn outgoing(&self) -> Outgoing {
+        Outgoing {
+            channel: self.outgoing.clone(),
+            sid: self.sid.clone(),
+        }
+    }
+
     /// Queues one shell message for the device.
     pub fn send(&self, message: Shell) {
         self.send_envelope(&message.to_envelope(&self.sid));
@@ -167,6 +200,24 @@ impl Session {
                 Inbound::Event(event) => return Ok(event),
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Closed(text) => return Err(transport(text)),
+                Inbound::Accepted { .. } | Inbound::Ignore => continue,
+            }
+        }
+    }
+
+    /// The next message that is not the shell's business (port forward, file transfer, or a
+    /// control `error` that does not end the session), with pings answered and the end of the
+    /// session reported as in [`Session::next`]. Cancel-safe.
+    pub async fn next_envelope(&mut self) -> Result<Envelope> {
+        loop {
+            let envelope = self.receive().await?;
+            if envelope.proto != protocol::CONTROL {
+                return Ok(envelope);
+            }
+            match interpret(&envelope) {
+                Inbound::Reply(answer) => self.send_envelope(&answer),
+                Inbound::Closed(text) => return Err(transport(text)),
+                Inbound::Event(_) => return Ok(envelope),
                 Inbound::Accepted { .. } | Inbound::Ignore => continue,
             }
         }
