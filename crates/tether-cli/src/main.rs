@@ -13,6 +13,7 @@ mod login;
 mod messages;
 mod output;
 mod password;
+mod port_forward;
 mod quoting;
 mod raw_mode;
 mod resolve;
@@ -64,6 +65,14 @@ typed; a single word is passed as-is, so `-- 'echo a | wc -c'` runs a pipeline. 
 the command's exit status, or 255 if the connection to the hub failed. The command's stdin
 is closed; its stdout and stderr both arrive on stdout. Needs a tether-agent on the device
 (protocol version 2).";
+
+const PORT_FORWARD_HELP: &str = "\
+DEVICE is a device id, a unique id prefix, or a device name.
+
+MAPPING is [tcp/|udp/]LOCAL_PORT[:[REMOTE_HOST:]REMOTE_PORT]: REMOTE_PORT defaults to
+LOCAL_PORT, REMOTE_HOST to 127.0.0.1 (the device itself); write IPv6 hosts in brackets,
+e.g. 8080:[::1]:80. Several mappings share one session. Runs until Ctrl-C; reconnects when
+the connection to the hub is lost (open connections are closed then).";
 
 /// Remote access to devices through a Tether hub.
 #[derive(Parser)]
@@ -123,6 +132,25 @@ enum Command {
             value_name = "COMMAND"
         )]
         command: Vec<String>,
+    },
+    /// Forward local TCP/UDP ports to targets reached from a device
+    #[command(
+        name = "port-forward",
+        after_help = PORT_FORWARD_HELP,
+        override_usage = "tether port-forward [OPTIONS] <DEVICE> <MAPPING>..."
+    )]
+    PortForward {
+        /// Device id, unique id prefix, or name
+        device: String,
+        /// [tcp/|udp/]LOCAL_PORT[:[REMOTE_HOST:]REMOTE_PORT], e.g. 8022:22, udp/5353:53
+        #[arg(required = true, value_name = "MAPPING", value_parser = port_forward::parse_mapping)]
+        mappings: Vec<port_forward::Mapping>,
+        /// Local address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Log each connection (open, close, byte counts) to stderr
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -220,6 +248,20 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Exec { device, command } => {
             let (session, device) = open_session(&options, &device).await?;
             return exec::run(session, &device, &command).await;
+        }
+        Command::PortForward {
+            device,
+            mappings,
+            bind,
+            verbose,
+        } => {
+            let request = port_forward::Request {
+                device,
+                mappings,
+                bind,
+                verbose,
+            };
+            return port_forward::run(&options, request).await;
         }
     }
     Ok(0)

@@ -1,0 +1,185 @@
+//! TCP mappings: one task per accepted connection, with a helper task that writes the device's
+//! data to the local socket and acknowledges each `forward` once written (so a slow local
+//! reader slows the device down).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tether_proto::port_forward::{MAX_CHUNK, PortForward};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    sync::mpsc,
+    time::{Instant, sleep, sleep_until},
+};
+
+use super::{Link, Mapping, Shared, open_connection, window::Window};
+use crate::output::say;
+
+/// How long to wait for the device to echo our `stop` before closing anyway.
+const STOP_ECHO: Duration = Duration::from_secs(10);
+
+pub async fn listen(listener: TcpListener, mapping: Mapping, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(connection(stream, peer, mapping.clone(), shared.clone()));
+            }
+            Err(error) => {
+                // Out of file descriptors, typically: wait for some to be freed.
+                say!("tether: accepting a connection for {mapping}: {error}");
+                sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let Some(link) = shared.link().await else {
+        shared.log(format_args!(
+            "closing the connection from {peer}: no session to the hub"
+        ));
+        return;
+    };
+    let id = shared.connection_id();
+    let mut inbound = link.register(&id);
+    if open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
+        shared.log(format_args!(
+            "connection {id} from {peer} to {} (tcp) opened",
+            mapping.remote()
+        ));
+        let counts = pump(stream, &id, &link, &mut inbound).await;
+        shared.log(format_args!(
+            "connection {id} from {peer} closed ({}; sent {} bytes, received {} bytes)",
+            counts.end, counts.sent, counts.received
+        ));
+    }
+    link.unregister(&id);
+}
+
+struct Counts {
+    sent: u64,
+    received: u64,
+    end: &'static str,
+}
+
+/// Moves bytes both ways until either side stops or the session dies.
+async fn pump(
+    stream: TcpStream,
+    id: &str,
+    link: &Arc<Link>,
+    inbound: &mut mpsc::UnboundedReceiver<PortForward>,
+) -> Counts {
+    let (mut reader, writer) = stream.into_split();
+    let (to_local, local_queue) = mpsc::unbounded_channel();
+    let mut writer_task = tokio::spawn(write_local(writer, local_queue, link.clone(), id.to_owned()));
+    let mut writer_done = false;
+    let mut window = Window::new(link.version);
+    let mut buffer = vec![0; MAX_CHUNK];
+    let mut counts = Counts {
+        sent: 0,
+        received: 0,
+        end: "",
+    };
+    // Set once we sent `stop`: then we only wait for the device's echo.
+    let mut stopped_at: Option<Instant> = None;
+    let stop = || {
+        link.send(&PortForward::Stop {
+            connection_id: id.to_owned(),
+        })
+    };
+    let session_lost = loop {
+        let allowance = if stopped_at.is_some() {
+            0
+        } else {
+            window.allowance()
+        };
+        let echo_deadline = stopped_at.map_or_else(Instant::now, |at| at + STOP_ECHO);
+        tokio::select! {
+            message = inbound.recv() => match message {
+                None => {
+                    counts.end = "session to the hub lost";
+                    break true;
+                }
+                Some(PortForward::Forward { data, .. }) => {
+                    counts.received += data.len() as u64;
+                    // Fails only once the writer gave up; `stop` was sent then.
+                    let _ = to_local.send(data);
+                }
+                Some(PortForward::Ack { .. }) => {
+                    window.acked();
+                }
+                Some(PortForward::Stop { .. }) => {
+                    if stopped_at.is_none() {
+                        stop();
+                        counts.end = "closed by the device";
+                    }
+                    break false;
+                }
+                Some(PortForward::Error { body, .. }) => {
+                    say!("tether: connection {id}: {}", body.err);
+                    if stopped_at.is_none() {
+                        stop();
+                    }
+                    counts.end = "device error";
+                    break false;
+                }
+                Some(PortForward::New { .. }) => {}
+            },
+            read = reader.read(&mut buffer[..allowance]), if allowance > 0 => match read {
+                Ok(n) if n > 0 => {
+                    link.send(&PortForward::Forward {
+                        connection_id: id.to_owned(),
+                        data: buffer[..n].to_vec(),
+                    });
+                    window.sent(n);
+                    counts.sent += n as u64;
+                }
+                // End of input (or a reset): the device closes its side and echoes `stop`.
+                _ => {
+                    stop();
+                    stopped_at = Some(Instant::now());
+                    counts.end = "closed locally";
+                }
+            },
+            _ = &mut writer_task, if !writer_done => {
+                // The local socket cannot be written to any more.
+                writer_done = true;
+                if stopped_at.is_none() {
+                    stop();
+                    stopped_at = Some(Instant::now());
+                    counts.end = "local socket failed";
+                }
+            }
+            _ = sleep_until(echo_deadline), if stopped_at.is_some() => break false,
+        }
+    };
+    drop(to_local);
+    if session_lost {
+        // The device side is gone; what it sent last is not worth waiting for.
+        writer_task.abort();
+    } else if !writer_done {
+        // Deliver what the device sent before its `stop`, then shut down the write side.
+        let _ = writer_task.await;
+    }
+    counts
+}
+
+/// Writes the device's data in order, acknowledging each `forward` once written; at the end
+/// of the queue shuts down the write side.
+async fn write_local(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    link: Arc<Link>,
+    id: String,
+) {
+    while let Some(bytes) = queue.recv().await {
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        link.send(&PortForward::Ack {
+            connection_id: id.clone(),
+        });
+    }
+    let _ = writer.shutdown().await;
+}
