@@ -34,6 +34,16 @@ impl Agent {
 
     /// Like [`Agent::start`] with the given device name.
     pub fn start_named(hub: &Hub, name: &str, extra_toml: &str) -> Agent {
+        Agent::start_at(hub, &hub.url, name, extra_toml)
+    }
+
+    /// Like [`Agent::start`], dialling `hub_url` instead of the hub's own URL (e.g. a
+    /// [`crate::FaultProxy`] in front of it); the hub's certificate is still trusted.
+    pub fn start_via(hub: &Hub, hub_url: &str, extra_toml: &str) -> Agent {
+        Agent::start_at(hub, hub_url, &unique_name("dev"), extra_toml)
+    }
+
+    fn start_at(hub: &Hub, hub_url: &str, name: &str, extra_toml: &str) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("tether-e2e-agent-")
             .tempdir()
@@ -42,7 +52,7 @@ impl Agent {
         std::fs::create_dir_all(&data_dir).expect("agent data dir");
         let mut config = format!(
             "hubs = [{url:?}]\nca_file = {ca:?}\ndata_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
-            url = hub.url,
+            url = hub_url,
             ca = hub.cert_path.display().to_string(),
             data = data_dir.display().to_string(),
         );

@@ -128,6 +128,19 @@ impl Cli {
         .ok();
     }
 
+    /// The bearer token `tether login` stored (for calling the hub's HTTP API directly).
+    pub fn token(&self) -> String {
+        let path = self.config_dir.path().join("credentials.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no stored login in {}: {e}", path.display()));
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        value["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {}", path.display()))
+            .to_owned()
+    }
+
     /// `tether devices list --json`, parsed; panics unless it succeeds.
     pub fn devices(&self) -> Vec<Device> {
         let output = self.run(&["devices", "list", "--json"]);

@@ -16,7 +16,10 @@
 mod agent;
 mod cli;
 mod device;
+mod fault_proxy;
+mod forward;
 mod hub;
+pub mod peers;
 mod process;
 mod pty;
 
@@ -29,6 +32,8 @@ use std::{
 pub use agent::Agent;
 pub use cli::{Cli, CliOutput};
 pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
+pub use fault_proxy::FaultProxy;
+pub use forward::{Forwarding, PortForward};
 pub use hub::{Hub, HubOptions};
 pub use process::{Proc, hermetic};
 pub use pty::PtySession;
