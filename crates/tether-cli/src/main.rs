@@ -7,6 +7,7 @@ mod devices;
 mod escape;
 mod exec;
 mod failure;
+mod files;
 mod hub;
 mod input;
 mod login;
@@ -73,6 +74,17 @@ MAPPING is [tcp/|udp/]LOCAL_PORT[:[REMOTE_HOST:]REMOTE_PORT]: REMOTE_PORT defaul
 LOCAL_PORT, REMOTE_HOST to 127.0.0.1 (the device itself); write IPv6 hosts in brackets,
 e.g. 8080:[::1]:80. Several mappings share one session. Runs until Ctrl-C; reconnects when
 the connection to the hub is lost (open connections are closed then).";
+
+const CP_HELP: &str = "\
+DEVICE:PATH names a file on a device (DEVICE: id, unique id prefix, or name); anything else is
+local (write a local path containing ':' as ./a:b). `tether cp f DEVICE:/data/` copies into
+the directory. Downloads keep the remote mode and mtime; uploads send the local mode (the
+device decides the owner). With a tether-agent (protocol version 2) transfers are checked with
+sha256 and resume after a dropped connection.";
+
+const LS_HELP: &str = "\
+Columns: mode, uid, gid, size, modification time (UTC), name. Listing a directory needs a
+tether-agent (protocol version 2).";
 
 /// Remote access to devices through a Tether hub.
 #[derive(Parser)]
@@ -151,6 +163,32 @@ enum Command {
         /// Log each connection (open, close, byte counts) to stderr
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Copy files to or from a device, like scp
+    #[command(after_help = CP_HELP)]
+    Cp {
+        /// Copy directories recursively
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print a JSON summary on stdout
+        #[arg(long)]
+        json: bool,
+        /// Files to copy: local paths, or DEVICE:PATH (all on one device)
+        #[arg(required = true, value_name = "SRC")]
+        sources: Vec<String>,
+        /// Where to copy them: DEVICE:PATH for an upload, a local path for a download
+        #[arg(value_name = "DST")]
+        destination: String,
+    },
+    /// List a file or directory on a device
+    #[command(after_help = LS_HELP)]
+    Ls {
+        /// Print the entries as JSON
+        #[arg(long)]
+        json: bool,
+        /// DEVICE:PATH
+        #[arg(value_name = "DEVICE:PATH")]
+        target: String,
     },
 }
 
@@ -263,6 +301,21 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             return port_forward::run(&options, request).await;
         }
+        Command::Cp {
+            recursive,
+            json,
+            sources,
+            destination,
+        } => {
+            let request = files::cp::CpArgs {
+                recursive,
+                json,
+                sources,
+                destination,
+            };
+            return files::cp::run(&options, request).await;
+        }
+        Command::Ls { json, target } => return files::ls::run(&options, &target, json).await,
     }
     Ok(0)
 }
