@@ -107,9 +107,18 @@ impl Cli {
         self.run_with_stdin(args, None)
     }
 
+    /// Runs `tether ARGS` with stdin closed, giving up after `limit` (for long transfers).
+    pub fn run_for(&self, args: &[&str], limit: Duration) -> CliOutput {
+        self.run_with_stdin_for(args, None, limit)
+    }
+
     /// Runs `tether ARGS` with `stdin` as its input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
-        let (output, timed_out) = run_with_deadline(self.command(args), stdin.map(str::as_bytes), WAIT);
+        self.run_with_stdin_for(args, stdin, WAIT)
+    }
+
+    fn run_with_stdin_for(&self, args: &[&str], stdin: Option<&str>, limit: Duration) -> CliOutput {
+        let (output, timed_out) = run_with_deadline(self.command(args), stdin.map(str::as_bytes), limit);
         CliOutput {
             args: args.iter().map(|a| a.to_string()).collect(),
             code: output.status.code(),
