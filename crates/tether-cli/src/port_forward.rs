@@ -239,11 +239,12 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
         };
         listeners.push((listener, mapping.clone()));
     }
+
+    let mut session = Session::open(&login, &device).await?;
+    // Only now: until the session is up, Ctrl-C ends the process the default way.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-
-    let mut session = Session::open(&login, &device).await?;
     let shared = Arc::new(Shared {
         device: device.name.clone(),
         verbose: request.verbose,
@@ -287,7 +288,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
         shared.link.send_replace(None);
         link.sever();
         drop(session);
-        shared.log(format_args!("{lost:#}"));
+        shared.log(format_args!("session ended: {lost:#}"));
         say!("tether: connection to the hub lost; reconnecting…");
         session = tokio::select! {
             reopened = reconnect(&login, &device, &shared) => reopened?,
