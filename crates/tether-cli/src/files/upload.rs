@@ -95,13 +95,9 @@ pub async fn upload(link: &mut Link, local: &Path, remote: &str, progress: &Prog
                 link.label
             );
         }
-        if let Some(requested) = resume_at {
-            if start > requested {
-                bail!(
-                    "{}:{remote}: the device resumes at {start} bytes, beyond the {requested} acknowledged",
-                    link.label
-                );
-            }
+        // The device may have kept more than was acknowledged: those bytes came from this
+        // upload (same `upload_id`), so continuing after them is right.
+        if resume_at.is_some() {
             progress.say(&format!("tether: connection lost; resuming at {start} bytes"));
         }
         let mut hasher =
