@@ -33,7 +33,7 @@ pub struct Config {
     pub identity: Option<BTreeMap<String, String>>,
     pub terminal: TerminalConfig,
     pub file_transfer: Feature,
-    pub port_forward: Feature,
+    pub port_forward: PortForwardConfig,
 }
 
 impl Default for Config {
@@ -49,7 +49,7 @@ impl Default for Config {
             identity: None,
             terminal: TerminalConfig::default(),
             file_transfer: Feature::default(),
-            port_forward: Feature::default(),
+            port_forward: PortForwardConfig::default(),
         }
     }
 }
@@ -90,6 +90,32 @@ impl Default for TerminalConfig {
             max_sessions_per_user: 4,
             idle_timeout_secs: 1800,
             max_duration_secs: 28800,
+        }
+    }
+}
+
+/// `[port_forward]`: TCP and UDP connections from the operator to targets the device reaches.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortForwardConfig {
+    pub enabled: bool,
+    /// Targets that may be dialled: addresses, CIDR blocks or host names, each optionally with
+    /// `:PORT` or `:LOW-HIGH` (see `crate::port_forward::AllowList`).
+    pub allow: Vec<String>,
+    /// Forwarded connections (TCP and UDP) open at once on this device.
+    pub max_connections: usize,
+    /// No bytes either way for this long closes a connection; 0 = never.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for PortForwardConfig {
+    fn default() -> Self {
+        PortForwardConfig {
+            enabled: false,
+            // Loopback only: services on the device itself, never its network.
+            allow: vec!["127.0.0.0/8".into(), "::1".into()],
+            max_connections: 64,
+            idle_timeout_secs: 600,
         }
     }
 }
@@ -141,8 +167,12 @@ impl Config {
         if self.file_transfer.enabled {
             bail!("file_transfer.enabled = true: file transfer is not implemented yet");
         }
-        if self.port_forward.enabled {
-            bail!("port_forward.enabled = true: port forwarding is not implemented yet");
+        crate::port_forward::AllowList::parse(&self.port_forward.allow).map_err(anyhow::Error::msg)?;
+        if self.port_forward.max_connections == 0 {
+            bail!(
+                "port_forward.max_connections must be at least 1 \
+                 (set port_forward.enabled = false to turn port forwarding off)"
+            );
         }
         Ok(())
     }
@@ -228,7 +258,9 @@ mod tests {
             "[terminal]\nwidth = 0",
             "[terminal]\nshell = \"\"",
             "[file_transfer]\nenabled = true",
-            "[port_forward]\nenabled = true",
+            "[port_forward]\nmax_connections = 0",
+            "[port_forward]\nallow = [\"10.0.0.1/8\"]",
+            "[port_forward]\nallow = [\"127.0.0.1:0\"]",
             "ca_file = \"a\"\nhub_fingerprint = \"b\"",
             "keepalive_interval_secs = -1",
         ] {

@@ -53,7 +53,8 @@ enum Outcome {
 /// Connects and reconnects until shutdown is requested.
 pub async fn run(mut agent: Agent, mut shutdown: watch::Receiver<bool>) {
     let (outbound, mut outbound_receiver) = mpsc::channel(OUTBOUND_QUEUE);
-    let mut sessions = Sessions::new(agent.settings.terminal.clone(), outbound);
+    let mut sessions = Sessions::new(agent.settings.terminal.clone(), outbound)
+        .with_port_forward(&agent.settings.port_forward);
     let mut backoff = Backoff::new(agent.settings.reconnect_max_delay);
     let hubs = agent.settings.hubs.clone();
     for hub in hubs.iter().cycle() {

@@ -12,6 +12,7 @@ mod backoff;
 mod config;
 mod connection;
 mod identity;
+mod port_forward;
 mod sessions;
 mod settings;
 mod shell;

@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use tether_proto::{
     Envelope, Error as ProtoError,
     control::{Control, ErrorBody},
-    protocol::{CONTROL, SHELL},
+    protocol::{CONTROL, PORT_FORWARD, SHELL},
     shell::{Shell, status},
     version,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    config::TerminalConfig,
+    config::{PortForwardConfig, TerminalConfig},
+    port_forward::PortForwards,
     shell,
     shell_task::{self, Input, Limits, Output, ShellHandle},
 };
@@ -34,16 +35,24 @@ pub struct Sessions {
     /// The protocol version each session's `open` negotiated (absent = 1).
     versions: HashMap<String, u32>,
     shells: HashMap<String, ShellHandle>,
+    port_forwards: PortForwards,
 }
 
 impl Sessions {
     pub fn new(terminal: TerminalConfig, outbound: mpsc::Sender<Envelope>) -> Sessions {
         Sessions {
             terminal,
+            port_forwards: PortForwards::new(&PortForwardConfig::default(), outbound.clone()),
             outbound,
             versions: HashMap::new(),
             shells: HashMap::new(),
         }
+    }
+
+    /// Port forwarding as configured (off unless called).
+    pub fn with_port_forward(mut self, config: &PortForwardConfig) -> Sessions {
+        self.port_forwards = PortForwards::new(config, self.outbound.clone());
+        self
     }
 
     /// Handles one binary frame from the hub. Never fails: bad input is answered with an error.
@@ -61,6 +70,16 @@ impl Sessions {
         match envelope.proto {
             CONTROL => self.control(envelope).await,
             SHELL => self.shell(envelope).await,
+            PORT_FORWARD => {
+                let version = self
+                    .versions
+                    .get(&envelope.sid)
+                    .copied()
+                    .unwrap_or(version::MENDER);
+                if let Err(error) = self.port_forwards.dispatch(&envelope, version).await {
+                    self.refuse(&envelope, describe(error)).await;
+                }
+            }
             other => {
                 let reason = format!("protocol {other} is not enabled on this device");
                 self.refuse(&envelope, reason).await;
@@ -90,11 +109,14 @@ impl Sessions {
                     return self.send(Control::Error(body).to_envelope(&sid)).await;
                 };
                 self.remember_version(&sid, chosen);
-                let protocols = if self.terminal.enabled {
+                let mut protocols = if self.terminal.enabled {
                     vec![SHELL]
                 } else {
                     Vec::new()
                 };
+                if self.port_forwards.enabled() {
+                    protocols.push(PORT_FORWARD);
+                }
                 let accept = Control::Accept {
                     version: chosen,
                     protocols,
@@ -104,6 +126,7 @@ impl Sessions {
             Control::Ping => self.send(Control::Pong.to_envelope(&sid)).await,
             Control::Close => {
                 self.versions.remove(&sid);
+                self.port_forwards.close_session(&sid);
                 if let Some(shell) = self.shells.remove(&sid) {
                     if shell.is_running() {
                         tracing::info!("session {sid} closed: stopping its shell");
@@ -264,8 +287,9 @@ impl Sessions {
 
     fn remember_version(&mut self, sid: &str, chosen: u32) {
         if self.versions.len() >= MAX_REMEMBERED_SESSIONS && !self.versions.contains_key(sid) {
-            let shells = &self.shells;
-            self.versions.retain(|sid, _| shells.contains_key(sid));
+            let (shells, port_forwards) = (&self.shells, &self.port_forwards);
+            self.versions
+                .retain(|sid, _| shells.contains_key(sid) || port_forwards.has_session(sid));
         }
         self.versions.insert(sid.to_owned(), chosen);
     }
@@ -274,6 +298,7 @@ impl Sessions {
     /// shells are reaped.
     pub fn end_all(&mut self) -> Vec<JoinHandle<()>> {
         self.versions.clear();
+        self.port_forwards.close_all();
         let running = self.shells.values().filter(|shell| shell.is_running()).count();
         if running > 0 {
             tracing::info!("ending {running} shell(s)");

@@ -8,7 +8,7 @@ use tether_net::{HubUrl, TrustOptions};
 
 use crate::{
     args::Args,
-    config::{Config, DEFAULT_CONFIG_PATH, TerminalConfig},
+    config::{Config, DEFAULT_CONFIG_PATH, PortForwardConfig, TerminalConfig},
 };
 
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ pub struct Settings {
     pub reconnect_max_delay: Duration,
     pub identity: Option<std::collections::BTreeMap<String, String>>,
     pub terminal: TerminalConfig,
+    pub port_forward: PortForwardConfig,
 }
 
 impl Settings {
@@ -73,6 +74,7 @@ impl Settings {
             reconnect_max_delay: Duration::from_secs(config.reconnect_max_delay_secs),
             identity: config.identity,
             terminal: config.terminal,
+            port_forward: config.port_forward,
         })
     }
 }
