@@ -14,6 +14,7 @@ use axum::{
 };
 
 use crate::{
+    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
     http_error::ApiError,
     state::AppState,
     store::{DeviceRecord, UserRecord},
@@ -45,12 +46,13 @@ pub enum Action {
     FileRead,
     FileWrite,
     PortForward,
+    ViewAudit,
     /// Hold the device leg of a device (only that device itself may).
     ConnectAsDevice,
 }
 
 impl Action {
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Action::ViewDevices => "view devices",
             Action::ManageDevices => "manage devices",
@@ -58,6 +60,7 @@ impl Action {
             Action::FileRead => "read files",
             Action::FileWrite => "write files",
             Action::PortForward => "forward ports",
+            Action::ViewAudit => "view the audit log",
             Action::ConnectAsDevice => "connect as the device",
         }
     }
@@ -110,6 +113,31 @@ fn decide(principal: &Principal, action: Action, device: Option<&DeviceRecord>) 
     }
 }
 
+/// [`authorize`], recording a refusal in the audit log.
+pub async fn permit(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    action: Action,
+    device: Option<&DeviceRecord>,
+) -> Result<(), ApiError> {
+    let Err(refusal) = authorize(principal, action, device) else {
+        return Ok(());
+    };
+    let object = device
+        .map(|d| Object::device(&d.id, &d.name))
+        .unwrap_or_else(Object::none);
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        "authorization",
+        object,
+        Outcome::Refused,
+    )
+    .details(serde_json::json!({ "permission": action.describe(), "reason": refusal.message }));
+    audit::record(state, event).await?;
+    Err(refusal)
+}
+
 /// The same decision, without logging a refusal (for probing which features a caller has).
 pub fn authorize_quietly(principal: &Principal, action: Action, device: &DeviceRecord) -> bool {
     decide(principal, action, Some(device))
@@ -132,18 +160,34 @@ impl FromRequestParts<AppState> for UserCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
-        let token = bearer_token(&parts.headers).ok_or_else(|| unauthorized("missing bearer token"))?;
-        let token_hash = hash_token(token);
-        match state.store.session_user(&token_hash).await? {
-            Some(user) => Ok(UserCaller(Principal::User { user, token_hash })),
-            None => {
-                tracing::info!(
-                    "refused a request with an unknown or expired token to {}",
-                    parts.uri.path()
-                );
-                Err(unauthorized("invalid or expired token"))
-            }
+        let token = bearer_token(&parts.headers);
+        let token_hash = token.map(hash_token);
+        if let Some(hash) = &token_hash
+            && let Some(user) = state.store.session_user(hash).await?
+        {
+            return Ok(UserCaller(Principal::User {
+                user,
+                token_hash: hash.clone(),
+            }));
         }
+        let reason = if token.is_some() {
+            "invalid or expired token"
+        } else {
+            "missing bearer token"
+        };
+        tracing::info!("refused a request to {}: {reason}", parts.uri.path());
+        let context = RequestContext::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let event = NewEvent::new(
+            context.actor(""),
+            "authentication",
+            Object::none(),
+            Outcome::Refused,
+        )
+        .details(serde_json::json!({ "reason": reason, "path": parts.uri.path() }));
+        audit::record(state, event).await?;
+        Err(unauthorized(reason))
     }
 }
 

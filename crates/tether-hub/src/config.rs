@@ -33,6 +33,9 @@ pub struct HubConfig {
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
     pub login_failure_window_secs: u64,
+    /// Audit events older than this are deleted (0 = keep for ever). The chain stays verifiable:
+    /// the last deleted event's hash becomes its anchor.
+    pub audit_retention_days: u64,
 }
 
 impl Default for HubConfig {
@@ -50,6 +53,7 @@ impl Default for HubConfig {
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
+            audit_retention_days: 0,
         }
     }
 }
@@ -68,6 +72,7 @@ const KEYS: &[&str] = &[
     "login_failures_per_account",
     "login_failures_per_address",
     "login_failure_window_secs",
+    "audit_retention_days",
 ];
 
 impl HubConfig {

@@ -13,6 +13,7 @@ use ed25519_dalek::{Verifier as _, VerifyingKey, pkcs8::DecodePublicKey as _};
 use tether_proto::auth::{AuthRefusal, AuthRequest, SIGNATURE_HEADER};
 
 use crate::{
+    audit::{self, NewEvent, Object, Outcome, RequestContext},
     http_error::ApiError,
     state::AppState,
     store::{DeviceRecord, DeviceStatus, now_millis},
@@ -50,16 +51,65 @@ fn refusal(status: &str, error: String) -> Response {
         .into_response()
 }
 
+/// Records the outcome of an authentication request by `device` (audit: one event per request).
+async fn record(
+    state: &AppState,
+    context: &RequestContext,
+    device: Option<&DeviceRecord>,
+    outcome: Outcome,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut actor = context.actor("device");
+    actor.id = device.map(|d| d.id.clone());
+    actor.name = device.map(|d| d.name.clone());
+    let object = device
+        .map(|d| Object::device(&d.id, &d.name))
+        .unwrap_or_else(Object::none);
+    audit::record(
+        state,
+        NewEvent::new(actor, "device.auth_request", object, outcome).details(details),
+    )
+    .await
+}
+
 pub async fn auth_request(
     State(state): State<AppState>,
+    context: RequestContext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (request, key) = verified_request(&headers, &body).inspect_err(|e| {
-        tracing::warn!("refused a device authentication request: {}", e.message);
-    })?;
-    let identity: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&request.id_data)
-        .map_err(|_| ApiError::bad_request("id_data must be a JSON object of identity attributes"))?;
+    let (request, key) = match verified_request(&headers, &body) {
+        Ok(verified) => verified,
+        Err(error) => {
+            tracing::warn!(
+                "refused a device authentication request from {}: {}",
+                context.client,
+                error.message
+            );
+            record(
+                &state,
+                &context,
+                None,
+                Outcome::Refused,
+                serde_json::json!({ "reason": error.message }),
+            )
+            .await?;
+            return Err(error);
+        }
+    };
+    let Ok(identity) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&request.id_data)
+    else {
+        let error = ApiError::bad_request("id_data must be a JSON object of identity attributes");
+        record(
+            &state,
+            &context,
+            None,
+            Outcome::Refused,
+            serde_json::json!({ "reason": error.message }),
+        )
+        .await?;
+        return Err(error);
+    };
     let public_key = hex::encode(key.as_bytes());
     let name = identity
         .get("hostname")
@@ -110,10 +160,10 @@ pub async fn auth_request(
                 device.name,
                 device.id
             );
-            return Ok(refusal(
-                "invalid",
-                "invalid provisioning key; the device stays pending".into(),
-            ));
+            let reason = "invalid provisioning key; the device stays pending";
+            let details = serde_json::json!({ "status": "invalid", "reason": reason });
+            record(&state, &context, Some(&device), Outcome::Refused, details).await?;
+            return Ok(refusal("invalid", reason.into()));
         }
         state
             .store
@@ -126,6 +176,17 @@ pub async fn auth_request(
         );
         status = DeviceStatus::Accepted;
     }
+    let outcome = if status == DeviceStatus::Accepted {
+        Outcome::Success
+    } else {
+        Outcome::Refused
+    };
+    let details = serde_json::json!({
+        "status": status.as_str(),
+        "accepted_by_provisioning_key": status != device.status,
+        "identity": identity,
+    });
+    record(&state, &context, Some(&device), outcome, details).await?;
     Ok(match status {
         DeviceStatus::Accepted => {
             let token = state

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     extract::{
-        ConnectInfo, State,
+        State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, StatusCode},
@@ -21,6 +21,7 @@ use tether_proto::{
 use tokio::time::Instant;
 
 use crate::{
+    audit::{self, NewEvent, Object, Outcome, RequestContext},
     auth::{Action, Principal, authorize, bearer_token},
     http_error::ApiError,
     router::DeviceAttachment,
@@ -35,40 +36,61 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 
 pub async fn connect(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    context: RequestContext,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let unauthorized = |why: String| {
-        tracing::warn!("refused a device connection from {client}: {why}");
-        ApiError::new(StatusCode::UNAUTHORIZED, why)
+    let device = match authenticate(&state, &headers).await {
+        Ok(device) => device,
+        Err((device, why)) => {
+            tracing::warn!("refused a device connection from {}: {why}", context.client);
+            let mut actor = context.actor("device");
+            actor.id = device.as_ref().map(|d| d.id.clone());
+            let object = device
+                .as_ref()
+                .map(|d| Object::device(&d.id, &d.name))
+                .unwrap_or_else(Object::none);
+            let event = NewEvent::new(actor, "device.connect", object, Outcome::Refused)
+                .details(serde_json::json!({ "reason": why }));
+            audit::record(&state, event).await?;
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
+        }
     };
-    let token = bearer_token(&headers).ok_or_else(|| unauthorized("missing device token".into()))?;
-    let claims = state
-        .tokens
-        .verify_device_token(token)
-        .map_err(|e| unauthorized(format!("invalid device token: {e}")))?;
-    let device = state
-        .store
-        .device(&claims.sub)
-        .await?
-        .ok_or_else(|| unauthorized(format!("device {} is not known (removed?)", claims.sub)))?;
-    let principal = Principal::Device {
-        device_id: claims.sub.clone(),
-    };
-    authorize(&principal, Action::ConnectAsDevice, Some(&device))?;
-    if device.status != DeviceStatus::Accepted {
-        return Err(unauthorized(format!(
-            "device {} is {}",
-            device.id,
-            device.status.as_str()
-        )));
-    }
     let limit = state.config.max_device_frame_bytes;
+    let client = context.client;
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| serve(state, device, socket, client)))
+}
+
+/// The device behind a request's token, if it may hold its device leg; otherwise the device (when
+/// known) and why not.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<DeviceRecord, (Option<DeviceRecord>, String)> {
+    let token = bearer_token(headers).ok_or((None, "missing device token".to_owned()))?;
+    let claims = state
+        .tokens
+        .verify_device_token(token)
+        .map_err(|e| (None, format!("invalid device token: {e}")))?;
+    let device = match state.store.device(&claims.sub).await {
+        Ok(Some(device)) => device,
+        Ok(None) => return Err((None, format!("device {} is not known (removed?)", claims.sub))),
+        Err(error) => return Err((None, format!("database error: {error:#}"))),
+    };
+    let principal = Principal::Device {
+        device_id: claims.sub.clone(),
+    };
+    if authorize(&principal, Action::ConnectAsDevice, Some(&device)).is_err() {
+        return Err((Some(device), "this token does not grant the device leg".into()));
+    }
+    if device.status != DeviceStatus::Accepted {
+        let why = format!("device {} is {}", device.id, device.status.as_str());
+        return Err((Some(device), why));
+    }
+    Ok(device)
 }
 
 type Sink = SplitSink<WebSocket, Message>;

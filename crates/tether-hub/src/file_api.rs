@@ -23,7 +23,8 @@ use tether_proto::{
 };
 
 use crate::{
-    auth::{Action, UserCaller, authorize},
+    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
+    auth::{Action, UserCaller, permit},
     http_error::ApiError,
     router::{Lane, Router, SessionEvent, SessionLink},
     state::AppState,
@@ -146,6 +147,40 @@ impl Drop for DeviceSession {
     }
 }
 
+/// The audit record of one HTTP transfer.
+struct TransferEvent {
+    state: AppState,
+    actor: Actor,
+    object: Object,
+    path: String,
+}
+
+impl TransferEvent {
+    async fn record(
+        &self,
+        action: &'static str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let event = NewEvent::new(self.actor.clone(), action, self.object.clone(), outcome).details(details);
+        audit::record(&self.state, event).await
+    }
+
+    /// Passes `result` through, recording a refusal or failure first.
+    async fn refusal<T>(&self, action: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(error) = &result {
+            let outcome = if error.status == StatusCode::FORBIDDEN {
+                Outcome::Refused
+            } else {
+                Outcome::Failure
+            };
+            let details = serde_json::json!({ "path": self.path, "reason": error.message });
+            self.record(action, outcome, details).await?;
+        }
+        result
+    }
+}
+
 /// Maps a device's refusal to an HTTP status: its `code` when it has one (Tether agents), or the
 /// error text of a stock agent.
 fn device_error(body: ErrorBody) -> ApiError {
@@ -177,6 +212,7 @@ fn device_error(body: ErrorBody) -> ApiError {
 async fn device_for(
     state: &AppState,
     caller: &UserCaller,
+    context: &RequestContext,
     id: &str,
     action: Action,
 ) -> Result<DeviceRecord, ApiError> {
@@ -185,7 +221,7 @@ async fn device_for(
         .device(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    authorize(&caller.0, action, Some(&device))?;
+    permit(state, &caller.0, context, action, Some(&device)).await?;
     if device.status != DeviceStatus::Accepted {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -248,19 +284,26 @@ fn range_start(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 pub async fn download(
     State(state): State<AppState>,
     caller: UserCaller,
+    context: RequestContext,
     method: Method,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let device = device_for(&state, &caller, &id, Action::FileRead).await?;
+    let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;
+    let event = TransferEvent {
+        state: state.clone(),
+        actor: Actor::principal(&caller.0, &context),
+        object: Object::device(&device.id, &device.name),
+        path: query.path.clone(),
+    };
     let mut session = DeviceSession::open(&state, &device).await?;
     session
         .send(&FileTransfer::Stat {
             path: query.path.clone(),
         })
         .await?;
-    let info = match session.next().await? {
+    let info = match event.refusal("file.download", session.next().await).await? {
         FileTransfer::FileInfo(info) => info,
         other => {
             return Err(ApiError::new(
@@ -302,7 +345,7 @@ pub async fn download(
         })
         .await?;
     tracing::info!("download of {} from device {} started", info.path, device.name);
-    let body = Body::from_stream(download_stream(session, start, info.size));
+    let body = Body::from_stream(download_stream(session, start, info.size, event));
     Ok((status, response_headers, body).into_response())
 }
 
@@ -311,6 +354,7 @@ fn download_stream(
     session: DeviceSession,
     start: i64,
     size: i64,
+    event: TransferEvent,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     struct Progress {
         session: DeviceSession,
@@ -318,6 +362,7 @@ fn download_stream(
         acknowledged: i64,
         hasher: Option<Sha256>,
         done: bool,
+        event: TransferEvent,
     }
     let progress = Progress {
         session,
@@ -326,40 +371,52 @@ fn download_stream(
         // The device's checksum covers the whole file: only a whole download can check it.
         hasher: (start == 0).then(Sha256::new),
         done: false,
+        event,
     };
     futures_util::stream::unfold(progress, move |mut p| async move {
         if p.done {
             return None;
         }
-        let failed = |p: Progress, why: String| {
+        async fn failed(p: Progress, why: String) -> Option<(Result<Bytes, std::io::Error>, Progress)> {
             tracing::warn!("download from device {} failed: {why}", p.session.device_name);
+            let details =
+                serde_json::json!({ "path": p.event.path, "bytes_sent": p.received, "reason": why });
+            let _ = p.event.record("file.download", Outcome::Failure, details).await;
             Some((Err(std::io::Error::other(why)), Progress { done: true, ..p }))
-        };
+        }
         let message = match p.session.next().await {
             Ok(message) => message,
-            Err(error) => return failed(p, error.message),
+            Err(error) => return failed(p, error.message).await,
         };
         let FileTransfer::FileChunk { offset, data, sha256 } = message else {
-            return failed(p, format!("unexpected `{}` during a download", message.typ()));
+            return failed(p, format!("unexpected `{}` during a download", message.typ())).await;
         };
         if offset != p.received {
             let why = format!("the device sent offset {offset}, expected {}", p.received);
-            return failed(p, why);
+            return failed(p, why).await;
         }
         if data.is_empty() {
             let _ = p.session.send(&FileTransfer::Ack { offset }).await;
             if offset != size {
                 let why = format!("the file changed size during the download ({size} → {offset} bytes)");
-                return failed(p, why);
+                return failed(p, why).await;
             }
-            if let (Some(hasher), Some(expected)) = (p.hasher.take(), sha256) {
+            let mut checksum = sha256;
+            if let (Some(hasher), Some(expected)) = (p.hasher.take(), checksum.clone()) {
                 let actual = hex::encode(hasher.finalize());
                 if actual != expected {
                     return failed(
                         p,
                         format!("checksum mismatch: device says {expected}, received {actual}"),
-                    );
+                    )
+                    .await;
                 }
+                checksum = Some(actual);
+            }
+            // The last bytes reach the client only once the event is stored.
+            let details = serde_json::json!({ "path": p.event.path, "size": size, "bytes_sent": size - start, "sha256": checksum });
+            if let Err(error) = p.event.record("file.download", Outcome::Success, details).await {
+                return failed(p, error.message).await;
             }
             p.done = true;
             return Some((Ok(Bytes::new()), p));
@@ -371,7 +428,7 @@ fn download_stream(
         if p.session.version == version::MENDER || p.received - p.acknowledged >= ACK_EVERY {
             p.acknowledged = p.received;
             if let Err(error) = p.session.send(&FileTransfer::Ack { offset: p.received }).await {
-                return failed(p, error.message);
+                return failed(p, error.message).await;
             }
         }
         Some((Ok(Bytes::from(data)), p))
@@ -400,11 +457,18 @@ fn parse_mode(text: &str) -> Result<u32, ApiError> {
 pub async fn upload(
     State(state): State<AppState>,
     caller: UserCaller,
+    context: RequestContext,
     Path(id): Path<String>,
     Query(query): Query<UploadFields>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let device = device_for(&state, &caller, &id, Action::FileWrite).await?;
+    let device = device_for(&state, &caller, &context, &id, Action::FileWrite).await?;
+    let event = TransferEvent {
+        state: state.clone(),
+        actor: Actor::principal(&caller.0, &context),
+        object: Object::device(&device.id, &device.name),
+        path: query.path.clone().unwrap_or_default(),
+    };
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -417,7 +481,7 @@ pub async fn upload(
         .and_then(|v| v.parse::<i64>().ok());
     if !multipart {
         let body = request.into_body().into_data_stream();
-        return send_file(&state, &device, query, size_hint, body).await;
+        return send_file(&state, &device, query, size_hint, body, event).await;
     }
     let mut form = Multipart::from_request(request, &state)
         .await
@@ -432,7 +496,7 @@ pub async fn upload(
         if name == "file" {
             // The file comes last (as in Mender's API): everything it needs is known by now.
             let stream = field.map(|chunk| chunk.map_err(std::io::Error::other));
-            return send_file(&state, &device, fields, None, stream).await;
+            return send_file(&state, &device, fields, None, stream, event).await;
         }
         let text = field
             .text()
@@ -461,7 +525,42 @@ async fn send_file<S, E>(
     fields: UploadFields,
     size: Option<i64>,
     body: S,
+    mut event: TransferEvent,
 ) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    event.path = fields.path.clone().unwrap_or_default();
+    let result = upload_to_device(state, device, fields, size, body).await;
+    match &result {
+        Ok((path, sent, sha256)) => {
+            let details = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
+            event.record("file.upload", Outcome::Success, details).await?;
+        }
+        Err(error) => {
+            let outcome = if error.status == StatusCode::FORBIDDEN {
+                Outcome::Refused
+            } else {
+                Outcome::Failure
+            };
+            let details = serde_json::json!({ "path": event.path, "reason": error.message });
+            event.record("file.upload", outcome, details).await?;
+        }
+    }
+    let (path, sent, sha256) = result?;
+    let summary = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
+    Ok((StatusCode::CREATED, axum::Json(summary)).into_response())
+}
+
+/// Streams the upload to the device; returns the path, size and SHA-256 of what was written.
+async fn upload_to_device<S, E>(
+    state: &AppState,
+    device: &DeviceRecord,
+    fields: UploadFields,
+    size: Option<i64>,
+    body: S,
+) -> Result<(String, i64, String), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -546,8 +645,7 @@ where
         }
     }
     tracing::info!("upload of {path} ({sent} bytes) to device {} done", device.name);
-    let summary = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
-    Ok((StatusCode::CREATED, axum::Json(summary)).into_response())
+    Ok((path, sent, sha256))
 }
 
 async fn expect_ack(session: &mut DeviceSession) -> Result<i64, ApiError> {

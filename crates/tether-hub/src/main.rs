@@ -1,5 +1,7 @@
 //! `tether-hub`: the server devices dial into and operators connect through.
 
+mod audit;
+mod audit_api;
 mod auth;
 mod config;
 mod demo;
@@ -12,6 +14,7 @@ mod passwords;
 mod router;
 mod secrets;
 mod server;
+mod session_audit;
 mod state;
 mod store;
 mod tokens;
@@ -209,8 +212,9 @@ pub async fn serve(
         store: store.clone(),
         router: Arc::new(Router::new()),
         tokens: Arc::new(tokens::TokenSigner::new(signing_key)),
+        audit_chain: Arc::new(tokio::sync::Mutex::new(())),
     };
-    tokio::spawn(expire_sessions(store));
+    tokio::spawn(maintenance(state.clone()));
     if let Some(ready) = ready {
         let _ = ready.send(Listening {
             url,
@@ -238,12 +242,33 @@ async fn shutdown_signal() {
     }
 }
 
-async fn expire_sessions(store: Store) {
+/// Periodic housekeeping: expired login sessions, audit retention.
+async fn maintenance(state: AppState) {
     let mut ticker = tokio::time::interval(Duration::from_secs(600));
     loop {
         ticker.tick().await;
-        if let Err(error) = store.delete_expired_sessions().await {
+        if let Err(error) = state.store.delete_expired_sessions().await {
             tracing::warn!("deleting expired sessions: {error:#}");
+        }
+        let days = state.config.audit_retention_days;
+        if days == 0 {
+            continue;
+        }
+        let before = store::now_millis() - (days as i64) * 86_400_000;
+        match state.store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!("audit retention: deleted {pruned} events older than {days} days");
+                let event = audit::NewEvent::new(
+                    audit::Actor::system(),
+                    "audit.prune",
+                    audit::Object::none(),
+                    audit::Outcome::Success,
+                )
+                .details(serde_json::json!({ "deleted": pruned, "retention_days": days }));
+                let _ = audit::record(&state, event).await;
+            }
+            Err(error) => tracing::warn!("audit retention: {error:#}"),
         }
     }
 }

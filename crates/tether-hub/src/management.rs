@@ -1,17 +1,19 @@
-//! The management API for operators: login, logout, devices. JSON in and out.
+//! The management API for operators: login, logout, devices. JSON in and out. Every action is
+//! recorded in the audit log before it is confirmed.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Json,
-    extract::{ConnectInfo, Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Path, Query, State},
+    http::StatusCode,
 };
 use serde::Deserialize;
 use tether_proto::api;
 
 use crate::{
-    auth::{Action, Principal, UserCaller, authorize},
+    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
+    auth::{Action, Principal, UserCaller, permit},
     http_error::ApiError,
     passwords,
     state::AppState,
@@ -21,13 +23,14 @@ use crate::{
 
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    context: RequestContext,
     Json(request): Json<api::LoginRequest>,
 ) -> Result<Json<api::LoginResponse>, ApiError> {
     let config = &state.config;
+    let client = context.client;
     let account_key = format!("account:{}", request.username);
     let address_key = format!("address:{}", client.ip());
+    let attempted = Object::user(None, &request.username);
     let limits = [
         (&account_key, config.login_failures_per_account, "this account"),
         (&address_key, config.login_failures_per_address, "your address"),
@@ -38,6 +41,9 @@ pub async fn login(
                 "login of {:?} from {client} refused: too many failures for {whom}",
                 request.username
             );
+            let event = NewEvent::new(context.actor(""), "login", attempted, Outcome::Refused)
+                .details(serde_json::json!({ "reason": format!("too many failed logins for {whom}") }));
+            audit::record(&state, event).await?;
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -56,10 +62,19 @@ pub async fn login(
         .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
     let user = match user {
         Some(user) if valid && !user.disabled => user,
-        _ => {
+        other => {
             state.login_failures.record_failure(&account_key);
             state.login_failures.record_failure(&address_key);
             tracing::warn!("failed login for {:?} from {client}", request.username);
+            let reason = match &other {
+                Some(user) if user.disabled => "account disabled",
+                Some(_) => "wrong password",
+                None => "unknown user",
+            };
+            let object = Object::user(other.as_ref().map(|u| u.id.as_str()), &request.username);
+            let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
+                .details(serde_json::json!({ "reason": reason }));
+            audit::record(&state, event).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid username or password",
@@ -71,7 +86,17 @@ pub async fn login(
     let token = new_session_token();
     let lifetime = Duration::from_secs(config.session_lifetime_secs);
     let expires_at = now_millis() + lifetime.as_millis() as i64;
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let principal = Principal::User {
+        user: user.clone(),
+        token_hash: hash_token(&token),
+    };
+    let event = NewEvent::new(
+        Actor::principal(&principal, &context),
+        "login",
+        Object::user(Some(&user.id), &user.name),
+        Outcome::Success,
+    );
+    audit::record(&state, event).await?;
     state
         .store
         .create_session(
@@ -79,7 +104,7 @@ pub async fn login(
             &user.id,
             expires_at,
             &client.to_string(),
-            user_agent,
+            context.user_agent.as_deref(),
         )
         .await?;
     tracing::info!("user {} logged in from {client}", user.name);
@@ -96,9 +121,17 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
 ) -> Result<StatusCode, ApiError> {
     if let Principal::User { user, token_hash } = &principal {
+        let event = NewEvent::new(
+            Actor::principal(&principal, &context),
+            "logout",
+            Object::user(Some(&user.id), &user.name),
+            Outcome::Success,
+        );
+        audit::record(&state, event).await?;
         state.store.delete_session(token_hash).await?;
         tracing::info!("user {} logged out", user.name);
     }
@@ -125,10 +158,11 @@ pub struct DeviceFilter {
 
 pub async fn list_devices(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
     Query(filter): Query<DeviceFilter>,
 ) -> Result<Json<api::DeviceList>, ApiError> {
-    authorize(&principal, Action::ViewDevices, None)?;
+    permit(&state, &principal, &context, Action::ViewDevices, None).await?;
     let status = match filter.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DeviceStatus::parse(text).ok_or_else(|| {
@@ -147,27 +181,48 @@ pub async fn list_devices(
     Ok(Json(api::DeviceList { devices }))
 }
 
-async fn device_for(
+/// Loads a device the caller may manage.
+async fn managed_device(
     state: &AppState,
     principal: &Principal,
+    context: &RequestContext,
     id: &str,
-    action: Action,
 ) -> Result<DeviceRecord, ApiError> {
     let device = state
         .store
         .device(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    authorize(principal, action, Some(&device))?;
+    permit(state, principal, context, Action::ManageDevices, Some(&device)).await?;
     Ok(device)
+}
+
+/// Records a device-management action (before it takes effect).
+async fn record_device_action(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    action: &'static str,
+    device: &DeviceRecord,
+) -> Result<(), ApiError> {
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        action,
+        Object::device(&device.id, &device.name),
+        Outcome::Success,
+    )
+    .details(serde_json::json!({ "previous_status": device.status.as_str() }));
+    audit::record(state, event).await
 }
 
 pub async fn accept_device(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Device>, ApiError> {
-    let mut device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    let mut device = managed_device(&state, &principal, &context, &id).await?;
+    record_device_action(&state, &principal, &context, "device.accept", &device).await?;
     state.store.set_device_status(&id, DeviceStatus::Accepted).await?;
     device.status = DeviceStatus::Accepted;
     tracing::info!("{} accepted device {} ({id})", principal.describe(), device.name);
@@ -177,10 +232,12 @@ pub async fn accept_device(
 
 pub async fn reject_device(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Device>, ApiError> {
-    let mut device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    let mut device = managed_device(&state, &principal, &context, &id).await?;
+    record_device_action(&state, &principal, &context, "device.reject", &device).await?;
     state.store.set_device_status(&id, DeviceStatus::Rejected).await?;
     device.status = DeviceStatus::Rejected;
     // The status is stored first, so a reconnect racing with the kick is refused.
@@ -197,10 +254,12 @@ pub async fn reject_device(
 
 pub async fn remove_device(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let device = device_for(&state, &principal, &id, Action::ManageDevices).await?;
+    let device = managed_device(&state, &principal, &context, &id).await?;
+    record_device_action(&state, &principal, &context, "device.remove", &device).await?;
     state.store.delete_device(&id).await?;
     state
         .router

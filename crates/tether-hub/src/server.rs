@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    device_auth, device_connection, file_api, management, secrets::TlsFiles, state::AppState, user_session,
+    audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, state::AppState,
+    user_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -43,6 +44,9 @@ pub fn routes(state: AppState) -> Router {
             post(management::reject_device),
         )
         .route(&api::user_connect_path("{id}"), get(user_session::connect))
+        .route("/api/management/v1/audit/events", get(audit_api::list))
+        .route("/api/management/v1/audit/export", get(audit_api::export))
+        .route("/api/management/v1/audit/verify", get(audit_api::verify))
         .route(
             "/api/management/v1/deviceconnect/devices/{id}/download",
             get(file_api::download).head(file_api::download),

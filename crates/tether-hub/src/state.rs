@@ -11,4 +11,6 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub tokens: Arc<TokenSigner>,
     pub login_failures: Arc<FailureLimiter>,
+    /// Serializes audit writes: each event chains to the previous one.
+    pub audit_chain: Arc<tokio::sync::Mutex<()>>,
 }

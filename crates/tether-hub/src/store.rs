@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use sqlx::{AnyPool, Row as _, any::AnyPoolOptions};
 
+use crate::audit::AuditEvent;
+
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -316,5 +318,197 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// Filters of an audit query; every field is optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to: Option<i64>,
+    /// A user or device id, or a user name.
+    pub actor: Option<String>,
+    /// The object's id (a device id for device actions).
+    pub device: Option<String>,
+    pub action: Option<String>,
+    pub session: Option<String>,
+    pub outcome: Option<String>,
+    /// Return events with `seq` below this (pagination, newest first).
+    pub before: Option<i64>,
+}
+
+fn audit_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent, sqlx::Error> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        time: row.try_get("time")?,
+        actor_kind: row.try_get("actor_kind")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_name: row.try_get("actor_name")?,
+        client_address: row.try_get("client_address")?,
+        user_agent: row.try_get("user_agent")?,
+        action: row.try_get("action")?,
+        object_kind: row.try_get("object_kind")?,
+        object_id: row.try_get("object_id")?,
+        object_name: row.try_get("object_name")?,
+        outcome: row.try_get("outcome")?,
+        // A row edited into invalid JSON still loads; its hash will not match.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        session_id: row.try_get("session_id")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+macro_rules! audit_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, action, \
+             object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash FROM audit_events ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    /// Where the chain starts: the anchor left by retention pruning, or the genesis.
+    pub async fn audit_anchor(&self) -> anyhow::Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+            None => (0, crate::audit::GENESIS_HASH.to_owned()),
+        })
+    }
+
+    /// The last event's `seq` and hash (the anchor when the log is empty).
+    pub async fn audit_head(&self) -> anyhow::Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok((row.try_get("seq")?, row.try_get("hash")?)),
+            None => self.audit_anchor().await,
+        }
+    }
+
+    pub async fn insert_audit_event(&self, event: &AuditEvent) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, \
+             action, object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(event.seq)
+        .bind(&event.id)
+        .bind(event.time)
+        .bind(&event.actor_kind)
+        .bind(&event.actor_id)
+        .bind(&event.actor_name)
+        .bind(&event.client_address)
+        .bind(&event.user_agent)
+        .bind(&event.action)
+        .bind(&event.object_kind)
+        .bind(&event.object_id)
+        .bind(&event.object_name)
+        .bind(&event.outcome)
+        .bind(event.details.to_string())
+        .bind(&event.session_id)
+        .bind(&event.prev_hash)
+        .bind(&event.hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub async fn audit_events(&self, filter: &AuditFilter, limit: i64) -> anyhow::Result<Vec<AuditEvent>> {
+        let newest_first = sqlx::query(audit_select!(
+            "WHERE ($1 IS NULL OR time >= $1) AND ($2 IS NULL OR time < $2) \
+             AND ($3 IS NULL OR actor_id = $3 OR actor_name = $3) AND ($4 IS NULL OR object_id = $4) \
+             AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR session_id = $6) \
+                          AND ($7 IS NULL OR outcome = $7) AND ($8 IS NULL OR seq < $8) ORDER BY seq DESC LIMIT $9"
+        ));
+        self.filtered_audit(newest_first, filter, filter.before, limit)
+            .await
+    }
+
+    /// Events matching `filter` with `seq` above `after`, oldest first (exports).
+    pub async fn audit_events_oldest_first(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let oldest_first = sqlx::query(audit_select!(
+            "WHERE ($1 IS NULL OR time >= $1) AND ($2 IS NULL OR time < $2) \
+             AND ($3 IS NULL OR actor_id = $3 OR actor_name = $3) AND ($4 IS NULL OR object_id = $4) \
+             AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR session_id = $6) \
+             AND ($7 IS NULL OR outcome = $7) AND seq > $8 ORDER BY seq LIMIT $9"
+        ));
+        self.filtered_audit(oldest_first, filter, Some(after), limit)
+            .await
+    }
+
+    async fn filtered_audit(
+        &self,
+        query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+        filter: &AuditFilter,
+        seq_bound: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let rows = query
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.actor.clone())
+            .bind(filter.device.clone())
+            .bind(filter.action.clone())
+            .bind(filter.session.clone())
+            .bind(filter.outcome.clone())
+            .bind(seq_bound)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Events in chain order with `seq` above `after`, at most `limit` (for verification).
+    pub async fn audit_events_after(&self, after: i64, limit: i64) -> anyhow::Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(audit_select!("WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes events older than `before` (Unix ms) and moves the chain's anchor past them.
+    pub async fn prune_audit(&self, before: i64) -> anyhow::Result<u64> {
+        let mut transaction = self.pool.begin().await?;
+        let last =
+            sqlx::query("SELECT seq, hash FROM audit_events WHERE time < $1 ORDER BY seq DESC LIMIT 1")
+                .bind(before)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(last) = last else { return Ok(0) };
+        let (seq, hash): (i64, String) = (last.try_get("seq")?, last.try_get("hash")?);
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM audit_anchor")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("INSERT INTO audit_anchor (id, seq, hash) VALUES (1, $1, $2)")
+            .bind(seq)
+            .bind(hash)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(deleted.rows_affected())
     }
 }

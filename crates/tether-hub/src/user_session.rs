@@ -3,11 +3,11 @@
 //! device, stamps the user on every message, relays both ways, and ends the device's side when
 //! the user leaves.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     extract::{
-        ConnectInfo, Path, State,
+        Path, State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::StatusCode,
@@ -25,9 +25,11 @@ use tether_proto::{
 use tokio::time::Instant;
 
 use crate::{
-    auth::{Action, Principal, UserCaller, authorize, authorize_quietly},
+    audit::{self, Actor, NewEvent, Object, RequestContext},
+    auth::{Action, Principal, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
     router::{Lane, SessionEvent, SessionLink},
+    session_audit::SessionAudit,
     state::AppState,
     store::{DeviceRecord, DeviceStatus},
 };
@@ -40,7 +42,7 @@ const VERSION_1_SHELL_CHUNK: usize = 4096;
 pub async fn connect(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    context: RequestContext,
     Path(device_id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -60,7 +62,7 @@ pub async fn connect(
         .iter()
         .any(|action| authorize_quietly(&principal, *action, &device))
     {
-        authorize(&principal, Action::Terminal, Some(&device))?;
+        permit(&state, &principal, &context, Action::Terminal, Some(&device)).await?;
     }
     if device.status != DeviceStatus::Accepted {
         return Err(ApiError::new(
@@ -82,11 +84,12 @@ pub async fn connect(
         .on_upgrade(move |socket| async move {
             let sid = uuid::Uuid::new_v4().to_string();
             tracing::info!(
-                "session {sid}: {} on device {} from {client}",
+                "session {sid}: {} on device {} from {}",
                 principal.describe(),
-                device.name
+                device.name,
+                context.client
             );
-            let reason = serve(&state, &device, &principal, &sid, socket).await;
+            let reason = serve(&state, &device, &principal, &context, &sid, socket).await;
             tracing::info!("session {sid} ended: {reason}");
         }))
 }
@@ -122,6 +125,7 @@ async fn serve(
     state: &AppState,
     device: &DeviceRecord,
     principal: &Principal,
+    context: &RequestContext,
     sid: &str,
     socket: WebSocket,
 ) -> String {
@@ -142,13 +146,22 @@ async fn serve(
                     version,
                     shell_running: false,
                 };
-                let session = Session {
+                let actor = Actor::principal(principal, context);
+                let audit = SessionAudit::new(actor, Object::device(&device.id, &device.name), sid);
+                let mut session = Session {
                     device,
                     principal,
+                    context,
                     user_id,
                     sid,
+                    audit,
                 };
-                let reason = relay(state, &session, &mut link, &mut sink, &mut stream, &mut side).await;
+                let reason = relay(state, &mut session, &mut link, &mut sink, &mut stream, &mut side).await;
+                for event in session.audit.session_ended(&reason.text) {
+                    if audit::record(state, event).await.is_err() {
+                        break;
+                    }
+                }
                 if !reason.device_gone {
                     // The user left or misbehaved: end the device's side of the session.
                     if side.shell_running {
@@ -243,19 +256,21 @@ impl Ending {
 struct Session<'a> {
     device: &'a DeviceRecord,
     principal: &'a Principal,
+    context: &'a RequestContext,
     user_id: &'a str,
     sid: &'a str,
+    audit: SessionAudit,
 }
 
 async fn relay(
     state: &AppState,
-    session: &Session<'_>,
+    session: &mut Session<'_>,
     link: &mut SessionLink,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     side: &mut DeviceSide,
 ) -> Ending {
-    let Session { device, sid, .. } = *session;
+    let (device, sid) = (session.device, session.sid);
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
@@ -264,8 +279,12 @@ async fn relay(
             biased;
             event = link.events.recv() => match event {
                 Some(SessionEvent::Message(envelope)) => {
-                    if envelope.proto == protocol::SHELL && envelope.typ == "stop" {
+                                        if envelope.proto == protocol::SHELL && envelope.typ == "stop" {
                         side.shell_running = false;
+                    }
+                    // Fail closed: what the audit log cannot record does not reach the user.
+                    if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
+                        return ending;
                     }
                     if !send(sink, &envelope).await {
                         return Ending::user("the user disconnected");
@@ -295,7 +314,7 @@ async fn relay(
                                 return Ending::user(why);
                             }
                         };
-                        if let Some(ending) = forward(session, envelope, link, sink, side).await {
+                                                if let Some(ending) = forward(state, session, envelope, link, sink, side).await {
                             return ending;
                         }
                     }
@@ -318,6 +337,22 @@ async fn relay(
             }
         }
     }
+}
+
+/// Records a session's events; when the audit log fails, the session ends (fail closed).
+async fn record_all(
+    state: &AppState,
+    sink: &mut Sink,
+    sid: &str,
+    events: Vec<NewEvent>,
+) -> Result<(), Ending> {
+    for event in events {
+        if let Err(error) = audit::record(state, event).await {
+            end_with_error(sink, sid, &error.message).await;
+            return Err(Ending::user(error.message));
+        }
+    }
+    Ok(())
 }
 
 /// The permission a user message needs, by protocol and type.
@@ -366,7 +401,8 @@ async fn refuse_message(sink: &mut Sink, sid: &str, envelope: &Envelope, why: St
 
 /// Passes one user message on to the device. Returns an ending when the session must stop.
 async fn forward(
-    session: &Session<'_>,
+    state: &AppState,
+    session: &mut Session<'_>,
     mut envelope: Envelope,
     link: &mut SessionLink,
     sink: &mut Sink,
@@ -389,9 +425,26 @@ async fn forward(
         refuse_message(sink, sid, &envelope, why, 400).await;
         return None;
     };
-    if let Err(refusal) = authorize(session.principal, action, Some(session.device)) {
+    if let Err(refusal) = permit(
+        state,
+        session.principal,
+        session.context,
+        action,
+        Some(session.device),
+    )
+    .await
+    {
+        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+            end_with_error(sink, sid, &refusal.message).await;
+            return Some(Ending::user(refusal.message));
+        }
         refuse_message(sink, sid, &envelope, refusal.message, 403).await;
         return None;
+    }
+    session.audit.observe_user(&envelope);
+    if let Err(ending) = record_all(state, sink, sid, session.audit.forward_stopped_by_user(&envelope)).await
+    {
+        return Some(ending);
     }
     if envelope.proto == protocol::SHELL {
         envelope
