@@ -2,6 +2,7 @@
 //! definition and dispatch; each command lives in its own module.
 
 mod api;
+mod audit;
 mod config;
 mod devices;
 mod escape;
@@ -190,6 +191,9 @@ enum Command {
         #[arg(value_name = "DEVICE:PATH")]
         target: String,
     },
+    /// Read, export and verify the hub's audit log
+    #[command(subcommand, after_help = audit::AUDIT_HELP)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -316,6 +320,7 @@ async fn run(cli: Cli) -> Result<i32> {
             return files::cp::run(&options, request).await;
         }
         Command::Ls { json, target } => return files::ls::run(&options, &target, json).await,
+        Command::Audit(command) => return audit::run(&options, command).await,
     }
     Ok(0)
 }

@@ -1,0 +1,671 @@
+//! `tether audit ...`: reading the hub's audit log (a table or JSON, filtered and paged),
+//! exporting it (CSV or JSON Lines, streamed to stdout or a file), and verifying its hash chain.
+
+use std::{io::IsTerminal, io::Write, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    api::{Api, HttpError},
+    failure,
+    hub::{Authenticated, HubOptions, authenticated},
+    output::print_listing,
+    resolve::resolve,
+};
+
+const EVENTS_PATH: &str = "/api/management/v1/audit/events";
+const EXPORT_PATH: &str = "/api/management/v1/audit/export";
+const VERIFY_PATH: &str = "/api/management/v1/audit/verify";
+
+/// The most events the hub returns in one page.
+const MAX_PAGE: u64 = 1000;
+
+pub const AUDIT_HELP: &str = "\
+Reading the audit log needs an administrator's login.
+
+TIME (--since, --until) is a duration before now (90s, 30m, 1h, 2d, 1w, or combined: 1h30m)
+or an RFC 3339 time (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00, 2024-05-01).
+DEVICE is a device id, a unique id prefix, or a device name; the id of a removed device can
+be given in full.";
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first
+    List {
+        /// Print the events as a JSON array
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        filters: Filters,
+        /// How many events to show (default 100)
+        #[arg(long, value_name = "N", conflicts_with = "all")]
+        limit: Option<u64>,
+        /// Show every matching event (follows the pages)
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write the audit log, oldest first, as CSV or JSON Lines
+    Export {
+        /// Output format
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Check the audit log's hash chain; exits 1 if it was tampered with
+    Verify {
+        /// Print the verification result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct Filters {
+    /// Only events at or after TIME (a duration before now, or an RFC 3339 time)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only events before TIME
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    /// Only events by this user or device (id or user name)
+    #[arg(long, value_name = "ACTOR")]
+    actor: Option<String>,
+    /// Only events about this device (id, unique id prefix, or name)
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
+    /// Only events of this action, e.g. login, device.accept, terminal.open
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// Only events of this session id
+    #[arg(long, value_name = "SESSION")]
+    session: Option<String>,
+    /// Only events with this outcome
+    #[arg(long, value_enum)]
+    outcome: Option<Outcome>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Refused,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Deserialize)]
+struct EventPage {
+    events: Vec<Value>,
+    next_before: Option<i64>,
+}
+
+pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
+    let login = authenticated(options)?;
+    let api = Api::new(&login.hub, Some(login.token.clone()))?;
+    match command {
+        AuditCommand::List {
+            json,
+            filters,
+            limit,
+            all,
+        } => {
+            let query = query_pairs(&api, &filters).await?;
+            list(
+                &api,
+                query,
+                if all { None } else { Some(limit.unwrap_or(100)) },
+                json,
+            )
+            .await?;
+            Ok(0)
+        }
+        AuditCommand::Export {
+            format,
+            output,
+            filters,
+        } => {
+            let mut query = query_pairs(&api, &filters).await?;
+            let format = match format {
+                ExportFormat::Csv => "csv",
+                ExportFormat::Jsonl => "jsonl",
+            };
+            query.insert(0, ("format", format.to_owned()));
+            export(&login, &query, output).await?;
+            Ok(0)
+        }
+        AuditCommand::Verify { json } => verify(&api, json).await,
+    }
+}
+
+/// The filters as query parameters; `--device` is resolved against the device list, and a
+/// query that matches no device is passed as-is (the id of a removed device).
+async fn query_pairs(api: &Api, filters: &Filters) -> Result<Vec<(&'static str, String)>> {
+    let mut pairs = Vec::new();
+    if let Some(from) = filters.since {
+        pairs.push(("from", from.to_string()));
+    }
+    if let Some(to) = filters.until {
+        pairs.push(("to", to.to_string()));
+    }
+    if let Some(actor) = &filters.actor {
+        pairs.push(("actor", actor.clone()));
+    }
+    if let Some(query) = &filters.device {
+        let devices = api.devices(None).await?;
+        let id = match resolve(&devices, query) {
+            Ok(device) => device.id.clone(),
+            Err(error) if error.to_string().starts_with("no device matches") => query.clone(),
+            Err(error) => return Err(error),
+        };
+        pairs.push(("device", id));
+    }
+    if let Some(action) = &filters.action {
+        pairs.push(("action", action.clone()));
+    }
+    if let Some(session) = &filters.session {
+        pairs.push(("session", session.clone()));
+    }
+    if let Some(outcome) = filters.outcome {
+        pairs.push(("outcome", outcome.as_str().to_owned()));
+    }
+    Ok(pairs)
+}
+
+fn encode_query(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={}", percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Fetches up to `limit` events (all of them with `None`), newest first, following pages.
+async fn list(api: &Api, query: Vec<(&'static str, String)>, limit: Option<u64>, json: bool) -> Result<()> {
+    let mut events: Vec<Value> = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let wanted = match limit {
+            Some(limit) => {
+                let left = limit.saturating_sub(events.len() as u64);
+                if left == 0 {
+                    break;
+                }
+                left.min(MAX_PAGE)
+            }
+            None => MAX_PAGE,
+        };
+        let mut pairs = query.clone();
+        if let Some(before) = before {
+            pairs.push(("before", before.to_string()));
+        }
+        pairs.push(("limit", wanted.to_string()));
+        let page: EventPage = api
+            .get(&format!("{EVENTS_PATH}?{}", encode_query(&pairs)))
+            .await?;
+        events.extend(page.events);
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&events)? + "\n"
+    } else {
+        let width = if std::io::stdout().is_terminal() {
+            Some(crate::output::window_size().0 as usize)
+        } else {
+            None
+        };
+        table(&events, width)
+    };
+    print_listing(&text).context("writing to stdout")
+}
+
+fn text<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
+    event.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The event table; with a terminal `width`, DETAILS is cut to fit it.
+fn table(events: &[Value], width: Option<usize>) -> String {
+    let mut rows = vec![[
+        "TIME".to_owned(),
+        "ACTOR".to_owned(),
+        "ACTION".to_owned(),
+        "OBJECT".to_owned(),
+        "OUTCOME".to_owned(),
+        "DETAILS".to_owned(),
+    ]];
+    for event in events {
+        let time = event.get("time").and_then(Value::as_i64).unwrap_or(0);
+        let actor = text(event, "actor_name")
+            .or_else(|| text(event, "actor_id"))
+            .or_else(|| text(event, "actor_kind"))
+            .unwrap_or("-");
+        let object = text(event, "object_name")
+            .or_else(|| text(event, "object_id"))
+            .unwrap_or("-");
+        rows.push([
+            format_time(time),
+            actor.to_owned(),
+            text(event, "action").unwrap_or("-").to_owned(),
+            object.to_owned(),
+            text(event, "outcome").unwrap_or("-").to_owned(),
+            compact_details(event.get("details")),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (index, (cell, cell_width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == row.len() {
+                match width {
+                    Some(width) => {
+                        let room = width.saturating_sub(line.chars().count()).max(20);
+                        line.push_str(&truncate(cell, room));
+                    }
+                    None => line.push_str(cell),
+                }
+            } else {
+                line.push_str(&format!("{cell:<cell_width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn truncate(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `key=value` pairs on one line; strings with spaces or quotes are JSON-quoted.
+fn compact_details(details: Option<&Value>) -> String {
+    let Some(Value::Object(map)) = details else {
+        return match details {
+            None | Some(Value::Null) => String::new(),
+            Some(other) => other.to_string(),
+        };
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(s) if !s.is_empty() && !s.contains([' ', '"', '=', '\n', '\t']) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Streams the export to `output` (or stdout); a partial file is removed on failure.
+async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<PathBuf>) -> Result<()> {
+    // Not the shared client: an export may take longer than its whole-request timeout.
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*login.hub.tls).clone())
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")?;
+    let base = login.hub.url.to_string();
+    let url = format!("{base}{EXPORT_PATH}?{}", encode_query(query));
+    let mut response = http
+        .get(&url)
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .map_err(|error| failure::unreachable(&base, &error.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(HttpError::from_body(status, &body).into());
+    }
+    let mut sink: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let result: Result<()> = async {
+        while let Some(chunk) = response.chunk().await.map_err(|error| {
+            failure::transport(format!(
+                "reading the export from the hub at {base}: {}",
+                failure::describe(&error.without_url())
+            ))
+        })? {
+            match sink.write_all(&chunk) {
+                Err(error) if output.is_none() && error.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(());
+                }
+                other => other.context("writing the export")?,
+            }
+        }
+        match sink.flush() {
+            Err(error) if output.is_none() && error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing the export"),
+        }
+    }
+    .await;
+    drop(sink);
+    if result.is_err()
+        && let Some(path) = &output
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+#[derive(Deserialize)]
+struct Verification {
+    ok: bool,
+    checked: i64,
+    problem: Option<Problem>,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    seq: i64,
+    kind: String,
+    detail: String,
+}
+
+async fn verify(api: &Api, json: bool) -> Result<i32> {
+    let value: Value = api.get(VERIFY_PATH).await?;
+    let verification: Verification = serde_json::from_value(value.clone())
+        .context("unexpected answer from the hub to the verification")?;
+    if json {
+        print_listing(&(serde_json::to_string_pretty(&value)? + "\n")).context("writing to stdout")?;
+    } else if verification.ok {
+        println!("audit log intact: {} events checked", verification.checked);
+    } else {
+        match &verification.problem {
+            Some(problem) => println!(
+                "audit log BROKEN at event {}: {} ({})",
+                problem.seq, problem.kind, problem.detail
+            ),
+            None => println!("audit log BROKEN ({} events checked)", verification.checked),
+        }
+    }
+    Ok(if verification.ok { 0 } else { 1 })
+}
+
+/// `--since`/`--until`: a duration before now or an RFC 3339 time, as unix milliseconds.
+fn parse_time(text: &str) -> Result<i64> {
+    parse_time_at(text, now_millis())
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_time_at(text: &str, now: i64) -> Result<i64> {
+    let text = text.trim();
+    if let Some(millis) = parse_duration(text) {
+        return Ok(now - millis);
+    }
+    parse_rfc3339(text).with_context(|| {
+        format!("`{text}` is neither a duration (30m, 1h, 2d) nor an RFC 3339 time (2024-05-01T12:00:00Z)")
+    })
+}
+
+/// "90s", "30m", "1h30m", "2d", "1w" as milliseconds.
+fn parse_duration(text: &str) -> Option<i64> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
+            _ => return None,
+        };
+        let value: i64 = number.parse().ok()?;
+        total = total.checked_add(value.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+/// `YYYY-MM-DD`, or `YYYY-MM-DD[T ]HH:MM:SS[.fff](Z|±HH:MM)`.
+fn parse_rfc3339(text: &str) -> Result<i64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Result<i64> {
+        let part = text.get(range).context("too short")?;
+        if !part.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("not a number: {part}");
+        }
+        Ok(part.parse()?)
+    };
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        bail!("expected YYYY-MM-DD");
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        bail!("no such date");
+    }
+    let days = days_from_civil(year, month, day);
+    if bytes.len() == 10 {
+        return Ok(days * 86_400_000);
+    }
+    if !matches!(bytes[10], b'T' | b't' | b' ') || bytes.len() < 19 || bytes[13] != b':' || bytes[16] != b':'
+    {
+        bail!("expected HH:MM:SS after the date");
+    }
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if hour > 23 || minute > 59 || second > 60 {
+        bail!("no such time of day");
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            bail!("empty fraction of a second");
+        }
+        let padded: String = fraction[..digits].chars().chain("000".chars()).take(3).collect();
+        millis = padded.parse::<i64>()?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+            let hours: i64 = rest[1..3].parse()?;
+            let minutes: i64 = rest[4..6].parse()?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (hours * 60 + minutes)
+        }
+        _ => bail!("expected a time zone (Z or ±HH:MM)"),
+    };
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1000 + millis)
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` in UTC.
+fn format_time(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_count_back_from_now() {
+        let now = 10_000_000_000;
+        assert_eq!(parse_time_at("30m", now).unwrap(), now - 1_800_000);
+        assert_eq!(parse_time_at("1h", now).unwrap(), now - 3_600_000);
+        assert_eq!(parse_time_at("2d", now).unwrap(), now - 2 * 86_400_000);
+        assert_eq!(parse_time_at("1h30m", now).unwrap(), now - 5_400_000);
+        assert!(parse_time_at("1x", now).is_err());
+        assert!(parse_time_at("h", now).is_err());
+        assert!(parse_time_at("", now).is_err());
+    }
+
+    #[test]
+    fn rfc3339_times_parse() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(parse_rfc3339("2024-05-01T12:00:00Z").unwrap(), 1_714_564_800_000);
+        assert_eq!(
+            parse_rfc3339("2024-05-01T14:00:00+02:00").unwrap(),
+            1_714_564_800_000
+        );
+        assert_eq!(
+            parse_rfc3339("2024-05-01 12:00:00.25Z").unwrap(),
+            1_714_564_800_250
+        );
+        assert_eq!(parse_rfc3339("2024-05-01").unwrap(), 1_714_521_600_000);
+        assert!(parse_rfc3339("2024-02-30").is_err());
+        assert!(parse_rfc3339("2024-05-01T12:00:00").is_err());
+    }
+
+    #[test]
+    fn times_print_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_714_564_800_999), "2024-05-01 12:00:00");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn details_are_compact() {
+        let details = serde_json::json!({"path": "/tmp/a", "reason": "wrong password", "size": 3});
+        assert_eq!(
+            compact_details(Some(&details)),
+            "path=/tmp/a reason=\"wrong password\" size=3"
+        );
+        assert_eq!(compact_details(Some(&serde_json::json!({}))), "");
+    }
+
+    #[test]
+    fn queries_are_encoded() {
+        let pairs = [
+            ("actor", "a b&c".to_owned()),
+            ("action", "device.accept".to_owned()),
+        ];
+        assert_eq!(encode_query(&pairs), "actor=a%20b%26c&action=device.accept");
+    }
+
+    #[test]
+    fn table_falls_back_to_ids_and_kinds() {
+        let events = vec![serde_json::json!({
+            "time": 0, "actor_kind": "anonymous", "actor_name": null, "action": "authentication",
+            "object_id": null, "outcome": "refused", "details": {"reason": "bad token"}
+        })];
+        let long = vec![serde_json::json!({
+            "time": 0, "actor_kind": "system", "action": "x", "outcome": "success",
+            "details": {"reason": "a reason that is far too long to fit in a narrow terminal"}
+        })];
+        assert_eq!(
+            table(&events, None),
+            "TIME                 ACTOR      ACTION          OBJECT  OUTCOME  DETAILS\n\
+             1970-01-01 00:00:00  anonymous  authentication  -       refused  reason=\"bad token\"\n"
+        );
+        let narrow = table(&long, Some(10));
+        assert!(narrow.lines().nth(1).unwrap().ends_with('…'), "{narrow}");
+    }
+}
