@@ -32,7 +32,7 @@ pub struct Config {
     /// Identity attributes sent to the hub; when absent, `hostname` and `machine_id`.
     pub identity: Option<BTreeMap<String, String>>,
     pub terminal: TerminalConfig,
-    pub file_transfer: Feature,
+    pub file_transfer: FileTransferConfig,
     pub port_forward: PortForwardConfig,
 }
 
@@ -48,7 +48,7 @@ impl Default for Config {
             reconnect_max_delay_secs: 60,
             identity: None,
             terminal: TerminalConfig::default(),
-            file_transfer: Feature::default(),
+            file_transfer: FileTransferConfig::default(),
             port_forward: PortForwardConfig::default(),
         }
     }
@@ -120,12 +120,50 @@ impl Default for PortForwardConfig {
     }
 }
 
-/// A feature that can only be switched on or off (file transfer and port forwarding are not
-/// implemented yet; enabling them is refused rather than silently ignored).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[file_transfer]`: `stat`, `list`, downloads, uploads and `mkdir` under the roots only.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Feature {
+pub struct FileTransferConfig {
     pub enabled: bool,
+    /// Absolute directories that files may be read and written under; none = nothing.
+    pub roots: Vec<PathBuf>,
+    /// Largest file uploaded or downloaded, in bytes; 0 = no limit.
+    pub max_file_size: u64,
+    /// Whether an upload may replace an existing file.
+    pub allow_overwrite: bool,
+    /// User (name or uid) and group that uploaded files get; empty = the agent's own.
+    pub owner: String,
+    pub group: String,
+    /// Whether `put_file`'s `uid`/`gid` may name anyone but the owner above.
+    pub allow_chown: bool,
+    /// Cleared from the mode of uploaded files and created directories.
+    pub umask: u32,
+    /// Whether uploads may carry the setuid and setgid bits.
+    pub allow_setuid: bool,
+    /// Bytes per second, device-wide; 0 = unlimited. Throttles, never refuses.
+    pub read_rate_limit: u64,
+    pub write_rate_limit: u64,
+    /// How long an interrupted upload's temporary file is kept for a resume.
+    pub resume_window_secs: u64,
+}
+
+impl Default for FileTransferConfig {
+    fn default() -> Self {
+        FileTransferConfig {
+            enabled: false,
+            roots: Vec::new(),
+            max_file_size: 1 << 30,
+            allow_overwrite: true,
+            owner: String::new(),
+            group: String::new(),
+            allow_chown: false,
+            umask: 0o022,
+            allow_setuid: false,
+            read_rate_limit: 0,
+            write_rate_limit: 0,
+            resume_window_secs: 3600,
+        }
+    }
 }
 
 impl Config {
@@ -164,8 +202,12 @@ impl Config {
                  (set terminal.enabled = false to turn shells off)"
             );
         }
-        if self.file_transfer.enabled {
-            bail!("file_transfer.enabled = true: file transfer is not implemented yet");
+        let files = &self.file_transfer;
+        if let Some(root) = files.roots.iter().find(|root| !root.is_absolute()) {
+            bail!("file_transfer.roots: {} is not an absolute path", root.display());
+        }
+        if files.umask > 0o777 {
+            bail!("file_transfer.umask must be at most 0o777");
         }
         crate::port_forward::AllowList::parse(&self.port_forward.allow).map_err(anyhow::Error::msg)?;
         if self.port_forward.max_connections == 0 {
@@ -201,6 +243,11 @@ mod tests {
         assert_eq!(terminal.idle_timeout_secs, 1800);
         assert_eq!(terminal.max_duration_secs, 28800);
         assert!(!config.file_transfer.enabled);
+        assert!(config.file_transfer.roots.is_empty());
+        assert_eq!(config.file_transfer.max_file_size, 1 << 30);
+        assert!(config.file_transfer.allow_overwrite);
+        assert_eq!(config.file_transfer.umask, 0o022);
+        assert_eq!(config.file_transfer.resume_window_secs, 3600);
         assert!(!config.port_forward.enabled);
     }
 
@@ -230,7 +277,13 @@ mod tests {
             max_duration_secs = 0
 
             [file_transfer]
-            enabled = false
+            enabled = true
+            roots = ["/data", "/var/log"]
+            max_file_size = 0
+            allow_overwrite = false
+            owner = "nobody"
+            umask = 0o077
+            read_rate_limit = 1000000
             "#,
         )
         .unwrap();
@@ -239,6 +292,9 @@ mod tests {
         assert_eq!(config.terminal.user.as_deref(), Some("nobody"));
         assert_eq!(config.terminal.args, ["-l"]);
         assert_eq!(config.terminal.idle_timeout_secs, 0);
+        assert_eq!(config.file_transfer.roots.len(), 2);
+        assert_eq!(config.file_transfer.umask, 0o077);
+        assert!(!config.file_transfer.allow_overwrite);
     }
 
     #[test]
@@ -257,7 +313,9 @@ mod tests {
             "[terminal]\nmax_sessions = 0",
             "[terminal]\nwidth = 0",
             "[terminal]\nshell = \"\"",
-            "[file_transfer]\nenabled = true",
+            "[file_transfer]\nroots = [\"relative/dir\"]",
+            "[file_transfer]\numask = 0o7777",
+            "[file_transfer]\nroot = []",
             "[port_forward]\nmax_connections = 0",
             "[port_forward]\nallow = [\"10.0.0.1/8\"]",
             "[port_forward]\nallow = [\"127.0.0.1:0\"]",

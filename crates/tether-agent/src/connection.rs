@@ -54,7 +54,8 @@ enum Outcome {
 pub async fn run(mut agent: Agent, mut shutdown: watch::Receiver<bool>) {
     let (outbound, mut outbound_receiver) = mpsc::channel(OUTBOUND_QUEUE);
     let mut sessions = Sessions::new(agent.settings.terminal.clone(), outbound)
-        .with_port_forward(&agent.settings.port_forward);
+        .with_port_forward(&agent.settings.port_forward)
+        .with_file_transfer(&agent.settings.file_transfer);
     let mut backoff = Backoff::new(agent.settings.reconnect_max_delay);
     let hubs = agent.settings.hubs.clone();
     for hub in hubs.iter().cycle() {
@@ -165,6 +166,12 @@ impl Agent {
         let (mut sink, mut stream) = socket.split();
         // Whatever ended shells queued for the previous connection is stale.
         while outbound.try_recv().is_ok() {}
+        // File data has a queue of its own, served only when `outbound` is empty, so that shell
+        // output never waits behind it; the reader needs `sessions`, so the writer takes it.
+        let mut bulk = sessions.take_bulk();
+        if let Some(bulk) = bulk.as_mut() {
+            while bulk.try_recv().is_ok() {}
+        }
         let interval = self.settings.keepalive_interval;
         let last_received = Cell::new(Instant::now());
         let reader = async {
@@ -193,11 +200,15 @@ impl Agent {
             let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
             loop {
                 let message = tokio::select! {
+                    biased;
+                    _ = ping.tick() => Message::Ping(Default::default()),
                     envelope = outbound.recv() => match envelope {
                         Some(envelope) => Message::binary(envelope.encode()),
                         None => return "the outbound queue closed".to_owned(),
                     },
-                    _ = ping.tick() => Message::Ping(Default::default()),
+                    Some(envelope) = crate::file_transfer::next_bulk(&mut bulk) => {
+                        Message::binary(envelope.encode())
+                    }
                 };
                 if let Err(error) = sink.send(message).await {
                     return error.to_string();
@@ -221,6 +232,7 @@ impl Agent {
             _ = renew_when_due(&self.authenticator, &mut self.tokens, hub) => unreachable!(),
             _ = requested(shutdown) => Outcome::Shutdown,
         };
+        sessions.return_bulk(bulk);
         let shells = sessions.end_all();
         if let Outcome::Shutdown = outcome {
             tracing::info!("shutting down");

@@ -11,6 +11,7 @@ mod auth;
 mod backoff;
 mod config;
 mod connection;
+mod file_transfer;
 mod identity;
 mod port_forward;
 mod sessions;
@@ -75,6 +76,10 @@ async fn run(args: args::Args) -> anyhow::Result<()> {
         && let Err(problem) = account::shell_account(settings.terminal.user.as_deref())
     {
         tracing::warn!("shells will be refused: {problem}");
+    }
+    if settings.file_transfer.enabled {
+        // Resolved again when serving; checked here so that a bad owner or group stops the start.
+        file_transfer::Policy::new(&settings.file_transfer).map_err(anyhow::Error::msg)?;
     }
     tracing::info!(
         "tether-agent {} starting: identity {id_data}, data in {}",

@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use tether_proto::{
     Envelope, Error as ProtoError,
     control::{Control, ErrorBody},
-    protocol::{CONTROL, PORT_FORWARD, SHELL},
+    protocol::{CONTROL, FILE_TRANSFER, PORT_FORWARD, SHELL},
     shell::{Shell, status},
     version,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    config::{PortForwardConfig, TerminalConfig},
+    config::{FileTransferConfig, PortForwardConfig, TerminalConfig},
+    file_transfer::{self, FileTransfers},
     port_forward::PortForwards,
     shell,
     shell_task::{self, Input, Limits, Output, ShellHandle},
@@ -36,6 +37,10 @@ pub struct Sessions {
     versions: HashMap<String, u32>,
     shells: HashMap<String, ShellHandle>,
     port_forwards: PortForwards,
+    /// `None`: file transfer is off.
+    file_transfers: Option<FileTransfers>,
+    /// File data for the hub, sent after `outbound`'s messages (taken by the writer).
+    bulk: Option<mpsc::Receiver<Envelope>>,
 }
 
 impl Sessions {
@@ -46,6 +51,8 @@ impl Sessions {
             outbound,
             versions: HashMap::new(),
             shells: HashMap::new(),
+            file_transfers: None,
+            bulk: None,
         }
     }
 
@@ -53,6 +60,31 @@ impl Sessions {
     pub fn with_port_forward(mut self, config: &PortForwardConfig) -> Sessions {
         self.port_forwards = PortForwards::new(config, self.outbound.clone());
         self
+    }
+
+    /// File transfer as configured (off unless called and enabled).
+    pub fn with_file_transfer(mut self, config: &FileTransferConfig) -> Sessions {
+        if !config.enabled {
+            return self;
+        }
+        let (bulk, bulk_receiver) = mpsc::channel(file_transfer::BULK_QUEUE);
+        match FileTransfers::start(config, bulk) {
+            Ok(file_transfers) => {
+                self.file_transfers = Some(file_transfers);
+                self.bulk = Some(bulk_receiver);
+            }
+            Err(error) => tracing::error!("file transfer is off: {error}"),
+        }
+        self
+    }
+
+    /// The queue of file data, for the connection writer (which returns it when done).
+    pub fn take_bulk(&mut self) -> Option<mpsc::Receiver<Envelope>> {
+        self.bulk.take()
+    }
+
+    pub fn return_bulk(&mut self, bulk: Option<mpsc::Receiver<Envelope>>) {
+        self.bulk = bulk;
     }
 
     /// Handles one binary frame from the hub. Never fails: bad input is answered with an error.
@@ -78,6 +110,20 @@ impl Sessions {
                     .unwrap_or(version::MENDER);
                 if let Err(error) = self.port_forwards.dispatch(&envelope, version).await {
                     self.refuse(&envelope, describe(error)).await;
+                }
+            }
+            FILE_TRANSFER if self.file_transfers.is_some() => {
+                let version = self
+                    .versions
+                    .get(&envelope.sid)
+                    .copied()
+                    .unwrap_or(version::MENDER);
+                let answer = self
+                    .file_transfers
+                    .as_mut()
+                    .and_then(|files| files.handle(&envelope.sid, version, &envelope));
+                if let Some(answer) = answer {
+                    self.send(answer).await;
                 }
             }
             other => {
@@ -117,6 +163,9 @@ impl Sessions {
                 if self.port_forwards.enabled() {
                     protocols.push(PORT_FORWARD);
                 }
+                if self.file_transfers.is_some() {
+                    protocols.push(FILE_TRANSFER);
+                }
                 let accept = Control::Accept {
                     version: chosen,
                     protocols,
@@ -127,6 +176,9 @@ impl Sessions {
             Control::Close => {
                 self.versions.remove(&sid);
                 self.port_forwards.close_session(&sid);
+                if let Some(files) = self.file_transfers.as_mut() {
+                    files.cancel(&sid);
+                }
                 if let Some(shell) = self.shells.remove(&sid) {
                     if shell.is_running() {
                         tracing::info!("session {sid} closed: stopping its shell");
@@ -299,6 +351,9 @@ impl Sessions {
     pub fn end_all(&mut self) -> Vec<JoinHandle<()>> {
         self.versions.clear();
         self.port_forwards.close_all();
+        if let Some(files) = self.file_transfers.as_mut() {
+            files.end_all();
+        }
         let running = self.shells.values().filter(|shell| shell.is_running()).count();
         if running > 0 {
             tracing::info!("ending {running} shell(s)");

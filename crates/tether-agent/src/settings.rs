@@ -8,7 +8,7 @@ use tether_net::{HubUrl, TrustOptions};
 
 use crate::{
     args::Args,
-    config::{Config, DEFAULT_CONFIG_PATH, PortForwardConfig, TerminalConfig},
+    config::{Config, DEFAULT_CONFIG_PATH, FileTransferConfig, PortForwardConfig, TerminalConfig},
 };
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,7 @@ pub struct Settings {
     pub identity: Option<std::collections::BTreeMap<String, String>>,
     pub terminal: TerminalConfig,
     pub port_forward: PortForwardConfig,
+    pub file_transfer: FileTransferConfig,
 }
 
 impl Settings {
@@ -75,6 +76,7 @@ impl Settings {
             identity: config.identity,
             terminal: config.terminal,
             port_forward: config.port_forward,
+            file_transfer: config.file_transfer,
         })
     }
 }
