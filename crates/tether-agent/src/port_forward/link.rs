@@ -9,6 +9,7 @@ use std::{
     collections::VecDeque,
     io,
     net::{IpAddr, SocketAddr},
+    pin::pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -27,7 +28,7 @@ use tokio::{
     net::{TcpStream, UdpSocket, lookup_host},
     sync::{mpsc, oneshot},
     task::JoinHandle,
-    time::{Instant, sleep_until, timeout},
+    time::{Instant, sleep, sleep_until, timeout},
 };
 
 use super::allow::AllowList;
@@ -37,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Forwards of ours a version-2 hub may leave unacknowledged, whatever their size: tiny reads
 /// must not let the bookkeeping grow to a million entries within the byte window.
 const MAX_IN_FLIGHT: usize = 256;
+/// After the hub's `stop`, how long the target may still send before the connection is closed
+/// (the operator's client waits about as long for the echo of its `stop`).
+const DRAIN_AFTER_STOP: Duration = Duration::from_secs(10);
 /// What one queued `forward` from the hub costs beyond its bytes (the queue entry itself).
 const QUEUE_ENTRY_COST: usize = 64;
 /// Bytes from the hub that may wait for a slow target. A hub keeping to the window never gets
@@ -95,7 +99,8 @@ impl LinkHandle {
     }
 
     /// The hub closes the connection: what it sent before is still written, then the task
-    /// shuts the target's write side down and echoes `stop`.
+    /// shuts the target's write side down, forwards what the target still sends until it
+    /// closes (TCP) and echoes `stop`.
     pub fn stop(&self) -> Delivery {
         match self.to_target.send(ToTarget::Stop) {
             Ok(()) => Delivery::Queued,
@@ -488,10 +493,26 @@ async fn pump_tcp(
             }
         }
     };
+    let mut hub_to_target = pin!(hub_to_target);
+    let mut target_to_hub = pin!(target_to_hub);
+    let first = tokio::select! {
+        end = &mut hub_to_target => end,
+        end = &mut target_to_hub => return end,
+        _ = &mut *cancelled => return End::Dropped,
+    };
+    if !matches!(first, End::StoppedByHub) {
+        return first;
+    }
+    // The operator's `stop` may be a half-close (its client shut down its write side): what the
+    // target still sends is forwarded until the target closes too, for a while at most. Our
+    // `stop` then serves as the echo.
     tokio::select! {
-        end = hub_to_target => end,
-        end = target_to_hub => end,
-        _ = cancelled => End::Dropped,
+        end = &mut target_to_hub => match end {
+            End::TargetClosed => End::StoppedByHub,
+            other => other,
+        },
+        _ = &mut *cancelled => End::Dropped,
+        _ = sleep(DRAIN_AFTER_STOP) => End::StoppedByHub,
     }
 }
 
