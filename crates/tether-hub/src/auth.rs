@@ -47,6 +47,7 @@ pub enum Action {
     FileWrite,
     PortForward,
     ViewAudit,
+    ViewRecordings,
     /// Hold the device leg of a device (only that device itself may).
     ConnectAsDevice,
 }
@@ -61,6 +62,7 @@ impl Action {
             Action::FileWrite => "write files",
             Action::PortForward => "forward ports",
             Action::ViewAudit => "view the audit log",
+            Action::ViewRecordings => "view session recordings",
             Action::ConnectAsDevice => "connect as the device",
         }
     }

@@ -36,6 +36,9 @@ pub struct HubConfig {
     /// Audit events older than this are deleted (0 = keep for ever). The chain stays verifiable:
     /// the last deleted event's hash becomes its anchor.
     pub audit_retention_days: u64,
+    /// Record operators' keystrokes too (they can contain passwords typed at prompts; output is
+    /// always recorded).
+    pub record_input: bool,
 }
 
 impl Default for HubConfig {
@@ -54,6 +57,7 @@ impl Default for HubConfig {
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
             audit_retention_days: 0,
+            record_input: false,
         }
     }
 }
@@ -73,6 +77,7 @@ const KEYS: &[&str] = &[
     "login_failures_per_address",
     "login_failure_window_secs",
     "audit_retention_days",
+    "record_input",
 ];
 
 impl HubConfig {
@@ -90,10 +95,11 @@ impl HubConfig {
         for key in KEYS {
             let variable = format!("TETHER_HUB_{}", key.to_ascii_uppercase());
             if let Ok(text) = std::env::var(&variable) {
-                let value = text
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .unwrap_or_else(|_| toml::Value::String(text));
+                let value = match (text.parse::<i64>(), text.parse::<bool>()) {
+                    (Ok(number), _) => toml::Value::Integer(number),
+                    (_, Ok(flag)) => toml::Value::Boolean(flag),
+                    _ => toml::Value::String(text),
+                };
                 table.insert((*key).to_owned(), value);
             }
         }

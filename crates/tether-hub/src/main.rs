@@ -11,10 +11,12 @@ mod file_api;
 mod http_error;
 mod management;
 mod passwords;
+mod recording;
 mod router;
 mod secrets;
 mod server;
 mod session_audit;
+mod sessions_api;
 mod state;
 mod store;
 mod tokens;
@@ -213,7 +215,10 @@ pub async fn serve(
         router: Arc::new(Router::new()),
         tokens: Arc::new(tokens::TokenSigner::new(signing_key)),
         audit_chain: Arc::new(tokio::sync::Mutex::new(())),
+        recordings_dir: data_dir.join("recordings"),
+        live: Arc::new(recording::LiveSessions::default()),
     };
+    store.close_abandoned_terminal_sessions().await?;
     tokio::spawn(maintenance(state.clone()));
     if let Some(ready) = ready {
         let _ = ready.send(Listening {

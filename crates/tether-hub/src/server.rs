@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, state::AppState,
-    user_session,
+    audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, sessions_api,
+    state::AppState, user_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -47,6 +47,19 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/management/v1/audit/events", get(audit_api::list))
         .route("/api/management/v1/audit/export", get(audit_api::export))
         .route("/api/management/v1/audit/verify", get(audit_api::verify))
+        .route("/api/management/v1/sessions", get(sessions_api::list))
+        .route(
+            "/api/management/v1/sessions/{sid}/recording",
+            get(sessions_api::recording),
+        )
+        .route(
+            "/api/management/v1/sessions/{sid}/asciicast",
+            get(sessions_api::asciicast),
+        )
+        .route(
+            "/api/management/v1/sessions/{sid}/watch",
+            get(sessions_api::watch),
+        )
         .route(
             "/api/management/v1/deviceconnect/devices/{id}/download",
             get(file_api::download).head(file_api::download),

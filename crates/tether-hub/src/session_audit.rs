@@ -303,9 +303,7 @@ impl SessionAudit {
         let Some(connection_id) = envelope.props.str("connection_id") else {
             return Vec::new();
         };
-        self.close_forward(connection_id)
-            .into_iter()
-            .collect()
+        self.close_forward(connection_id).into_iter().collect()
     }
 
     fn close_forward(&mut self, connection_id: &str) -> Option<NewEvent> {

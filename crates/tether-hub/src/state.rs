@@ -13,4 +13,8 @@ pub struct AppState {
     pub login_failures: Arc<FailureLimiter>,
     /// Serializes audit writes: each event chains to the previous one.
     pub audit_chain: Arc<tokio::sync::Mutex<()>>,
+    /// Where terminal recordings are written (`DATA_DIR/recordings`).
+    pub recordings_dir: std::path::PathBuf,
+    /// Sessions being recorded now, for live watchers.
+    pub live: Arc<crate::recording::LiveSessions>,
 }

@@ -28,6 +28,7 @@ use crate::{
     audit::{self, Actor, NewEvent, Object, RequestContext},
     auth::{Action, Principal, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
+    recording::{self, RecordingHandle, recorder::SessionInfo},
     router::{Lane, SessionEvent, SessionLink},
     session_audit::SessionAudit,
     state::AppState,
@@ -155,6 +156,8 @@ async fn serve(
                     user_id,
                     sid,
                     audit,
+                    recording: None,
+                    requested_shell: None,
                 };
                 let reason = relay(state, &mut session, &mut link, &mut sink, &mut stream, &mut side).await;
                 for event in session.audit.session_ended(&reason.text) {
@@ -260,6 +263,10 @@ struct Session<'a> {
     user_id: &'a str,
     sid: &'a str,
     audit: SessionAudit,
+    /// The terminal being recorded, once the device confirmed it.
+    recording: Option<RecordingHandle>,
+    /// Size and command of a shell the user asked for, until the device answers.
+    requested_shell: Option<(u16, u16, Option<String>)>,
 }
 
 async fn relay(
@@ -282,10 +289,11 @@ async fn relay(
                                         if envelope.proto == protocol::SHELL && envelope.typ == "stop" {
                         side.shell_running = false;
                     }
-                    // Fail closed: what the audit log cannot record does not reach the user.
+                                        // Fail closed: what the audit log cannot record does not reach the user.
                     if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
                         return ending;
                     }
+                    record_terminal(state, session, &envelope).await;
                     if !send(sink, &envelope).await {
                         return Ending::user("the user disconnected");
                     }
@@ -336,6 +344,47 @@ async fn relay(
                 }
             }
         }
+    }
+}
+
+/// Feeds the session's terminal recording: it starts when the device confirms a shell, takes
+/// every byte of output the user receives, and ends with the shell.
+async fn record_terminal(state: &AppState, session: &mut Session<'_>, envelope: &Envelope) {
+    if envelope.proto != protocol::SHELL {
+        return;
+    }
+    match envelope.typ.as_str() {
+        "shell" => {
+            if let Some(recording) = &session.recording {
+                recording.output(&envelope.body).await;
+            }
+        }
+        "new" if envelope.props.i64("status") == Some(shell::status::NORMAL) => {
+            let Some((width, height, command)) = session.requested_shell.take() else {
+                return;
+            };
+            let Principal::User { user, .. } = session.principal else {
+                return;
+            };
+            let info = SessionInfo {
+                sid: session.sid.to_owned(),
+                device_id: session.device.id.clone(),
+                device_name: session.device.name.clone(),
+                user_id: user.id.clone(),
+                user_name: user.name.clone(),
+                command,
+                width,
+                height,
+            };
+            match recording::recorder::start(state, info).await {
+                Ok(handle) => session.recording = Some(handle),
+                Err(error) => {
+                    tracing::error!("session {}: cannot record the terminal: {error:#}", session.sid)
+                }
+            }
+        }
+        "stop" => session.recording = None,
+        _ => {}
     }
 }
 
@@ -442,6 +491,29 @@ async fn forward(
         return None;
     }
     session.audit.observe_user(&envelope);
+    if envelope.proto == protocol::SHELL {
+        match Shell::from_envelope(&envelope) {
+            Ok(Shell::New {
+                width,
+                height,
+                command,
+                ..
+            }) => {
+                session.requested_shell = Some((width.unwrap_or(80), height.unwrap_or(24), command));
+            }
+            Ok(Shell::Resize { width, height }) => {
+                if let Some(recording) = &session.recording {
+                    recording.resize(width, height).await;
+                }
+            }
+            Ok(Shell::Data(data)) => {
+                if let Some(recording) = &session.recording {
+                    recording.input(&data).await;
+                }
+            }
+            _ => {}
+        }
+    }
     if let Err(ending) = record_all(state, sink, sid, session.audit.forward_stopped_by_user(&envelope)).await
     {
         return Some(ending);
@@ -477,10 +549,11 @@ async fn forward(
             return None;
         }
     }
-    // Bulk data waits behind keystrokes; requests, acks and stops stay interactive so that a
-    // transfer's flow control is not slowed by its own data.
+    // Bulk data waits behind keystrokes; requests and acks stay interactive so that a transfer's
+    // flow control is not slowed by its own data. A forwarded connection's `stop` travels with
+    // its data, which it must not overtake.
     let lane = match (envelope.proto, envelope.typ.as_str()) {
-        (protocol::FILE_TRANSFER, "file_chunk") | (protocol::PORT_FORWARD, "forward") => Lane::Bulk,
+        (protocol::FILE_TRANSFER, "file_chunk") | (protocol::PORT_FORWARD, "forward" | "stop") => Lane::Bulk,
         _ => Lane::Interactive,
     };
     // A failed send means the device is gone; its DeviceGone event explains why.
