@@ -17,6 +17,7 @@ use tempfile::TempDir;
 use tether_e2e::{
     Agent, Cli, CliOutput, FaultProxy, Hub, PtySession, WAIT,
     peers::{sha256_deterministic, sha256_file, write_deterministic_file},
+    wait_for,
 };
 
 /// Big transfers: 200 MB (the acceptance size), run once each.
@@ -663,7 +664,7 @@ fn the_mender_http_api_uploads_and_downloads_with_curl() {
 
     // Refusals: outside the roots (403, the rule named), missing (404), too large (413).
     let secret = s.outside("secret");
-    std::fs::write(&secret, "outside\n").unwrap();
+    std::fs::write(&secret, "TOP-SECRET-CONTENT\n").unwrap();
     let (status, body) = s.curl(&[
         "--get",
         "--data-urlencode",
@@ -672,7 +673,7 @@ fn the_mender_http_api_uploads_and_downloads_with_curl() {
     ]);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("file_transfer.roots"), "{body}");
-    assert!(!body.contains("outside"), "the secret leaked: {body}");
+    assert!(!body.contains("TOP-SECRET"), "the secret leaked: {body}");
     let escaped = s.root.join("../escaped");
     let (status, body) = s.curl(&[
         "-X",
@@ -775,7 +776,16 @@ fn a_200_mb_transfer_resumes_after_the_connection_drops() {
     assert_eq!(names_in(&s.root), ["big"], "no temporary upload files left");
     let accepted_before = proxy.accepted();
 
-    // Download through a proxy that drops each connection after 60 MB (both directions).
+    // Download through a proxy that drops each connection after 60 MB (both directions),
+    // starting from a fresh connection so that the first drop falls in the middle of the file.
+    proxy.cut_all();
+    wait_for("the agent to reconnect through the proxy", WAIT, || {
+        (proxy.accepted() > accepted_before).then_some(())
+    });
+    let accepted_before = proxy.accepted();
+    wait_for("the device to answer `ls` again", WAIT, || {
+        s.cli.run(&["ls", &s.remote(&s.root)]).success().then_some(())
+    });
     proxy.drop_every(60 << 20);
     let back = s.local("back");
     let output = s.cp_for(
