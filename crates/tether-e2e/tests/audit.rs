@@ -165,6 +165,30 @@ fn a_login_is_one_success_event_with_the_user_and_origin() {
 }
 
 #[test]
+fn the_table_cuts_details_to_the_terminal_width() {
+    let (hub, cli) = hub_and_admin(HubOptions::default());
+    let output = hub
+        .cli()
+        .run_with_stdin(&["login", "alice", "--password-stdin"], Some("wrong\n"));
+    assert_eq!(output.code, Some(1), "{output}");
+    let full = cli.run(&["audit", "list", "--outcome", "failure"]);
+    assert!(full.ok().contains("reason=\"wrong password\""), "{full}");
+
+    let mut terminal = PtySession::spawn(&cli, &["audit", "list", "--outcome", "failure"], 24, 60);
+    terminal.expect_exit(WAIT);
+    let shown = terminal.output();
+    let row = shown
+        .lines()
+        .find(|line| line.contains("failure"))
+        .unwrap_or_else(|| panic!("no row: {shown}"));
+    assert!(
+        row.trim_end().ends_with('…'),
+        "DETAILS should be cut on a 60-column tty: {shown}"
+    );
+    assert!(!row.contains("wrong password"), "{shown}");
+}
+
+#[test]
 fn failed_logins_are_failure_events_with_the_reason() {
     let (hub, cli) = hub_and_admin(HubOptions::default());
     let alice = user_id(&cli, "alice");
@@ -817,9 +841,20 @@ fn a_half_closed_forward_counts_the_bytes_sent_after_the_half_close() {
     // (session_audit.rs, forward_stopped_by_user): a `stop` may be a half-close, after which the
     // device still forwards what the target sends, but those bytes are no longer counted and
     // port_forward.close says bytes_from_device = 0.
-    let echo = TcpEcho::start();
+    // A target that answers only after its client's end of input, so every byte it sends
+    // follows the operator's `stop`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut client, _)) = listener.accept() {
+            let mut request = Vec::new();
+            if client.read_to_end(&mut request).is_ok() {
+                let _ = client.write_all(&request);
+            }
+        }
+    });
     let (_hub, cli, agent) = with_agent(&format!("{SHELL}\n[port_forward]\nenabled = true\n"));
-    let forward = PortForward::start(&cli, &agent.name, &[&format!("0:127.0.0.1:{}", echo.port())], &[]);
+    let forward = PortForward::start(&cli, &agent.name, &[&format!("0:127.0.0.1:{port}")], &[]);
     let mut stream = TcpStream::connect(("127.0.0.1", forward.local_port(0))).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.write_all(b"audited bytes").unwrap();
