@@ -195,6 +195,18 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `name (size bytes)` of each entry in `dir`, for failure messages.
+fn describe(dir: &Path) -> String {
+    names_in(dir)
+        .iter()
+        .map(|name| {
+            let size = std::fs::symlink_metadata(dir.join(name)).map_or(0, |m| m.len());
+            format!("{name} ({size} bytes)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every entry under `dir`: relative path → (is_dir, mode, sha256 of files).
 fn tree(dir: &Path) -> BTreeMap<String, (bool, u32, String)> {
     let mut entries = BTreeMap::new();
@@ -771,6 +783,12 @@ fn a_200_mb_transfer_resumes_after_the_connection_drops() {
     assert!(
         report["resumed"].as_u64().is_some_and(|n| n >= 1),
         "the CLI should report the resumption: {report}"
+    );
+    assert!(
+        on_device.is_file(),
+        "the CLI reported success ({report}) but the device has no {}; the root holds {}",
+        on_device.display(),
+        describe(&s.root)
     );
     assert_eq!(sha256_file(&on_device), expected, "the uploaded file differs");
     assert_eq!(names_in(&s.root), ["big"], "no temporary upload files left");
