@@ -20,6 +20,7 @@ mod quoting;
 mod raw_mode;
 mod resolve;
 mod session;
+mod sessions;
 mod terminal;
 
 use std::path::PathBuf;
@@ -194,6 +195,12 @@ enum Command {
     /// Read, export and verify the hub's audit log
     #[command(subcommand, after_help = audit::AUDIT_HELP)]
     Audit(audit::AuditCommand),
+    /// List, export and watch recorded terminal sessions
+    #[command(subcommand, after_help = sessions::SESSIONS_HELP)]
+    Sessions(sessions::SessionsCommand),
+    /// Replay a recorded terminal session with its timing
+    #[command(after_help = sessions::replay::REPLAY_HELP)]
+    Replay(sessions::replay::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -321,6 +328,8 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Ls { json, target } => return files::ls::run(&options, &target, json).await,
         Command::Audit(command) => return audit::run(&options, command).await,
+        Command::Sessions(command) => return sessions::run(&options, command).await,
+        Command::Replay(args) => return sessions::replay::run(&options, args).await,
     }
     Ok(0)
 }

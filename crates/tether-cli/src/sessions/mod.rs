@@ -1,0 +1,352 @@
+//! `tether sessions ...` and `tether replay`: the hub's terminal session recordings — listing
+//! them, replaying one with its timing, exporting it as asciicast v2, and watching a live
+//! session read-only.
+
+pub mod recording;
+pub mod replay;
+pub mod watch;
+
+use std::{io::IsTerminal, io::Write, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::Api,
+    hub::{Authenticated, HubOptions, authenticated},
+    output::print_listing,
+    resolve::resolve,
+    sessions::recording::{format_bytes, format_duration, format_time, now_millis},
+};
+
+pub const SESSIONS_PATH: &str = "/api/management/v1/sessions";
+
+pub const SESSIONS_HELP: &str = "\
+SESSION is a session id or a unique prefix of one (see `tether sessions list`).
+Viewing a recording or watching a session is recorded in the audit log.";
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// List recorded terminal sessions, newest first
+    List {
+        /// Print the sessions as a JSON array
+        #[arg(long)]
+        json: bool,
+        /// Only sessions on this device (id, unique id prefix, or name)
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Only sessions of this user (id or name)
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// How many sessions to show (default 100, at most 1000)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Save a session's recording as an asciicast v2 file (plays with `asciinema play`)
+    #[command(after_help = SESSIONS_HELP)]
+    Export {
+        /// Session id or unique prefix
+        session: String,
+        /// The file to write (default: stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Watch a live session read-only: its screen, then its output as it happens
+    #[command(
+        after_help = "SESSION is a session id or a unique prefix of one. Keystrokes are not \
+                            sent to the session; q or Ctrl-C leaves."
+    )]
+    Watch {
+        /// Session id or unique prefix
+        session: String,
+    },
+}
+
+/// One session as the hub lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub sid: String,
+    pub device_id: String,
+    #[serde(default)]
+    pub device_name: String,
+    pub user_id: String,
+    #[serde(default)]
+    pub user_name: String,
+    pub command: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes_out: i64,
+    pub width: i64,
+    pub height: i64,
+    pub live: bool,
+}
+
+#[derive(Deserialize)]
+struct SessionList {
+    sessions: Vec<SessionInfo>,
+}
+
+pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> {
+    let login = authenticated(options)?;
+    let api = Api::new(&login.hub, Some(login.token.clone()))?;
+    match command {
+        SessionsCommand::List {
+            json,
+            device,
+            user,
+            limit,
+        } => {
+            list(&api, device.as_deref(), user.as_deref(), limit, json).await?;
+            Ok(0)
+        }
+        SessionsCommand::Export { session, output } => {
+            let sid = resolve_sid(&api, &session).await?;
+            export(&login, &sid, output).await?;
+            Ok(0)
+        }
+        SessionsCommand::Watch { session } => {
+            let sid = resolve_sid(&api, &session).await?;
+            watch::run(&login, &sid).await
+        }
+    }
+}
+
+async fn fetch(
+    api: &Api,
+    device: Option<&str>,
+    user: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Vec<SessionInfo>> {
+    let mut pairs = Vec::new();
+    if let Some(device) = device {
+        pairs.push(format!("device={}", percent_encode(device)));
+    }
+    if let Some(user) = user {
+        pairs.push(format!("user={}", percent_encode(user)));
+    }
+    if let Some(limit) = limit {
+        pairs.push(format!("limit={limit}"));
+    }
+    let path = if pairs.is_empty() {
+        SESSIONS_PATH.to_owned()
+    } else {
+        format!("{SESSIONS_PATH}?{}", pairs.join("&"))
+    };
+    Ok(api.get::<SessionList>(&path).await?.sessions)
+}
+
+async fn list(
+    api: &Api,
+    device: Option<&str>,
+    user: Option<&str>,
+    limit: Option<u32>,
+    json: bool,
+) -> Result<()> {
+    // A device query is resolved like everywhere else; one matching no device is passed as-is
+    // (the id of a removed device).
+    let device = match device {
+        Some(query) => {
+            let devices = api.devices(None).await?;
+            Some(match resolve(&devices, query) {
+                Ok(device) => device.id.clone(),
+                Err(error) if error.to_string().starts_with("no device matches") => query.to_owned(),
+                Err(error) => return Err(error),
+            })
+        }
+        None => None,
+    };
+    let sessions = fetch(api, device.as_deref(), user, limit).await?;
+    let text = if json {
+        serde_json::to_string_pretty(&sessions)? + "\n"
+    } else {
+        table(&sessions, now_millis())
+    };
+    print_listing(&text).context("writing to stdout")
+}
+
+fn table(sessions: &[SessionInfo], now: i64) -> String {
+    let mut rows = vec![
+        [
+            "SESSION",
+            "USER",
+            "DEVICE",
+            "STARTED (UTC)",
+            "DURATION",
+            "BYTES",
+            "STATE",
+            "COMMAND",
+        ]
+        .map(str::to_owned),
+    ];
+    for session in sessions {
+        let end = session.ended_at.unwrap_or(now);
+        let or_id = |name: &str, id: &str| {
+            if name.is_empty() {
+                id.to_owned()
+            } else {
+                name.to_owned()
+            }
+        };
+        rows.push([
+            session.sid.clone(),
+            or_id(&session.user_name, &session.user_id),
+            or_id(&session.device_name, &session.device_id),
+            format_time(session.started_at),
+            format_duration(end.saturating_sub(session.started_at).max(0) as u64),
+            format_bytes(session.bytes_out.max(0) as u64),
+            if session.live { "live" } else { "ended" }.to_owned(),
+            session
+                .command
+                .as_deref()
+                .map(|command| command.replace(['\n', '\r', '\t'], " "))
+                .unwrap_or_else(|| "(interactive)".to_owned()),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A session id from a full id or a unique prefix of one (among the sessions the caller sees).
+pub async fn resolve_sid(api: &Api, query: &str) -> Result<String> {
+    let query = query.trim();
+    if query.is_empty() {
+        bail!("no session given");
+    }
+    let sessions = fetch(api, None, None, Some(1000)).await?;
+    if sessions.iter().any(|session| session.sid == query) {
+        return Ok(query.to_owned());
+    }
+    let matches: Vec<&SessionInfo> = sessions
+        .iter()
+        .filter(|session| session.sid.starts_with(query))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.sid.clone()),
+        [] => {
+            // Perhaps older than the last 1000 sessions: let the hub decide about a full id.
+            if query.len() >= 32 {
+                Ok(query.to_owned())
+            } else {
+                bail!("no session matches `{query}` (see `tether sessions list`)")
+            }
+        }
+        several => bail!(
+            "`{query}` matches {} sessions ({}...); give more of the id",
+            several.len(),
+            several
+                .iter()
+                .take(3)
+                .map(|session| session.sid.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Streams the asciicast export to `output` (or stdout); a partial file is removed on failure.
+async fn export(login: &Authenticated, sid: &str, output: Option<PathBuf>) -> Result<()> {
+    let client = recording::streaming_client(login)?;
+    let mut response = recording::get(&client, login, &format!("{SESSIONS_PATH}/{sid}/asciicast")).await?;
+    let to_stdout = output.is_none();
+    let mut sink: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let result: Result<()> = async {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| recording::reading_error(login, error))?
+        {
+            match sink.write_all(&chunk) {
+                Err(error) if to_stdout && error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                other => other.context("writing the recording")?,
+            }
+        }
+        match sink.flush() {
+            Err(error) if to_stdout && error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing the recording"),
+        }
+    }
+    .await;
+    drop(sink);
+    match (&result, &output) {
+        (Err(_), Some(path)) => {
+            let _ = std::fs::remove_file(path);
+        }
+        (Ok(()), Some(path)) if std::io::stderr().is_terminal() => {
+            crate::output::say!("tether: saved {sid} to {}", path.display());
+        }
+        _ => {}
+    }
+    result
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_state_and_command() {
+        let session = |sid: &str, command: Option<&str>, ended_at: Option<i64>| SessionInfo {
+            sid: sid.to_owned(),
+            device_id: "dev-1".to_owned(),
+            device_name: "pump".to_owned(),
+            user_id: "u1".to_owned(),
+            user_name: "alice".to_owned(),
+            command: command.map(str::to_owned),
+            started_at: 1_714_564_800_000,
+            ended_at,
+            bytes_out: 2048,
+            width: 80,
+            height: 24,
+            live: ended_at.is_none(),
+        };
+        let text = table(
+            &[
+                session("s1", None, None),
+                session("s2", Some("uptime"), Some(1_714_564_865_000)),
+            ],
+            1_714_564_807_000,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("SESSION  USER   DEVICE  STARTED (UTC)"),
+            "{text}"
+        );
+        assert!(lines[1].contains("2024-05-01 12:00:00  7s"), "{text}");
+        assert!(lines[1].contains("2.0K   live   (interactive)"), "{text}");
+        assert!(
+            lines[2].contains("1m05s") && lines[2].ends_with("ended  uptime"),
+            "{text}"
+        );
+    }
+}
