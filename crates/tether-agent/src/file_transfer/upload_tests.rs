@@ -376,3 +376,28 @@ fn temporary_names_sit_beside_the_target() {
     assert!(one_shot.starts_with(".f.tether-upload-once."), "{one_shot}");
     assert_eq!(one_shot.len(), ".f.tether-upload-once.".len() + 16);
 }
+
+#[tokio::test]
+async fn the_whole_announced_size_is_acknowledged_only_once_the_file_is_in_place() {
+    let scratch = Scratch::new("upload-final-ack");
+    let (context, mut answers) = context(&scratch, 2, |_| {});
+    let upload = start(
+        &context,
+        PutFile {
+            path: scratch.text("data/file"),
+            size: Some(3),
+            ..Default::default()
+        },
+    );
+    assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 0 });
+    upload.chunks.send(chunk(0, b"abc")).unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), answers.recv()).await;
+    assert!(
+        early.is_err(),
+        "an ack of the whole file before the end: {early:?}"
+    );
+    upload.chunks.send(end(3, None)).unwrap();
+    assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 3 });
+    assert!(upload.task.await.is_ok());
+    assert_eq!(fs::read(scratch.path("data/file")).unwrap(), b"abc");
+}
