@@ -15,7 +15,7 @@ use crate::{
     auth::{Action, UserCaller, permit},
     http_error::ApiError,
     state::AppState,
-    store::AuditFilter,
+    store::{AuditFilter, optional_number},
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -26,6 +26,7 @@ const EXPORT_PAGE: i64 = 500;
 pub struct ListQuery {
     #[serde(flatten)]
     filter: AuditFilter,
+    #[serde(default, deserialize_with = "optional_number")]
     limit: Option<i64>,
 }
 

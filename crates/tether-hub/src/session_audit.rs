@@ -295,17 +295,6 @@ impl SessionAudit {
         }
     }
 
-    /// The user stopped a forwarded connection.
-    pub fn forward_stopped_by_user(&mut self, envelope: &Envelope) -> Vec<NewEvent> {
-        if envelope.proto != protocol::PORT_FORWARD || envelope.typ != "stop" {
-            return Vec::new();
-        }
-        let Some(connection_id) = envelope.props.str("connection_id") else {
-            return Vec::new();
-        };
-        self.close_forward(connection_id).into_iter().collect()
-    }
-
     fn close_forward(&mut self, connection_id: &str) -> Option<NewEvent> {
         let forward = self.forwards.remove(connection_id).filter(|f| f.confirmed)?;
         let mut details = target_details(&forward.target, connection_id);

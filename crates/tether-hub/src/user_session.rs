@@ -514,10 +514,6 @@ async fn forward(
             _ => {}
         }
     }
-    if let Err(ending) = record_all(state, sink, sid, session.audit.forward_stopped_by_user(&envelope)).await
-    {
-        return Some(ending);
-    }
     if envelope.proto == protocol::SHELL {
         envelope
             .props

@@ -17,6 +17,9 @@ use crate::NetError;
 
 pub type WebSocket = WebSocketStream<TlsStream<TcpStream>>;
 
+/// Sent on every request, so that the hub's audit log can tell clients apart.
+const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
+
 /// Limit for reading an HTTP response head or a one-shot response body.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -228,6 +231,9 @@ pub async fn connect_websocket(
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| NetError::Url(path.into(), "token is not a valid header value"))?;
     request.headers_mut().insert("Authorization", bearer);
+    request
+        .headers_mut()
+        .insert("User-Agent", HeaderValue::from_static(USER_AGENT));
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
@@ -265,7 +271,7 @@ pub async fn http_request(
     let mut stream = open_tls(hub, tls, proxy, limit).await?;
     with_timeout(limit, async move {
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: {}\r\n",
             hub.authority(),
             body.len()
         );
