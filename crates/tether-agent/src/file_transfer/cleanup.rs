@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{Policy, system, upload};
+use super::{IDLE_TIMEOUT, Policy, system, upload};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// How deep below a root temporary files are looked for.
@@ -45,14 +45,14 @@ pub fn sweep(policy: &Policy, at_start: bool) -> usize {
         let Ok(root) = system::open_directory_path(path) else {
             continue;
         };
-        sweep_directory(
-            root.as_fd(),
-            0,
-            at_start,
-            policy.resume_window,
-            &mut visited,
-            &mut removed,
-        );
+        // Later sweeps must not take a running upload's file: one that has been quiet for its
+        // whole idle timeout is abandoned anyway, so a short window counts as at least that.
+        let window = if at_start {
+            policy.resume_window
+        } else {
+            policy.resume_window.max(IDLE_TIMEOUT)
+        };
+        sweep_directory(root.as_fd(), 0, at_start, window, &mut visited, &mut removed);
     }
     removed
 }

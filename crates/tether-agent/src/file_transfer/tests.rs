@@ -326,7 +326,12 @@ fn the_sweep_removes_stale_temporary_files_only() {
     })
     .unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(cleanup::sweep(&old, false), 1);
+    assert_eq!(
+        cleanup::sweep(&old, false),
+        0,
+        "later sweeps wait at least the idle timeout"
+    );
+    assert_eq!(cleanup::sweep(&old, true), 1);
     assert!(!resumable.exists() && ordinary.exists());
     assert_eq!(cleanup::temporary_kind(b".a.tether-upload-"), None);
     assert_eq!(cleanup::temporary_kind(b"a.tether-upload-x"), None);
