@@ -4,7 +4,8 @@
 //! `upload_id` and keeps it when the session ends, so the upload can resume.
 //!
 //! Chunks are written on the blocking pool in batches (whatever has arrived, up to 1 MiB), each
-//! batch acknowledged with the total written so far.
+//! batch acknowledged with the offset where its last chunk starts; only the final ack, after the
+//! rename, carries the total.
 
 use std::{
     ffi::CString,
@@ -353,6 +354,8 @@ async fn transfer(
         // Whatever has arrived (up to 1 MiB) is written in one go on the blocking pool.
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes: u64 = 0;
+        // Where the batch's last chunk starts: what an intermediate ack carries (see below).
+        let mut last_chunk_start = written;
         let mut end = None;
         let mut next = Some(first);
         while let Some(chunk) = next.take() {
@@ -381,6 +384,7 @@ async fn transfer(
                     format!("more data than the announced {size} bytes"),
                 ));
             }
+            last_chunk_start = expected;
             batch_bytes += chunk.data.len() as u64;
             batch.push(chunk.data);
             if batch_bytes >= ACK_EVERY as u64 {
@@ -446,16 +450,16 @@ async fn transfer(
                 .await;
             return Ok(Outcome::Stored(written));
         }
-        // Not for the whole announced size: a sender that already sent the end would take
-        // that ack for the final one and go on before the file is in place. The end's ack,
-        // after the rename, covers these bytes.
-        if written > acknowledged && request.size != Some(written) {
+        // An intermediate ack carries the offset where the last chunk written starts, as the
+        // stock agent's does: it is always below the total, so only the ack after the rename
+        // equals it and a sender can never take an earlier one for the final one.
+        if last_chunk_start > acknowledged {
             context
                 .send(FileTransfer::Ack {
-                    offset: written as i64,
+                    offset: last_chunk_start as i64,
                 })
                 .await;
-            acknowledged = written;
+            acknowledged = last_chunk_start;
         }
     }
 }

@@ -144,6 +144,7 @@ async fn an_interrupted_version_1_upload_leaves_nothing() {
     );
     assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 0 });
     upload.chunks.send(chunk(0, b"new data")).unwrap();
+    upload.chunks.send(chunk(8, b"!")).unwrap();
     assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 8 });
     let temporary = names(&scratch);
     assert_eq!(temporary.len(), 2, "{temporary:?}");
@@ -184,7 +185,9 @@ async fn a_version_2_upload_resumes_from_what_the_device_kept() {
     };
     let upload = start(&context, put.clone());
     assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 0 });
+    // An intermediate ack carries where the last chunk written starts: never the total.
     upload.chunks.send(chunk(0, &data[..12])).unwrap();
+    upload.chunks.send(chunk(12, &data[12..13])).unwrap();
     assert_eq!(next(&mut answers).await, FileTransfer::Ack { offset: 12 });
     upload.task.abort();
     let _ = upload.task.await;
