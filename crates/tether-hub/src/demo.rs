@@ -41,11 +41,18 @@ pub async fn run(data_dir: PathBuf, mut config: HubConfig, listen: SocketAddr) -
 
     let agent_dir = data_dir.join("demo-agent");
     secrets::private_dir(&agent_dir)?;
+    // A directory the demo device lets operators copy files to and from.
+    let files_dir = std::path::absolute(data_dir.join("demo-files"))?;
+    std::fs::create_dir_all(&files_dir)?;
     let agent_config = agent_dir.join("agent.toml");
     std::fs::write(
         &agent_config,
         format!(
-            "hubs = [{url:?}]\nca_file = {ca:?}\ndata_dir = {dir:?}\nprovisioning_key = {key:?}\n\n[identity]\nhostname = {DEMO_DEVICE:?}\n",
+            "hubs = [{url:?}]\nca_file = {ca:?}\ndata_dir = {dir:?}\nprovisioning_key = {key:?}\n\n\
+             [identity]\nhostname = {DEMO_DEVICE:?}\n\n\
+             [file_transfer]\nenabled = true\nroots = [{files:?}]\n\n\
+             [port_forward]\nenabled = true\n",
+            files = files_dir.display().to_string(),
             url = listening.url,
             ca = listening.certificate.display().to_string(),
             dir = agent_dir.display().to_string(),
