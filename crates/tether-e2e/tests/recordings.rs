@@ -259,6 +259,10 @@ fn interactive_session_records_resizes_between_outputs() {
     let (before, before_out) = marker("before-resize");
     terminal.send_line(&before);
     terminal.expect(&before_out, LONG);
+    // A pause, so that the recording lasts long enough for the slow replays below (on loopback
+    // the rest of this session takes a few milliseconds).
+    terminal.send_line("sleep 2; echo slept-$((1+1))");
+    terminal.expect("slept-2", LONG);
 
     terminal.resize(33, 101);
     let mut resized = false;
@@ -333,6 +337,25 @@ fn interactive_session_records_resizes_between_outputs() {
         player.output()
     );
     assert!(player.output().contains("tether: stopped"), "{}", player.output());
+
+    // Seeking forward (→, 10 s: past the end of this short session) shows the last screen and
+    // ends the replay at once, where playing at this speed would take minutes.
+    let mut player = PtySession::spawn(&cli, &["replay", &sid, "--speed", "0.02"], 24, 80);
+    std::thread::sleep(Duration::from_millis(500));
+    player.send("\x1b[C");
+    player.expect("tether: end of recording", LONG);
+    let status = player.expect_exit(LONG);
+    assert!(
+        status.success(),
+        "replay exited with {status}:\n{}",
+        player.output()
+    );
+    let shown = player.output();
+    let last_clear = shown.rfind("\x1b[H\x1b[2J").expect("the seek clears the screen");
+    assert!(
+        shown[last_clear..].contains(&after_out),
+        "the screen after seeking to the end shows the last marker:\n{shown}"
+    );
 
     // Seeking: from the moment of the resize, the screen first, then only later records.
     let from = records[resize].t;
