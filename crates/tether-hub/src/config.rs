@@ -39,6 +39,10 @@ pub struct HubConfig {
     /// Record operators' keystrokes too (they can contain passwords typed at prompts; output is
     /// always recorded).
     pub record_input: bool,
+    /// Record terminal sessions (default on). When on, a terminal whose recording cannot be
+    /// written is refused. Turning it off is meant for measurements; audit events still record
+    /// every terminal's opening and closing.
+    pub record_sessions: bool,
 }
 
 impl Default for HubConfig {
@@ -58,6 +62,7 @@ impl Default for HubConfig {
             login_failure_window_secs: 300,
             audit_retention_days: 0,
             record_input: false,
+            record_sessions: true,
         }
     }
 }
@@ -78,6 +83,7 @@ const KEYS: &[&str] = &[
     "login_failure_window_secs",
     "audit_retention_days",
     "record_input",
+    "record_sessions",
 ];
 
 impl HubConfig {

@@ -293,7 +293,10 @@ async fn relay(
                     if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
                         return ending;
                     }
-                    record_terminal(state, session, &envelope).await;
+                                        if let Err(why) = record_terminal(state, session, &envelope).await {
+                        end_with_error(sink, sid, &why).await;
+                        return Ending::user(why);
+                    }
                     if !send(sink, &envelope).await {
                         return Ending::user("the user disconnected");
                     }
@@ -349,9 +352,16 @@ async fn relay(
 
 /// Feeds the session's terminal recording: it starts when the device confirms a shell, takes
 /// every byte of output the user receives, and ends with the shell.
-async fn record_terminal(state: &AppState, session: &mut Session<'_>, envelope: &Envelope) {
+///
+/// Fails closed: a terminal whose recording cannot be started is ended (unless recording is
+/// switched off in the configuration).
+async fn record_terminal(
+    state: &AppState,
+    session: &mut Session<'_>,
+    envelope: &Envelope,
+) -> Result<(), String> {
     if envelope.proto != protocol::SHELL {
-        return;
+        return Ok(());
     }
     match envelope.typ.as_str() {
         "shell" => {
@@ -359,12 +369,15 @@ async fn record_terminal(state: &AppState, session: &mut Session<'_>, envelope: 
                 recording.output(&envelope.body).await;
             }
         }
-        "new" if envelope.props.i64("status") == Some(shell::status::NORMAL) => {
+        "new"
+            if envelope.props.i64("status") == Some(shell::status::NORMAL)
+                && state.config.record_sessions =>
+        {
             let Some((width, height, command)) = session.requested_shell.take() else {
-                return;
+                return Ok(());
             };
             let Principal::User { user, .. } = session.principal else {
-                return;
+                return Ok(());
             };
             let info = SessionInfo {
                 sid: session.sid.to_owned(),
@@ -379,13 +392,17 @@ async fn record_terminal(state: &AppState, session: &mut Session<'_>, envelope: 
             match recording::recorder::start(state, info).await {
                 Ok(handle) => session.recording = Some(handle),
                 Err(error) => {
-                    tracing::error!("session {}: cannot record the terminal: {error:#}", session.sid)
+                    tracing::error!("session {}: cannot record the terminal: {error:#}", session.sid);
+                    return Err(
+                        "the terminal cannot be recorded (see the hub's log); the session was ended".into(),
+                    );
                 }
             }
         }
         "stop" => session.recording = None,
         _ => {}
     }
+    Ok(())
 }
 
 /// Records a session's events; when the audit log fails, the session ends (fail closed).

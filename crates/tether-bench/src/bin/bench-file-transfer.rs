@@ -150,8 +150,8 @@ fn main() -> ExitCode {
         "mach cpu s: busy CPU time of the whole machine during the copy (/proc/stat; meaningful on an idle machine only)"
     );
     println!(
-        "{:<8} {:<9} {:>5} {:>9} {:>9} {:>10} {:>9}  {}",
-        "tool", "direction", "round", "seconds", "MB/s", "mach cpu s", "cpu s/GB", "sha256"
+        "{:<8} {:<9} {:>5} {:>9} {:>9} {:>10} {:>9}  sha256",
+        "tool", "direction", "round", "seconds", "MB/s", "mach cpu s", "cpu s/GB"
     );
     for r in &results {
         println!(
@@ -391,15 +391,10 @@ fn timed(mut command: Command) -> Copy {
     let pid = child.id();
     let mut client_cpu = Cpu::default();
     // Poll the process's CPU time until it is a zombie (whose times stay readable until reaped).
-    loop {
-        match proc_state(pid) {
-            Some((state, cpu)) => {
-                client_cpu = cpu;
-                if state == 'Z' {
-                    break;
-                }
-            }
-            None => break,
+    while let Some((state, cpu)) = proc_state(pid) {
+        client_cpu = cpu;
+        if state == 'Z' {
+            break;
         }
         if start.elapsed() > LIMIT {
             let _ = child.kill();

@@ -36,6 +36,9 @@ const CHUNK: usize = 1 << 20;
 /// Give-up limit for one bulk transfer.
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Each round's MB/s, or why it failed.
+type Rounds = Vec<Result<f64, String>>;
+
 fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
     }
 
     // name, direction -> MB/s of each round
-    let mut throughput: Vec<(&str, &str, Vec<Result<f64, String>>)> = Vec::new();
+    let mut throughput: Vec<(&str, &str, Rounds)> = Vec::new();
     for (name, _) in &peers {
         for direction in ["upload", "download"] {
             throughput.push((name, direction, Vec::new()));
@@ -120,10 +123,7 @@ fn main() -> ExitCode {
     println!(
         "direct: the target itself; ssh: ssh -N -L to a local sshd; tether: tether port-forward through the hub"
     );
-    println!(
-        "{:<8} {:<9} {:>10}  {}",
-        "path", "direction", "best MB/s", "each round"
-    );
+    println!("{:<8} {:<9} {:>10}  each round", "path", "direction", "best MB/s");
     let best = |name: &str, direction: &str| -> Option<f64> {
         throughput
             .iter()

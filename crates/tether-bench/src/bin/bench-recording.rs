@@ -4,9 +4,8 @@
 //!   text-like output (`seq`, `ls -lR /usr`) and random-ish output (base64 of /dev/urandom); the
 //!   size of the session's recording directory (`DATA/recordings/SID/`, gzip segments with
 //!   keyframes) is divided by the output the hub counted (`bytes_out`).
-//! - **With and without recording**: the hub always records, so a second hub is started whose
-//!   `DATA/recordings` is a plain file: it cannot create a session's recording directory, logs an
-//!   error and relays the session unrecorded (its fail-open path; no hub change). On both hubs,
+//! - **With and without recording**: a second hub runs with `record_sessions = false` (the
+//!   switch meant for measurements; a hub that cannot record refuses terminals). On both hubs,
 //!   in the same run: the keystroke round trip through `tether terminal` (the method of
 //!   `bench-keystroke`, blocks alternating between the hubs) and, for the 10 MB outputs, the
 //!   exec's wall time and the hub process's CPU time (utime + stime from /proc).
@@ -21,7 +20,7 @@ use std::{
 };
 
 use tether_bench::{Binaries, Stats, human_bytes, marker, stage, us};
-use tether_e2e::{Agent, Cli, Hub, PtySession, wait_for};
+use tether_e2e::{Agent, Cli, Hub, HubOptions, PtySession, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
 const SHELL: &str = "[terminal]\nshell = \"/bin/sh\"\n";
@@ -60,15 +59,11 @@ struct Setup {
 }
 
 fn setup(recording: bool) -> Setup {
-    let hub = Hub::start_default();
-    if !recording {
-        // A file where the recordings directory would be: no session can be recorded.
-        std::fs::write(
-            hub.data_dir().join("recordings"),
-            b"recording disabled by bench-recording\n",
-        )
-        .expect("block the recordings directory");
-    }
+    let hub = if recording {
+        Hub::start_default()
+    } else {
+        Hub::start(HubOptions::default().config("record_sessions = false\n"))
+    };
     let cli = hub.user_cli("bench", true);
     let agent = Agent::start(&hub, SHELL);
     cli.accept(&agent.name);
