@@ -22,6 +22,8 @@ mod resolve;
 mod session;
 mod sessions;
 mod terminal;
+mod tokens;
+mod users;
 
 use std::path::PathBuf;
 
@@ -201,6 +203,18 @@ enum Command {
     /// Replay a recorded terminal session with its timing
     #[command(after_help = sessions::replay::REPLAY_HELP)]
     Replay(sessions::replay::ReplayArgs),
+    /// Create, list and revoke personal access tokens
+    #[command(subcommand, after_help = tokens::TOKENS_HELP)]
+    Tokens(tokens::TokensCommand),
+    /// List, add, disable and enable users, and end their sessions
+    #[command(subcommand, after_help = users::USERS_HELP)]
+    Users(users::UsersCommand),
+    /// Change your password (ends your other login sessions)
+    Passwd {
+        /// Read two lines from stdin: the current password, then the new one
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -330,6 +344,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Audit(command) => return audit::run(&options, command).await,
         Command::Sessions(command) => return sessions::run(&options, command).await,
         Command::Replay(args) => return sessions::replay::run(&options, args).await,
+        Command::Tokens(command) => return tokens::run(&options, command).await,
+        Command::Users(command) => return users::run(&options, command).await,
+        Command::Passwd { password_stdin } => return users::passwd(&options, password_stdin).await,
     }
     Ok(0)
 }

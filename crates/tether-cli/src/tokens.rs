@@ -1,0 +1,288 @@
+//! `tether tokens ...`: personal access tokens for scripts and CI. A token carries a subset of
+//! its user's permissions and an expiry; the hub shows its secret once, at creation.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    api::Api,
+    hub::{HubOptions, authenticated, unix_now},
+    output::{print_listing, say},
+    sessions::recording::format_time,
+};
+
+pub const TOKENS_PATH: &str = "/api/management/v1/tokens";
+
+pub const TOKENS_HELP: &str = "\
+A token acts for the user who created it, with at most the permissions it was given:
+  view_devices, manage_devices, terminal, file_read, file_write, port_forward,
+  view_audit, view_recordings, manage_users
+Use one with TETHER_TOKEN=ttp_... tether .... Creating a token needs a login (not a token).
+
+DURATION (--expires) is a number with a unit: 90s, 30m, 12h, 30d, 2w, or combined: 1d12h
+(default 30 days, at most a year).";
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; its secret is printed once
+    Create {
+        /// A name to recognise the token by, e.g. ci
+        #[arg(long)]
+        name: String,
+        /// A permission the token gets (repeat for several; default: all of yours)
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        /// How long the token is valid, e.g. 30d, 12h
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        expires: Option<u64>,
+        /// Print the hub's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your tokens
+    List {
+        /// Print the tokens as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once, and sessions opened with it end
+    Revoke {
+        /// The token's id (from `tether tokens list`)
+        id: String,
+    },
+}
+
+#[derive(Serialize)]
+struct CreateRequest<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+    token: String,
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenList {
+    tokens: Vec<TokenInfo>,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    id: String,
+    name: String,
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    last_used_at: Option<i64>,
+    #[serde(default)]
+    revoked: bool,
+}
+
+pub async fn run(options: &HubOptions, command: TokensCommand) -> Result<i32> {
+    let login = authenticated(options)?;
+    let api = Api::new(&login.hub, Some(login.token))?;
+    match command {
+        TokensCommand::Create {
+            name,
+            permissions,
+            expires,
+            json,
+        } => create(&api, &name, &permissions, expires, json).await?,
+        TokensCommand::List { json } => list(&api, json).await?,
+        TokensCommand::Revoke { id } => {
+            api.delete(&format!("{TOKENS_PATH}/{id}")).await?;
+            println!("Revoked token {id}.");
+        }
+    }
+    Ok(0)
+}
+
+async fn create(
+    api: &Api,
+    name: &str,
+    permissions: &[String],
+    expires: Option<u64>,
+    json: bool,
+) -> Result<()> {
+    let request = CreateRequest {
+        name,
+        permissions: (!permissions.is_empty()).then_some(permissions),
+        expires_in_secs: expires,
+    };
+    let answer: Value = api.post(TOKENS_PATH, &request).await?;
+    if json {
+        return print_listing(&(serde_json::to_string_pretty(&answer)? + "\n")).context("writing to stdout");
+    }
+    let created: Created =
+        serde_json::from_value(answer).context("unexpected answer from the hub to creating a token")?;
+    let text = format!(
+        "Token: {}\nId: {}\nExpires: {}\n",
+        created.token,
+        created.id,
+        utc(created.expires_at)
+    );
+    print_listing(&text).context("writing to stdout")?;
+    say!("The token is shown only this once: store it now (use it as TETHER_TOKEN).");
+    Ok(())
+}
+
+async fn list(api: &Api, json: bool) -> Result<()> {
+    let answer: Value = api.get(TOKENS_PATH).await?;
+    let text = if json {
+        serde_json::to_string_pretty(&answer["tokens"])? + "\n"
+    } else {
+        let list: TokenList =
+            serde_json::from_value(answer).context("unexpected answer from the hub to listing tokens")?;
+        token_table(&list.tokens, unix_now())
+    };
+    print_listing(&text).context("writing to stdout")
+}
+
+fn token_table(tokens: &[TokenInfo], now: i64) -> String {
+    let mut rows = vec![
+        ["ID", "NAME", "PERMISSIONS", "EXPIRES", "LAST USED", "STATE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for token in tokens {
+        let state = if token.revoked {
+            "revoked"
+        } else if token.expires_at.is_some_and(|at| at <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        rows.push(vec![
+            token.id.clone(),
+            token.name.clone(),
+            if token.permissions.is_empty() {
+                "-".to_owned()
+            } else {
+                token.permissions.join(",")
+            },
+            token.expires_at.map(utc).unwrap_or_else(|| "never".to_owned()),
+            crate::devices::last_seen(token.last_used_at, now),
+            state.to_owned(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(seconds: i64) -> String {
+    format!("{} UTC", format_time(seconds.saturating_mul(1000)))
+}
+
+/// Rows as columns padded to their widest cell (the last column is not padded).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// "90s", "30m", "12h", "30d", "2w", "1d12h" as seconds (a bare number is seconds).
+pub fn parse_duration_secs(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let parsed = (|| {
+        if text.is_empty() {
+            return None;
+        }
+        if let Ok(seconds) = text.parse::<u64>() {
+            return Some(seconds);
+        }
+        let mut total: u64 = 0;
+        let mut number = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let unit: u64 = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 7 * 86_400,
+                _ => return None,
+            };
+            let value: u64 = number.parse().ok()?;
+            total = total.checked_add(value.checked_mul(unit)?)?;
+            number.clear();
+        }
+        number.is_empty().then_some(total)
+    })();
+    match parsed {
+        Some(0) => bail!("the duration must be longer than zero"),
+        Some(seconds) => Ok(seconds),
+        None => bail!("`{text}` is not a duration such as 30d, 12h or 1d12h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_to_seconds() {
+        assert_eq!(parse_duration_secs("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_duration_secs("12h").unwrap(), 12 * 3600);
+        assert_eq!(parse_duration_secs("1d12h").unwrap(), 36 * 3600);
+        assert_eq!(parse_duration_secs("90").unwrap(), 90);
+        assert!(parse_duration_secs("0d").is_err());
+        assert!(parse_duration_secs("d").is_err());
+        assert!(parse_duration_secs("3x").is_err());
+        assert!(parse_duration_secs("").is_err());
+    }
+
+    #[test]
+    fn the_token_table_shows_state_and_permissions() {
+        let token = |revoked, expires_at| TokenInfo {
+            id: "t1".into(),
+            name: "ci".into(),
+            permissions: vec!["view_devices".into(), "terminal".into()],
+            expires_at: Some(expires_at),
+            last_used_at: None,
+            revoked,
+        };
+        let text = token_table(
+            &[token(false, 86_400), token(true, 86_400), token(false, 50)],
+            100,
+        );
+        assert_eq!(
+            text,
+            "ID  NAME  PERMISSIONS            EXPIRES                  LAST USED  STATE\n\
+             t1  ci    view_devices,terminal  1970-01-02 00:00:00 UTC  never      active\n\
+             t1  ci    view_devices,terminal  1970-01-02 00:00:00 UTC  never      revoked\n\
+             t1  ci    view_devices,terminal  1970-01-01 00:00:50 UTC  never      expired\n"
+        );
+    }
+}
