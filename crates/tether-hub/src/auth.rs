@@ -24,13 +24,69 @@ use crate::{
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    User { user: UserRecord, token_hash: String },
-    Device { device_id: String },
+    User {
+        user: UserRecord,
+        credential: Credential,
+    },
+    Device {
+        device_id: String,
+    },
+}
+
+/// How a user authenticated: which revocations reach the connection, and what it may do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// A login session (its token's hash).
+    Session { token_hash: String },
+    /// A personal access token, limited to its permissions.
+    Token { id: String, permissions: Vec<Action> },
+}
+
+/// What an administrator (or the user) withdrew; live connections it reaches end at once.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// One access token.
+    Token { id: String },
+    /// Every credential of a user (disabled).
+    User { user_id: String },
+    /// A user's login sessions, except one (revoke-sessions, password change); tokens stay.
+    Sessions { user_id: String, except: Option<String> },
+}
+
+impl Revocation {
+    /// What a connection it ends is told.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Revocation::Token { .. } => "access revoked: the access token was revoked",
+            Revocation::User { .. } => "access revoked: the account was disabled",
+            Revocation::Sessions { .. } => "access revoked: the login session was revoked",
+        }
+    }
+    /// Whether this revocation withdraws `principal`'s access.
+    pub fn reaches(&self, principal: &Principal) -> bool {
+        let Principal::User { user, credential } = principal else {
+            return false;
+        };
+        match (self, credential) {
+            (Revocation::Token { id }, Credential::Token { id: used, .. }) => id == used,
+            (Revocation::User { user_id }, _) => *user_id == user.id,
+            (Revocation::Sessions { user_id, except }, Credential::Session { token_hash }) => {
+                *user_id == user.id && except.as_ref() != Some(token_hash)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Principal {
     pub fn describe(&self) -> String {
         match self {
+            Principal::User {
+                user,
+                credential: Credential::Token { .. },
+            } => {
+                format!("the access token of user {}", user.name)
+            }
             Principal::User { user, .. } => format!("user {}", user.name),
             Principal::Device { device_id } => format!("device {device_id}"),
         }
@@ -48,11 +104,39 @@ pub enum Action {
     PortForward,
     ViewAudit,
     ViewRecordings,
+    ManageUsers,
     /// Hold the device leg of a device (only that device itself may).
     ConnectAsDevice,
 }
 
+/// The permissions a token can carry, by name.
+pub const PERMISSIONS: &[(&str, Action)] = &[
+    ("view_devices", Action::ViewDevices),
+    ("manage_devices", Action::ManageDevices),
+    ("terminal", Action::Terminal),
+    ("file_read", Action::FileRead),
+    ("file_write", Action::FileWrite),
+    ("port_forward", Action::PortForward),
+    ("view_audit", Action::ViewAudit),
+    ("view_recordings", Action::ViewRecordings),
+    ("manage_users", Action::ManageUsers),
+];
+
 impl Action {
+    pub fn name(self) -> &'static str {
+        PERMISSIONS
+            .iter()
+            .find(|(_, action)| *action == self)
+            .map(|(name, _)| *name)
+            .unwrap_or("connect_as_device")
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        PERMISSIONS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, action)| *action)
+    }
     pub fn describe(self) -> &'static str {
         match self {
             Action::ViewDevices => "view devices",
@@ -63,6 +147,7 @@ impl Action {
             Action::PortForward => "forward ports",
             Action::ViewAudit => "view the audit log",
             Action::ViewRecordings => "view session recordings",
+            Action::ManageUsers => "manage users",
             Action::ConnectAsDevice => "connect as the device",
         }
     }
@@ -99,20 +184,33 @@ fn decide(principal: &Principal, action: Action, device: Option<&DeviceRecord>) 
         Principal::Device { device_id } => {
             action == Action::ConnectAsDevice && device.is_some_and(|d| &d.id == device_id)
         }
-        Principal::User { .. } if action == Action::ConnectAsDevice => false,
-        Principal::User { user, .. } if user.disabled => false,
-        Principal::User { user, .. } if user.admin => true,
-        // Until roles exist (access-control issue), every user may use every device feature,
-        // and only administrators manage devices.
-        Principal::User { .. } => matches!(
+        Principal::User { user, credential } => {
+            // An access token can do at most what it names.
+            if let Credential::Token { permissions, .. } = credential
+                && !permissions.contains(&action)
+            {
+                return false;
+            }
+            user_may(user, action)
+        }
+    }
+}
+
+/// What a user's account may do. Until roles exist (access-control issue), every user may use
+/// every device feature, and only administrators manage devices, users and the audit trail.
+pub fn user_may(user: &UserRecord, action: Action) -> bool {
+    if user.disabled || action == Action::ConnectAsDevice {
+        return false;
+    }
+    user.admin
+        || matches!(
             action,
             Action::ViewDevices
                 | Action::Terminal
                 | Action::FileRead
                 | Action::FileWrite
                 | Action::PortForward
-        ),
-    }
+        )
 }
 
 /// [`authorize`], recording a refusal in the audit log.
@@ -163,14 +261,10 @@ impl FromRequestParts<AppState> for UserCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
         let token = bearer_token(&parts.headers);
-        let token_hash = token.map(hash_token);
-        if let Some(hash) = &token_hash
-            && let Some(user) = state.store.session_user(hash).await?
+        if let Some(token) = token
+            && let Some(principal) = principal_for_token(state, token).await?
         {
-            return Ok(UserCaller(Principal::User {
-                user,
-                token_hash: hash.clone(),
-            }));
+            return Ok(UserCaller(principal));
         }
         let reason = if token.is_some() {
             "invalid or expired token"
@@ -191,6 +285,45 @@ impl FromRequestParts<AppState> for UserCaller {
         audit::record(state, event).await?;
         Err(unauthorized(reason))
     }
+}
+
+/// Whether `principal`'s credential is still good (for a connection that may have missed a
+/// revocation).
+pub async fn still_valid(state: &AppState, principal: &Principal) -> Result<bool, ApiError> {
+    Ok(match principal {
+        Principal::User {
+            credential: Credential::Session { token_hash },
+            ..
+        } => state.store.session_user(token_hash).await?.is_some(),
+        Principal::User {
+            credential: Credential::Token { id, .. },
+            ..
+        } => state.store.access_token_active(id).await?,
+        Principal::Device { .. } => true,
+    })
+}
+
+/// The user behind a login session token or a personal access token (`ttp_` prefix).
+pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let token_hash = hash_token(token);
+    if token.starts_with(crate::tokens::ACCESS_TOKEN_PREFIX) {
+        let Some((user, id, names)) = state.store.access_token_user(&token_hash).await? else {
+            return Ok(None);
+        };
+        let permissions = names.split(',').filter_map(Action::parse).collect();
+        return Ok(Some(Principal::User {
+            user,
+            credential: Credential::Token { id, permissions },
+        }));
+    }
+    Ok(state
+        .store
+        .session_user(&token_hash)
+        .await?
+        .map(|user| Principal::User {
+            user,
+            credential: Credential::Session { token_hash },
+        }))
 }
 
 /// Counts failed logins per key (account, client address) in a sliding window.
@@ -251,7 +384,9 @@ mod tests {
                 admin,
                 disabled,
             },
-            token_hash: String::new(),
+            credential: Credential::Session {
+                token_hash: String::new(),
+            },
         }
     }
 
@@ -303,5 +438,67 @@ mod tests {
         assert!(limiter.blocked_for("k", 3).is_some());
         limiter.clear("k");
         assert!(limiter.blocked_for("k", 3).is_none());
+    }
+
+    #[test]
+    fn a_token_does_at_most_what_it_names() {
+        let Principal::User { user, .. } = user(false, false) else {
+            unreachable!()
+        };
+        let token = Principal::User {
+            user,
+            credential: Credential::Token {
+                id: "t".into(),
+                permissions: vec![Action::ViewDevices, Action::ManageDevices],
+            },
+        };
+        assert!(authorize(&token, Action::ViewDevices, None).is_ok());
+        assert!(
+            authorize(&token, Action::Terminal, None).is_err(),
+            "not named by the token"
+        );
+        assert!(
+            authorize(&token, Action::ManageDevices, None).is_err(),
+            "named, but not the user's"
+        );
+    }
+
+    #[test]
+    fn revocations_reach_the_right_connections() {
+        let session = user(false, false);
+        let Principal::User { user: account, .. } = session.clone() else {
+            unreachable!()
+        };
+        let token = Principal::User {
+            user: account,
+            credential: Credential::Token {
+                id: "t".into(),
+                permissions: vec![],
+            },
+        };
+        assert!(Revocation::Token { id: "t".into() }.reaches(&token));
+        assert!(!Revocation::Token { id: "t".into() }.reaches(&session));
+        assert!(Revocation::User { user_id: "u".into() }.reaches(&token));
+        assert!(
+            Revocation::Sessions {
+                user_id: "u".into(),
+                except: None
+            }
+            .reaches(&session)
+        );
+        assert!(
+            !Revocation::Sessions {
+                user_id: "u".into(),
+                except: None
+            }
+            .reaches(&token)
+        );
+        assert!(
+            !Revocation::Sessions {
+                user_id: "u".into(),
+                except: Some(String::new())
+            }
+            .reaches(&session)
+        );
     }
 }

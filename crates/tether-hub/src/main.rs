@@ -21,6 +21,7 @@ mod state;
 mod store;
 mod tokens;
 mod user_session;
+mod users_api;
 
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -217,6 +218,7 @@ pub async fn serve(
         audit_chain: Arc::new(tokio::sync::Mutex::new(())),
         recordings_dir: data_dir.join("recordings"),
         live: Arc::new(recording::LiveSessions::default()),
+        revocations: tokio::sync::broadcast::channel(64).0,
     };
     store.close_abandoned_terminal_sessions().await?;
     tokio::spawn(maintenance(state.clone()));

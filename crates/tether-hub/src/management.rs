@@ -13,7 +13,7 @@ use tether_proto::api;
 
 use crate::{
     audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
-    auth::{Action, Principal, UserCaller, permit},
+    auth::{Action, Credential, Principal, UserCaller, permit},
     http_error::ApiError,
     passwords,
     state::AppState,
@@ -88,7 +88,9 @@ pub async fn login(
     let expires_at = now_millis() + lifetime.as_millis() as i64;
     let principal = Principal::User {
         user: user.clone(),
-        token_hash: hash_token(&token),
+        credential: Credential::Session {
+            token_hash: hash_token(&token),
+        },
     };
     let event = NewEvent::new(
         Actor::principal(&principal, &context),
@@ -124,7 +126,11 @@ pub async fn logout(
     context: RequestContext,
     UserCaller(principal): UserCaller,
 ) -> Result<StatusCode, ApiError> {
-    if let Principal::User { user, token_hash } = &principal {
+    if let Principal::User {
+        user,
+        credential: Credential::Session { token_hash },
+    } = &principal
+    {
         let event = NewEvent::new(
             Actor::principal(&principal, &context),
             "logout",

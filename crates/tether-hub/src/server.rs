@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, sessions_api,
-    state::AppState, user_session,
+    state::AppState, user_session, users_api,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -48,6 +48,31 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/management/v1/audit/export", get(audit_api::export))
         .route("/api/management/v1/audit/verify", get(audit_api::verify))
         .route("/api/management/v1/sessions", get(sessions_api::list))
+        .route(
+            "/api/management/v1/tokens",
+            get(users_api::list_tokens).post(users_api::create_token),
+        )
+        .route("/api/management/v1/tokens/{id}", delete(users_api::revoke_token))
+        .route(
+            "/api/management/v1/users",
+            get(users_api::list_users).post(users_api::create_user),
+        )
+        .route(
+            "/api/management/v1/users/{name}/disable",
+            post(users_api::disable_user),
+        )
+        .route(
+            "/api/management/v1/users/{name}/enable",
+            post(users_api::enable_user),
+        )
+        .route(
+            "/api/management/v1/users/{name}/revoke-sessions",
+            post(users_api::revoke_sessions),
+        )
+        .route(
+            "/api/management/v1/auth/password",
+            post(users_api::change_password),
+        )
         .route(
             "/api/management/v1/sessions/{sid}/recording",
             get(sessions_api::recording),

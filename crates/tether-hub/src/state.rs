@@ -17,4 +17,6 @@ pub struct AppState {
     pub recordings_dir: std::path::PathBuf,
     /// Sessions being recorded now, for live watchers.
     pub live: Arc<crate::recording::LiveSessions>,
+    /// Withdrawn credentials, so that live connections using them end at once.
+    pub revocations: tokio::sync::broadcast::Sender<crate::auth::Revocation>,
 }

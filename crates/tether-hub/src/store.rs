@@ -652,3 +652,187 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+/// A personal access token, as listed (never the token itself).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccessTokenRecord {
+    pub id: String,
+    pub name: String,
+    pub permissions: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// A user, as listed (never the password hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub name: String,
+    pub admin: bool,
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl Store {
+    /// The user, token id and permissions behind a live access token.
+    pub async fn access_token_user(
+        &self,
+        token_hash: &str,
+    ) -> anyhow::Result<Option<(UserRecord, String, String)>> {
+        let now = now_millis();
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.password_hash, u.admin, u.disabled, t.id AS token_id, t.permissions \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token_id: String = row.try_get("token_id")?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Some((
+            user_from_row(&row)?,
+            token_id,
+            row.try_get("permissions")?,
+        )))
+    }
+
+    pub async fn create_access_token(
+        &self,
+        id: &str,
+        user_id: &str,
+        name: &str,
+        token_hash: &str,
+        permissions: &str,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, permissions, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(permissions)
+        .bind(now_millis())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn access_tokens(&self, user_id: &str) -> anyhow::Result<Vec<AccessTokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, name, permissions, created_at, expires_at, last_used_at, revoked_at FROM api_tokens \
+             WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let permissions: String = row.try_get("permissions")?;
+                Ok(AccessTokenRecord {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    permissions: permissions
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                    expires_at: row.try_get::<i64, _>("expires_at")? / 1000,
+                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(|t| t / 1000),
+                    revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a token is unrevoked, unexpired and its user enabled.
+    pub async fn access_token_active(&self, id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query(
+            "SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The owner of a token, if it exists.
+    pub async fn access_token_owner(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT user_id FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("user_id")).transpose()?)
+    }
+
+    pub async fn revoke_access_token(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn users(&self) -> anyhow::Result<Vec<UserSummary>> {
+        let rows = sqlx::query("SELECT id, name, admin, disabled, created_at FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserSummary {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    admin: row.try_get::<i64, _>("admin")? != 0,
+                    disabled: row.try_get::<i64, _>("disabled")? != 0,
+                    created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_user_disabled(&self, user_id: &str, disabled: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(disabled as i64)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_password(&self, user_id: &str, password_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a user's login sessions, except `keep` (a token hash); returns how many.
+    pub async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> anyhow::Result<u64> {
+        let done = sqlx::query("DELETE FROM user_sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id)
+            .bind(keep.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

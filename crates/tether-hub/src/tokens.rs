@@ -83,11 +83,23 @@ impl TokenSigner {
     }
 }
 
+/// The prefix of personal access tokens (`tts_` is a login session's).
+pub const ACCESS_TOKEN_PREFIX: &str = "ttp_";
+
 /// A new random user session token. The prefix tells token kinds apart in logs and scanners.
 pub fn new_session_token() -> String {
+    random_token("tts_")
+}
+
+/// A new random personal access token.
+pub fn new_access_token() -> String {
+    random_token(ACCESS_TOKEN_PREFIX)
+}
+
+fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("tts_{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// What the database stores instead of a token.

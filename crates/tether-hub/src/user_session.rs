@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::{
     audit::{self, Actor, NewEvent, Object, RequestContext},
-    auth::{Action, Principal, UserCaller, authorize_quietly, permit},
+    auth::{Action, Principal, UserCaller, authorize_quietly, permit, still_valid},
     http_error::ApiError,
     recording::{self, RecordingHandle, recorder::SessionInfo},
     router::{Lane, SessionEvent, SessionLink},
@@ -281,6 +281,7 @@ async fn relay(
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
+    let mut revocations = state.revocations.subscribe();
     loop {
         tokio::select! {
             biased;
@@ -335,6 +336,24 @@ async fn relay(
                         return Ending::user(why);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            revocation = revocations.recv() => {
+                // Withdrawn credentials end their live sessions at once; a missed notice
+                // (lagged) is settled against the database.
+                let why = match revocation {
+                    Ok(revocation) if revocation.reaches(session.principal) => Some(revocation.describe().to_owned()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match still_valid(state, session.principal).await {
+                            Ok(true) => None,
+                            _ => Some("access revoked".to_owned()),
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    end_with_error(sink, sid, &why).await;
+                    return Ending::user(why);
                 }
             }
             _ = ticker.tick() => {

@@ -1,0 +1,413 @@
+//! Accounts and credentials: personal access tokens, user administration (create, disable,
+//! enable, revoke sessions) and password change. Withdrawing a credential ends the live
+//! connections that use it at once (through [`Revocation`]).
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+
+use crate::{
+    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
+    auth::{Action, Credential, PERMISSIONS, Principal, Revocation, UserCaller, permit, user_may},
+    http_error::ApiError,
+    passwords,
+    state::AppState,
+    store::{AccessTokenRecord, UserRecord, UserSummary, now_millis},
+    tokens::{hash_token, new_access_token},
+};
+
+const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 30 * 86_400;
+const MAX_TOKEN_LIFETIME_SECS: i64 = 365 * 86_400;
+
+async fn record(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    action: &'static str,
+    object: Object,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        action,
+        object,
+        Outcome::Success,
+    )
+    .details(details);
+    audit::record(state, event).await
+}
+
+/// The caller's account, when it is a user's login session (not a token).
+fn session_user<'a>(principal: &'a Principal, what: &str) -> Result<(&'a UserRecord, &'a str), ApiError> {
+    match principal {
+        Principal::User {
+            user,
+            credential: Credential::Session { token_hash },
+        } => Ok((user, token_hash)),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs a login session, not an access token"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    name: String,
+    permissions: Option<Vec<String>>,
+    expires_in_secs: Option<i64>,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Json(request): Json<NewToken>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (user, _) = session_user(&principal, "creating a token")?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request(
+            "a token needs a name of 1 to 100 characters",
+        ));
+    }
+    // Default: everything the user may do now; never more than that.
+    let permissions: Vec<Action> = match &request.permissions {
+        None => PERMISSIONS
+            .iter()
+            .map(|(_, action)| *action)
+            .filter(|a| user_may(user, *a))
+            .collect(),
+        Some(names) => {
+            let mut chosen = Vec::new();
+            for name in names {
+                let action = Action::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = PERMISSIONS.iter().map(|(n, _)| *n).collect();
+                    ApiError::bad_request(format!(
+                        "unknown permission {name:?} (known: {})",
+                        known.join(", ")
+                    ))
+                })?;
+                if !user_may(user, action) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        format!("you may not {}, so no token of yours may", action.describe()),
+                    ));
+                }
+                chosen.push(action);
+            }
+            chosen
+        }
+    };
+    let lifetime = request.expires_in_secs.unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
+    if !(1..=MAX_TOKEN_LIFETIME_SECS).contains(&lifetime) {
+        return Err(ApiError::bad_request(format!(
+            "expires_in_secs must be between 1 and {MAX_TOKEN_LIFETIME_SECS}"
+        )));
+    }
+    let token = new_access_token();
+    let id = uuid::Uuid::now_v7().to_string();
+    let expires_at = now_millis() + lifetime * 1000;
+    let names: Vec<&str> = permissions.iter().map(|a| a.name()).collect();
+    let details = serde_json::json!({ "token_id": id, "name": name, "permissions": names, "expires_at": expires_at / 1000 });
+    record(
+        &state,
+        &principal,
+        &context,
+        "token.create",
+        Object::user(Some(&user.id), &user.name),
+        details,
+    )
+    .await?;
+    state
+        .store
+        .create_access_token(
+            &id,
+            &user.id,
+            name,
+            &hash_token(&token),
+            &names.join(","),
+            expires_at,
+        )
+        .await?;
+    let body = serde_json::json!({ "id": id, "name": name, "token": token, "permissions": names, "expires_at": expires_at / 1000 });
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(serde::Serialize)]
+pub struct TokenList {
+    tokens: Vec<AccessTokenRecord>,
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<TokenList>, ApiError> {
+    let Principal::User { user, .. } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only users have tokens"));
+    };
+    Ok(Json(TokenList {
+        tokens: state.store.access_tokens(&user.id).await?,
+    }))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let Principal::User { user, .. } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only users have tokens"));
+    };
+    let owner = state
+        .store
+        .access_token_owner(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no token {id}")))?;
+    if owner != user.id {
+        permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    }
+    record(
+        &state,
+        &principal,
+        &context,
+        "token.revoke",
+        Object::user(Some(&owner), &owner),
+        serde_json::json!({ "token_id": id }),
+    )
+    .await?;
+    state.store.revoke_access_token(&id).await?;
+    let _ = state.revocations.send(Revocation::Token { id });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Serialize)]
+pub struct UserList {
+    users: Vec<UserSummary>,
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<UserList>, ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    Ok(Json(UserList {
+        users: state.store.users().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+fn summary(user: &UserRecord, created_at: i64) -> UserSummary {
+    UserSummary {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        admin: user.admin,
+        disabled: user.disabled,
+        created_at,
+    }
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Json(request): Json<NewUser>,
+) -> Result<(StatusCode, Json<UserSummary>), ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 64 || name.contains(char::is_whitespace) {
+        return Err(ApiError::bad_request(
+            "a user name is 1 to 64 characters without spaces",
+        ));
+    }
+    if request.password.len() < 8 {
+        return Err(ApiError::bad_request(
+            "the password must have at least 8 characters",
+        ));
+    }
+    if state.store.user_by_name(name).await?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("user {name} exists")));
+    }
+    let details = serde_json::json!({ "admin": request.admin });
+    record(
+        &state,
+        &principal,
+        &context,
+        "user.create",
+        Object::user(None, name),
+        details,
+    )
+    .await?;
+    let password = request.password.clone();
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    state.store.upsert_user(name, &hash, request.admin).await?;
+    let user = state
+        .store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user vanished"))?;
+    Ok((StatusCode::CREATED, Json(summary(&user, now_millis() / 1000))))
+}
+
+async fn managed_user(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    name: &str,
+) -> Result<UserRecord, ApiError> {
+    permit(state, principal, context, Action::ManageUsers, None).await?;
+    state
+        .store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
+}
+
+pub async fn disable_user(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+) -> Result<Json<UserSummary>, ApiError> {
+    let mut user = managed_user(&state, &principal, &context, &name).await?;
+    if matches!(&principal, Principal::User { user: me, .. } if me.id == user.id) {
+        return Err(ApiError::bad_request("you cannot disable your own account"));
+    }
+    record(
+        &state,
+        &principal,
+        &context,
+        "user.disable",
+        Object::user(Some(&user.id), &user.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.store.set_user_disabled(&user.id, true).await?;
+    state.store.delete_user_sessions(&user.id, None).await?;
+    let _ = state.revocations.send(Revocation::User {
+        user_id: user.id.clone(),
+    });
+    user.disabled = true;
+    Ok(Json(summary(&user, 0)))
+}
+
+pub async fn enable_user(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+) -> Result<Json<UserSummary>, ApiError> {
+    let mut user = managed_user(&state, &principal, &context, &name).await?;
+    record(
+        &state,
+        &principal,
+        &context,
+        "user.enable",
+        Object::user(Some(&user.id), &user.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.store.set_user_disabled(&user.id, false).await?;
+    user.disabled = false;
+    Ok(Json(summary(&user, 0)))
+}
+
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = managed_user(&state, &principal, &context, &name).await?;
+    record(
+        &state,
+        &principal,
+        &context,
+        "user.revoke_sessions",
+        Object::user(Some(&user.id), &user.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    let revoked = state.store.delete_user_sessions(&user.id, None).await?;
+    let _ = state.revocations.send(Revocation::Sessions {
+        user_id: user.id.clone(),
+        except: None,
+    });
+    Ok(Json(serde_json::json!({ "revoked": revoked })))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Json(request): Json<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let (user, token_hash) = session_user(&principal, "changing the password")?;
+    if request.new_password.len() < 8 {
+        return Err(ApiError::bad_request(
+            "the new password must have at least 8 characters",
+        ));
+    }
+    let (current, stored) = (request.current_password.clone(), user.password_hash.clone());
+    let valid = tokio::task::spawn_blocking(move || passwords::verify(&current, Some(&stored)))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !valid {
+        let event = NewEvent::new(
+            Actor::principal(&principal, &context),
+            "password.change",
+            Object::user(Some(&user.id), &user.name),
+            Outcome::Failure,
+        )
+        .details(serde_json::json!({ "reason": "wrong current password" }));
+        audit::record(&state, event).await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the current password is wrong",
+        ));
+    }
+    record(
+        &state,
+        &principal,
+        &context,
+        "password.change",
+        Object::user(Some(&user.id), &user.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    let new_password = request.new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&new_password))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))??;
+    state.store.set_password(&user.id, &hash).await?;
+    // Whoever else held a login of this account loses it; this session stays.
+    state
+        .store
+        .delete_user_sessions(&user.id, Some(token_hash))
+        .await?;
+    let _ = state.revocations.send(Revocation::Sessions {
+        user_id: user.id.clone(),
+        except: Some(token_hash.to_owned()),
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
