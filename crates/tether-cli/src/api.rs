@@ -117,6 +117,13 @@ impl Api {
         decode(&body, path)
     }
 
+    /// A POST with a JSON body whose answer carries nothing the CLI needs (e.g. 204 No Content).
+    pub async fn post_no_content<B: Serialize>(&self, path: &str, body: &B) -> Result<()> {
+        self.send(Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await
+            .map(drop)
+    }
+
     /// A POST whose answer carries nothing the CLI needs.
     pub async fn post_empty(&self, path: &str) -> Result<()> {
         self.send(Method::POST, path, None).await.map(drop)

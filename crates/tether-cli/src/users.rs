@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    api::{Api, HttpError},
-    failure,
+    api::Api,
     hub::{HubOptions, authenticated},
     output::print_listing,
     password,
@@ -211,15 +210,7 @@ pub async fn passwd(options: &HubOptions, password_stdin: bool) -> Result<i32> {
         current_password,
         new_password,
     };
-    // The hub answers 204 No Content: `post` then fails only to decode the (empty) body, which
-    // is neither a refusal nor a transport failure.
-    match api.post::<_, Value>(PASSWORD_PATH, &request).await {
-        Ok(_) => {}
-        Err(error) if error.downcast_ref::<HttpError>().is_some() || failure::is_transport(&error) => {
-            return Err(error);
-        }
-        Err(_) => {}
-    }
+    api.post_no_content(PASSWORD_PATH, &request).await?;
     println!("Password changed; your other login sessions were ended.");
     Ok(0)
 }
