@@ -22,6 +22,7 @@ mod resolve;
 mod session;
 mod sessions;
 mod terminal;
+mod time_text;
 mod tokens;
 mod users;
 

@@ -10,7 +10,7 @@ use crate::{
     api::Api,
     hub::{HubOptions, authenticated, unix_now},
     output::{print_listing, say},
-    sessions::recording::format_time,
+    time_text::{parse_duration_millis, utc_millis},
 };
 
 pub const TOKENS_PATH: &str = "/api/management/v1/tokens";
@@ -181,7 +181,7 @@ fn token_table(tokens: &[TokenInfo], now: i64) -> String {
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc(seconds: i64) -> String {
-    format!("{} UTC", format_time(seconds.saturating_mul(1000)))
+    format!("{} UTC", utc_millis(seconds.saturating_mul(1000)))
 }
 
 /// Rows as columns padded to their widest cell (the last column is not padded).
@@ -212,34 +212,10 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// "90s", "30m", "12h", "30d", "2w", "1d12h" as seconds (a bare number is seconds).
 pub fn parse_duration_secs(text: &str) -> Result<u64> {
     let text = text.trim();
-    let parsed = (|| {
-        if text.is_empty() {
-            return None;
-        }
-        if let Ok(seconds) = text.parse::<u64>() {
-            return Some(seconds);
-        }
-        let mut total: u64 = 0;
-        let mut number = String::new();
-        for c in text.chars() {
-            if c.is_ascii_digit() {
-                number.push(c);
-                continue;
-            }
-            let unit: u64 = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 7 * 86_400,
-                _ => return None,
-            };
-            let value: u64 = number.parse().ok()?;
-            total = total.checked_add(value.checked_mul(unit)?)?;
-            number.clear();
-        }
-        number.is_empty().then_some(total)
-    })();
+    let parsed = text
+        .parse::<u64>()
+        .ok()
+        .or_else(|| parse_duration_millis(text).and_then(|millis| u64::try_from(millis / 1000).ok()));
     match parsed {
         Some(0) => bail!("the duration must be longer than zero"),
         Some(seconds) => Ok(seconds),

@@ -71,32 +71,6 @@ pub fn mode_string(mode: u32) -> String {
     text
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC.
-pub fn utc_minute(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60
-    )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,13 +100,5 @@ mod tests {
         assert!(!is_regular(&info(go_mode::SYMLINK | 0o777)));
         assert!(is_dir(&info(go_mode::DIRECTORY | 0o755)));
         assert_eq!(kind(&info(NAMED_PIPE | 0o600)), "other");
-    }
-
-    #[test]
-    fn times_are_utc_minutes() {
-        assert_eq!(utc_minute(0), "1970-01-01 00:00");
-        assert_eq!(utc_minute(1_700_000_000), "2023-11-14 22:13");
-        assert_eq!(utc_minute(951_825_600), "2000-02-29 12:00");
-        assert_eq!(utc_minute(-60), "1969-12-31 23:59");
     }
 }

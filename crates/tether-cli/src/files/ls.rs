@@ -4,9 +4,11 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use tether_proto::file_transfer::{FileInfo, FileTransfer, go_mode};
 
+use crate::time_text::utc_minute;
+
 use super::{
     link::Link,
-    listing::{is_dir, kind, mode_string, utc_minute},
+    listing::{is_dir, kind, mode_string},
     location::{Location, basename, parse},
     refused,
 };

@@ -17,7 +17,8 @@ use crate::{
     hub::{Authenticated, HubOptions, authenticated},
     output::print_listing,
     resolve::resolve,
-    sessions::recording::{format_bytes, format_duration, format_time, now_millis},
+    sessions::recording::{format_bytes, format_duration},
+    time_text::{now_millis, utc_millis as format_time},
 };
 
 pub const SESSIONS_PATH: &str = "/api/management/v1/sessions";

@@ -53,7 +53,7 @@ pub struct Header {
 impl Header {
     /// How long the recording is (so far), in milliseconds.
     pub fn duration_ms(&self) -> u64 {
-        let end = self.ended_at.unwrap_or_else(now_millis);
+        let end = self.ended_at.unwrap_or_else(crate::time_text::now_millis);
         end.saturating_sub(self.started_at).max(0) as u64
     }
 }
@@ -270,13 +270,6 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// `--from`: "90s", "1m30s", "1h2m", "500ms", "90" (seconds), "1:30" or "1:02:03", in ms.
 pub fn parse_offset(text: &str) -> Result<u64> {
     let text = text.trim();
@@ -359,32 +352,6 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{value:.1}{}", UNITS[unit])
 }
 
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_time(millis: i64) -> String {
-    let seconds = millis.div_euclid(1000);
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,7 +391,10 @@ mod tests {
         assert_eq!(format_bytes(512), "512B");
         assert_eq!(format_bytes(1536), "1.5K");
         assert_eq!(format_bytes(50_000_000), "47.7M");
-        assert_eq!(format_time(1_714_564_800_999), "2024-05-01 12:00:00");
+        assert_eq!(
+            crate::time_text::utc_millis(1_714_564_800_999),
+            "2024-05-01 12:00:00"
+        );
     }
 
     #[test]
