@@ -43,6 +43,9 @@ pub struct HubConfig {
     /// written is refused. Turning it off is meant for measurements; audit events still record
     /// every terminal's opening and closing.
     pub record_sessions: bool,
+    /// Recordings of sessions that ended more than this many days ago are deleted (0 = keep
+    /// for ever). Their audit events stay.
+    pub recording_retention_days: u64,
 }
 
 impl Default for HubConfig {
@@ -63,6 +66,7 @@ impl Default for HubConfig {
             audit_retention_days: 0,
             record_input: false,
             record_sessions: true,
+            recording_retention_days: 0,
         }
     }
 }
@@ -84,6 +88,7 @@ const KEYS: &[&str] = &[
     "audit_retention_days",
     "record_input",
     "record_sessions",
+    "recording_retention_days",
 ];
 
 impl HubConfig {

@@ -257,6 +257,27 @@ async fn maintenance(state: AppState) {
         if let Err(error) = state.store.delete_expired_sessions().await {
             tracing::warn!("deleting expired sessions: {error:#}");
         }
+        let recording_days = state.config.recording_retention_days;
+        if recording_days > 0 {
+            let before = store::now_millis() - (recording_days as i64) * 86_400_000;
+            match recording::prune(&state.store, &state.recordings_dir, before).await {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    tracing::info!(
+                        "recording retention: deleted {pruned} recordings older than {recording_days} days"
+                    );
+                    let event = audit::NewEvent::new(
+                        audit::Actor::system(),
+                        "recording.prune",
+                        audit::Object::none(),
+                        audit::Outcome::Success,
+                    )
+                    .details(serde_json::json!({ "deleted": pruned, "retention_days": recording_days }));
+                    let _ = audit::record(&state, event).await;
+                }
+                Err(error) => tracing::warn!("recording retention: {error:#}"),
+            }
+        }
         let days = state.config.audit_retention_days;
         if days == 0 {
             continue;

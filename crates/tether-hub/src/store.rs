@@ -643,6 +643,25 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Deletes the records of sessions that ended before `before` (Unix ms); returns their ids,
+    /// whose recordings the caller deletes.
+    pub async fn delete_terminal_sessions_ended_before(&self, before: i64) -> anyhow::Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT sid FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await?;
+        let sids: Vec<String> = rows
+            .iter()
+            .map(|row| row.try_get("sid"))
+            .collect::<Result<_, _>>()?;
+        sqlx::query("DELETE FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(sids)
+    }
+
     /// Sessions that never ended (the hub stopped under them): marked ended now.
     pub async fn close_abandoned_terminal_sessions(&self) -> anyhow::Result<u64> {
         let done = sqlx::query("UPDATE terminal_sessions SET ended_at = $1 WHERE ended_at IS NULL")
