@@ -210,3 +210,43 @@ fn rand_u16() -> u16 {
     let hex = name.rsplit('-').next().unwrap_or("0");
     u16::from_str_radix(hex, 16).unwrap_or(0)
 }
+
+/// The prompt the keystroke benchmarks set (`PS1='@''@> '`: its typed form does not contain it).
+pub const PROMPT: &str = "@@> ";
+/// How long a benchmark waits for a terminal before giving up.
+const TERMINAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until nothing new arrives for a while, consuming what did.
+pub fn settle(session: &tether_e2e::PtySession) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let pending = session.pending_output();
+        if pending.is_empty() {
+            return;
+        }
+        session.expect(&pending, TERMINAL_WAIT);
+    }
+}
+
+/// Types `n` letters one at a time, timing each echo; then clears the line and waits for the
+/// prompt.
+pub fn type_block(session: &tether_e2e::PtySession, n: usize) -> Vec<std::time::Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let letter = (b'a' + (i % 26) as u8) as char;
+        let start = std::time::Instant::now();
+        session.send([letter as u8]);
+        if session.try_expect(&letter.to_string(), TERMINAL_WAIT).is_none() {
+            panic!(
+                "`{}` did not echo {letter:?} within {TERMINAL_WAIT:?}; it showed:\n{}",
+                session.label(),
+                session.output()
+            );
+        }
+        samples.push(start.elapsed());
+    }
+    session.send(b"\x15\r");
+    session.expect(PROMPT, TERMINAL_WAIT);
+    settle(session);
+    samples
+}

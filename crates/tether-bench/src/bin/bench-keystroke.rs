@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, Stats, marker, stage, us};
+use tether_bench::{Binaries, PROMPT, Stats, marker, settle, stage, type_block, us};
 use tether_e2e::{Agent, Hub, Proc, PtySession};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -25,8 +25,6 @@ const LONG: Duration = Duration::from_secs(30);
 const BLOCK: usize = 50;
 /// Characters typed (and not counted) before measuring, per tool.
 const WARMUP: usize = 20;
-/// A prompt whose typed form (`PS1='@''@> '`) does not contain it.
-const PROMPT: &str = "@@> ";
 const SET_PROMPT: &str = "PS1='@''@> '";
 
 fn main() -> ExitCode {
@@ -142,40 +140,6 @@ fn check_remote_echo(session: &PtySession) {
     session.send(b"\x15stty echo\r");
     session.expect(PROMPT, LONG);
     settle(session);
-}
-
-/// Waits until nothing new arrives for a while, consuming what did.
-fn settle(session: &PtySession) {
-    loop {
-        std::thread::sleep(Duration::from_millis(150));
-        let pending = session.pending_output();
-        if pending.is_empty() {
-            return;
-        }
-        session.expect(&pending, LONG);
-    }
-}
-
-/// Types `n` letters one at a time, timing each echo; then clears the line.
-fn type_block(session: &PtySession, n: usize) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let letter = (b'a' + (i % 26) as u8) as char;
-        let start = Instant::now();
-        session.send([letter as u8]);
-        if session.try_expect(&letter.to_string(), LONG).is_none() {
-            panic!(
-                "`{}` did not echo {letter:?} within {LONG:?}; it showed:\n{}",
-                session.label(),
-                session.output()
-            );
-        }
-        samples.push(start.elapsed());
-    }
-    session.send(b"\x15\r");
-    session.expect(PROMPT, LONG);
-    settle(session);
-    samples
 }
 
 /// `sshd -D` on a free 127.0.0.1 port with a temporary host key and authorized key (for the

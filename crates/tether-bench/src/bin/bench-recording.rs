@@ -19,14 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, Stats, human_bytes, marker, stage, us};
+use tether_bench::{Binaries, PROMPT, Stats, human_bytes, marker, settle, stage, type_block, us};
 use tether_e2e::{Agent, Cli, Hub, HubOptions, PtySession, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
 const SHELL: &str = "[terminal]\nshell = \"/bin/sh\"\n";
 const BLOCK: usize = 50;
 const WARMUP: usize = 20;
-const PROMPT: &str = "@@> ";
 const SET_PROMPT: &str = "PS1='@''@> '";
 /// Output size of each storage case.
 const OUTPUT_BYTES: u64 = 10_000_000;
@@ -292,36 +291,4 @@ fn prepare(session: &PtySession) {
     session.expect(&expected, LONG);
     session.expect(PROMPT, LONG);
     settle(session);
-}
-
-fn settle(session: &PtySession) {
-    loop {
-        std::thread::sleep(Duration::from_millis(150));
-        let pending = session.pending_output();
-        if pending.is_empty() {
-            return;
-        }
-        session.expect(&pending, LONG);
-    }
-}
-
-fn type_block(session: &PtySession, n: usize) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let letter = (b'a' + (i % 26) as u8) as char;
-        let start = Instant::now();
-        session.send([letter as u8]);
-        if session.try_expect(&letter.to_string(), LONG).is_none() {
-            panic!(
-                "`{}` did not echo {letter:?} within {LONG:?}; it showed:\n{}",
-                session.label(),
-                session.output()
-            );
-        }
-        samples.push(start.elapsed());
-    }
-    session.send(b"\x15\r");
-    session.expect(PROMPT, LONG);
-    settle(session);
-    samples
 }
