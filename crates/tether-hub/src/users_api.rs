@@ -209,16 +209,6 @@ pub struct NewUser {
     admin: bool,
 }
 
-fn summary(user: &UserRecord, created_at: i64) -> UserSummary {
-    UserSummary {
-        id: user.id.clone(),
-        name: user.name.clone(),
-        admin: user.admin,
-        disabled: user.disabled,
-        created_at,
-    }
-}
-
 pub async fn create_user(
     State(state): State<AppState>,
     context: RequestContext,
@@ -260,7 +250,10 @@ pub async fn create_user(
         .user_by_name(name)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user vanished"))?;
-    Ok((StatusCode::CREATED, Json(summary(&user, now_millis() / 1000))))
+    Ok((
+        StatusCode::CREATED,
+        Json(account_summary(&state, &user.id).await?),
+    ))
 }
 
 async fn managed_user(
@@ -277,32 +270,20 @@ async fn managed_user(
         .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
 }
 
+/// The account as listed, read back from the store.
+async fn account_summary(state: &AppState, user_id: &str) -> Result<UserSummary, ApiError> {
+    let users = state.store.users().await?;
+    let found = users.into_iter().find(|user| user.id == user_id);
+    Ok(found.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?)
+}
+
 pub async fn disable_user(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
-    let mut user = managed_user(&state, &principal, &context, &name).await?;
-    if matches!(&principal, Principal::User { user: me, .. } if me.id == user.id) {
-        return Err(ApiError::bad_request("you cannot disable your own account"));
-    }
-    record(
-        &state,
-        &principal,
-        &context,
-        "user.disable",
-        Object::user(Some(&user.id), &user.name),
-        serde_json::json!({}),
-    )
-    .await?;
-    state.store.set_user_disabled(&user.id, true).await?;
-    state.store.delete_user_sessions(&user.id, None).await?;
-    let _ = state.revocations.send(Revocation::User {
-        user_id: user.id.clone(),
-    });
-    user.disabled = true;
-    Ok(Json(summary(&user, 0)))
+    set_account_enabled(&state, &principal, &context, &name, false).await
 }
 
 pub async fn enable_user(
@@ -311,19 +292,33 @@ pub async fn enable_user(
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
-    let mut user = managed_user(&state, &principal, &context, &name).await?;
-    record(
-        &state,
-        &principal,
-        &context,
-        "user.enable",
-        Object::user(Some(&user.id), &user.name),
-        serde_json::json!({}),
-    )
-    .await?;
-    state.store.set_user_disabled(&user.id, false).await?;
-    user.disabled = false;
-    Ok(Json(summary(&user, 0)))
+    set_account_enabled(&state, &principal, &context, &name, true).await
+}
+
+/// Disables or enables an account. Disabling also ends its logins, and every live session of
+/// the user (tokens stop working through the `disabled` flag).
+async fn set_account_enabled(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    name: &str,
+    enabled: bool,
+) -> Result<Json<UserSummary>, ApiError> {
+    let user = managed_user(state, principal, context, name).await?;
+    if !enabled && matches!(principal, Principal::User { user: me, .. } if me.id == user.id) {
+        return Err(ApiError::bad_request("you cannot disable your own account"));
+    }
+    let action = if enabled { "user.enable" } else { "user.disable" };
+    let object = Object::user(Some(&user.id), &user.name);
+    record(state, principal, context, action, object, serde_json::json!({})).await?;
+    state.store.set_user_disabled(&user.id, !enabled).await?;
+    if !enabled {
+        state.store.delete_user_sessions(&user.id, None).await?;
+        let _ = state.revocations.send(Revocation::User {
+            user_id: user.id.clone(),
+        });
+    }
+    Ok(Json(account_summary(state, &user.id).await?))
 }
 
 pub async fn revoke_sessions(
