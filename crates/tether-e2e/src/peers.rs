@@ -355,6 +355,21 @@ fn serve_http(stream: TcpStream, seed: u64, len: u64) {
 // sshd
 
 /// A real OpenSSH server (`sshd -D -e -f CONFIG`) on a free loopback port, with a temporary host
+/// Options every OpenSSH client of the tests and benchmarks uses: no user configuration, no
+/// prompts, no host-key checks (the server is a throwaway one on loopback), quiet.
+pub const SSH_CLIENT_OPTIONS: &[&str] = &[
+    "-F",
+    "/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+];
+
 /// key and one authorized client key for the current user (root when the tests run as root).
 pub struct Sshd {
     pub port: u16,
@@ -450,23 +465,8 @@ impl Sshd {
     pub fn ssh_command(&self, port: u16, remote_command: &str) -> Command {
         let mut command = Command::new("ssh");
         command
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=20",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-i",
-            ])
+            .args(SSH_CLIENT_OPTIONS)
+            .args(["-o", "ConnectTimeout=20", "-o", "IdentitiesOnly=yes", "-i"])
             .arg(&self.client_key)
             .arg("-p")
             .arg(port.to_string())

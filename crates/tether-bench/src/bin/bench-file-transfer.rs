@@ -24,7 +24,7 @@ use std::{
 use tether_bench::{Binaries, stage};
 use tether_e2e::{
     Agent, Cli, Hub,
-    peers::{Sshd, sha256_file, write_deterministic_file},
+    peers::{SSH_CLIENT_OPTIONS, Sshd, sha256_file, write_deterministic_file},
 };
 
 const SEED: u64 = 0x7e7e_f11e;
@@ -350,20 +350,11 @@ fn tether_cp(cli: &Cli, from: &str, to: &str, logs: &Path) -> Copy {
 fn scp(sshd: &Sshd, from: &str, to: &str) -> Copy {
     let mut command = Command::new("scp");
     command
+        .args(SSH_CLIENT_OPTIONS)
         .args([
             "-q",
             // The classic SCP protocol: the harness's sshd has no SFTP subsystem configured.
             "-O",
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
             "-o",
             "IdentitiesOnly=yes",
             "-i",

@@ -28,7 +28,7 @@ use std::{
 use tether_bench::{Binaries, stage};
 use tether_e2e::{
     Agent, Hub, PortForward, Proc,
-    peers::{Sshd, deterministic_bytes, free_port},
+    peers::{SSH_CLIENT_OPTIONS, Sshd, deterministic_bytes, free_port},
 };
 
 /// Size of the data buffer the sender repeats.
@@ -429,18 +429,9 @@ impl SshForward {
         let local_port = free_port();
         let mut command = Command::new("ssh");
         command
+            .args(SSH_CLIENT_OPTIONS)
             .args([
                 "-N",
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
                 "-o",
                 "ExitOnForwardFailure=yes",
                 "-o",
