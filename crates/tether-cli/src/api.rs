@@ -117,6 +117,13 @@ impl Api {
         decode(&body, path)
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = self
+            .send(Method::PUT, path, Some(serde_json::to_vec(body)?))
+            .await?;
+        decode(&body, path)
+    }
+
     /// A POST with a JSON body whose answer carries nothing the CLI needs (e.g. 204 No Content).
     pub async fn post_no_content<B: Serialize>(&self, path: &str, body: &B) -> Result<()> {
         self.send(Method::POST, path, Some(serde_json::to_vec(body)?))

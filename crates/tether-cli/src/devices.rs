@@ -53,6 +53,7 @@ pub fn table(devices: &[Device], now: i64) -> String {
         "STATUS".to_owned(),
         "ONLINE".to_owned(),
         "LAST SEEN".to_owned(),
+        "TAGS".to_owned(),
     ]];
     for device in devices {
         rows.push([
@@ -61,9 +62,10 @@ pub fn table(devices: &[Device], now: i64) -> String {
             device.status.clone(),
             if device.online { "yes" } else { "no" }.to_owned(),
             last_seen(device.last_seen_at, now),
+            device.tags.join(","),
         ]);
     }
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -125,12 +127,13 @@ mod tests {
             agent_version: None,
             created_at: 0,
             last_seen_at: Some(90),
+            tags: vec!["site-a".into()],
         };
         let text = table(&[device], 100);
         assert_eq!(
             text,
-            "ID             NAME     STATUS    ONLINE  LAST SEEN\n\
-             0190a1b2-aaaa  pump-17  accepted  yes     10s ago\n"
+            "ID             NAME     STATUS    ONLINE  LAST SEEN  TAGS\n\
+             0190a1b2-aaaa  pump-17  accepted  yes     10s ago    site-a\n"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! `tether`: the operator's command line for a Tether hub. This file holds the command-line
 //! definition and dispatch; each command lives in its own module.
 
+mod access;
 mod api;
 mod audit;
 mod config;
@@ -19,6 +20,7 @@ mod port_forward;
 mod quoting;
 mod raw_mode;
 mod resolve;
+mod roles;
 mod session;
 mod sessions;
 mod terminal;
@@ -210,6 +212,12 @@ enum Command {
     /// List, add, disable and enable users, and end their sessions
     #[command(subcommand, after_help = users::USERS_HELP)]
     Users(users::UsersCommand),
+    /// List, create and delete roles (granted to users on device groups)
+    #[command(subcommand, after_help = roles::ROLES_HELP)]
+    Roles(roles::RolesCommand),
+    /// Request, approve, deny and revoke access on demand
+    #[command(subcommand, after_help = access::ACCESS_HELP)]
+    Access(access::AccessCommand),
     /// Change your password (ends your other login sessions)
     Passwd {
         /// Read two lines from stdin: the current password, then the new one
@@ -238,6 +246,9 @@ enum DevicesCommand {
     /// Remove a device from the hub
     #[command(after_help = DEVICE_HELP)]
     Remove { device: String },
+    /// Replace a device's tags (device groups are tags: tag:NAME); no tags clears them
+    #[command(name = "set-tags", after_help = DEVICE_HELP)]
+    SetTags { device: String, tags: Vec<String> },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -303,6 +314,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 DevicesCommand::Accept { device } => devices::decide(&api, &device, Decision::Accept).await?,
                 DevicesCommand::Reject { device } => devices::decide(&api, &device, Decision::Reject).await?,
                 DevicesCommand::Remove { device } => devices::decide(&api, &device, Decision::Remove).await?,
+                DevicesCommand::SetTags { device, tags } => roles::set_tags(&api, &device, tags).await?,
             }
         }
         Command::Terminal { device } => {
@@ -347,6 +359,14 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Replay(args) => return sessions::replay::run(&options, args).await,
         Command::Tokens(command) => return tokens::run(&options, command).await,
         Command::Users(command) => return users::run(&options, command).await,
+        Command::Roles(command) => {
+            let login = authenticated(&options)?;
+            roles::run(&Api::new(&login.hub, Some(login.token))?, command).await?
+        }
+        Command::Access(command) => {
+            let login = authenticated(&options)?;
+            return access::run(&Api::new(&login.hub, Some(login.token))?, command).await;
+        }
         Command::Passwd { password_stdin } => return users::passwd(&options, password_stdin).await,
     }
     Ok(0)

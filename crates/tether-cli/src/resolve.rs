@@ -46,6 +46,7 @@ mod tests {
             agent_version: None,
             created_at: 0,
             last_seen_at: None,
+            tags: Vec::new(),
         }
     }
 

@@ -18,7 +18,7 @@ pub const TOKENS_PATH: &str = "/api/management/v1/tokens";
 pub const TOKENS_HELP: &str = "\
 A token acts for the user who created it, with at most the permissions it was given:
   view_devices, manage_devices, terminal, file_read, file_write, port_forward,
-  view_audit, view_recordings, manage_users
+  view_audit, view_recordings, manage_users, approve_access
 Use one with TETHER_TOKEN=ttp_... tether .... Creating a token needs a login (not a token).
 
 DURATION (--expires) is a number with a unit: 90s, 30m, 12h, 30d, 2w, or combined: 1d12h

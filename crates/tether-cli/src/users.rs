@@ -1,5 +1,5 @@
-//! `tether users ...` (administering the hub's users: list, add, disable, enable, end their
-//! sessions) and `tether passwd` (changing one's own password).
+//! `tether users ...` (administering the hub's users: list, add, roles, disable, enable, end
+//! their sessions) and `tether passwd` (changing one's own password).
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -19,6 +19,9 @@ const PASSWORD_PATH: &str = "/api/management/v1/auth/password";
 
 pub const USERS_HELP: &str = "\
 Administering users needs the manage_users permission (administrators have it).
+A user holds roles (see `tether roles list`) on device groups: --group tag:NAME or a device id,
+repeated for several; without --group the role applies to every device. Deny by default: a user
+without a role reaches nothing.
 Disabling a user ends their live sessions at once, and their logins and tokens stop working;
 revoke-sessions ends their live sessions and logins but leaves their tokens working.";
 
@@ -34,12 +37,38 @@ pub enum UsersCommand {
     Add {
         /// User name
         name: String,
-        /// Make the user an administrator
-        #[arg(long)]
+        /// The user's role: admin, operator, auditor or a custom one
+        #[arg(long, required_unless_present = "admin")]
+        role: Option<String>,
+        /// Where the role applies: tag:NAME or a device id (repeat; default: every device)
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Same as --role admin
+        #[arg(long, conflicts_with_all = ["role", "groups"])]
         admin: bool,
         /// Read the password from the first line of stdin instead of prompting
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Show a user's roles and where they apply
+    Roles {
+        /// User name
+        name: String,
+        /// Print the grants as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a user's roles (their live sessions are re-checked at once)
+    #[command(name = "set-role")]
+    SetRole {
+        /// User name
+        name: String,
+        /// The role: admin, operator, auditor or a custom one
+        #[arg(long)]
+        role: String,
+        /// Where the role applies: tag:NAME or a device id (repeat; default: every device)
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
     },
     /// Disable a user: their sessions end at once, their logins and tokens stop working
     Disable {
@@ -69,18 +98,42 @@ struct UserInfo {
     id: String,
     name: String,
     #[serde(default)]
-    admin: bool,
-    #[serde(default)]
     disabled: bool,
     #[serde(default)]
     created_at: Option<i64>,
+    #[serde(default)]
+    roles: Vec<RoleGrant>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RoleGrant {
+    role: String,
+    scope: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RoleGrants {
+    grants: Vec<RoleGrant>,
+}
+
+/// `operator on tag:a, auditor on *`, or `-`.
+fn describe_grants(grants: &[RoleGrant]) -> String {
+    if grants.is_empty() {
+        return "-".to_owned();
+    }
+    let words: Vec<String> = grants
+        .iter()
+        .map(|g| format!("{} on {}", g.role, g.scope))
+        .collect();
+    words.join(", ")
 }
 
 #[derive(Serialize)]
 struct NewUser<'a> {
     name: &'a str,
     password: &'a str,
-    admin: bool,
+    role: &'a str,
+    groups: &'a [String],
 }
 
 #[derive(Deserialize)]
@@ -101,6 +154,8 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
         UsersCommand::List { json } => list(&api, json).await?,
         UsersCommand::Add {
             name,
+            role,
+            groups,
             admin,
             password_stdin,
         } => {
@@ -114,14 +169,53 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
                 }
                 first
             };
+            let role = if admin {
+                "admin".to_owned()
+            } else {
+                role.unwrap_or_default()
+            };
             let request = NewUser {
                 name: &name,
                 password: &password,
-                admin,
+                role: &role,
+                groups: &groups,
             };
-            let _: Value = api.post(USERS_PATH, &request).await?;
-            let role = if admin { "administrator" } else { "user" };
-            println!("Added {role} {name}.");
+            let added: UserInfo = api.post(USERS_PATH, &request).await?;
+            println!("Added user {name} ({}).", describe_grants(&added.roles));
+        }
+        UsersCommand::Roles { name, json } => {
+            let answer: RoleGrants = api.get(&user_path(&name, "roles")).await?;
+            let text = if json {
+                serde_json::to_string_pretty(&answer.grants)? + "\n"
+            } else {
+                let mut rows = vec![vec!["ROLE".to_owned(), "GROUP".to_owned()]];
+                rows.extend(
+                    answer
+                        .grants
+                        .iter()
+                        .map(|g| vec![g.role.clone(), g.scope.clone()]),
+                );
+                table(&rows)
+            };
+            print_listing(&text).context("writing to stdout")?;
+        }
+        UsersCommand::SetRole { name, role, groups } => {
+            let scopes = if groups.is_empty() {
+                vec!["*".to_owned()]
+            } else {
+                groups
+            };
+            let grants = scopes
+                .into_iter()
+                .map(|scope| RoleGrant {
+                    role: role.clone(),
+                    scope,
+                })
+                .collect();
+            let answer: RoleGrants = api
+                .put(&user_path(&name, "roles"), &RoleGrants { grants })
+                .await?;
+            println!("{name} now holds: {}.", describe_grants(&answer.grants));
         }
         UsersCommand::Disable { name } => {
             let _: Value = api
@@ -176,7 +270,7 @@ async fn list(api: &Api, json: bool) -> Result<()> {
 
 fn user_table(users: &[UserInfo]) -> String {
     let mut rows = vec![
-        ["ID", "NAME", "ADMIN", "STATE", "CREATED"]
+        ["ID", "NAME", "ROLES", "STATE", "CREATED"]
             .map(str::to_owned)
             .to_vec(),
     ];
@@ -184,7 +278,7 @@ fn user_table(users: &[UserInfo]) -> String {
         rows.push(vec![
             user.id.clone(),
             user.name.clone(),
-            if user.admin { "yes" } else { "no" }.to_owned(),
+            describe_grants(&user.roles),
             if user.disabled { "disabled" } else { "active" }.to_owned(),
             user.created_at.map(utc).unwrap_or_else(|| "-".to_owned()),
         ]);
@@ -233,18 +327,21 @@ mod tests {
 
     #[test]
     fn the_user_table_shows_role_and_state() {
-        let user = |name: &str, admin, disabled| UserInfo {
+        let user = |name: &str, role: &str, disabled| UserInfo {
             id: "u1".into(),
             name: name.into(),
-            admin,
             disabled,
             created_at: Some(0),
+            roles: vec![RoleGrant {
+                role: role.into(),
+                scope: "*".into(),
+            }],
         };
         assert_eq!(
-            user_table(&[user("alice", true, false), user("bob", false, true)]),
-            "ID  NAME   ADMIN  STATE     CREATED\n\
-             u1  alice  yes    active    1970-01-01 00:00:00 UTC\n\
-             u1  bob    no     disabled  1970-01-01 00:00:00 UTC\n"
+            user_table(&[user("alice", "admin", false), user("bob", "operator", true)]),
+            "ID  NAME   ROLES          STATE     CREATED\n\
+             u1  alice  admin on *     active    1970-01-01 00:00:00 UTC\n\
+             u1  bob    operator on *  disabled  1970-01-01 00:00:00 UTC\n"
         );
     }
 }

@@ -189,13 +189,18 @@ impl Hub {
         self.process.as_ref().map(Proc::stderr).unwrap_or_default()
     }
 
-    /// `tether-hub user add NAME [--admin] --password-stdin`.
+    /// `tether-hub user add NAME --role admin|operator --password-stdin` (every device).
     pub fn add_user(&self, name: &str, admin: bool, password: &str) {
+        let role = if admin { "admin" } else { "operator" };
+        self.add_user_with(name, &["--role", role], password);
+    }
+
+    /// `tether-hub user add NAME ROLE_ARGUMENTS --password-stdin`, e.g. with
+    /// `["--role", "operator", "--group", "tag:a"]`.
+    pub fn add_user_with(&self, name: &str, role_arguments: &[&str], password: &str) {
         let mut command = self.base_command();
         command.args(["user", "add", name]);
-        if admin {
-            command.arg("--admin");
-        }
+        command.args(role_arguments);
         command.arg("--password-stdin");
         let (output, timed_out) = run_with_deadline(command, Some(format!("{password}\n").as_bytes()), WAIT);
         assert!(
@@ -213,10 +218,18 @@ impl Hub {
         Cli::new(self)
     }
 
-    /// A CLI logged in as a new user `name` (created here, admin if `admin`).
+    /// A CLI logged in as a new user `name` (created here: an administrator if `admin`, else an
+    /// operator on every device).
     pub fn user_cli(&self, name: &str, admin: bool) -> Cli {
+        let role = if admin { "admin" } else { "operator" };
+        self.user_cli_with(name, &["--role", role])
+    }
+
+    /// A CLI logged in as a new user `name` created with `role_arguments` (see
+    /// [`Hub::add_user_with`]); the password is `pw-NAME-correct-horse`.
+    pub fn user_cli_with(&self, name: &str, role_arguments: &[&str]) -> Cli {
         let password = format!("pw-{name}-correct-horse");
-        self.add_user(name, admin, &password);
+        self.add_user_with(name, role_arguments, &password);
         let cli = self.cli();
         cli.login(name, &password);
         cli

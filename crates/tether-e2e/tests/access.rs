@@ -327,13 +327,16 @@ fn adding_and_listing_users() {
     let hub = Hub::start_default();
     let alice = hub.user_cli("alice", true);
     let output = alice.run_with_stdin(
-        &["users", "add", "carol", "--password-stdin"],
+        &["users", "add", "carol", "--role", "operator", "--password-stdin"],
         Some("carol-secret-1\n"),
     );
     output.ok();
     hub.cli().login("carol", "carol-secret-1");
 
-    let duplicate = alice.run_with_stdin(&["users", "add", "carol", "--password-stdin"], Some("other-pw\n"));
+    let duplicate = alice.run_with_stdin(
+        &["users", "add", "carol", "--role", "operator", "--password-stdin"],
+        Some("other-pw\n"),
+    );
     assert_refused(&duplicate, 409);
 
     let users: Value = serde_json::from_str(alice.run(&["users", "list", "--json"]).ok()).unwrap();
@@ -354,7 +357,7 @@ fn adding_and_listing_users() {
     assert_refused(&bob.run(&["users", "list"]), 403);
     assert_refused(
         &bob.run_with_stdin(
-            &["users", "add", "mallory", "--password-stdin"],
+            &["users", "add", "mallory", "--role", "admin", "--password-stdin"],
             Some("pw-mallory\n"),
         ),
         403,

@@ -1,6 +1,8 @@
 //! Who is calling, and what they may do. Every HTTP endpoint and WebSocket upgrade resolves its
-//! caller to a [`Principal`] and asks [`authorize`] — the one place where permission rules live
-//! (roles, device groups and access approval will be added here).
+//! caller to a [`Principal`] and asks [`authorize`] — the one place where permission rules live.
+//! A user's roles, device groups and approved access are loaded with the principal
+//! ([`crate::roles::Grants`]) and re-loaded by live connections when an [`Revocation::Access`]
+//! says they changed.
 
 use std::{
     collections::HashMap,
@@ -16,6 +18,7 @@ use axum::{
 use crate::{
     audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
     http_error::ApiError,
+    roles::Grants,
     state::AppState,
     store::{DeviceRecord, UserRecord},
     tokens::hash_token,
@@ -27,6 +30,8 @@ pub enum Principal {
     User {
         user: UserRecord,
         credential: Credential,
+        /// What the user holds where, as loaded with the credential.
+        grants: Grants,
     },
     Device {
         device_id: String,
@@ -51,6 +56,9 @@ pub enum Revocation {
     User { user_id: String },
     /// A user's login sessions, except one (revoke-sessions, password change); tokens stay.
     Sessions { user_id: String, except: Option<String> },
+    /// What a user (or, with `None`, anyone) may do changed: roles, grants, device tags, approval
+    /// policies, or an approved access that expired. Live connections re-check their access.
+    Access { user_id: Option<String> },
 }
 
 impl Revocation {
@@ -60,11 +68,12 @@ impl Revocation {
             Revocation::Token { .. } => "access revoked: the access token was revoked",
             Revocation::User { .. } => "access revoked: the account was disabled",
             Revocation::Sessions { .. } => "access revoked: the login session was revoked",
+            Revocation::Access { .. } => "access revoked: the user's roles or access grants changed",
         }
     }
     /// Whether this revocation withdraws `principal`'s access.
     pub fn reaches(&self, principal: &Principal) -> bool {
-        let Principal::User { user, credential } = principal else {
+        let Principal::User { user, credential, .. } = principal else {
             return false;
         };
         match (self, credential) {
@@ -73,6 +82,7 @@ impl Revocation {
             (Revocation::Sessions { user_id, except }, Credential::Session { token_hash }) => {
                 *user_id == user.id && except.as_ref() != Some(token_hash)
             }
+            (Revocation::Access { user_id }, _) => user_id.as_ref().is_none_or(|id| *id == user.id),
             _ => false,
         }
     }
@@ -84,6 +94,7 @@ impl Principal {
             Principal::User {
                 user,
                 credential: Credential::Token { .. },
+                ..
             } => {
                 format!("the access token of user {}", user.name)
             }
@@ -105,6 +116,7 @@ pub enum Action {
     ViewAudit,
     ViewRecordings,
     ManageUsers,
+    ApproveAccess,
     /// Hold the device leg of a device (only that device itself may).
     ConnectAsDevice,
 }
@@ -120,6 +132,7 @@ pub const PERMISSIONS: &[(&str, Action)] = &[
     ("view_audit", Action::ViewAudit),
     ("view_recordings", Action::ViewRecordings),
     ("manage_users", Action::ManageUsers),
+    ("approve_access", Action::ApproveAccess),
 ];
 
 impl Action {
@@ -148,6 +161,7 @@ impl Action {
             Action::ViewAudit => "view the audit log",
             Action::ViewRecordings => "view session recordings",
             Action::ManageUsers => "manage users",
+            Action::ApproveAccess => "approve access requests",
             Action::ConnectAsDevice => "connect as the device",
         }
     }
@@ -184,33 +198,20 @@ fn decide(principal: &Principal, action: Action, device: Option<&DeviceRecord>) 
         Principal::Device { device_id } => {
             action == Action::ConnectAsDevice && device.is_some_and(|d| &d.id == device_id)
         }
-        Principal::User { user, credential } => {
+        Principal::User {
+            user,
+            credential,
+            grants,
+        } => {
             // An access token can do at most what it names.
             if let Credential::Token { permissions, .. } = credential
                 && !permissions.contains(&action)
             {
                 return false;
             }
-            user_may(user, action)
+            !user.disabled && grants.allow(action, device, crate::store::now_millis())
         }
     }
-}
-
-/// What a user's account may do. Until roles exist (access-control issue), every user may use
-/// every device feature, and only administrators manage devices, users and the audit trail.
-pub fn user_may(user: &UserRecord, action: Action) -> bool {
-    if user.disabled || action == Action::ConnectAsDevice {
-        return false;
-    }
-    user.admin
-        || matches!(
-            action,
-            Action::ViewDevices
-                | Action::Terminal
-                | Action::FileRead
-                | Action::FileWrite
-                | Action::PortForward
-        )
 }
 
 /// [`authorize`], recording a refusal in the audit log.
@@ -294,7 +295,11 @@ pub async fn still_valid(state: &AppState, principal: &Principal) -> Result<bool
         Principal::User {
             credential: Credential::Session { token_hash },
             ..
-        } => state.store.session_user(token_hash).await?.is_some(),
+        } => state
+            .store
+            .session_user(token_hash)
+            .await?
+            .is_some_and(|user| !user.disabled),
         Principal::User {
             credential: Credential::Token { id, .. },
             ..
@@ -310,20 +315,43 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option
         let Some((user, id, names)) = state.store.access_token_user(&token_hash).await? else {
             return Ok(None);
         };
-        let permissions = names.split(',').filter_map(Action::parse).collect();
+        let permissions = crate::roles::parse_permissions(&names);
+        let grants = state.store.grants(&user).await?;
         return Ok(Some(Principal::User {
             user,
             credential: Credential::Token { id, permissions },
+            grants,
         }));
     }
-    Ok(state
-        .store
-        .session_user(&token_hash)
-        .await?
-        .map(|user| Principal::User {
-            user,
-            credential: Credential::Session { token_hash },
-        }))
+    let Some(user) = state.store.session_user(&token_hash).await? else {
+        return Ok(None);
+    };
+    let grants = state.store.grants(&user).await?;
+    Ok(Some(Principal::User {
+        user,
+        credential: Credential::Session { token_hash },
+        grants,
+    }))
+}
+
+/// The same caller with their account and grants read again (after a [`Revocation::Access`]);
+/// `None` when the credential no longer works.
+pub async fn reload(state: &AppState, principal: &Principal) -> Result<Option<Principal>, ApiError> {
+    let Principal::User { user, credential, .. } = principal else {
+        return Ok(Some(principal.clone()));
+    };
+    if !still_valid(state, principal).await? {
+        return Ok(None);
+    }
+    let Some(user) = state.store.user_by_id(&user.id).await? else {
+        return Ok(None);
+    };
+    let grants = state.store.grants(&user).await?;
+    Ok(Some(Principal::User {
+        user,
+        credential: credential.clone(),
+        grants,
+    }))
 }
 
 /// Counts failed logins per key (account, client address) in a sliding window.
@@ -375,8 +403,22 @@ impl FailureLimiter {
 mod tests {
     use super::*;
 
+    /// The grants the store loads for an administrator, or an operator on every device.
+    fn grants(admin: bool) -> Grants {
+        let role = &crate::roles::builtin_roles()[if admin { 0 } else { 1 }];
+        Grants {
+            standing: vec![crate::roles::Grant {
+                permissions: role.permissions.clone(),
+                scope: crate::roles::Scope::AllDevices,
+                expires_at: None,
+            }],
+            ..Default::default()
+        }
+    }
+
     fn user(admin: bool, disabled: bool) -> Principal {
         Principal::User {
+            grants: grants(admin),
             user: UserRecord {
                 id: "u".into(),
                 name: "u".into(),
@@ -415,6 +457,7 @@ mod tests {
             agent_version: None,
             created_at: 0,
             last_seen_at: None,
+            tags: Vec::new(),
         }
     }
 
@@ -447,6 +490,7 @@ mod tests {
         };
         let token = Principal::User {
             user,
+            grants: grants(false),
             credential: Credential::Token {
                 id: "t".into(),
                 permissions: vec![Action::ViewDevices, Action::ManageDevices],
@@ -471,6 +515,7 @@ mod tests {
         };
         let token = Principal::User {
             user: account,
+            grants: grants(false),
             credential: Credential::Token {
                 id: "t".into(),
                 permissions: vec![],

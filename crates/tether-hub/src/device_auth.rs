@@ -138,6 +138,7 @@ pub async fn auth_request(
                 agent_version: agent_version.map(str::to_owned),
                 created_at: now_millis(),
                 last_seen_at: None,
+                tags: Vec::new(),
             };
             state.store.insert_device(&device).await?;
             tracing::info!("new device {} ({}) is pending acceptance", device.name, device.id);

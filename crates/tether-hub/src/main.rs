@@ -1,5 +1,6 @@
 //! `tether-hub`: the server devices dial into and operators connect through.
 
+mod access_api;
 mod audit;
 mod audit_api;
 mod auth;
@@ -12,6 +13,8 @@ mod http_error;
 mod management;
 mod passwords;
 mod recording;
+mod roles;
+mod roles_api;
 mod router;
 mod secrets;
 mod server;
@@ -19,6 +22,7 @@ mod session_audit;
 mod sessions_api;
 mod state;
 mod store;
+mod store_access;
 mod tokens;
 mod user_session;
 mod users_api;
@@ -80,11 +84,20 @@ pub struct ServeOptions {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create a user, or set the password (and admin flag) of an existing one.
+    /// Create a user, or set the password (and role) of an existing one.
     Add {
         name: String,
-        #[arg(long)]
+        /// The built-in admin role on every device (same as `--role admin`).
+        #[arg(long, conflicts_with = "role")]
         admin: bool,
+        /// The user's role (admin, operator, auditor, or a custom role). Without one, a new user
+        /// can log in but reach nothing (deny by default).
+        #[arg(long)]
+        role: Option<String>,
+        /// Where the role applies: `tag:NAME` or a device id; repeat for several (default: every
+        /// device).
+        #[arg(long = "group", requires = "role")]
+        groups: Vec<String>,
         /// Read the password from standard input (required: passwords never go on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -125,8 +138,18 @@ fn main() -> anyhow::Result<()> {
         match arguments.command {
             Command::Serve(options) => serve(data_dir, config, options, None).await,
             Command::User {
-                command: UserCommand::Add { name, admin, .. },
-            } => add_user(&data_dir, &name, admin).await,
+                command:
+                    UserCommand::Add {
+                        name,
+                        admin,
+                        role,
+                        groups,
+                        ..
+                    },
+            } => {
+                let role = if admin { Some("admin".to_owned()) } else { role };
+                add_user(&data_dir, &name, role, &groups).await
+            }
             Command::Demo { listen } => demo::run(data_dir, config, listen).await,
         }
     })
@@ -137,7 +160,12 @@ async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
     Store::open_sqlite(&data_dir.join("hub.db")).await
 }
 
-async fn add_user(data_dir: &std::path::Path, name: &str, admin: bool) -> anyhow::Result<()> {
+async fn add_user(
+    data_dir: &std::path::Path,
+    name: &str,
+    role: Option<String>,
+    groups: &[String],
+) -> anyhow::Result<()> {
     let mut password = String::new();
     std::io::stdin()
         .read_line(&mut password)
@@ -145,12 +173,28 @@ async fn add_user(data_dir: &std::path::Path, name: &str, admin: bool) -> anyhow
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     let store = open_store(data_dir).await?;
+    let grants = match &role {
+        Some(role) => {
+            let wanted = roles_api::role_on_groups(role, groups);
+            Some(
+                roles_api::validate_grants(&store, &wanted)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(error.message))?,
+            )
+        }
+        None => None,
+    };
     let hash = passwords::hash(password)?;
+    let admin = role.as_deref() == Some("admin") && groups.is_empty();
     let created = store.upsert_user(name, &hash, admin).await?;
+    let user = store.user_by_name(name).await?.context("the user vanished")?;
+    if let Some(grants) = &grants {
+        store.set_role_grants(&user.id, grants).await?;
+    }
+    let held = roles_api::describe_grants(&store.role_grants(&user.id).await?, user.admin || admin);
     println!(
-        "{} user {name}{}",
-        if created { "created" } else { "updated" },
-        if admin { " (admin)" } else { "" }
+        "{} user {name} ({held})",
+        if created { "created" } else { "updated" }
     );
     Ok(())
 }
@@ -222,6 +266,7 @@ pub async fn serve(
     };
     store.close_abandoned_terminal_sessions().await?;
     tokio::spawn(maintenance(state.clone()));
+    tokio::spawn(access_api::expire_on_time(state.clone()));
     if let Some(ready) = ready {
         let _ = ready.send(Listening {
             url,

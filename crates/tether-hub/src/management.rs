@@ -13,7 +13,7 @@ use tether_proto::api;
 
 use crate::{
     audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
-    auth::{Action, Credential, Principal, UserCaller, permit},
+    auth::{Action, Credential, Principal, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
     passwords,
     state::AppState,
@@ -88,6 +88,7 @@ pub async fn login(
     let expires_at = now_millis() + lifetime.as_millis() as i64;
     let principal = Principal::User {
         user: user.clone(),
+        grants: state.store.grants(&user).await?,
         credential: Credential::Session {
             token_hash: hash_token(&token),
         },
@@ -129,6 +130,7 @@ pub async fn logout(
     if let Principal::User {
         user,
         credential: Credential::Session { token_hash },
+        ..
     } = &principal
     {
         let event = NewEvent::new(
@@ -154,6 +156,7 @@ fn device_json(device: DeviceRecord, online: bool) -> api::Device {
         agent_version: device.agent_version,
         created_at: device.created_at / 1000,
         last_seen_at: device.last_seen_at.map(|t| t / 1000),
+        tags: device.tags,
     }
 }
 
@@ -177,8 +180,10 @@ pub async fn list_devices(
     };
     let online = state.router.online_devices().await;
     let devices = state.store.devices(status).await?;
+    // Each user sees the devices they hold view_devices on (their groups).
     let devices = devices
         .into_iter()
+        .filter(|d| authorize_quietly(&principal, Action::ViewDevices, d))
         .map(|d| {
             let is_online = online.contains(&d.id);
             device_json(d, is_online)

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, sessions_api,
-    state::AppState, user_session, users_api,
+    access_api, audit_api, device_auth, device_connection, file_api, management, roles_api,
+    secrets::TlsFiles, sessions_api, state::AppState, user_session, users_api,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -95,6 +95,40 @@ pub fn routes(state: AppState) -> Router {
             put(file_api::upload)
                 .post(file_api::upload)
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/management/v1/roles",
+            get(roles_api::list_roles).post(roles_api::create_role),
+        )
+        .route("/api/management/v1/roles/{name}", delete(roles_api::delete_role))
+        .route(
+            "/api/management/v1/users/{name}/roles",
+            get(roles_api::user_roles).put(roles_api::set_user_roles),
+        )
+        .route(
+            &format!("{}/{{id}}/tags", api::DEVICES_PATH),
+            put(roles_api::set_device_tags),
+        )
+        .route(
+            "/api/management/v1/access/policies",
+            get(roles_api::list_policies).put(roles_api::set_policy),
+        )
+        .route(
+            "/api/management/v1/access/requests",
+            get(access_api::list).post(access_api::create),
+        )
+        .route("/api/management/v1/access/requests/{id}", get(access_api::show))
+        .route(
+            "/api/management/v1/access/requests/{id}/approve",
+            post(access_api::approve),
+        )
+        .route(
+            "/api/management/v1/access/requests/{id}/deny",
+            post(access_api::deny),
+        )
+        .route(
+            "/api/management/v1/access/requests/{id}/revoke",
+            post(access_api::revoke),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)

@@ -20,7 +20,7 @@ pub fn now_millis() -> i64 {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,13 +69,15 @@ pub struct DeviceRecord {
     pub agent_version: Option<String>,
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
+    /// Sorted tag names (device groups are defined by tags).
+    pub tags: Vec<String>,
 }
 
 /// The device columns, as a macro so that queries stay literal strings (sqlx refuses dynamic SQL).
 macro_rules! device_select {
     ($rest:literal) => {
         concat!(
-            "SELECT id, public_key, identity, name, status, agent_version, created_at, last_seen_at FROM devices ",
+            "SELECT id, public_key, identity, name, status, agent_version, created_at, last_seen_at, tags FROM devices ",
             $rest
         )
     };
@@ -92,7 +94,16 @@ fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, sqlx::Error>
         agent_version: row.try_get("agent_version")?,
         created_at: row.try_get("created_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
+        tags: split_list(&row.try_get::<String, _>("tags")?),
     })
+}
+
+/// Splits a stored comma-separated list (tags, permission names).
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
@@ -155,6 +166,14 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?)
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, name, password_hash, admin, disabled FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
     }
 
     pub async fn user_by_name(&self, name: &str) -> anyhow::Result<Option<UserRecord>> {
@@ -694,6 +713,8 @@ pub struct UserSummary {
     pub disabled: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Role grants (filled in by the API; the admin flag shows as `admin on *`).
+    pub roles: Vec<crate::store_access::RoleGrant>,
 }
 
 impl Store {
@@ -822,6 +843,7 @@ impl Store {
                     admin: row.try_get::<i64, _>("admin")? != 0,
                     disabled: row.try_get::<i64, _>("disabled")? != 0,
                     created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                    roles: Vec::new(),
                 })
             })
             .collect()

@@ -22,11 +22,11 @@ use tether_proto::{
     value::Value,
     version,
 };
-use tokio::time::Instant;
+use tokio::{sync::broadcast::error::RecvError, time::Instant};
 
 use crate::{
     audit::{self, Actor, NewEvent, Object, RequestContext},
-    auth::{Action, Principal, UserCaller, authorize_quietly, permit, still_valid},
+    auth::{self, Action, Principal, Revocation, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
     recording::{self, RecordingHandle, recorder::SessionInfo},
     router::{Lane, SessionEvent, SessionLink},
@@ -150,8 +150,9 @@ async fn serve(
                 let actor = Actor::principal(principal, context);
                 let audit = SessionAudit::new(actor, Object::device(&device.id, &device.name), sid);
                 let mut session = Session {
-                    device,
-                    principal,
+                    device: device.clone(),
+                    principal: principal.clone(),
+                    used: Vec::new(),
                     context,
                     user_id,
                     sid,
@@ -257,8 +258,11 @@ impl Ending {
 
 /// Who and what a session is about.
 struct Session<'a> {
-    device: &'a DeviceRecord,
-    principal: &'a Principal,
+    /// The device and the caller as last checked (re-read when access changes).
+    device: DeviceRecord,
+    principal: Principal,
+    /// The permissions this session has used: they must hold for it to go on.
+    used: Vec<Action>,
     context: &'a RequestContext,
     user_id: &'a str,
     sid: &'a str,
@@ -277,7 +281,8 @@ async fn relay(
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     side: &mut DeviceSide,
 ) -> Ending {
-    let (device, sid) = (session.device, session.sid);
+    let sid = session.sid;
+    let device_name = session.device.name.clone();
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
@@ -303,12 +308,12 @@ async fn relay(
                     }
                 }
                 Some(SessionEvent::DeviceGone(reason)) => {
-                    let why = format!("device {}: {reason}", device.name);
+                    let why = format!("device {device_name}: {reason}");
                     end_with_error(sink, sid, &why).await;
                     return Ending { text: why, device_gone: true };
                 }
                 None => {
-                    let why = format!("device {} went offline", device.name);
+                    let why = format!("device {device_name} went offline");
                     end_with_error(sink, sid, &why).await;
                     return Ending { text: why, device_gone: true };
                 }
@@ -342,13 +347,9 @@ async fn relay(
                 // Withdrawn credentials end their live sessions at once; a missed notice
                 // (lagged) is settled against the database.
                 let why = match revocation {
-                    Ok(revocation) if revocation.reaches(session.principal) => Some(revocation.describe().to_owned()),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        match still_valid(state, session.principal).await {
-                            Ok(true) => None,
-                            _ => Some("access revoked".to_owned()),
-                        }
-                    }
+                    // Roles, grants or tags changed: go on only if what the session uses still holds.
+                    Ok(Revocation::Access { .. }) | Err(RecvError::Lagged(_)) => recheck(state, session).await,
+                    Ok(revocation) if revocation.reaches(&session.principal) => Some(revocation.describe().to_owned()),
                     _ => None,
                 };
                 if let Some(why) = why {
@@ -367,6 +368,37 @@ async fn relay(
             }
         }
     }
+}
+
+/// Re-reads the caller and the device after access changed; returns why the session must end
+/// when a permission it uses no longer holds. Otherwise the session goes on with the new
+/// access (also narrower: later messages are checked against it).
+async fn recheck(state: &AppState, session: &mut Session<'_>) -> Option<String> {
+    let principal = match auth::reload(state, &session.principal).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return Some("access revoked".to_owned()),
+        // Fail closed: access that cannot be checked is not granted.
+        Err(error) => return Some(format!("access could not be checked: {}", error.message)),
+    };
+    let device = match state.store.device(&session.device.id).await {
+        Ok(Some(device)) => device,
+        _ => return Some(format!("device {} was removed", session.device.name)),
+    };
+    if let Some(action) = session
+        .used
+        .iter()
+        .find(|action| !authorize_quietly(&principal, **action, &device))
+    {
+        return Some(format!(
+            "access revoked: {} may no longer {} on device {}",
+            principal.describe(),
+            action.describe(),
+            device.name
+        ));
+    }
+    session.principal = principal;
+    session.device = device;
+    None
 }
 
 /// Feeds the session's terminal recording: it starts when the device confirms a shell, takes
@@ -395,7 +427,7 @@ async fn record_terminal(
             let Some((width, height, command)) = session.requested_shell.take() else {
                 return Ok(());
             };
-            let Principal::User { user, .. } = session.principal else {
+            let Principal::User { user, .. } = &session.principal else {
                 return Ok(());
             };
             let info = SessionInfo {
@@ -512,10 +544,10 @@ async fn forward(
     };
     if let Err(refusal) = permit(
         state,
-        session.principal,
+        &session.principal,
         session.context,
         action,
-        Some(session.device),
+        Some(&session.device),
     )
     .await
     {
@@ -525,6 +557,9 @@ async fn forward(
         }
         refuse_message(sink, sid, &envelope, refusal.message, 403).await;
         return None;
+    }
+    if !session.used.contains(&action) {
+        session.used.push(action);
     }
     session.audit.observe_user(&envelope);
     if envelope.proto == protocol::SHELL {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::{
     audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
-    auth::{Action, Credential, PERMISSIONS, Principal, Revocation, UserCaller, permit, user_may},
+    auth::{Action, Credential, PERMISSIONS, Principal, Revocation, UserCaller, permit},
     http_error::ApiError,
-    passwords,
+    passwords, roles_api,
     state::AppState,
     store::{AccessTokenRecord, UserRecord, UserSummary, now_millis},
     tokens::{hash_token, new_access_token},
@@ -46,6 +46,7 @@ fn session_user<'a>(principal: &'a Principal, what: &str) -> Result<(&'a UserRec
         Principal::User {
             user,
             credential: Credential::Session { token_hash },
+            ..
         } => Ok((user, token_hash)),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -75,11 +76,15 @@ pub async fn create_token(
         ));
     }
     // Default: everything the user may do now; never more than that.
+    let user_may = |action: Action| match &principal {
+        Principal::User { grants, .. } => grants.hold_anywhere(action, now_millis()),
+        Principal::Device { .. } => false,
+    };
     let permissions: Vec<Action> = match &request.permissions {
         None => PERMISSIONS
             .iter()
             .map(|(_, action)| *action)
-            .filter(|a| user_may(user, *a))
+            .filter(|a| user_may(*a))
             .collect(),
         Some(names) => {
             let mut chosen = Vec::new();
@@ -91,7 +96,7 @@ pub async fn create_token(
                         known.join(", ")
                     ))
                 })?;
-                if !user_may(user, action) {
+                if !user_may(action) {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
                         format!("you may not {}, so no token of yours may", action.describe()),
@@ -196,17 +201,25 @@ pub async fn list_users(
     UserCaller(principal): UserCaller,
 ) -> Result<Json<UserList>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
-    Ok(Json(UserList {
-        users: state.store.users().await?,
-    }))
+    let mut users = state.store.users().await?;
+    for user in &mut users {
+        user.roles = roles_of(&state, &user.id).await?;
+    }
+    Ok(Json(UserList { users }))
 }
 
 #[derive(Deserialize)]
 pub struct NewUser {
     name: String,
     password: String,
+    /// The built-in admin role on every device (same as `role: "admin"`).
     #[serde(default)]
     admin: bool,
+    /// The user's role; none: the user reaches nothing until granted one.
+    role: Option<String>,
+    /// Where the role applies (`tag:NAME` or device ids); empty: every device.
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 pub async fn create_user(
@@ -230,7 +243,22 @@ pub async fn create_user(
     if state.store.user_by_name(name).await?.is_some() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("user {name} exists")));
     }
-    let details = serde_json::json!({ "admin": request.admin });
+    let role = if request.admin {
+        Some("admin")
+    } else {
+        request.role.as_deref()
+    };
+    if role.is_none() && !request.groups.is_empty() {
+        return Err(ApiError::bad_request("groups need a role"));
+    }
+    let grants = match role {
+        Some(role) => {
+            let wanted = roles_api::role_on_groups(role, &request.groups);
+            roles_api::validate_grants(&state.store, &wanted).await?
+        }
+        None => Vec::new(),
+    };
+    let details = serde_json::json!({ "grants": grants });
     record(
         &state,
         &principal,
@@ -244,12 +272,13 @@ pub async fn create_user(
     let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))??;
-    state.store.upsert_user(name, &hash, request.admin).await?;
+    state.store.upsert_user(name, &hash, false).await?;
     let user = state
         .store
         .user_by_name(name)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user vanished"))?;
+    state.store.set_role_grants(&user.id, &grants).await?;
     Ok((
         StatusCode::CREATED,
         Json(account_summary(&state, &user.id).await?),
@@ -274,7 +303,18 @@ async fn managed_user(
 async fn account_summary(state: &AppState, user_id: &str) -> Result<UserSummary, ApiError> {
     let users = state.store.users().await?;
     let found = users.into_iter().find(|user| user.id == user_id);
-    Ok(found.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?)
+    let mut user = found.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?;
+    user.roles = roles_of(state, user_id).await?;
+    Ok(user)
+}
+
+async fn roles_of(state: &AppState, user_id: &str) -> Result<Vec<crate::store_access::RoleGrant>, ApiError> {
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?;
+    roles_api::grants_of(state, &user).await
 }
 
 pub async fn disable_user(

@@ -50,6 +50,9 @@ pub struct Device {
     /// Unix seconds.
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
+    /// Tags (device groups are written `tag:NAME`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

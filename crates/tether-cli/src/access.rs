@@ -1,0 +1,265 @@
+//! `tether access ...`: approval on demand. A user requests access to a device or group for a
+//! while, with a reason; an approver (not the requester) approves or denies it; the access ends
+//! on time or when revoked, and so do the sessions opened under it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    api::Api,
+    output::{print_listing, say},
+    resolve::resolve,
+    tokens::{parse_duration_secs, table, utc},
+};
+
+const REQUESTS_PATH: &str = "/api/management/v1/access/requests";
+const POLICIES_PATH: &str = "/api/management/v1/access/policies";
+
+pub const ACCESS_HELP: &str = "\
+A group that requires approval (`tether access require tag:NAME`) is reached (terminal, files,
+port forwarding) only through an approved request, by everyone. Approving needs the
+approve_access permission on the device or group, and nobody approves their own request.
+PERMISSION: terminal, file_read, file_write, port_forward. DURATION: 30m, 2h, 1d...";
+
+#[derive(Subcommand)]
+pub enum AccessCommand {
+    /// Ask for access to a device or group
+    Request {
+        /// The device (id or name)
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        device: Option<String>,
+        /// The group: tag:NAME
+        #[arg(long)]
+        group: Option<String>,
+        /// A permission to ask for (repeat for several)
+        #[arg(long = "permission", value_name = "PERMISSION", required = true)]
+        permissions: Vec<String>,
+        /// How long the access lasts once approved, e.g. 30m, 2h
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        duration: u64,
+        /// Why you need it (shown to approvers, kept in the audit log)
+        #[arg(long)]
+        reason: String,
+        /// Wait for the decision and exit 0 when approved, 1 when denied
+        #[arg(long)]
+        wait: bool,
+        /// Print the request as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your requests (or everyone's, for approvers)
+    List {
+        /// Everyone's requests (needs approve_access)
+        #[arg(long)]
+        all: bool,
+        /// Print the requests as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending request
+    Approve {
+        id: String,
+        /// A note kept with the decision
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a pending request
+    Deny {
+        id: String,
+        /// A note kept with the decision
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// End an approved access now (its sessions end)
+    Revoke { id: String },
+    /// Require approval on a group (tag:NAME) or device
+    Require { group: String },
+    /// Stop requiring approval on a group or device
+    Unrequire { group: String },
+    /// List the groups that require approval
+    Policies,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AccessRequest {
+    id: String,
+    user_name: String,
+    scope: String,
+    permissions: Vec<String>,
+    duration_secs: i64,
+    reason: String,
+    status: String,
+    created_at: i64,
+    decided_by: Option<String>,
+    note: Option<String>,
+    expires_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RequestList {
+    requests: Vec<AccessRequest>,
+}
+
+pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
+    match command {
+        AccessCommand::Request {
+            device,
+            group,
+            permissions,
+            duration,
+            reason,
+            wait,
+            json,
+        } => {
+            let scope = match (device, group) {
+                (Some(device), _) => resolve(&api.devices(None).await?, &device)?.id.clone(),
+                (None, Some(group)) => group,
+                (None, None) => bail!("name a --device or a --group"),
+            };
+            let body = serde_json::json!({
+                "scope": scope, "permissions": permissions, "duration_secs": duration, "reason": reason,
+            });
+            let mut request: AccessRequest = api.post(REQUESTS_PATH, &body).await?;
+            if !json {
+                println!("Requested access {} (pending).", request.id);
+            }
+            if wait {
+                if !json {
+                    say!("Waiting for an approver to decide...");
+                }
+                while request.status == "pending" {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    request = api.get(&format!("{REQUESTS_PATH}/{}", request.id)).await?;
+                }
+            }
+            if json {
+                print_listing(&(serde_json::to_string_pretty(&request)? + "\n"))?;
+            } else if wait {
+                println!("{}", outcome(&request));
+            }
+            return Ok(if wait && request.status != "approved" {
+                1
+            } else {
+                0
+            });
+        }
+        AccessCommand::List { all, json } => {
+            let path = if all {
+                format!("{REQUESTS_PATH}?all=true")
+            } else {
+                REQUESTS_PATH.to_owned()
+            };
+            let answer: Value = api.get(&path).await?;
+            let text = if json {
+                serde_json::to_string_pretty(&answer["requests"])? + "\n"
+            } else {
+                let list: RequestList =
+                    serde_json::from_value(answer).context("unexpected answer to listing requests")?;
+                request_table(&list.requests)
+            };
+            print_listing(&text).context("writing to stdout")?;
+        }
+        AccessCommand::Approve { id, note } => {
+            let request: AccessRequest = api
+                .post(
+                    &format!("{REQUESTS_PATH}/{id}/approve"),
+                    &serde_json::json!({ "note": note }),
+                )
+                .await?;
+            println!("{}", outcome(&request));
+        }
+        AccessCommand::Deny { id, note } => {
+            let request: AccessRequest = api
+                .post(
+                    &format!("{REQUESTS_PATH}/{id}/deny"),
+                    &serde_json::json!({ "note": note }),
+                )
+                .await?;
+            println!("{}", outcome(&request));
+        }
+        AccessCommand::Revoke { id } => {
+            let request: AccessRequest = api
+                .post(&format!("{REQUESTS_PATH}/{id}/revoke"), &serde_json::json!({}))
+                .await?;
+            println!("{}", outcome(&request));
+        }
+        AccessCommand::Require { group } => set_policy(api, &group, true).await?,
+        AccessCommand::Unrequire { group } => set_policy(api, &group, false).await?,
+        AccessCommand::Policies => {
+            let answer: Value = api.get(POLICIES_PATH).await?;
+            for scope in answer["require_approval"].as_array().into_iter().flatten() {
+                println!("{}", scope.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn set_policy(api: &Api, group: &str, require: bool) -> Result<()> {
+    let body = serde_json::json!({ "scope": group, "require_approval": require });
+    let _: Value = api.put(POLICIES_PATH, &body).await?;
+    if require {
+        println!("Access to {group} now needs an approved request.");
+    } else {
+        println!("Access to {group} no longer needs approval.");
+    }
+    Ok(())
+}
+
+/// One line on what happened to a request.
+fn outcome(request: &AccessRequest) -> String {
+    let by = request.decided_by.as_deref().unwrap_or("?");
+    match request.status.as_str() {
+        "approved" => format!(
+            "Access {} approved by {by}: {} on {} until {}.",
+            request.id,
+            request.permissions.join(","),
+            request.scope,
+            request.expires_at.map(utc).unwrap_or_default()
+        ),
+        "denied" => format!(
+            "Access {} denied by {by}{}.",
+            request.id,
+            request
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        ),
+        status => format!("Access {} is {status}.", request.id),
+    }
+}
+
+fn request_table(requests: &[AccessRequest]) -> String {
+    let mut rows = vec![
+        [
+            "ID",
+            "USER",
+            "GROUP",
+            "PERMISSIONS",
+            "DURATION",
+            "STATUS",
+            "EXPIRES",
+            "REASON",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for request in requests {
+        rows.push(vec![
+            request.id.clone(),
+            request.user_name.clone(),
+            request.scope.clone(),
+            request.permissions.join(","),
+            format!("{}m", request.duration_secs / 60),
+            request.status.clone(),
+            request.expires_at.map(utc).unwrap_or_else(|| "-".to_owned()),
+            request.reason.clone(),
+        ]);
+    }
+    table(&rows)
+}
