@@ -22,6 +22,8 @@ use crate::{
     store_access::AccessRequest,
 };
 
+/// The shortest access one request can ask for.
+const MIN_DURATION_SECS: i64 = 10;
 /// The longest access one request can ask for.
 const MAX_DURATION_SECS: i64 = 7 * 86_400;
 
@@ -68,9 +70,9 @@ pub async fn create(
             "request one or more of: terminal, file_read, file_write, port_forward",
         ));
     }
-    if !(60..=MAX_DURATION_SECS).contains(&request.duration_secs) {
+    if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&request.duration_secs) {
         return Err(ApiError::bad_request(format!(
-            "the duration must be between 60 s and {MAX_DURATION_SECS} s"
+            "the duration must be between {MIN_DURATION_SECS} s and {MAX_DURATION_SECS} s"
         )));
     }
     let reason = request.reason.trim();
