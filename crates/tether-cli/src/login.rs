@@ -5,6 +5,9 @@ use anyhow::{Result, bail};
 use reqwest::StatusCode;
 use tether_proto::api::{LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse};
 
+/// What the hub answers a login that lacks its second factor.
+const CODE_REQUIRED: &str = "two-factor code required";
+
 use crate::{
     api::{Api, HttpError},
     config::{self, Credentials},
@@ -23,11 +26,25 @@ pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Re
         password::prompt_interruptible("Password: ").await?
     };
     let api = Api::new(&hub, None)?;
-    let request = LoginRequest {
+    let mut request = LoginRequest {
         username: user.to_owned(),
         password,
+        code: None,
     };
-    let response: LoginResponse = match api.post(LOGIN_PATH, &request).await {
+    let mut answer = api.post(LOGIN_PATH, &request).await;
+    if answer.as_ref().err().is_some_and(needs_code) {
+        // The second step: a code from the authenticator app (or a recovery code).
+        let code = if password_stdin {
+            password::from_stdin().map_err(|_| {
+                anyhow::anyhow!("two-factor code required: give it on the line after the password")
+            })?
+        } else {
+            password::prompt_interruptible("Two-factor code: ").await?
+        };
+        request.code = Some(code);
+        answer = api.post(LOGIN_PATH, &request).await;
+    }
+    let response: LoginResponse = match answer {
         Ok(response) => response,
         Err(error) => match error.downcast_ref::<HttpError>() {
             // Bad password or too many attempts: the hub's words are the whole story, and
@@ -53,6 +70,13 @@ pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Re
     config::save(&dir, &credentials)?;
     println!("Logged in to {} as {}.", hub.url, response.user.name);
     Ok(())
+}
+
+/// Whether the hub asks for the second factor.
+fn needs_code(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<HttpError>()
+        .is_some_and(|refusal| refusal.status == StatusCode::UNAUTHORIZED && refusal.message == CODE_REQUIRED)
 }
 
 pub async fn logout(options: &HubOptions) -> Result<()> {

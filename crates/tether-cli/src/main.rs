@@ -26,6 +26,7 @@ mod sessions;
 mod terminal;
 mod time_text;
 mod tokens;
+mod two_factor;
 mod users;
 
 use std::path::PathBuf;
@@ -218,6 +219,9 @@ enum Command {
     /// Request, approve, deny and revoke access on demand
     #[command(subcommand, after_help = access::ACCESS_HELP)]
     Access(access::AccessCommand),
+    /// Enrol, confirm, disable or require two-factor authentication
+    #[command(subcommand, name = "2fa", after_help = two_factor::TWO_FACTOR_HELP)]
+    TwoFactor(two_factor::TwoFactorCommand),
     /// Change your password (ends your other login sessions)
     Passwd {
         /// Read two lines from stdin: the current password, then the new one
@@ -366,6 +370,10 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Access(command) => {
             let login = authenticated(&options)?;
             return access::run(&Api::new(&login.hub, Some(login.token))?, command).await;
+        }
+        Command::TwoFactor(command) => {
+            let login = authenticated(&options)?;
+            two_factor::run(&Api::new(&login.hub, Some(login.token))?, command).await?
         }
         Command::Passwd { password_stdin } => return users::passwd(&options, password_stdin).await,
     }

@@ -205,6 +205,7 @@ fn login_token(hub: &Hub, user: &str, password: &str) -> (u16, String) {
     let body = serde_json::to_vec(&api::LoginRequest {
         username: user.into(),
         password: password.into(),
+        code: None,
     })
     .unwrap();
     hub.request(

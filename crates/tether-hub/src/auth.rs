@@ -176,6 +176,14 @@ pub fn authorize(
     if decide(principal, action, device) {
         return Ok(());
     }
+    if let Principal::User { grants, .. } = principal
+        && grants.two_factor_pending
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this hub requires two-factor authentication: enrol with `tether 2fa enrol` first",
+        ));
+    }
     let target = device
         .map(|d| format!(" on device {}", d.name))
         .unwrap_or_default();

@@ -24,6 +24,8 @@ mod state;
 mod store;
 mod store_access;
 mod tokens;
+mod two_factor;
+mod two_factor_api;
 mod user_session;
 mod users_api;
 

@@ -19,6 +19,7 @@ use crate::{
     state::AppState,
     store::{DeviceRecord, DeviceStatus, now_millis},
     tokens::{hash_token, new_session_token},
+    two_factor_api,
 };
 
 pub async fn login(
@@ -81,6 +82,24 @@ pub async fn login(
             ));
         }
     };
+    match two_factor_api::second_factor(&state, &user, request.code.as_deref()).await? {
+        None => {}
+        Some((why, counts)) => {
+            if counts {
+                state.login_failures.record_failure(&account_key);
+                state.login_failures.record_failure(&address_key);
+                tracing::warn!(
+                    "failed second factor for {:?} from {client}: {why}",
+                    request.username
+                );
+                let object = Object::user(Some(&user.id), &user.name);
+                let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
+                    .details(serde_json::json!({ "reason": why }));
+                audit::record(&state, event).await?;
+            }
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
+        }
+    }
     state.login_failures.clear(&account_key);
 
     let token = new_session_token();

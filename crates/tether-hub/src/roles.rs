@@ -132,6 +132,8 @@ pub struct Grants {
     pub approved: Vec<Grant>,
     /// Scopes where session features need an approved request.
     pub approval_required: Vec<Scope>,
+    /// The hub requires a second factor the user has not enrolled yet: nothing is allowed.
+    pub two_factor_pending: bool,
 }
 
 /// Actions that reach into a device: on devices requiring approval, only approved access counts.

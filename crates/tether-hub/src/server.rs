@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     access_api, audit_api, device_auth, device_connection, file_api, management, roles_api,
-    secrets::TlsFiles, sessions_api, state::AppState, user_session, users_api,
+    secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -129,6 +129,19 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/api/management/v1/access/requests/{id}/revoke",
             post(access_api::revoke),
+        )
+        .route("/api/management/v1/auth/2fa/enrol", post(two_factor_api::enrol))
+        .route(
+            "/api/management/v1/auth/2fa/confirm",
+            post(two_factor_api::confirm),
+        )
+        .route(
+            "/api/management/v1/auth/2fa/disable",
+            post(two_factor_api::disable),
+        )
+        .route(
+            "/api/management/v1/settings/two-factor",
+            get(two_factor_api::setting).put(two_factor_api::set_setting),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)

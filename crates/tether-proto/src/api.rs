@@ -20,6 +20,10 @@ pub fn user_connect_path(device_id: &str) -> String {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// The second factor, when the user has one: a TOTP code or a recovery code. A login
+    /// without it is refused with "two-factor code required" (then ask and send again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,109 @@
+//! `tether 2fa ...`: enrolling a TOTP authenticator (the `otpauth://` URI and a QR code drawn in
+//! the terminal), confirming it with a first code (which prints the recovery codes, once),
+//! disabling it, and requiring it of every user (administrators).
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::{api::Api, output::print_listing};
+
+const TWO_FACTOR_PATH: &str = "/api/management/v1/auth/2fa";
+const SETTING_PATH: &str = "/api/management/v1/settings/two-factor";
+
+pub const TWO_FACTOR_HELP: &str = "\
+Enrol: `tether 2fa enrol`, scan the QR code (or type the secret) in an authenticator app, then
+`tether 2fa confirm CODE` with the code it shows. Keep the recovery codes somewhere safe: each
+works once, instead of a code, if the phone is lost. From then on `tether login` asks for a code.";
+
+#[derive(Subcommand)]
+pub enum TwoFactorCommand {
+    /// Start an enrolment: prints the secret, its otpauth:// URI and a QR code
+    Enrol {
+        /// Print the secret and URI as JSON (no QR code)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish the enrolment with a code from the app; prints the recovery codes once
+    Confirm {
+        code: String,
+        /// Print the recovery codes as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn two-factor authentication off (needs a current code or a recovery code)
+    Disable { code: String },
+    /// Require every user to enrol a second factor before doing anything (administrators)
+    Require {
+        /// Stop requiring it
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+pub async fn run(api: &Api, command: TwoFactorCommand) -> Result<()> {
+    match command {
+        TwoFactorCommand::Enrol { json } => {
+            let answer: Value = api
+                .post(&format!("{TWO_FACTOR_PATH}/enrol"), &serde_json::json!({}))
+                .await?;
+            if json {
+                return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
+            }
+            let uri = answer["otpauth_uri"].as_str().unwrap_or_default();
+            println!("{}", qr_code(uri));
+            println!("Secret: {}", answer["secret"].as_str().unwrap_or_default());
+            println!("URI:    {uri}");
+            println!("Then run `tether 2fa confirm CODE` with the code your app shows.");
+        }
+        TwoFactorCommand::Confirm { code, json } => {
+            let answer: Value = api
+                .post(
+                    &format!("{TWO_FACTOR_PATH}/confirm"),
+                    &serde_json::json!({ "code": code }),
+                )
+                .await?;
+            if json {
+                return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
+            }
+            println!("Two-factor authentication is on. Recovery codes (each works once; shown only now):");
+            for code in answer["recovery_codes"].as_array().into_iter().flatten() {
+                println!("  {}", code.as_str().unwrap_or_default());
+            }
+        }
+        TwoFactorCommand::Disable { code } => {
+            api.post_no_content(
+                &format!("{TWO_FACTOR_PATH}/disable"),
+                &serde_json::json!({ "code": code }),
+            )
+            .await?;
+            println!("Two-factor authentication is off.");
+        }
+        TwoFactorCommand::Require { off } => {
+            let _: Value = api
+                .put(SETTING_PATH, &serde_json::json!({ "required": !off }))
+                .await?;
+            if off {
+                println!("Two-factor authentication is optional again.");
+            } else {
+                println!(
+                    "Every user must now enrol a second factor (`tether 2fa enrol`) before doing anything."
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The URI as a QR code of Unicode half blocks (two modules per character cell, dark on light).
+fn qr_code(text: &str) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        Err(error) => format!("(no QR code: {error})"),
+    }
+}
