@@ -9,6 +9,11 @@ pub const USAGE: &str = "\
 tether-agent: connects this device to a Tether hub and runs remote shells for its operators.
 
 Usage: tether-agent [OPTIONS]
+       tether-agent approve|deny SESSION [--config FILE] [--data-dir DIR]
+       tether-agent pending [--config FILE] [--data-dir DIR]
+
+Consent (when [consent] mode = \"command\"): `pending` lists the sessions waiting for a local
+decision; `approve` or `deny` answers one.
 
 Options:
   --config FILE            configuration file (default: /etc/tether/agent.toml if it exists)
@@ -31,6 +36,14 @@ Environment:
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Args),
+    /// Answer a session waiting for consent (`true`: approve).
+    Answer {
+        sid: String,
+        approve: bool,
+        args: Args,
+    },
+    /// List the sessions waiting for consent.
+    Pending(Args),
     Help,
     Version,
 }
@@ -47,8 +60,36 @@ pub struct Args {
 
 /// Parses the arguments after the program name. Accepts `--flag value` and `--flag=value`.
 pub fn parse(arguments: impl IntoIterator<Item = String>) -> anyhow::Result<Command> {
+    let mut arguments = arguments.into_iter().peekable();
+    let local = match arguments.peek().map(String::as_str) {
+        Some(word @ ("approve" | "deny")) => {
+            let approve = word == "approve";
+            arguments.next();
+            let sid = arguments.next().ok_or_else(|| {
+                anyhow!(
+                    "{} needs a SESSION id (see tether-agent pending)",
+                    if approve { "approve" } else { "deny" }
+                )
+            })?;
+            Some((Some(sid), approve))
+        }
+        Some("pending") => {
+            arguments.next();
+            Some((None, false))
+        }
+        _ => None,
+    };
+    let command = parse_flags(arguments)?;
+    match (local, command) {
+        (Some((Some(sid), approve)), Command::Run(args)) => Ok(Command::Answer { sid, approve, args }),
+        (Some((None, _)), Command::Run(args)) => Ok(Command::Pending(args)),
+        (_, command) => Ok(command),
+    }
+}
+
+fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Command> {
     let mut args = Args::default();
-    let mut arguments = arguments.into_iter();
+    let mut arguments = arguments;
     while let Some(argument) = arguments.next() {
         let (flag, inline_value) = match argument.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
@@ -122,5 +163,29 @@ mod tests {
         let missing = parse_strs(&["--hub"]).unwrap_err().to_string();
         assert!(missing.contains("--hub needs a value"), "{missing}");
         assert!(parse_strs(&["extra"]).is_err());
+    }
+
+    #[test]
+    fn consent_commands() {
+        assert_eq!(
+            parse_strs(&["approve", "s-1", "--data-dir", "/d"]).unwrap(),
+            Command::Answer {
+                sid: "s-1".into(),
+                approve: true,
+                args: Args {
+                    data_dir: Some("/d".into()),
+                    ..Args::default()
+                }
+            }
+        );
+        assert!(matches!(
+            parse_strs(&["deny", "s-1"]).unwrap(),
+            Command::Answer { approve: false, .. }
+        ));
+        assert_eq!(
+            parse_strs(&["pending"]).unwrap(),
+            Command::Pending(Args::default())
+        );
+        assert!(parse_strs(&["approve"]).is_err());
     }
 }

@@ -34,6 +34,7 @@ pub struct Config {
     pub terminal: TerminalConfig,
     pub file_transfer: FileTransferConfig,
     pub port_forward: PortForwardConfig,
+    pub consent: crate::consent::ConsentConfig,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             terminal: TerminalConfig::default(),
             file_transfer: FileTransferConfig::default(),
             port_forward: PortForwardConfig::default(),
+            consent: crate::consent::ConsentConfig::default(),
         }
     }
 }
@@ -210,6 +212,7 @@ impl Config {
             bail!("file_transfer.umask must be at most 0o777");
         }
         crate::port_forward::AllowList::parse(&self.port_forward.allow).map_err(anyhow::Error::msg)?;
+        self.consent.validate().map_err(anyhow::Error::msg)?;
         if self.port_forward.max_connections == 0 {
             bail!(
                 "port_forward.max_connections must be at least 1 \

@@ -55,7 +55,8 @@ pub async fn run(mut agent: Agent, mut shutdown: watch::Receiver<bool>) {
     let (outbound, mut outbound_receiver) = mpsc::channel(OUTBOUND_QUEUE);
     let mut sessions = Sessions::new(agent.settings.terminal.clone(), outbound)
         .with_port_forward(&agent.settings.port_forward)
-        .with_file_transfer(&agent.settings.file_transfer);
+        .with_file_transfer(&agent.settings.file_transfer)
+        .with_consent(&agent.settings.consent, &agent.settings.data_dir);
     let mut backoff = Backoff::new(agent.settings.reconnect_max_delay);
     let hubs = agent.settings.hubs.clone();
     for hub in hubs.iter().cycle() {

@@ -11,6 +11,7 @@ mod auth;
 mod backoff;
 mod config;
 mod connection;
+mod consent;
 mod file_transfer;
 mod identity;
 mod port_forward;
@@ -34,6 +35,21 @@ use crate::{args::Command, settings::Settings};
 async fn main() -> ExitCode {
     let args = match args::parse(std::env::args().skip(1)) {
         Ok(Command::Run(args)) => args,
+        Ok(Command::Answer { sid, approve, args }) => {
+            return local(|| {
+                consent::answer(&Settings::data_dir(args)?, &sid, approve)?;
+                println!("session {sid} {}", if approve { "approved" } else { "denied" });
+                Ok(())
+            });
+        }
+        Ok(Command::Pending(args)) => {
+            return local(|| {
+                for request in consent::pending(&Settings::data_dir(args)?)? {
+                    println!("{}", request.trim().replace('\n', ", "));
+                }
+                Ok(())
+            });
+        }
         Ok(Command::Help) => {
             print!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -52,6 +68,17 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a local command (no hub involved) and turns its outcome into an exit status.
+fn local(command: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    match command() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tether-agent: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -17,6 +17,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
     config::{FileTransferConfig, PortForwardConfig, TerminalConfig},
+    consent::{self, Consent, ConsentConfig},
     file_transfer::{self, FileTransfers},
     port_forward::PortForwards,
     shell,
@@ -41,6 +42,8 @@ pub struct Sessions {
     file_transfers: Option<FileTransfers>,
     /// File data for the hub, sent after `outbound`'s messages (taken by the writer).
     bulk: Option<mpsc::Receiver<Envelope>>,
+    /// `None`: sessions open without asking anyone on the device.
+    consent: Option<Consent>,
 }
 
 impl Sessions {
@@ -53,7 +56,14 @@ impl Sessions {
             shells: HashMap::new(),
             file_transfers: None,
             bulk: None,
+            consent: None,
         }
+    }
+
+    /// Device-side consent as configured (off unless called).
+    pub fn with_consent(mut self, config: &ConsentConfig, data_dir: &std::path::Path) -> Sessions {
+        self.consent = Consent::new(config, data_dir);
+        self
     }
 
     /// Port forwarding as configured (off unless called).
@@ -99,6 +109,14 @@ impl Sessions {
             }
         };
         tracing::debug!(proto = envelope.proto, typ = %envelope.typ, sid = %envelope.sid, "received");
+        // Whatever the hub sends, a session nobody approved on the device gets nothing done.
+        if envelope.proto != CONTROL
+            && let Some(consent) = &self.consent
+            && !consent.is_approved(&envelope.sid)
+        {
+            let reason = "this session was not approved on the device".to_owned();
+            return self.refuse(&envelope, reason).await;
+        }
         match envelope.proto {
             CONTROL => self.control(envelope).await,
             SHELL => self.shell(envelope).await,
@@ -170,11 +188,17 @@ impl Sessions {
                     version: chosen,
                     protocols,
                 };
-                self.send(accept.to_envelope(&sid)).await;
+                match self.consent.clone() {
+                    None => self.send(accept.to_envelope(&sid)).await,
+                    Some(consent) => self.ask_consent(consent, &envelope, accept).await,
+                }
             }
             Control::Ping => self.send(Control::Pong.to_envelope(&sid)).await,
             Control::Close => {
                 self.versions.remove(&sid);
+                if let Some(consent) = &self.consent {
+                    consent.forget(&sid);
+                }
                 self.port_forwards.close_session(&sid);
                 if let Some(files) = self.file_transfers.as_mut() {
                     files.cancel(&sid);
@@ -187,7 +211,7 @@ impl Sessions {
                 }
             }
             Control::Error(body) => tracing::warn!("hub reports an error in session {sid}: {}", body.err),
-            Control::Pong | Control::Accept { .. } => {}
+            Control::Pong | Control::Accept { .. } | Control::Wait { .. } => {}
         }
     }
 
@@ -324,6 +348,49 @@ impl Sessions {
         };
         self.shells.insert(sid.to_owned(), handle);
         Ok(())
+    }
+
+    /// Tells the hub to wait, then answers `open` with `accept` once the device approves (or
+    /// with an error that closes the session). The wait runs beside the connection.
+    async fn ask_consent(&self, consent: Consent, open: &Envelope, accept: Control) {
+        let sid = open.sid.clone();
+        let Control::Accept { protocols, .. } = &accept else {
+            return;
+        };
+        let request = consent::Request {
+            sid: sid.clone(),
+            user: open
+                .props
+                .str("user_name")
+                .or(open.props.str("user_id"))
+                .unwrap_or("an unnamed user")
+                .to_owned(),
+            protocols: protocols.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        };
+        let wait = Control::Wait {
+            reason: "waiting for approval on the device".into(),
+            timeout_secs: consent.timeout_secs(),
+        };
+        self.send(wait.to_envelope(&sid)).await;
+        let outbound = self.outbound.clone();
+        tokio::spawn(async move {
+            let reply = match consent.ask(&request).await {
+                Ok(()) => {
+                    tracing::info!("session {sid} of {} approved on the device", request.user);
+                    accept.to_envelope(&sid)
+                }
+                Err(why) => {
+                    tracing::warn!("session {sid} of {} refused: {why}", request.user);
+                    let body = ErrorBody {
+                        err: why,
+                        close: true,
+                        ..ErrorBody::default()
+                    };
+                    Control::Error(body).to_envelope(&sid)
+                }
+            };
+            let _ = outbound.send(reply).await;
+        });
     }
 
     fn input(&mut self, sid: &str, input: Input) {

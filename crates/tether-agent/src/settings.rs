@@ -23,6 +23,7 @@ pub struct Settings {
     pub terminal: TerminalConfig,
     pub port_forward: PortForwardConfig,
     pub file_transfer: FileTransferConfig,
+    pub consent: crate::consent::ConsentConfig,
 }
 
 impl Settings {
@@ -77,7 +78,24 @@ impl Settings {
             terminal: config.terminal,
             port_forward: config.port_forward,
             file_transfer: config.file_transfer,
+            consent: config.consent,
         })
+    }
+
+    /// Only the data directory (for local commands such as `tether-agent approve`, which need
+    /// no hub).
+    pub fn data_dir(args: Args) -> anyhow::Result<PathBuf> {
+        let config = match &args.config {
+            Some(path) => Config::load(path)?,
+            None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Config::load(DEFAULT_CONFIG_PATH.as_ref())?
+            }
+            None => Config::default(),
+        };
+        match args.data_dir.or(config.data_dir) {
+            Some(dir) => Ok(dir),
+            None => default_data_dir(),
+        }
     }
 }
 

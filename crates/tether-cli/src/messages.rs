@@ -38,6 +38,12 @@ pub enum Inbound {
     Reply(Envelope),
     /// The hub ended the session, saying why.
     Closed(String),
+    /// The device asks someone on it to approve the session first (`accept` follows, or an
+    /// error).
+    Waiting {
+        reason: String,
+        timeout_secs: u64,
+    },
     /// Nothing for the CLI: other protocols, pongs, malformed messages.
     Ignore,
 }
@@ -58,6 +64,7 @@ fn control(envelope: &Envelope) -> Inbound {
         Ok(Control::Error(body)) if body.close => Inbound::Closed(body.err),
         Ok(Control::Error(body)) => Inbound::Event(Event::Notice(body.err)),
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
+        Ok(Control::Wait { reason, timeout_secs }) => Inbound::Waiting { reason, timeout_secs },
         Ok(Control::Open { .. } | Control::Pong) => Inbound::Ignore,
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");

@@ -29,6 +29,7 @@ use crate::{
     failure::{self, transport},
     hub::Authenticated,
     messages::{Event, Inbound, interpret},
+    output::say,
 };
 
 /// Far above any frame a session carries (a 256 KiB file chunk, a `file_list` of 10,000
@@ -121,22 +122,26 @@ impl Session {
             keepalive: interval_at(now + KEEPALIVE, KEEPALIVE),
             last_heard: now,
         };
-        match timeout(ACCEPT_TIMEOUT, session.await_accept()).await {
-            Ok(result) => result?,
-            Err(_) => bail!(
-                "{} did not answer the session handshake within {} s",
-                device.name,
-                ACCEPT_TIMEOUT.as_secs()
-            ),
-        }
+        session.await_accept(&device.name).await?;
         Ok(session)
     }
 
-    /// The handshake: the first control message is the device's `accept`, or an `error`.
-    async fn await_accept(&mut self) -> Result<()> {
+    /// The handshake: the first control message is the device's `accept`, or an `error`. A
+    /// device that asks for local approval first (`wait`) gets the time it announced.
+    async fn await_accept(&mut self, device: &str) -> Result<()> {
+        let mut deadline = Instant::now() + ACCEPT_TIMEOUT;
         loop {
-            let envelope = self.receive().await?;
+            let Ok(envelope) =
+                timeout(deadline.saturating_duration_since(Instant::now()), self.receive()).await
+            else {
+                bail!("{device} did not answer the session handshake in time");
+            };
+            let envelope = envelope?;
             match interpret(&envelope) {
+                Inbound::Waiting { reason, timeout_secs } => {
+                    say!("tether: {device}: {reason} (up to {timeout_secs} s)...");
+                    deadline = Instant::now() + Duration::from_secs(timeout_secs) + ACCEPT_TIMEOUT;
+                }
                 Inbound::Accepted { version } => {
                     self.sid = envelope.sid;
                     self.version = version;
@@ -200,7 +205,7 @@ impl Session {
                 Inbound::Event(event) => return Ok(event),
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Closed(text) => return Err(transport(text)),
-                Inbound::Accepted { .. } | Inbound::Ignore => continue,
+                Inbound::Accepted { .. } | Inbound::Waiting { .. } | Inbound::Ignore => continue,
             }
         }
     }
@@ -218,7 +223,7 @@ impl Session {
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Closed(text) => return Err(transport(text)),
                 Inbound::Event(_) => return Ok(envelope),
-                Inbound::Accepted { .. } | Inbound::Ignore => continue,
+                Inbound::Accepted { .. } | Inbound::Waiting { .. } | Inbound::Ignore => continue,
             }
         }
     }

@@ -47,7 +47,11 @@ struct DeviceSession {
 }
 
 impl DeviceSession {
-    async fn open(state: &AppState, device: &DeviceRecord) -> Result<DeviceSession, ApiError> {
+    async fn open(
+        state: &AppState,
+        device: &DeviceRecord,
+        user_name: &str,
+    ) -> Result<DeviceSession, ApiError> {
         let sid = uuid::Uuid::new_v4().to_string();
         let offline = || ApiError::new(StatusCode::CONFLICT, format!("device {} is offline", device.name));
         let mut link = state
@@ -55,7 +59,7 @@ impl DeviceSession {
             .open_session(&device.id, &sid)
             .await
             .ok_or_else(offline)?;
-        let (_accept, version) = match handshake(&mut link, &sid).await {
+        let (_accept, version) = match handshake(&mut link, &sid, user_name, None).await {
             Ok(pair) => pair,
             Err(why) => {
                 state.router.close_session(&sid).await;
@@ -297,7 +301,8 @@ pub async fn download(
         object: Object::device(&device.id, &device.name),
         path: query.path.clone(),
     };
-    let mut session = DeviceSession::open(&state, &device).await?;
+    let user_name = event.actor.name.clone().unwrap_or_default();
+    let mut session = DeviceSession::open(&state, &device, &user_name).await?;
     session
         .send(&FileTransfer::Stat {
             path: query.path.clone(),
@@ -532,7 +537,8 @@ where
     E: std::fmt::Display,
 {
     event.path = fields.path.clone().unwrap_or_default();
-    let result = upload_to_device(state, device, fields, size, body).await;
+    let user_name = event.actor.name.clone().unwrap_or_default();
+    let result = upload_to_device(state, device, &user_name, fields, size, body).await;
     match &result {
         Ok((path, sent, sha256)) => {
             let details = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
@@ -557,6 +563,7 @@ where
 async fn upload_to_device<S, E>(
     state: &AppState,
     device: &DeviceRecord,
+    user_name: &str,
     fields: UploadFields,
     size: Option<i64>,
     body: S,
@@ -571,7 +578,7 @@ where
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing `path`"))?;
     let mode = fields.mode.as_deref().map(parse_mode).transpose()?;
-    let mut session = DeviceSession::open(state, device).await?;
+    let mut session = DeviceSession::open(state, device, user_name).await?;
     let tether = session.version >= version::TETHER;
     let (chunk_size, window) = if tether {
         (file_transfer::MAX_CHUNK, file_transfer::WINDOW_BYTES as i64)

@@ -37,6 +37,8 @@ use crate::{
 
 /// How long a device may take to answer the `open` handshake before we assume version 1.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a device may keep a session waiting for local consent.
+const MAX_CONSENT_WAIT_SECS: u64 = 600;
 /// Largest `shell` body sent to a version-1 (stock) agent: its frames must stay under 8 KiB.
 const VERSION_1_SHELL_CHUNK: usize = 4096;
 
@@ -140,7 +142,11 @@ async fn serve(
         end_with_error(&mut sink, sid, &why).await;
         return why;
     };
-    let reason = match handshake(&mut link, sid).await {
+    let user_name = match principal {
+        Principal::User { user, .. } => user.name.clone(),
+        Principal::Device { .. } => String::new(),
+    };
+    let reason = match handshake(&mut link, sid, &user_name, Some(&mut sink)).await {
         Ok((accept, version)) => {
             if send(&mut sink, &accept).await {
                 let mut side = DeviceSide {
@@ -195,14 +201,23 @@ async fn serve(
 }
 
 /// Offers versions 1 and 2; returns the device's `accept` (to forward) and the chosen version.
-pub(crate) async fn handshake(link: &mut SessionLink, sid: &str) -> Result<(Envelope, u32), String> {
+/// The `open` names the user (for the device's consent prompt); a device that asks for local
+/// approval (`wait`) gets the time it announces, and `user` (when given) is told.
+pub(crate) async fn handshake(
+    link: &mut SessionLink,
+    sid: &str,
+    user_name: &str,
+    mut user: Option<&mut Sink>,
+) -> Result<(Envelope, u32), String> {
     let open = Control::Open {
         versions: vec![version::MENDER, version::TETHER],
     };
-    if !link.send(Lane::Interactive, open.to_envelope(sid)).await {
+    let mut open = open.to_envelope(sid);
+    open.props.set("user_name", Value::Str(user_name.to_owned()));
+    if !link.send(Lane::Interactive, open).await {
         return Err("the device went offline".into());
     }
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
         let event = match tokio::time::timeout_at(deadline, link.events.recv()).await {
             // A device that ignores `open` speaks version 1.
@@ -232,6 +247,13 @@ pub(crate) async fn handshake(link: &mut SessionLink, sid: &str) -> Result<(Enve
                     }
                     Ok(Control::Error(body)) => {
                         return Err(format!("the device refused the session: {}", body.err));
+                    }
+                    Ok(Control::Wait { timeout_secs, .. }) => {
+                        let granted = Duration::from_secs(timeout_secs.min(MAX_CONSENT_WAIT_SECS));
+                        deadline = Instant::now() + granted + HANDSHAKE_TIMEOUT;
+                        if let Some(sink) = user.as_deref_mut() {
+                            send(sink, &envelope).await;
+                        }
                     }
                     _ => {}
                 }

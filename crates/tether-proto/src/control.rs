@@ -23,6 +23,12 @@ pub enum Control {
     Ping,
     Pong,
     Error(ErrorBody),
+    /// Device → server → user (version 2 handshake): the `accept` will come later, after a
+    /// local decision on the device (consent), within `timeout_secs`.
+    Wait {
+        reason: String,
+        timeout_secs: u64,
+    },
 }
 
 /// The body of a control `error` (also used by file transfer and port forward errors).
@@ -84,6 +90,7 @@ impl Control {
             Control::Ping => "ping",
             Control::Pong => "pong",
             Control::Error(_) => "error",
+            Control::Wait { .. } => "wait",
         }
     }
 
@@ -107,6 +114,11 @@ impl Control {
             ])
             .encode(),
             Control::Error(body) => body.to_value().encode(),
+            Control::Wait { reason, timeout_secs } => map([
+                ("reason", Some(Value::Str(reason.clone()))),
+                ("timeout", Some(Value::Int(*timeout_secs as i64))),
+            ])
+            .encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
         Envelope::new(CONTROL, self.typ(), sid).with_body(body)
@@ -151,6 +163,17 @@ impl Control {
             "ping" => Control::Ping,
             "pong" => Control::Pong,
             "error" => Control::Error(ErrorBody::from_value(&envelope.body_value()?)?),
+            "wait" => {
+                let body = envelope.body_value()?;
+                Control::Wait {
+                    reason: body
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    timeout_secs: body.get("timeout").and_then(Value::as_u64).unwrap_or(0),
+                }
+            }
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,
@@ -176,6 +199,10 @@ mod tests {
             Control::Close,
             Control::Ping,
             Control::Pong,
+            Control::Wait {
+                reason: "consent".into(),
+                timeout_secs: 60,
+            },
             Control::Error(ErrorBody {
                 err: "no".into(),
                 close: true,
