@@ -422,3 +422,29 @@ fn an_operator_of_one_group_reaches_nothing_on_another() {
     admin.run(&["devices", "set-tags", "device-a", "site-b"]).ok();
     terminal.expect("may no longer", WAIT);
 }
+
+/// A device's own `tags` identity attribute sets its groups only where the hub allows it.
+#[test]
+fn devices_report_their_tags_only_when_the_hub_allows_it() {
+    for allowed in [false, true] {
+        let options =
+            tether_e2e::HubOptions::default().config(&format!("device_reported_tags = {allowed}\n"));
+        let hub = Hub::start(options);
+        let admin = hub.user_cli("admin", true);
+        let name = format!("reporter-{allowed}");
+        let agent = Agent::start_named(
+            &hub,
+            &name,
+            &format!(
+                "[terminal]\nshell = \"/bin/sh\"\n\n[identity]\nhostname = {name:?}\ntags = \"site-c, bad tag\"\n"
+            ),
+        );
+        let device = admin.accept(&agent.name);
+        let expected: Vec<String> = if allowed {
+            vec!["site-c".into()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(device.tags, expected, "device_reported_tags = {allowed}");
+    }
+}

@@ -46,6 +46,9 @@ pub struct HubConfig {
     /// Recordings of sessions that ended more than this many days ago are deleted (0 = keep
     /// for ever). Their audit events stay.
     pub recording_retention_days: u64,
+    /// Whether a device may set its own tags (device groups) with the identity attribute `tags`
+    /// (comma-separated). Off by default: a device could otherwise move itself into a group.
+    pub device_reported_tags: bool,
 }
 
 impl Default for HubConfig {
@@ -67,6 +70,7 @@ impl Default for HubConfig {
             record_input: false,
             record_sessions: true,
             recording_retention_days: 0,
+            device_reported_tags: false,
         }
     }
 }
@@ -89,6 +93,7 @@ const KEYS: &[&str] = &[
     "record_input",
     "record_sessions",
     "recording_retention_days",
+    "device_reported_tags",
 ];
 
 impl HubConfig {

@@ -146,6 +146,25 @@ pub async fn auth_request(
         }
     };
 
+    if state.config.device_reported_tags
+        && let Some(reported) = identity.get("tags").and_then(|v| v.as_str())
+    {
+        let tags: Vec<String> = reported
+            .split(',')
+            .map(str::trim)
+            .filter(|tag| crate::roles::valid_tag(tag).is_ok())
+            .map(str::to_owned)
+            .collect();
+        let mut sorted = tags.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted != device.tags {
+            state.store.set_device_tags(&device.id, &sorted).await?;
+            tracing::info!("device {} reports its tags: {}", device.name, sorted.join(","));
+            crate::roles_api::access_changed(&state, None);
+        }
+    }
+
     let mut status = device.status;
     // The provisioning key only enrols pending newcomers: an accepted device is not refused for
     // a stale key, and a rejected device stays rejected (the key does not overrule an admin).
