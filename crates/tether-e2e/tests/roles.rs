@@ -332,7 +332,32 @@ fn an_operator_of_one_group_reaches_nothing_on_another() {
         admin.accept(&agent.name);
         admin.run(&["devices", "set-tags", &agent.name, tag]).ok();
     }
+    // A custom role, listed beside the built-in ones.
+    admin
+        .run(&[
+            "roles",
+            "create",
+            "reader",
+            "--permission",
+            "view_devices",
+            "--permission",
+            "file_read",
+        ])
+        .ok();
+    let roles: Value = serde_json::from_str(admin.run(&["roles", "list", "--json"]).ok()).unwrap();
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["admin", "operator", "auditor", "reader"], "{roles:#}");
     let carol = hub.user_cli_with("carol", &["--role", "operator", "--group", "tag:site-a"]);
+    let held = admin.run(&["users", "roles", "carol"]);
+    assert!(
+        held.ok().contains("operator") && held.ok().contains("tag:site-a"),
+        "{held}"
+    );
 
     // Carol sees and reaches device A only.
     let visible: Vec<String> = carol.devices().into_iter().map(|d| d.name).collect();
