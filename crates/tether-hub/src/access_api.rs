@@ -16,7 +16,7 @@ use crate::{
     auth::{Action, Principal, UserCaller, authorize, permit},
     http_error::ApiError,
     roles::Scope,
-    roles_api::{access_changed, parse_permission_names, record_change},
+    roles_api::{access_changed, parse_permission_names},
     state::AppState,
     store::now_millis,
     store_access::AccessRequest,
@@ -100,7 +100,7 @@ pub async fn create(
         "scope": stored.scope, "permissions": stored.permissions,
         "duration_secs": stored.duration_secs, "reason": stored.reason,
     });
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -207,6 +207,17 @@ async fn may_approve(
         principal.describe(),
         request.scope
     );
+    Err(refuse(state, principal, context, request, &why).await?)
+}
+
+/// Records an approver's refusal in the audit log; returns the 403 to answer.
+async fn refuse(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    request: &AccessRequest,
+    why: &str,
+) -> Result<ApiError, ApiError> {
     let event = NewEvent::new(
         Actor::principal(principal, context),
         "authorization",
@@ -215,7 +226,7 @@ async fn may_approve(
     )
     .details(serde_json::json!({ "permission": Action::ApproveAccess.describe(), "reason": why }));
     audit::record(state, event).await?;
-    Err(ApiError::new(StatusCode::FORBIDDEN, why))
+    Ok(ApiError::new(StatusCode::FORBIDDEN, why))
 }
 
 #[derive(Deserialize, Default)]
@@ -260,15 +271,7 @@ async fn decide(
     };
     if user.id == request.user_id {
         let why = "you cannot approve or deny your own access request";
-        let event = NewEvent::new(
-            Actor::principal(principal, context),
-            "authorization",
-            request_object(&request),
-            Outcome::Refused,
-        )
-        .details(serde_json::json!({ "permission": Action::ApproveAccess.describe(), "reason": why }));
-        audit::record(state, event).await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, why));
+        return Err(refuse(state, principal, context, &request, why).await?);
     }
     if request.status != "pending" {
         return Err(ApiError::new(
@@ -284,7 +287,7 @@ async fn decide(
         "access.deny"
     };
     let details = serde_json::json!({ "note": note, "expires_at": expires_at.map(|t| t / 1000) });
-    record_change(
+    audit::record_success(
         state,
         principal,
         context,
@@ -333,7 +336,7 @@ pub async fn revoke(
             format!("the request is {}: nothing to revoke", request.status),
         ));
     }
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,

@@ -232,6 +232,26 @@ pub fn unavailable() -> ApiError {
 }
 
 /// Appends an event to the chain and commits it. Errors mean the action must not proceed.
+/// Records a successful action of `principal`, before it takes effect (fail closed: an action
+/// the audit log cannot hold is not done).
+pub async fn record_success(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    action: &'static str,
+    object: Object,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        action,
+        object,
+        Outcome::Success,
+    )
+    .details(details);
+    record(state, event).await
+}
+
 pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
     // One writer at a time: the chain needs the previous hash.
     let _chain = state.audit_chain.lock().await;

@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
+    audit::{self, Object, RequestContext},
     auth::{Action, PERMISSIONS, Principal, Revocation, UserCaller, permit},
     http_error::ApiError,
     roles::{Role, Scope, valid_tag},
@@ -18,25 +18,6 @@ use crate::{
     store::{Store, UserRecord},
     store_access::RoleGrant,
 };
-
-/// Records a successful access-control change.
-pub async fn record_change(
-    state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    action: &'static str,
-    object: Object,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    let event = NewEvent::new(
-        Actor::principal(principal, context),
-        action,
-        object,
-        Outcome::Success,
-    )
-    .details(details);
-    audit::record(state, event).await
-}
 
 /// Live connections re-check what they may do (`None`: everyone's).
 pub fn access_changed(state: &AppState, user_id: Option<&str>) {
@@ -115,7 +96,7 @@ pub async fn create_role(
     }
     let details =
         serde_json::json!({ "permissions": request.permissions, "description": request.description });
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -154,7 +135,7 @@ pub async fn delete_role(
         }
         Some(_) => {}
     }
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -275,7 +256,7 @@ pub async fn set_user_roles(
     let user = managed_user(&state, &principal, &context, &name).await?;
     let grants = validate_grants(&state.store, &request.grants).await?;
     let details = serde_json::json!({ "grants": grants, "previous": grants_of(&state, &user).await? });
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -318,7 +299,7 @@ pub async fn set_device_tags(
     tags.sort();
     tags.dedup();
     let details = serde_json::json!({ "tags": tags, "previous": device.tags });
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -374,7 +355,7 @@ pub async fn set_policy(
         name: Some(scope.text()),
     };
     let details = serde_json::json!({ "require_approval": request.require_approval });
-    record_change(&state, &principal, &context, "policy.approval", object, details).await?;
+    audit::record_success(&state, &principal, &context, "policy.approval", object, details).await?;
     state
         .store
         .set_approval_policy(&scope.text(), request.require_approval)

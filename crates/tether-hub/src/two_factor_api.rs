@@ -9,7 +9,7 @@ use crate::{
     audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
     auth::{Action, Credential, Principal, UserCaller, permit},
     http_error::ApiError,
-    roles_api::{access_changed, record_change},
+    roles_api::access_changed,
     state::AppState,
     store::{UserRecord, now_millis},
     store_access::REQUIRE_TWO_FACTOR,
@@ -56,7 +56,7 @@ pub async fn enrol(
     }
     let secret = two_factor::new_secret();
     let object = Object::user(Some(&user.id), &user.name);
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -95,7 +95,7 @@ pub async fn confirm(
     let codes = two_factor::new_recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|code| hash_token(code)).collect();
     let object = Object::user(Some(&user.id), &user.name);
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -131,7 +131,7 @@ pub async fn disable(
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
     }
     let object = Object::user(Some(&user.id), &user.name);
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -238,7 +238,7 @@ pub async fn set_setting(
         name: Some(REQUIRE_TWO_FACTOR.to_owned()),
     };
     let details = serde_json::json!({ "required": body.required });
-    record_change(
+    audit::record_success(
         &state,
         &principal,
         &context,

@@ -22,24 +22,6 @@ use crate::{
 const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 30 * 86_400;
 const MAX_TOKEN_LIFETIME_SECS: i64 = 365 * 86_400;
 
-async fn record(
-    state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    action: &'static str,
-    object: Object,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    let event = NewEvent::new(
-        Actor::principal(principal, context),
-        action,
-        object,
-        Outcome::Success,
-    )
-    .details(details);
-    audit::record(state, event).await
-}
-
 /// The caller's account, when it is a user's login session (not a token).
 fn session_user<'a>(principal: &'a Principal, what: &str) -> Result<(&'a UserRecord, &'a str), ApiError> {
     match principal {
@@ -118,7 +100,7 @@ pub async fn create_token(
     let expires_at = now_millis() + lifetime * 1000;
     let names: Vec<&str> = permissions.iter().map(|a| a.name()).collect();
     let details = serde_json::json!({ "token_id": id, "name": name, "permissions": names, "expires_at": expires_at / 1000 });
-    record(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -176,7 +158,7 @@ pub async fn revoke_token(
     if owner != user.id {
         permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     }
-    record(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -259,7 +241,7 @@ pub async fn create_user(
         None => Vec::new(),
     };
     let details = serde_json::json!({ "grants": grants });
-    record(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -350,7 +332,7 @@ async fn set_account_enabled(
     }
     let action = if enabled { "user.enable" } else { "user.disable" };
     let object = Object::user(Some(&user.id), &user.name);
-    record(state, principal, context, action, object, serde_json::json!({})).await?;
+    audit::record_success(state, principal, context, action, object, serde_json::json!({})).await?;
     state.store.set_user_disabled(&user.id, !enabled).await?;
     if !enabled {
         state.store.delete_user_sessions(&user.id, None).await?;
@@ -368,7 +350,7 @@ pub async fn revoke_sessions(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let user = managed_user(&state, &principal, &context, &name).await?;
-    record(
+    audit::record_success(
         &state,
         &principal,
         &context,
@@ -421,7 +403,7 @@ pub async fn change_password(
             "the current password is wrong",
         ));
     }
-    record(
+    audit::record_success(
         &state,
         &principal,
         &context,
