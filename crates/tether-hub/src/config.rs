@@ -46,6 +46,15 @@ pub struct HubConfig {
     /// Recordings of sessions that ended more than this many days ago are deleted (0 = keep
     /// for ever). Their audit events stay.
     pub recording_retention_days: u64,
+    /// The database: `postgres://user:password@host/db` for several replicas sharing one
+    /// PostgreSQL; None: the embedded SQLite file `DATA_DIR/hub.db`.
+    pub database_url: Option<String>,
+    /// The NATS server replicas route through (`nats://host:4222`, `tls://...`); None: in-process
+    /// routing (one hub).
+    pub nats_url: Option<String>,
+    /// A graceful shutdown asks its devices to reconnect spread over this many seconds, so that
+    /// the other replicas are not hit by all of them at once.
+    pub shutdown_spread_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -67,6 +76,9 @@ impl Default for HubConfig {
             record_input: false,
             record_sessions: true,
             recording_retention_days: 0,
+            database_url: None,
+            nats_url: None,
+            shutdown_spread_secs: 0,
         }
     }
 }
@@ -89,6 +101,9 @@ const KEYS: &[&str] = &[
     "record_input",
     "record_sessions",
     "recording_retention_days",
+    "database_url",
+    "nats_url",
+    "shutdown_spread_secs",
 ];
 
 impl HubConfig {
