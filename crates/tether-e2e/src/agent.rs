@@ -116,6 +116,11 @@ impl Agent {
         self.process.wait_stderr_count(needle, count, limit)
     }
 
+    /// Sends `signal` to the agent (e.g. SIGSTOP to freeze it, SIGCONT to resume).
+    pub fn signal(&self, signal: i32) {
+        self.process.signal(signal);
+    }
+
     /// SIGKILLs the agent.
     pub fn kill(&mut self) {
         self.process.kill();

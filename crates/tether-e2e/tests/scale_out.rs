@@ -153,6 +153,16 @@ fn a_user_on_one_replica_reaches_a_device_on_the_other() {
     );
 
     terminal_works(&cli, &device.agent.name, "through-b");
+    // Written once, by the replica serving the user, though two replicas carried the session.
+    let opened = wait_for("the terminal's closing event", WAIT, || {
+        let events = audit_events(&cli);
+        events
+            .iter()
+            .any(|e| e["action"] == "terminal.close")
+            .then_some(events)
+    });
+    let count = |action: &str| opened.iter().filter(|e| e["action"] == action).count();
+    assert_eq!((count("terminal.open"), count("terminal.close")), (1, 1));
 
     let local = tempfile::tempdir().unwrap();
     copy_both_ways(&cli, &device, local.path());
@@ -195,7 +205,17 @@ fn killing_the_device_s_replica_moves_it_to_the_other() {
             .then_some(events)
     });
 
+    // Freeze the agent so that it cannot reconnect yet, then crash A: the device must not stay
+    // "online" on B's word, and asking for it must answer "offline" (not hang).
+    device.agent.signal(libc::SIGSTOP);
     cluster.a.kill();
+    cli.wait_device(&name, "offline after its replica crashed", |d| !d.online);
+    let refused = cli.run(&["exec", &name, "true"]);
+    assert!(
+        !refused.success() && refused.to_string().contains("offline"),
+        "{refused}"
+    );
+    device.agent.signal(libc::SIGCONT);
     assert!(
         device.agent.wait_log(
             &format!("connected to {}", cluster.b.url),
@@ -244,4 +264,54 @@ fn rejecting_through_one_replica_ends_sessions_on_the_other() {
     cli_b.wait_device(&name, "offline and rejected", |d| {
         d.status == "rejected" && !d.online
     });
+}
+
+#[test]
+fn a_session_on_one_replica_is_watched_from_the_other() {
+    let cluster = Cluster::start();
+    let cli_a = cluster.a.user_cli("alice", true);
+    let cli_b = cluster.b.cli();
+    cli_b.login("alice", "pw-alice-correct-horse");
+    let device = device_on_a(&cluster);
+    let name = device.agent.name.clone();
+    cli_a.wait_online(&name);
+
+    // The session is served (and recorded) by A.
+    let terminal = PtySession::terminal(&cli_a, &name);
+    terminal.send_line("echo first-$((40+2))");
+    terminal.expect("first-42", WAIT);
+    let sid = wait_for("the live session listed on B", WAIT, || {
+        let output = cli_b.run(&["sessions", "list", "--json"]);
+        let sessions: Vec<Value> = serde_json::from_str(output.ok()).ok()?;
+        sessions
+            .into_iter()
+            .find(|s| s["live"] == true && s["device_name"] == name.as_str())
+            .and_then(|s| s["sid"].as_str().map(str::to_owned))
+    });
+
+    let watcher = PtySession::spawn(&cli_b, &["sessions", "watch", &sid[..8]], 24, 80);
+    watcher.expect("first-42", WAIT);
+    terminal.send_line("echo watched-$((40+3))");
+    watcher.expect("watched-43", WAIT);
+}
+
+#[test]
+fn disabling_a_user_on_one_replica_ends_their_terminal_on_the_other() {
+    let cluster = Cluster::start();
+    let alice_b = cluster.b.user_cli("alice", true);
+    let bob_a = cluster.a.user_cli("bob", true);
+    let device = device_on_a(&cluster);
+    let name = device.agent.name.clone();
+    alice_b.wait_online(&name);
+
+    let mut terminal = PtySession::terminal(&bob_a, &name);
+    terminal.send_line("echo bob-$((6*7))");
+    terminal.expect("bob-42", WAIT);
+    alice_b.run(&["users", "disable", "bob"]).ok();
+    terminal.expect_exit(WAIT);
+    assert!(
+        terminal.output().contains("the account was disabled"),
+        "{}",
+        terminal.output()
+    );
 }

@@ -250,6 +250,7 @@ pub async fn serve(
     }
     if let Some(bus) = state.router.bus() {
         bus.relay_revocations(state.revocations.clone()).await?;
+        router::live_watch::serve(bus.clone(), state.live.clone()).await?;
     }
     tokio::spawn(maintenance(state.clone()));
     if let Some(ready) = ready {

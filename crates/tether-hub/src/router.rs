@@ -11,6 +11,7 @@
 
 mod bridge;
 pub mod bus;
+pub mod live_watch;
 mod wire;
 
 use std::{

@@ -53,6 +53,7 @@ pub struct Bus {
     /// Revocations received from other replicas and re-broadcast here, so the outbound relay
     /// does not send them back.
     echoes: Mutex<Vec<Revocation>>,
+    started: Instant,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +130,7 @@ impl Bus {
             devices: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             echoes: Mutex::new(Vec::new()),
+            started: Instant::now(),
         });
         let heartbeats = bus.client.subscribe("tether.heartbeat").await?;
         tokio::spawn(listen_heartbeats(std::sync::Arc::downgrade(&bus), heartbeats));
@@ -154,7 +156,13 @@ impl Bus {
                 .is_some_and(|heard| heard.elapsed() < LIVENESS)
     }
 
-    fn live_peers(&self) -> HashSet<String> {
+    /// True until this replica has listened for one liveness window: before that, the set of
+    /// live peers may be incomplete, so scatter-gather waits for its deadline.
+    pub(super) fn peers_uncertain(&self) -> bool {
+        self.started.elapsed() < LIVENESS
+    }
+
+    pub(super) fn live_peers(&self) -> HashSet<String> {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers
             .iter()
@@ -232,7 +240,8 @@ impl Bus {
             return found;
         };
         let mut waiting = self.live_peers();
-        if waiting.is_empty() {
+        let uncertain = self.peers_uncertain();
+        if waiting.is_empty() && !uncertain {
             return found;
         }
         if self
@@ -244,7 +253,7 @@ impl Bus {
             return found;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while !waiting.is_empty() {
+        while uncertain || !waiting.is_empty() {
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await else {
                 break;
             };
