@@ -43,7 +43,23 @@ impl Agent {
         Agent::start_at(hub, hub_url, &unique_name("dev"), extra_toml)
     }
 
+    /// Like [`Agent::start`], with several hub URLs that the agent tries in turn (replicas);
+    /// `hub`'s certificate is trusted.
+    pub fn start_multi(hub: &Hub, hub_urls: &[&str], extra_toml: &str) -> Agent {
+        let urls = hub_urls
+            .iter()
+            .map(|url| format!("{url:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Agent::start_with_hubs(hub, &urls, &unique_name("dev"), extra_toml)
+    }
+
     fn start_at(hub: &Hub, hub_url: &str, name: &str, extra_toml: &str) -> Agent {
+        Agent::start_with_hubs(hub, &format!("{hub_url:?}"), name, extra_toml)
+    }
+
+    /// `hubs_toml`: the inside of the `hubs = [...]` array.
+    fn start_with_hubs(hub: &Hub, hubs_toml: &str, name: &str, extra_toml: &str) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("tether-e2e-agent-")
             .tempdir()
@@ -51,8 +67,7 @@ impl Agent {
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("agent data dir");
         let mut config = format!(
-            "hubs = [{url:?}]\nca_file = {ca:?}\ndata_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
-            url = hub_url,
+            "hubs = [{hubs_toml}]\nca_file = {ca:?}\ndata_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
             ca = hub.cert_path.display().to_string(),
             data = data_dir.display().to_string(),
         );
@@ -99,6 +114,11 @@ impl Agent {
     /// Waits until the agent's log contains `needle` at least `count` times.
     pub fn wait_log(&self, needle: &str, count: usize, limit: Duration) -> bool {
         self.process.wait_stderr_count(needle, count, limit)
+    }
+
+    /// Sends `signal` to the agent (e.g. SIGSTOP to freeze it, SIGCONT to resume).
+    pub fn signal(&self, signal: i32) {
+        self.process.signal(signal);
     }
 
     /// SIGKILLs the agent.

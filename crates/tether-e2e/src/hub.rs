@@ -24,6 +24,9 @@ pub struct HubOptions {
     pub config_toml: String,
     /// Extra environment, e.g. `("TETHER_HUB_DEVICE_TOKEN_LIFETIME_SECS", "1")`.
     pub env: Vec<(String, String)>,
+    /// A data directory whose TLS certificate, key and signing key this hub uses too (another
+    /// replica of the same deployment).
+    pub secrets_from: Option<PathBuf>,
 }
 
 impl HubOptions {
@@ -41,6 +44,28 @@ impl HubOptions {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
+    }
+
+    /// A replica: PostgreSQL database `database_url` and NATS `nats_url` (through the
+    /// environment, `TETHER_HUB_DATABASE_URL` and `TETHER_HUB_NATS_URL`).
+    pub fn replica(self, database_url: &str, nats_url: &str) -> Self {
+        self.env("TETHER_HUB_DATABASE_URL", database_url)
+            .env("TETHER_HUB_NATS_URL", nats_url)
+    }
+
+    /// Uses the certificate, key and signing key of `hub` (replicas share them).
+    pub fn secrets_of(mut self, hub: &Hub) -> Self {
+        self.secrets_from = Some(hub.data_dir());
+        self
+    }
+}
+
+/// Copies the files replicas share (TLS certificate and key, token signing key).
+fn copy_secrets(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("tls")).expect("tls dir");
+    for name in ["tls/hub.crt", "tls/hub.key", "signing.key"] {
+        std::fs::copy(from.join(name), to.join(name))
+            .unwrap_or_else(|e| panic!("copying {name} from {}: {e}", from.display()));
     }
 }
 
@@ -70,6 +95,9 @@ impl Hub {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        if let Some(from) = &options.secrets_from {
+            copy_secrets(from, &dir.path().join("data"));
+        }
         if !options.config_toml.is_empty() {
             std::fs::write(dir.path().join("hub.toml"), &options.config_toml).expect("hub.toml");
         }

@@ -19,7 +19,9 @@ mod device;
 mod fault_proxy;
 mod forward;
 mod hub;
+mod nats;
 pub mod peers;
+mod postgres;
 mod process;
 mod pty;
 
@@ -35,6 +37,8 @@ pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
 pub use fault_proxy::FaultProxy;
 pub use forward::{Forwarding, PortForward};
 pub use hub::{Hub, HubOptions};
+pub use nats::Nats;
+pub use postgres::Postgres;
 pub use process::{Proc, hermetic};
 pub use pty::PtySession;
 

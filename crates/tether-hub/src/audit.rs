@@ -253,36 +253,39 @@ pub async fn record_success(
 }
 
 pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
-    // One writer at a time: the chain needs the previous hash.
+    // One writer at a time in this process; the store serializes replicas (the chain needs the
+    // previous hash).
     let _chain = state.audit_chain.lock().await;
-    let (last_seq, last_hash) = state.store.audit_head().await.map_err(|error| {
-        tracing::error!("audit log unavailable: {error:#}");
-        unavailable()
-    })?;
-    let mut stored = AuditEvent {
-        seq: last_seq + 1,
-        id: uuid::Uuid::now_v7().to_string(),
-        time: now_millis(),
-        actor_kind: event.actor.kind.to_owned(),
-        actor_id: event.actor.id,
-        actor_name: event.actor.name,
-        client_address: event.actor.client_address,
-        user_agent: event.actor.user_agent,
-        action: event.action.to_owned(),
-        object_kind: event.object.kind.map(str::to_owned),
-        object_id: event.object.id,
-        object_name: event.object.name,
-        outcome: event.outcome.as_str().to_owned(),
-        details: event.details,
-        session_id: event.session_id,
-        prev_hash: last_hash,
-        hash: String::new(),
+    let build = |seq: i64, prev_hash: String| {
+        let mut stored = AuditEvent {
+            seq,
+            id: uuid::Uuid::now_v7().to_string(),
+            time: now_millis(),
+            actor_kind: event.actor.kind.to_owned(),
+            actor_id: event.actor.id,
+            actor_name: event.actor.name,
+            client_address: event.actor.client_address,
+            user_agent: event.actor.user_agent,
+            action: event.action.to_owned(),
+            object_kind: event.object.kind.map(str::to_owned),
+            object_id: event.object.id,
+            object_name: event.object.name,
+            outcome: event.outcome.as_str().to_owned(),
+            details: event.details,
+            session_id: event.session_id,
+            prev_hash,
+            hash: String::new(),
+        };
+        stored.hash = stored.compute_hash();
+        stored
     };
-    stored.hash = stored.compute_hash();
-    state.store.insert_audit_event(&stored).await.map_err(|error| {
-        tracing::error!("audit log unavailable: {error:#}");
-        unavailable()
-    })
+    match state.store.append_audit_event(build).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::error!("audit log unavailable: {error:#}");
+            Err(unavailable())
+        }
+    }
 }
 
 /// What [`verify`] found.

@@ -47,8 +47,9 @@ pub enum Credential {
     Token { id: String, permissions: Vec<Action> },
 }
 
-/// What an administrator (or the user) withdrew; live connections it reaches end at once.
-#[derive(Debug, Clone)]
+/// What an administrator (or the user) withdrew; live connections it reaches end at once (on
+/// every replica: the router's NATS bus relays them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Revocation {
     /// One access token.
     Token { id: String },

@@ -49,6 +49,15 @@ pub struct HubConfig {
     /// Whether a device may set its own tags (device groups) with the identity attribute `tags`
     /// (comma-separated). Off by default: a device could otherwise move itself into a group.
     pub device_reported_tags: bool,
+    /// The database: `postgres://user:password@host/db` for several replicas sharing one
+    /// PostgreSQL; None: the embedded SQLite file `DATA_DIR/hub.db`.
+    pub database_url: Option<String>,
+    /// The NATS server replicas route through (`nats://host:4222`, `tls://...`); None: in-process
+    /// routing (one hub).
+    pub nats_url: Option<String>,
+    /// A graceful shutdown asks its devices to reconnect spread over this many seconds, so that
+    /// the other replicas are not hit by all of them at once.
+    pub shutdown_spread_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -71,6 +80,9 @@ impl Default for HubConfig {
             record_sessions: true,
             recording_retention_days: 0,
             device_reported_tags: false,
+            database_url: None,
+            nats_url: None,
+            shutdown_spread_secs: 0,
         }
     }
 }
@@ -94,6 +106,9 @@ const KEYS: &[&str] = &[
     "record_sessions",
     "recording_retention_days",
     "device_reported_tags",
+    "database_url",
+    "nats_url",
+    "shutdown_spread_secs",
 ];
 
 impl HubConfig {

@@ -23,6 +23,8 @@ mod sessions_api;
 mod state;
 mod store;
 mod store_access;
+#[cfg(test)]
+mod store_tests;
 mod tokens;
 mod two_factor;
 mod two_factor_api;
@@ -49,6 +51,10 @@ struct Arguments {
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, global = true, env = "TETHER_HUB_CONFIG")]
     config: Option<PathBuf>,
+    /// Database URL: `postgres://...` for replicas sharing PostgreSQL (default: SQLite in the
+    /// data directory). Also `database_url` in the file or TETHER_HUB_DATABASE_URL.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +88,9 @@ pub struct ServeOptions {
     /// Devices presenting this key are accepted on first contact.
     #[arg(long, env = "TETHER_HUB_PROVISIONING_KEY", hide_env_values = true)]
     provisioning_key: Option<String>,
+    /// NATS server for routing between replicas (`nats://host:4222`); default: in-process.
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -134,7 +143,10 @@ fn main() -> anyhow::Result<()> {
         (None, Command::Demo { .. }) => PathBuf::from("tether-demo"),
         (None, _) => default_data_dir(),
     };
-    let config = HubConfig::load(arguments.config.as_deref())?;
+    let mut config = HubConfig::load(arguments.config.as_deref())?;
+    if arguments.database_url.is_some() {
+        config.database_url = arguments.database_url;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match arguments.command {
@@ -150,20 +162,21 @@ fn main() -> anyhow::Result<()> {
                     },
             } => {
                 let role = if admin { Some("admin".to_owned()) } else { role };
-                add_user(&data_dir, &name, role, &groups).await
+                add_user(&data_dir, &config, &name, role, &groups).await
             }
             Command::Demo { listen } => demo::run(data_dir, config, listen).await,
         }
     })
 }
 
-async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+async fn open_store(data_dir: &std::path::Path, config: &HubConfig) -> anyhow::Result<Store> {
     secrets::private_dir(data_dir)?;
-    Store::open_sqlite(&data_dir.join("hub.db")).await
+    Store::open(config.database_url.as_deref(), &data_dir.join("hub.db")).await
 }
 
 async fn add_user(
     data_dir: &std::path::Path,
+    config: &HubConfig,
     name: &str,
     role: Option<String>,
     groups: &[String],
@@ -174,7 +187,7 @@ async fn add_user(
         .context("reading the password from standard input")?;
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "the password is empty");
-    let store = open_store(data_dir).await?;
+    let store = open_store(data_dir, config).await?;
     let grants = match &role {
         Some(role) => {
             let wanted = roles_api::role_on_groups(role, groups);
@@ -223,7 +236,10 @@ pub async fn serve(
     if options.provisioning_key.is_some() {
         config.provisioning_key = options.provisioning_key;
     }
-    let store = open_store(&data_dir).await?;
+    if options.nats_url.is_some() {
+        config.nats_url = options.nats_url;
+    }
+    let store = open_store(&data_dir, &config).await?;
     let tls = secrets::tls_files(&data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let acceptor = server::tls_acceptor(&tls)?;
     let signing_key = secrets::signing_key(&data_dir)?;
@@ -253,20 +269,31 @@ pub async fn serve(
     println!("fingerprint: sha256:{fingerprint}");
     std::io::stdout().flush()?;
 
+    let router = match &config.nats_url {
+        Some(url) => Router::with_nats(url).await?,
+        None => Arc::new(Router::new()),
+    };
     let state = AppState {
         login_failures: Arc::new(FailureLimiter::new(Duration::from_secs(
             config.login_failure_window_secs,
         ))),
         config: Arc::new(config),
         store: store.clone(),
-        router: Arc::new(Router::new()),
+        router,
         tokens: Arc::new(tokens::TokenSigner::new(signing_key)),
         audit_chain: Arc::new(tokio::sync::Mutex::new(())),
         recordings_dir: data_dir.join("recordings"),
         live: Arc::new(recording::LiveSessions::default()),
         revocations: tokio::sync::broadcast::channel(64).0,
     };
-    store.close_abandoned_terminal_sessions().await?;
+    // With a shared database, other replicas' sessions are live: only a lone hub may close them.
+    if store.backend() == store::Backend::Sqlite {
+        store.close_abandoned_terminal_sessions().await?;
+    }
+    if let Some(bus) = state.router.bus() {
+        bus.relay_revocations(state.revocations.clone()).await?;
+        router::live_watch::serve(bus.clone(), state.live.clone()).await?;
+    }
     tokio::spawn(maintenance(state.clone()));
     tokio::spawn(access_api::expire_on_time(state.clone()));
     if let Some(ready) = ready {
@@ -276,9 +303,11 @@ pub async fn serve(
         });
     }
     let router = state.router.clone();
+    let shutdown_spread_secs = state.config.shutdown_spread_secs;
     server::serve(listener, acceptor, server::routes(state), shutdown_signal()).await?;
     tracing::info!("shutting down: closing device connections");
-    router.kick_all("the hub is shutting down").await;
+    let spread = Duration::from_secs(shutdown_spread_secs);
+    router.kick_all("the hub is shutting down", spread).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }

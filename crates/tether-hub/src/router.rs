@@ -5,13 +5,19 @@
 //! keystrokes never queue behind a transfer. A user session *opens* on a device and receives the
 //! device's messages for its `sid`, or word that the device went away.
 //!
-//! This is the in-process implementation, the embedded default. The methods are `async` because
-//! the scaled-out implementation (NATS) keeps the same shape with network calls behind it.
+//! In-process tables are the embedded default. With a NATS [`bus::Bus`] (several replicas), a
+//! device attached elsewhere is reached through it: the same methods, network calls behind them
+//! (`bus.rs` for presence and events, `bridge.rs` for sessions across replicas).
+
+mod bridge;
+pub mod bus;
+pub mod live_watch;
+mod wire;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -109,11 +115,25 @@ impl Tables {
 pub struct Router {
     tables: Mutex<Tables>,
     next_connection: AtomicU64,
+    /// Set when replicas route through NATS.
+    bus: OnceLock<Arc<bus::Bus>>,
 }
 
 impl Router {
     pub fn new() -> Self {
         Router::default()
+    }
+
+    /// A router for one of several replicas, routing through the NATS server at `url`.
+    pub async fn with_nats(url: &str) -> anyhow::Result<Arc<Router>> {
+        let router = Arc::new(Router::new());
+        let bus = bus::Bus::connect(url, Arc::downgrade(&router)).await?;
+        let _ = router.bus.set(bus);
+        Ok(router)
+    }
+
+    pub fn bus(&self) -> Option<&Arc<bus::Bus>> {
+        self.bus.get()
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -135,12 +155,17 @@ impl Router {
             kick,
             sessions: HashSet::new(),
         };
-        let mut tables = self.tables();
-        if let Some(old) = tables.devices.insert(device_id.to_owned(), entry) {
-            let _ = old
-                .kick
-                .send(Some("replaced by a newer connection of the same device".into()));
-            tables.end_sessions(&old, "the device reconnected");
+        {
+            let mut tables = self.tables();
+            if let Some(old) = tables.devices.insert(device_id.to_owned(), entry) {
+                let _ = old
+                    .kick
+                    .send(Some("replaced by a newer connection of the same device".into()));
+                tables.end_sessions(&old, "the device reconnected");
+            }
+        }
+        if let Some(bus) = self.bus() {
+            bus.device_attached(device_id, connection_id).await;
         }
         DeviceAttachment {
             connection_id,
@@ -152,6 +177,9 @@ impl Router {
 
     /// Detaches a device connection (if it is still the current one) and ends its sessions.
     pub async fn detach_device(&self, device_id: &str, connection_id: u64, reason: &str) {
+        if let Some(bus) = self.bus() {
+            bus.device_detached(device_id, connection_id);
+        }
         let mut tables = self.tables();
         if tables
             .devices
@@ -164,15 +192,40 @@ impl Router {
     }
 
     pub async fn is_online(&self, device_id: &str) -> bool {
-        self.tables().devices.contains_key(device_id)
+        if self.tables().devices.contains_key(device_id) {
+            return true;
+        }
+        match self.bus() {
+            Some(bus) => bus.device_online(device_id).await,
+            None => false,
+        }
     }
 
     pub async fn online_devices(&self) -> HashSet<String> {
+        let mut online = self.local_devices();
+        if let Some(bus) = self.bus() {
+            online.extend(bus.remote_devices().await);
+        }
+        online
+    }
+
+    /// The devices attached to this replica.
+    pub fn local_devices(&self) -> HashSet<String> {
         self.tables().devices.keys().cloned().collect()
     }
 
-    /// Asks the device's connection to close, giving `reason` to its sessions. False if offline.
+    /// Asks the device's connection to close, giving `reason` to its sessions, wherever it is
+    /// attached. False if it is not attached here (it may be on another replica).
     pub async fn kick_device(&self, device_id: &str, reason: &str) -> bool {
+        let kicked = self.kick_local(device_id, reason);
+        if let Some(bus) = self.bus() {
+            bus.publish_kick(device_id, reason).await;
+        }
+        kicked
+    }
+
+    /// Kicks the device's connection on this replica only.
+    pub fn kick_local(&self, device_id: &str, reason: &str) -> bool {
         let tables = self.tables();
         match tables.devices.get(device_id) {
             Some(entry) => entry.kick.send(Some(reason.to_owned())).is_ok(),
@@ -181,14 +234,33 @@ impl Router {
     }
 
     /// Kicks every device (graceful shutdown).
-    pub async fn kick_all(&self, reason: &str) {
-        for entry in self.tables().devices.values() {
-            let _ = entry.kick.send(Some(reason.to_owned()));
+    /// Kicks every device (graceful shutdown), spread evenly over `spread` so that their
+    /// reconnects do not all reach the other replicas at once.
+    pub async fn kick_all(&self, reason: &str, spread: std::time::Duration) {
+        let devices: Vec<String> = self.local_devices().into_iter().collect();
+        if devices.is_empty() {
+            return;
+        }
+        let pause = spread / devices.len() as u32;
+        for device_id in devices {
+            self.kick_local(&device_id, reason);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
-    /// Opens session `sid` on a device; None when the device is not attached.
+    /// Opens session `sid` on a device, here or on another replica; None when the device is
+    /// not attached anywhere.
     pub async fn open_session(&self, device_id: &str, sid: &str) -> Option<SessionLink> {
+        if let Some(link) = self.open_local(device_id, sid) {
+            return Some(link);
+        }
+        self.bus()?.open_remote(device_id, sid).await
+    }
+
+    /// Opens session `sid` on a device attached to this replica.
+    fn open_local(&self, device_id: &str, sid: &str) -> Option<SessionLink> {
         let mut tables = self.tables();
         let device = tables.devices.get_mut(device_id)?;
         device.sessions.insert(sid.to_owned());
@@ -210,6 +282,13 @@ impl Router {
     }
 
     pub async fn close_session(&self, sid: &str) {
+        if let Some(bus) = self.bus() {
+            bus.close_remote(sid);
+        }
+        self.close_session_local(sid);
+    }
+
+    fn close_session_local(&self, sid: &str) {
         let mut tables = self.tables();
         if let Some(session) = tables.sessions.remove(sid)
             && let Some(device) = tables.devices.get_mut(&session.device_id)

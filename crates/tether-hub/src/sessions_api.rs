@@ -65,7 +65,9 @@ pub async fn list(
     let sessions = sessions
         .into_iter()
         .map(|session| SessionJson {
-            live: state.live.is_live(&session.sid),
+            // With several replicas, another one may be recording it: open means live there.
+            live: state.live.is_live(&session.sid)
+                || (state.router.bus().is_some() && session.ended_at.is_none()),
             session,
         })
         .collect();
@@ -212,7 +214,13 @@ pub async fn watch(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     viewable(&state, &principal, &context, &sid, "session.watch").await?;
-    let Some(snapshot) = state.live.watch(&sid).await else {
+    let snapshot = match (state.live.watch(&sid).await, state.router.bus()) {
+        (Some(snapshot), _) => Some(snapshot),
+        // Served by another replica?
+        (None, Some(bus)) => crate::router::live_watch::remote(bus, &sid).await,
+        (None, None) => None,
+    };
+    let Some(snapshot) = snapshot else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("session {sid} is not live (replay its recording)"),

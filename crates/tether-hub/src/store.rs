@@ -1,8 +1,9 @@
 //! Storage: every query the hub makes, on sqlx's Any driver so that one set of queries serves
-//! the embedded SQLite default and (later) PostgreSQL.
+//! the embedded SQLite default and PostgreSQL (several hub replicas sharing one database).
 //!
 //! Portability rules for queries here: `$N` placeholders, numbered in order of appearance;
-//! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1).
+//! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1). Migrations live in
+//! `migrations/sqlite` and `migrations/postgres` with identical file names (a unit test checks).
 
 use std::path::Path;
 
@@ -21,7 +22,21 @@ pub fn now_millis() -> i64 {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    backend: Backend,
 }
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one hub process.
+    Sqlite,
+    /// Shared by several hub replicas.
+    Postgres,
+}
+
+/// The PostgreSQL advisory lock that serializes audit appends across replicas (any constant
+/// works; this one spells "tether" in ASCII).
+const AUDIT_CHAIN_LOCK: i64 = 0x7465_7468_6572;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
@@ -132,7 +147,49 @@ impl Store {
             .run(&pool)
             .await
             .context("applying database migrations")?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://...`) and applies migrations. Replicas
+    /// starting together are safe: sqlx's migrator holds an advisory lock while it runs.
+    pub async fn open_postgres(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// Opens the database named by `url` (`postgres://` or `postgresql://`), or the embedded
+    /// SQLite file `default_path` when there is none.
+    pub async fn open(url: Option<&str>, default_path: &Path) -> anyhow::Result<Store> {
+        match url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::open_postgres(url).await
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => Store::open_sqlite(Path::new(path.split('?').next().unwrap_or(path))).await,
+                None => anyhow::bail!("unsupported database URL (postgres:// or sqlite://)"),
+            },
+            None => Store::open_sqlite(default_path).await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     // ---- users ----
@@ -428,43 +485,40 @@ impl Store {
         })
     }
 
-    /// The last event's `seq` and hash (the anchor when the log is empty).
-    pub async fn audit_head(&self) -> anyhow::Result<(i64, String)> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok((row.try_get("seq")?, row.try_get("hash")?)),
-            None => self.audit_anchor().await,
+    /// Appends one event to the hash chain: `make(seq, prev_hash)` builds it from the current
+    /// head, inside one transaction. On PostgreSQL a transaction-scoped advisory lock serializes
+    /// appends from every replica, so the chain stays gapless and linear; on SQLite the single
+    /// hub process serializes them (and the write transaction would anyway).
+    pub async fn append_audit_event(
+        &self,
+        make: impl FnOnce(i64, String) -> AuditEvent,
+    ) -> anyhow::Result<AuditEvent> {
+        let mut transaction = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_CHAIN_LOCK)
+                .execute(&mut *transaction)
+                .await?;
         }
-    }
-
-    pub async fn insert_audit_event(&self, event: &AuditEvent) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, \
-             action, object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(event.seq)
-        .bind(&event.id)
-        .bind(event.time)
-        .bind(&event.actor_kind)
-        .bind(&event.actor_id)
-        .bind(&event.actor_name)
-        .bind(&event.client_address)
-        .bind(&event.user_agent)
-        .bind(&event.action)
-        .bind(&event.object_kind)
-        .bind(&event.object_id)
-        .bind(&event.object_name)
-        .bind(&event.outcome)
-        .bind(event.details.to_string())
-        .bind(&event.session_id)
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *transaction)
+            .await?;
+        let (seq, hash) = match head {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+            None => match sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&mut *transaction)
+                .await?
+            {
+                Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+                None => (0, crate::audit::GENESIS_HASH.to_owned()),
+            },
+        };
+        let event = make(seq + 1, hash);
+        insert_audit_event_query(&event)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(event)
     }
 
     /// Events matching `filter`, newest first, at most `limit`.
@@ -876,4 +930,32 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The insert of one audit event, for the pool or a transaction.
+fn insert_audit_event_query(
+    event: &AuditEvent,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, \
+         action, object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(event.seq)
+    .bind(&event.id)
+    .bind(event.time)
+    .bind(&event.actor_kind)
+    .bind(&event.actor_id)
+    .bind(&event.actor_name)
+    .bind(&event.client_address)
+    .bind(&event.user_agent)
+    .bind(&event.action)
+    .bind(&event.object_kind)
+    .bind(&event.object_id)
+    .bind(&event.object_name)
+    .bind(&event.outcome)
+    .bind(event.details.to_string())
+    .bind(&event.session_id)
+    .bind(&event.prev_hash)
+    .bind(&event.hash)
 }
