@@ -22,6 +22,8 @@ mod store;
 mod tokens;
 mod user_session;
 mod users_api;
+mod web_assets;
+mod web_session;
 
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 

@@ -157,9 +157,31 @@ fn device_json(device: DeviceRecord, online: bool) -> api::Device {
     }
 }
 
+/// Largest page of devices one request may ask for.
+const MAX_DEVICE_PAGE: usize = 1000;
+
 #[derive(Deserialize)]
 pub struct DeviceFilter {
     status: Option<String>,
+    /// Case-insensitive text to find in the name, id, agent version or identity.
+    search: Option<String>,
+    /// Only online (`true`) or offline (`false`) devices.
+    online: Option<bool>,
+    /// Pagination: without `limit`, every matching device (what the CLI asks for).
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+fn matches_search(device: &DeviceRecord, needle: &str) -> bool {
+    [
+        device.name.as_str(),
+        device.id.as_str(),
+        device.agent_version.as_deref().unwrap_or(""),
+        device.identity.as_str(),
+    ]
+    .iter()
+    .any(|field| field.to_lowercase().contains(needle))
 }
 
 pub async fn list_devices(
@@ -176,15 +198,36 @@ pub async fn list_devices(
         })?),
     };
     let online = state.router.online_devices().await;
-    let devices = state.store.devices(status).await?;
-    let devices = devices
+    let needle = filter.search.unwrap_or_default().trim().to_lowercase();
+    // Filtering happens here because online-ness lives in the router, not the database; the
+    // page is cut before any JSON is built, so 10,000 devices stay cheap (see docs/api.md).
+    let matching: Vec<DeviceRecord> = state
+        .store
+        .devices(status)
+        .await?
         .into_iter()
+        .filter(|d| needle.is_empty() || matches_search(d, &needle))
+        .filter(|d| {
+            filter
+                .online
+                .is_none_or(|wanted| online.contains(&d.id) == wanted)
+        })
+        .collect();
+    let total = matching.len();
+    let limit = filter.limit.map_or(total, |limit| limit.min(MAX_DEVICE_PAGE));
+    let devices = matching
+        .into_iter()
+        .skip(filter.offset)
+        .take(limit)
         .map(|d| {
             let is_online = online.contains(&d.id);
             device_json(d, is_online)
         })
         .collect();
-    Ok(Json(api::DeviceList { devices }))
+    Ok(Json(api::DeviceList {
+        devices,
+        total: Some(total as u64),
+    }))
 }
 
 /// Loads a device the caller may manage.

@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     audit_api, device_auth, device_connection, file_api, management, secrets::TlsFiles, sessions_api,
-    state::AppState, user_session, users_api,
+    state::AppState, user_session, users_api, web_assets, web_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -30,6 +30,9 @@ pub fn routes(state: AppState) -> Router {
         .route(auth::DEVICE_CONNECT_PATH, get(device_connection::connect))
         .route(api::LOGIN_PATH, post(management::login))
         .route(api::LOGOUT_PATH, post(management::logout))
+        .route("/api/management/v1/auth/web/login", post(web_session::login))
+        .route("/api/management/v1/auth/web/logout", post(web_session::logout))
+        .route("/api/management/v1/auth/web/session", get(web_session::session))
         .route(api::DEVICES_PATH, get(management::list_devices))
         .route(
             &format!("{}/{{id}}", api::DEVICES_PATH),
@@ -96,6 +99,7 @@ pub fn routes(state: AppState) -> Router {
                 .post(file_api::upload)
                 .layer(DefaultBodyLimit::disable()),
         )
+        .fallback(web_assets::serve)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }

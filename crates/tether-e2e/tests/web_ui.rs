@@ -1,0 +1,115 @@
+//! The web UI in real headless Chromium: a real hub (serving its embedded UI) and a real agent,
+//! driven by `web/tests/ui.e2e.mjs` (playwright-core with Debian's `/usr/bin/chromium`). The
+//! script logs in (after a wrong password), accepts the pending device, runs a terminal (echo,
+//! a window resize seen by `stty size`, vim), uploads and downloads a file, plays the recorded
+//! session, finds the terminal's audit event, checks that a cross-origin WebSocket upgrade and a
+//! request without the CSRF token are refused, and that a logged-out page cannot reach the API.
+//! Screenshots of the main pages land in `target/web-screenshots/`.
+//!
+//! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
+//! `npm run build`; `scripts/test` provides all of them.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use tether_e2e::{
+    Agent, Hub, Proc,
+    peers::{sha256_file, write_deterministic_file},
+};
+
+/// Give-up limit for the whole browser script on a loaded 2-core machine.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+#[test]
+fn the_web_ui_drives_a_device_end_to_end() {
+    let web = web_dir();
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `npm ci` in web/ (scripts/test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install the Debian package `chromium` (scripts/test does)"
+    );
+
+    let hub = Hub::start_default();
+    let password = "pw-web-correct-horse-battery";
+    hub.add_user("webadmin", true, password);
+    let device_tmp = tempfile::Builder::new()
+        .prefix("tether-e2e-web-")
+        .tempdir()
+        .expect("temp dir");
+    let root = device_tmp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let download = root.join("from-device.bin");
+    write_deterministic_file(&download, 7, 300_000);
+    let agent_config = format!(
+        "[terminal]\nshell = \"/bin/bash\"\n\n[file_transfer]\nenabled = true\nroots = [{:?}]\n",
+        root.display().to_string()
+    );
+    // Not accepted here: the browser accepts it.
+    let agent = Agent::start(&hub, &agent_config);
+    let upload_text = format!("uploaded-through-the-browser-{}", std::process::id());
+    let screenshots = tether_e2e::bin_dir()
+        .parent()
+        .expect("target dir")
+        .join("web-screenshots");
+
+    let mut command = Command::new("node");
+    command
+        .arg(web.join("tests/ui.e2e.mjs"))
+        .current_dir(&web)
+        .env("TETHER_URL", &hub.url)
+        .env("TETHER_USER", "webadmin")
+        .env("TETHER_PASSWORD", password)
+        .env("TETHER_DEVICE", &agent.name)
+        .env("TETHER_DEVICE_ROOT", &root)
+        .env("TETHER_DOWNLOAD", &download)
+        .env("TETHER_DOWNLOAD_SHA256", sha256_file(&download))
+        .env("TETHER_UPLOAD_TEXT", &upload_text)
+        .env("TETHER_SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium);
+    let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = script.try_wait() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_LIMIT {
+            script.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let report = || {
+        format!(
+            "browser script output:\n{}\n{}\nhub log:\n{}",
+            script.stdout(),
+            script.stderr(),
+            hub.log()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the browser script failed ({status:?}); {}",
+        report()
+    );
+
+    // The upload really reached the device's disk.
+    let uploaded = std::fs::read_to_string(root.join("web-upload.txt")).expect("the uploaded file");
+    assert_eq!(uploaded, upload_text);
+    for page in ["login", "devices", "terminal", "device", "player", "audit"] {
+        assert!(
+            screenshots.join(format!("{page}.png")).is_file(),
+            "screenshot of {page} missing"
+        );
+    }
+}
