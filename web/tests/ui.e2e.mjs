@@ -47,19 +47,19 @@ page.on('console', (message) => { if (message.type() === 'error') consoleErrors.
 const shot = (name) => page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
 
 /** The visible rows of the xterm.js terminal in `selector`, as text lines. */
-const screen = (selector) => page.evaluate((sel) => {
+const screen = (selector, on = page) => on.evaluate((sel) => {
   const rows = document.querySelector(`${sel} .xterm-rows`);
   return rows ? Array.from(rows.children, (row) => row.textContent.replace(/\u00a0/g, ' ').trimEnd()).join('\n') : '';
 }, selector);
 
-async function waitScreen(selector, pattern, what) {
+async function waitScreen(selector, pattern, what, on = page) {
   const deadline = Date.now() + LIMIT;
   let text = '';
   while (Date.now() < deadline) {
-    text = await screen(selector);
+    text = await screen(selector, on);
     const match = text.match(pattern);
     if (match) return match;
-    await page.waitForTimeout(100);
+    await on.waitForTimeout(100);
   }
   throw new Error(`${what}: ${pattern} never appeared; the screen was:\n${text}`);
 }
@@ -152,6 +152,19 @@ try {
   await typeLine('echo vim-left-$((40+2))');
   await waitScreen('#terminal', /^vim-left-42$/m, 'after vim');
   await shot('terminal');
+
+  begin('watch the running session live, read-only');
+  const watcher = await context.newPage();
+  await watcher.setViewportSize({ width: 900, height: 600 });
+  await watcher.goto(`${url}/#/recordings`);
+  await (await watcher.waitForSelector('#recordings a[data-watch]', { timeout: LIMIT })).click();
+  await watcher.waitForSelector('#watch .xterm-rows', { timeout: LIMIT });
+  await watcher.waitForSelector('#watch-status:text("Watching")', { timeout: LIMIT });
+  await page.click('#terminal');
+  await typeLine('echo watched-$((6*7))');
+  await waitScreen('#watch', /^watched-42$/m, 'live view', watcher);
+  await watcher.screenshot({ path: `${screenshots}/watch.png`, type: 'png' });
+  await watcher.close();
 
   begin('upload a file by picking it');
   await page.fill('#upload-dir', root);

@@ -106,7 +106,9 @@ fn the_web_ui_drives_a_device_end_to_end() {
     // The upload really reached the device's disk.
     let uploaded = std::fs::read_to_string(root.join("web-upload.txt")).expect("the uploaded file");
     assert_eq!(uploaded, upload_text);
-    for page in ["login", "devices", "terminal", "device", "player", "audit"] {
+    for page in [
+        "login", "devices", "terminal", "watch", "device", "player", "audit",
+    ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
             "screenshot of {page} missing"
