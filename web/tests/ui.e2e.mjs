@@ -3,7 +3,8 @@
 // real hub and agent and passes them in the environment:
 //   TETHER_URL, TETHER_USER, TETHER_PASSWORD, TETHER_DEVICE (name, pending at start),
 //   TETHER_DEVICE_ROOT (a file-transfer root on the device), TETHER_DOWNLOAD (a file in it),
-//   TETHER_DOWNLOAD_SHA256, TETHER_UPLOAD_TEXT, TETHER_SCREENSHOTS (directory).
+//   TETHER_DOWNLOAD_SHA256, TETHER_UPLOAD_TEXT, TETHER_SCREENSHOTS (directory),
+//   TETHER_OFFLINE_DEVICE (an accepted device whose agent is stopped).
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
 import { createHash } from 'node:crypto';
@@ -52,8 +53,8 @@ const screen = (selector, on = page) => on.evaluate((sel) => {
   return rows ? Array.from(rows.children, (row) => row.textContent.replace(/\u00a0/g, ' ').trimEnd()).join('\n') : '';
 }, selector);
 
-async function waitScreen(selector, pattern, what, on = page) {
-  const deadline = Date.now() + LIMIT;
+async function waitScreen(selector, pattern, what, on = page, limit = LIMIT) {
+  const deadline = Date.now() + limit;
   let text = '';
   while (Date.now() < deadline) {
     text = await screen(selector, on);
@@ -149,9 +150,28 @@ try {
   await waitScreen('#terminal', /^~\s*$/m, 'vim start');
   await page.keyboard.type(':q!');
   await page.keyboard.press('Enter');
-  await typeLine('echo vim-left-$((40+2))');
-  await waitScreen('#terminal', /^vim-left-42$/m, 'after vim');
+  // Keys typed while vim is still leaving go to vim (or are flushed): retype until the shell
+  // answers.
+  for (let attempt = 1; ; attempt += 1) {
+    await typeLine('echo vim-left-$((40+2))');
+    try {
+      await waitScreen('#terminal', /^vim-left-42$/m, 'after vim', page, 5000);
+      break;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+    }
+  }
   await shot('terminal');
+
+  begin('a second shell is refused by the device limit, with a clear message');
+  const second = await context.newPage();
+  await second.goto(page.url());
+  await second.click('#connect', { timeout: LIMIT });
+  await second.waitForSelector('#terminal-status[data-state=failed]', { timeout: LIMIT });
+  const refusal = await second.textContent('#terminal-status');
+  if (!/refused the shell/.test(refusal)) throw new Error(`unexpected refusal message: ${refusal}`);
+  log(refusal);
+  await second.close();
 
   begin('watch the running session live, read-only');
   const watcher = await context.newPage();
@@ -217,6 +237,15 @@ try {
   const sameOrigin = await upgradeStatus(path, new URL(url).origin, cookie);
   if (sameOrigin !== 101) throw new Error(`a same-origin upgrade got ${sameOrigin}, expected 101`);
 
+  begin('an offline device gets a clear message and a reconnect button');
+  const offline = devices.devices.find((d) => d.name === env('TETHER_OFFLINE_DEVICE'));
+  await page.goto(`${url}/#/device/${offline.id}`);
+  await page.click('#connect', { timeout: LIMIT });
+  await page.waitForSelector('#terminal-status[data-state=failed]', { timeout: LIMIT });
+  const why = await page.textContent('#terminal-status');
+  if (!/offline/.test(why)) throw new Error(`unexpected message for an offline device: ${why}`);
+  await page.waitForSelector('#connect:text("Reconnect")', { timeout: LIMIT });
+
   begin('a state change without the CSRF token is refused');
   const forged = await page.evaluate(() => fetch('/api/management/v1/auth/web/logout', { method: 'POST' }).then((r) => r.status));
   if (forged !== 403) throw new Error(`a POST without the CSRF token got ${forged}, expected 403`);
@@ -230,6 +259,20 @@ try {
   if (replayed !== 401) throw new Error(`the old cookie still opens sessions (${replayed})`);
   await page.goto(`${url}/#/devices`);
   await page.waitForSelector('#username', { timeout: LIMIT });
+
+  begin('an ended session returns the page to the login form with a message');
+  await page.fill('#username', env('TETHER_USER'));
+  await page.fill('#password', env('TETHER_PASSWORD'));
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('#devices', { timeout: LIMIT });
+  const revoked = await page.evaluate(async (name) => {
+    const { csrf_token: csrf } = await fetch('/api/management/v1/auth/web/session').then((r) => r.json());
+    const answer = await fetch(`/api/management/v1/users/${name}/revoke-sessions`, { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
+    return answer.status;
+  }, env('TETHER_USER'));
+  if (revoked !== 200) throw new Error(`revoking the sessions answered ${revoked}`);
+  await page.click('button:text("Refresh")');
+  await page.waitForSelector('#login-notice:text("session has ended")', { timeout: LIMIT });
 
   const unexpected = consoleErrors.filter((text) => /Content Security Policy|Refused to/i.test(text));
   if (unexpected.length) throw new Error(`the browser reported policy violations: ${unexpected.join('; ')}`);

@@ -3,7 +3,8 @@
 //! script logs in (after a wrong password), accepts the pending device, runs a terminal (echo,
 //! a window resize seen by `stty size`, vim), uploads and downloads a file, plays the recorded
 //! session, finds the terminal's audit event, checks that a cross-origin WebSocket upgrade and a
-//! request without the CSRF token are refused, and that a logged-out page cannot reach the API.
+//! request without the CSRF token are refused, that a logged-out page cannot reach the API, and
+//! that a refused second shell, an offline device and a revoked session get clear messages.
 //! Screenshots of the main pages land in `target/web-screenshots/`.
 //!
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
@@ -16,8 +17,9 @@ use std::{
 };
 
 use tether_e2e::{
-    Agent, Hub, Proc,
+    Agent, Hub, Proc, WAIT,
     peers::{sha256_file, write_deterministic_file},
+    wait_for,
 };
 
 /// Give-up limit for the whole browser script on a loaded 2-core machine.
@@ -52,11 +54,22 @@ fn the_web_ui_drives_a_device_end_to_end() {
     let download = root.join("from-device.bin");
     write_deterministic_file(&download, 7, 300_000);
     let agent_config = format!(
-        "[terminal]\nshell = \"/bin/bash\"\n\n[file_transfer]\nenabled = true\nroots = [{:?}]\n",
+        "[terminal]\nshell = \"/bin/bash\"\nmax_sessions = 1\n\n[file_transfer]\nenabled = true\nroots = [{:?}]\n",
         root.display().to_string()
     );
-    // Not accepted here: the browser accepts it.
+    // Not accepted here: the browser accepts it. One shell at a time, so a second is refused.
     let agent = Agent::start(&hub, &agent_config);
+    // An accepted device that has gone offline.
+    let mut gone = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    let cli = hub.user_cli("operator", true);
+    cli.accept(&gone.name);
+    gone.kill();
+    wait_for("the stopped agent to be offline", WAIT, || {
+        cli.devices()
+            .iter()
+            .any(|d| d.name == gone.name && !d.online)
+            .then_some(())
+    });
     let upload_text = format!("uploaded-through-the-browser-{}", std::process::id());
     let screenshots = tether_e2e::bin_dir()
         .parent()
@@ -76,6 +89,7 @@ fn the_web_ui_drives_a_device_end_to_end() {
         .env("TETHER_DOWNLOAD_SHA256", sha256_file(&download))
         .env("TETHER_UPLOAD_TEXT", &upload_text)
         .env("TETHER_SCREENSHOTS", &screenshots)
+        .env("TETHER_OFFLINE_DEVICE", &gone.name)
         .env("CHROMIUM", &chromium);
     let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
     let started = Instant::now();
