@@ -141,10 +141,8 @@ export function enableClipboard(terminal) {
       if (selection) navigator.clipboard.writeText(selection).catch(() => {});
       return false;
     }
-    if (event.code === 'KeyV') {
-      navigator.clipboard.readText().then((text) => terminal.paste(text)).catch(() => {});
-      return false;
-    }
+    // The browser's own paste follows (xterm.js handles it); only keep ^V from the shell.
+    if (event.code === 'KeyV') return false;
     return true;
   });
 }

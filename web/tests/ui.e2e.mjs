@@ -194,6 +194,23 @@ try {
   await typeLine(`clear; cat ${root}/web-upload.txt; echo`);
   await waitScreen('#terminal', new RegExp(env('TETHER_UPLOAD_TEXT')), 'uploaded file on the device');
 
+  begin('upload a file by dropping it');
+  const dropped = await page.evaluateHandle((text) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], 'web-dropped.txt', { type: 'text/plain' }));
+    return transfer;
+  }, `dropped-${env('TETHER_UPLOAD_TEXT')}`);
+  await page.evaluate(() => { delete document.querySelector('#upload-status').dataset.done; });
+  await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: dropped });
+  await page.waitForSelector('#upload-status[data-done]', { timeout: LIMIT });
+
+  begin('paste into the terminal (Ctrl+Shift+V)');
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((3*5))'));
+  await page.click('#terminal');
+  await page.keyboard.press('Control+Shift+V');
+  await page.keyboard.press('Enter');
+  await waitScreen('#terminal', /^pasted-15$/m, 'pasted command');
+
   begin('download a device file and compare checksums');
   await page.fill('#download-path', env('TETHER_DOWNLOAD'));
   const [download] = await Promise.all([page.waitForEvent('download', { timeout: LIMIT }), page.click('#download')]);
@@ -226,6 +243,18 @@ try {
   await page.goto(`${url}/#/audit`);
   await page.waitForSelector('#audit tr[data-action="terminal.open"]', { timeout: LIMIT });
   await shot('audit');
+  begin('filter the audit log and export it');
+  await page.fill('#audit-action', 'file.upload');
+  await page.dispatchEvent('#audit-action', 'change');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#audit tbody tr')];
+    return rows.length > 0 && rows.every((row) => row.dataset.action === 'file.upload');
+  }, null, { timeout: LIMIT });
+  await page.fill('#audit-action', '');
+  await page.dispatchEvent('#audit-action', 'change');
+  const [exported] = await Promise.all([page.waitForEvent('download', { timeout: LIMIT }), page.click('#audit-export-csv')]);
+  const csv = readFileSync(await exported.path(), 'utf8');
+  if (!csv.startsWith('seq,id,time') || !csv.includes('terminal.open')) throw new Error(`unexpected audit export:\n${csv.slice(0, 500)}`);
 
   begin('a cross-origin WebSocket upgrade is refused');
   const cookie = `${session.name}=${session.value}`;

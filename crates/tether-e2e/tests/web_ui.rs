@@ -120,6 +120,8 @@ fn the_web_ui_drives_a_device_end_to_end() {
     // The upload really reached the device's disk.
     let uploaded = std::fs::read_to_string(root.join("web-upload.txt")).expect("the uploaded file");
     assert_eq!(uploaded, upload_text);
+    let dropped = std::fs::read_to_string(root.join("web-dropped.txt")).expect("the dropped file");
+    assert_eq!(dropped, format!("dropped-{upload_text}"));
     for page in [
         "login", "devices", "terminal", "watch", "device", "player", "audit",
     ] {
