@@ -4,7 +4,8 @@
 //   TETHER_URL, TETHER_USER, TETHER_PASSWORD, TETHER_DEVICE (name, pending at start),
 //   TETHER_DEVICE_ROOT (a file-transfer root on the device), TETHER_DOWNLOAD (a file in it),
 //   TETHER_DOWNLOAD_SHA256, TETHER_UPLOAD_TEXT, TETHER_SCREENSHOTS (directory),
-//   TETHER_OFFLINE_DEVICE (an accepted device whose agent is stopped).
+//   TETHER_OFFLINE_DEVICE (an accepted device whose agent is stopped), TETHER_REJECT_DEVICE
+//   (another pending device, to reject).
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
 import { createHash } from 'node:crypto';
@@ -115,6 +116,13 @@ try {
   begin('accept the pending device');
   await page.click(`button[data-accept="${device}"]`, { timeout: LIMIT });
   await page.waitForSelector(`tr[data-device="${device}"] a[data-open]`, { timeout: LIMIT });
+  begin('reject another pending device');
+  const unwanted = env('TETHER_REJECT_DEVICE');
+  await page.click(`button[data-reject="${unwanted}"]`, { timeout: LIMIT });
+  await page.waitForFunction((name) => {
+    const row = document.querySelector(`#devices tr[data-device="${name}"]`);
+    return row && row.children[2].textContent === 'rejected' && !row.querySelector('button');
+  }, unwanted, { timeout: LIMIT });
   await page.fill('#device-search', device);
   await page.waitForFunction((name) => {
     const rows = document.querySelectorAll('#devices tbody tr[data-device]');

@@ -1,10 +1,11 @@
-//! The web UI in real headless Chromium: a real hub (serving its embedded UI) and a real agent,
+//! The web UI in real headless Chromium: a real hub (serving its embedded UI) and real agents,
 //! driven by `web/tests/ui.e2e.mjs` (playwright-core with Debian's `/usr/bin/chromium`). The
-//! script logs in (after a wrong password), accepts the pending device, runs a terminal (echo,
-//! a window resize seen by `stty size`, vim), uploads and downloads a file, plays the recorded
-//! session, finds the terminal's audit event, checks that a cross-origin WebSocket upgrade and a
-//! request without the CSRF token are refused, that a logged-out page cannot reach the API, and
-//! that a refused second shell, an offline device and a revoked session get clear messages.
+//! script logs in (after a wrong password), accepts a pending device and rejects another, runs
+//! a terminal (echo, a window resize seen by `stty size`, vim, paste), watches it live from a
+//! second page, uploads (picked and dropped) and downloads files, plays the recorded session,
+//! filters and exports the audit log, checks that a cross-origin WebSocket upgrade and a request
+//! without the CSRF token are refused and that a logged-out page cannot reach the API, and that
+//! a refused second shell, an offline device and a revoked session get clear messages.
 //! Screenshots of the main pages land in `target/web-screenshots/`.
 //!
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
@@ -59,6 +60,8 @@ fn the_web_ui_drives_a_device_end_to_end() {
     );
     // Not accepted here: the browser accepts it. One shell at a time, so a second is refused.
     let agent = Agent::start(&hub, &agent_config);
+    // Another pending device, which the browser rejects.
+    let unwanted = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
     // An accepted device that has gone offline.
     let mut gone = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
     let cli = hub.user_cli("operator", true);
@@ -90,6 +93,7 @@ fn the_web_ui_drives_a_device_end_to_end() {
         .env("TETHER_UPLOAD_TEXT", &upload_text)
         .env("TETHER_SCREENSHOTS", &screenshots)
         .env("TETHER_OFFLINE_DEVICE", &gone.name)
+        .env("TETHER_REJECT_DEVICE", &unwanted.name)
         .env("CHROMIUM", &chromium);
     let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
     let started = Instant::now();
