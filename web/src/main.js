@@ -11,6 +11,7 @@ import { auditPage } from './pages/audit.js';
 import { recordingsPage } from './pages/recordings.js';
 import { playerPage } from './pages/player.js';
 import { watchPage } from './pages/watch.js';
+import { accountPage } from './pages/account.js';
 
 const pages = {
   devices: devicesPage,
@@ -19,6 +20,7 @@ const pages = {
   recordings: recordingsPage,
   play: playerPage,
   watch: watchPage,
+  account: accountPage,
 };
 
 const app = document.getElementById('app');
@@ -47,7 +49,7 @@ function route() {
     });
     return;
   }
-  document.getElementById('whoami').textContent = signedIn.name;
+  document.getElementById('whoami').replaceChildren(Object.assign(document.createElement('a'), { href: '#/account', textContent: signedIn.name }));
   for (const link of top.querySelectorAll('nav a')) {
     link.classList.toggle('active', link.getAttribute('href') === `#/${name}`);
   }

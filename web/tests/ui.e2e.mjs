@@ -283,6 +283,22 @@ try {
   if (!/offline/.test(why)) throw new Error(`unexpected message for an offline device: ${why}`);
   await page.waitForSelector('#connect:text("Reconnect")', { timeout: LIMIT });
 
+  begin('create an access token, use it as a bearer token, revoke it');
+  await page.goto(`${url}/#/account`);
+  await page.fill('#token-name', 'ci-script');
+  await page.click('button:text("Create token")');
+  const secret = (await (await page.waitForSelector('#token-secret', { timeout: LIMIT })).textContent()).trim();
+  if (!secret.startsWith('ttp_')) throw new Error(`unexpected token ${secret.slice(0, 6)}…`);
+  const bearer = (token) => new Promise((resolve, reject) => {
+    https.get(`${url}/api/management/v1/devices`, { rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}` } },
+      (response) => { response.resume(); resolve(response.statusCode); }).on('error', reject);
+  });
+  if (await bearer(secret) !== 200) throw new Error('the new token does not list devices');
+  await page.click('#tokens tr[data-token="ci-script"] button:text("Revoke")');
+  await page.waitForFunction(() => /revoked/.test(document.querySelector('#tokens tr[data-token="ci-script"]')?.textContent || ''), null, { timeout: LIMIT });
+  if (await bearer(secret) !== 401) throw new Error('the revoked token still works');
+  await shot('account');
+
   begin('a state change without the CSRF token is refused');
   const forged = await page.evaluate(() => fetch('/api/management/v1/auth/web/logout', { method: 'POST' }).then((r) => r.status));
   if (forged !== 403) throw new Error(`a POST without the CSRF token got ${forged}, expected 403`);
