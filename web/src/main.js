@@ -12,6 +12,7 @@ import { recordingsPage } from './pages/recordings.js';
 import { playerPage } from './pages/player.js';
 import { watchPage } from './pages/watch.js';
 import { accountPage } from './pages/account.js';
+import { usersPage } from './pages/users.js';
 
 const pages = {
   devices: devicesPage,
@@ -21,6 +22,7 @@ const pages = {
   play: playerPage,
   watch: watchPage,
   account: accountPage,
+  users: usersPage,
 };
 
 const app = document.getElementById('app');
@@ -49,6 +51,7 @@ function route() {
     });
     return;
   }
+  document.getElementById('users-link').hidden = !signedIn.admin;
   document.getElementById('whoami').replaceChildren(Object.assign(document.createElement('a'), { href: '#/account', textContent: signedIn.name }));
   for (const link of top.querySelectorAll('nav a')) {
     link.classList.toggle('active', link.getAttribute('href') === `#/${name}`);

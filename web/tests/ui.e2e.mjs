@@ -299,6 +299,15 @@ try {
   if (await bearer(secret) !== 401) throw new Error('the revoked token still works');
   await shot('account');
 
+  begin('create a user and disable it');
+  await page.goto(`${url}/#/users`);
+  await page.fill('#user-name', 'bob');
+  await page.fill('#user-password', 'bob-correct-horse-battery');
+  await page.click('button:text("Create user")');
+  await page.click('#users tr[data-user="bob"] button:text("Disable")', { timeout: LIMIT });
+  await page.waitForFunction(() => /disabled/.test(document.querySelector('#users tr[data-user="bob"]')?.textContent || ''), null, { timeout: LIMIT });
+  await shot('users');
+
   begin('a state change without the CSRF token is refused');
   const forged = await page.evaluate(() => fetch('/api/management/v1/auth/web/logout', { method: 'POST' }).then((r) => r.status));
   if (forged !== 403) throw new Error(`a POST without the CSRF token got ${forged}, expected 403`);

@@ -3,11 +3,11 @@
 //! script logs in (after a wrong password), accepts a pending device and rejects another, runs
 //! a terminal (echo, a window resize seen by `stty size`, vim, paste), watches it live from a
 //! second page, uploads (picked and dropped) and downloads files, plays the recorded session,
-//! filters and exports the audit log, creates, uses and revokes an access token; it checks that
-//! a cross-origin WebSocket upgrade and a request without the CSRF token are refused, that a
-//! logged-out page cannot reach the API, and that a refused second shell, an offline device and
-//! a revoked session get clear messages. Screenshots of the main pages land in
-//! `target/web-screenshots/`.
+//! filters and exports the audit log, creates, uses and revokes an access token, creates and
+//! disables a user; it checks that a cross-origin WebSocket upgrade and a request without the
+//! CSRF token are refused, that a logged-out page cannot reach the API, and that a refused
+//! second shell, an offline device and a revoked session get clear messages. Screenshots of the
+//! main pages land in `target/web-screenshots/`.
 //!
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
 //! `npm run build`; `scripts/test` provides all of them.
@@ -128,7 +128,7 @@ fn the_web_ui_drives_a_device_end_to_end() {
     let dropped = std::fs::read_to_string(root.join("web-dropped.txt")).expect("the dropped file");
     assert_eq!(dropped, format!("dropped-{upload_text}"));
     for page in [
-        "login", "devices", "terminal", "watch", "device", "player", "audit", "account",
+        "login", "devices", "terminal", "watch", "device", "player", "audit", "account", "users",
     ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
