@@ -276,6 +276,8 @@ fn every_endpoint_answers_each_role_as_the_permission_table_says() {
         call("POST", format!("{devices}/{device}/accept"), "", ADMINS),
         call("POST", format!("{devices}/{device}/reject"), "", ADMINS),
         call("DELETE", format!("{devices}/{device}"), "", ADMINS),
+        // Browser sessions go by cookie only: a bearer token (of any role) opens none.
+        call("GET", format!("{management}/auth/web/session"), "", &[]),
         call("POST", format!("{management}/auth/password"), "", ALL),
         call("POST", format!("{management}/auth/logout"), "", ALL),
     ];
@@ -315,6 +317,20 @@ fn every_endpoint_answers_each_role_as_the_permission_table_says() {
         "the permission table does not hold:\n{}",
         failures.join("\n")
     );
+    // The browser's logout ends the caller's own session, like /auth/logout, for every role.
+    let web_logout = call("POST", format!("{management}/auth/web/logout"), "", ALL);
+    for role in ROLES {
+        let cli = hub.cli();
+        cli.login(role, &format!("pw-{role}-correct-horse"));
+        let (status, body) = send(hub, &web_logout, &cli.token());
+        assert!(!refused(status), "web logout as {role}: HTTP {status}: {body}");
+        let (status, _) = send(
+            hub,
+            &call("GET", format!("{management}/tokens"), "", ALL),
+            &cli.token(),
+        );
+        assert_eq!(status, 401, "the session ended");
+    }
 }
 
 /// An operator of group A (tag:site-a): everything on A's device, nothing on B's.

@@ -262,7 +262,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     Some(token.trim())
 }
 
-/// Extracts an authenticated *user* from `Authorization: Bearer <session token>`.
+/// Extracts an authenticated *user* from `Authorization: Bearer <session token>` (or a browser's
+/// session cookie, see [`crate::web_session`]).
 pub struct UserCaller(pub Principal);
 
 impl FromRequestParts<AppState> for UserCaller {
@@ -270,7 +271,12 @@ impl FromRequestParts<AppState> for UserCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
-        let token = bearer_token(&parts.headers);
+        // Browsers authenticate with a cookie instead (checked for CSRF and Origin there).
+        let from_cookie = match bearer_token(&parts.headers) {
+            Some(_) => None,
+            None => crate::web_session::cookie_session(parts)?,
+        };
+        let token = bearer_token(&parts.headers).or(from_cookie.as_deref());
         if let Some(token) = token
             && let Some(principal) = principal_for_token(state, token).await?
         {

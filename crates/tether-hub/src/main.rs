@@ -30,6 +30,8 @@ mod two_factor;
 mod two_factor_api;
 mod user_session;
 mod users_api;
+mod web_assets;
+mod web_session;
 
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 

@@ -16,6 +16,7 @@ use crate::{
     auth::{Action, Credential, Principal, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
     passwords,
+    roles::Scope,
     state::AppState,
     store::{DeviceRecord, DeviceStatus, now_millis},
     tokens::{hash_token, new_session_token},
@@ -179,9 +180,31 @@ fn device_json(device: DeviceRecord, online: bool) -> api::Device {
     }
 }
 
+/// Largest page of devices one request may ask for.
+const MAX_DEVICE_PAGE: usize = 1000;
+
 #[derive(Deserialize)]
 pub struct DeviceFilter {
     status: Option<String>,
+    /// Case-insensitive text to find in the name, id, agent version or identity.
+    search: Option<String>,
+    /// Only online (`true`) or offline (`false`) devices.
+    online: Option<bool>,
+    /// Pagination: without `limit`, every matching device (what the CLI asks for).
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+fn matches_search(device: &DeviceRecord, needle: &str) -> bool {
+    [
+        device.name.as_str(),
+        device.id.as_str(),
+        device.agent_version.as_deref().unwrap_or(""),
+        device.identity.as_str(),
+    ]
+    .iter()
+    .any(|field| field.to_lowercase().contains(needle))
 }
 
 pub async fn list_devices(
@@ -198,17 +221,58 @@ pub async fn list_devices(
         })?),
     };
     let online = state.router.online_devices().await;
-    let devices = state.store.devices(status).await?;
-    // Each user sees the devices they hold view_devices on (their groups).
-    let devices = devices
+    let needle = filter.search.unwrap_or_default().trim().to_lowercase();
+    // A page without the online filter is cut by the database (the web UI's common case), when
+    // the caller sees every device; a user of some groups gets theirs filtered here.
+    let sees_all = matches!(&principal, Principal::User { grants, .. }
+        if grants.allow_on_scope(Action::ViewDevices, &Scope::AllDevices, now_millis()) && !grants.two_factor_pending);
+    if let (Some(limit), None, true) = (filter.limit, filter.online, sees_all) {
+        let limit = limit.clamp(1, MAX_DEVICE_PAGE) as i64;
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        let (page, total) = state.store.devices_page(status, &needle, offset, limit).await?;
+        let devices = page
+            .into_iter()
+            .map(|d| {
+                let is_online = online.contains(&d.id);
+                device_json(d, is_online)
+            })
+            .collect();
+        return Ok(Json(api::DeviceList {
+            devices,
+            total: Some(total as u64),
+        }));
+    }
+    // Online-ness lives in the router, not the database: that filter (and the CLI's whole
+    // list) is applied here, still cutting the page before any JSON is built.
+    let matching: Vec<DeviceRecord> = state
+        .store
+        .devices(status)
+        .await?
         .into_iter()
+        // Each user sees the devices they hold view_devices on (their groups).
         .filter(|d| authorize_quietly(&principal, Action::ViewDevices, d))
+        .filter(|d| needle.is_empty() || matches_search(d, &needle))
+        .filter(|d| {
+            filter
+                .online
+                .is_none_or(|wanted| online.contains(&d.id) == wanted)
+        })
+        .collect();
+    let total = matching.len();
+    let limit = filter.limit.map_or(total, |limit| limit.min(MAX_DEVICE_PAGE));
+    let devices = matching
+        .into_iter()
+        .skip(filter.offset)
+        .take(limit)
         .map(|d| {
             let is_online = online.contains(&d.id);
             device_json(d, is_online)
         })
         .collect();
-    Ok(Json(api::DeviceList { devices }))
+    Ok(Json(api::DeviceList {
+        devices,
+        total: Some(total as u64),
+    }))
 }
 
 /// Loads a device the caller may manage.
@@ -300,4 +364,61 @@ pub async fn remove_device(
         .await;
     tracing::info!("{} removed device {} ({id})", principal.describe(), device.name);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{DeviceRecord, DeviceStatus, Store};
+
+    fn device(n: usize, status: DeviceStatus) -> DeviceRecord {
+        DeviceRecord {
+            id: format!("id-{n:02}"),
+            public_key: format!("key-{n:02}"),
+            identity: format!(
+                "{{\"hostname\":\"host-{n:02}\",\"site\":\"{}\"}}",
+                if n.is_multiple_of(2) { "Plant_A" } else { "plantXA" }
+            ),
+            name: format!("device-{n:02}"),
+            status,
+            agent_version: Some("0.1.0".into()),
+            created_at: 0,
+            last_seen_at: None,
+            tags: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_database_cuts_pages_searches_and_filters() {
+        let directory = std::env::temp_dir().join(format!("tether-device-page-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let store = Store::open_sqlite(&directory.join("hub.db")).await.unwrap();
+        for n in 0..30 {
+            let status = if n < 10 {
+                DeviceStatus::Pending
+            } else {
+                DeviceStatus::Accepted
+            };
+            store.insert_device(&device(n, status)).await.unwrap();
+        }
+        let (page, total) = store.devices_page(None, "", 25, 10).await.unwrap();
+        assert_eq!(total, 30);
+        let names: Vec<_> = page.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["device-25", "device-26", "device-27", "device-28", "device-29"]
+        );
+        let (page, total) = store
+            .devices_page(Some(DeviceStatus::Pending), "", 0, 3)
+            .await
+            .unwrap();
+        assert_eq!((page.len(), total), (3, 10));
+        // Case-insensitive, over the identity; `_` is a character, not a wildcard.
+        let (_, total) = store.devices_page(None, "plant_a", 0, 50).await.unwrap();
+        assert_eq!(total, 15);
+        let (page, total) = store.devices_page(None, "DEVICE-07", 0, 50).await.unwrap();
+        assert_eq!((page[0].id.as_str(), total), ("id-07", 1));
+        let (_, total) = store.devices_page(None, "100%", 0, 50).await.unwrap();
+        assert_eq!(total, 0);
+        std::fs::remove_dir_all(&directory).ok();
+    }
 }

@@ -16,7 +16,8 @@ use tower::ServiceExt as _;
 
 use crate::{
     access_api, audit_api, device_auth, device_connection, file_api, management, roles_api,
-    secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api,
+    secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api, web_assets,
+    web_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -30,6 +31,9 @@ pub fn routes(state: AppState) -> Router {
         .route(auth::DEVICE_CONNECT_PATH, get(device_connection::connect))
         .route(api::LOGIN_PATH, post(management::login))
         .route(api::LOGOUT_PATH, post(management::logout))
+        .route("/api/management/v1/auth/web/login", post(web_session::login))
+        .route("/api/management/v1/auth/web/logout", post(web_session::logout))
+        .route("/api/management/v1/auth/web/session", get(web_session::session))
         .route(api::DEVICES_PATH, get(management::list_devices))
         .route(
             &format!("{}/{{id}}", api::DEVICES_PATH),
@@ -143,6 +147,7 @@ pub fn routes(state: AppState) -> Router {
             "/api/management/v1/settings/two-factor",
             get(two_factor_api::setting).put(two_factor_api::set_setting),
         )
+        .fallback(web_assets::serve)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }

@@ -330,6 +330,51 @@ impl Store {
         Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
     }
 
+    /// One page of devices (by name) with `status` (any when `None`) whose name, id, agent
+    /// version or identity contains `search` (case-insensitive; any when empty), and how many
+    /// match in all. The database cuts the page, so a fleet of 10,000 costs one page.
+    pub async fn devices_page(
+        &self,
+        status: Option<DeviceStatus>,
+        search: &str,
+        offset: i64,
+        limit: i64,
+    ) -> anyhow::Result<(Vec<DeviceRecord>, i64)> {
+        macro_rules! matching {
+            () => {
+                "WHERE ($1 = '' OR status = $1) AND ($2 = '%%' OR lower(name) LIKE $2 ESCAPE '\\' \
+                 OR lower(id) LIKE $2 ESCAPE '\\' OR lower(COALESCE(agent_version, '')) LIKE $2 ESCAPE '\\' \
+                 OR lower(identity) LIKE $2 ESCAPE '\\')"
+            };
+        }
+        let status = status.map(|s| s.as_str()).unwrap_or("");
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        let total: i64 = sqlx::query(concat!("SELECT COUNT(*) AS n FROM devices ", matching!()))
+            .bind(status)
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let rows = sqlx::query(concat!(
+            device_select!(""),
+            matching!(),
+            " ORDER BY name, id LIMIT $3 OFFSET $4"
+        ))
+        .bind(status)
+        .bind(&pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let devices = rows.iter().map(device_from_row).collect::<Result<_, _>>()?;
+        Ok((devices, total))
+    }
+
     pub async fn insert_device(&self, device: &DeviceRecord) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO devices (id, public_key, identity, name, status, agent_version, created_at, updated_at) \

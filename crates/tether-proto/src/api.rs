@@ -62,6 +62,9 @@ pub struct Device {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceList {
     pub devices: Vec<Device>,
+    /// How many devices matched the filters, before `offset` and `limit` cut the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// Every error response of the API.

@@ -1,0 +1,138 @@
+//! The web UI in real headless Chromium: a real hub (serving its embedded UI) and real agents,
+//! driven by `web/tests/ui.e2e.mjs` (playwright-core with Debian's `/usr/bin/chromium`). The
+//! script logs in (after a wrong password), accepts a pending device and rejects another, runs
+//! a terminal (echo, a window resize seen by `stty size`, vim, paste), watches it live from a
+//! second page, uploads (picked and dropped) and downloads files, plays the recorded session,
+//! filters and exports the audit log, creates, uses and revokes an access token, creates and
+//! disables a user; it checks that a cross-origin WebSocket upgrade and a request without the
+//! CSRF token are refused, that a logged-out page cannot reach the API, and that a refused
+//! second shell, an offline device and a revoked session get clear messages. Screenshots of the
+//! main pages land in `target/web-screenshots/`.
+//!
+//! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
+//! `npm run build`; `scripts/test` provides all of them.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use tether_e2e::{
+    Agent, Hub, Proc, WAIT,
+    peers::{sha256_file, write_deterministic_file},
+    wait_for,
+};
+
+/// Give-up limit for the whole browser script on a loaded 2-core machine.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
+}
+
+#[test]
+fn the_web_ui_drives_a_device_end_to_end() {
+    let web = web_dir();
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `npm ci` in web/ (scripts/test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install the Debian package `chromium` (scripts/test does)"
+    );
+
+    let hub = Hub::start_default();
+    let password = "pw-web-correct-horse-battery";
+    hub.add_user("webadmin", true, password);
+    let device_tmp = tempfile::Builder::new()
+        .prefix("tether-e2e-web-")
+        .tempdir()
+        .expect("temp dir");
+    let root = device_tmp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let download = root.join("from-device.bin");
+    write_deterministic_file(&download, 7, 300_000);
+    let agent_config = format!(
+        "[terminal]\nshell = \"/bin/bash\"\nmax_sessions = 1\n\n[file_transfer]\nenabled = true\nroots = [{:?}]\n",
+        root.display().to_string()
+    );
+    // Not accepted here: the browser accepts it. One shell at a time, so a second is refused.
+    let agent = Agent::start(&hub, &agent_config);
+    // Another pending device, which the browser rejects.
+    let unwanted = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    // An accepted device that has gone offline.
+    let mut gone = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    let cli = hub.user_cli("operator", true);
+    cli.accept(&gone.name);
+    gone.kill();
+    wait_for("the stopped agent to be offline", WAIT, || {
+        cli.devices()
+            .iter()
+            .any(|d| d.name == gone.name && !d.online)
+            .then_some(())
+    });
+    let upload_text = format!("uploaded-through-the-browser-{}", std::process::id());
+    let screenshots = tether_e2e::bin_dir()
+        .parent()
+        .expect("target dir")
+        .join("web-screenshots");
+
+    let mut command = Command::new("node");
+    command
+        .arg(web.join("tests/ui.e2e.mjs"))
+        .current_dir(&web)
+        .env("TETHER_URL", &hub.url)
+        .env("TETHER_USER", "webadmin")
+        .env("TETHER_PASSWORD", password)
+        .env("TETHER_DEVICE", &agent.name)
+        .env("TETHER_DEVICE_ROOT", &root)
+        .env("TETHER_DOWNLOAD", &download)
+        .env("TETHER_DOWNLOAD_SHA256", sha256_file(&download))
+        .env("TETHER_UPLOAD_TEXT", &upload_text)
+        .env("TETHER_SCREENSHOTS", &screenshots)
+        .env("TETHER_OFFLINE_DEVICE", &gone.name)
+        .env("TETHER_REJECT_DEVICE", &unwanted.name)
+        .env("CHROMIUM", &chromium);
+    let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = script.try_wait() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_LIMIT {
+            script.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let report = || {
+        format!(
+            "browser script output:\n{}\n{}\nhub log:\n{}",
+            script.stdout(),
+            script.stderr(),
+            hub.log()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the browser script failed ({status:?}); {}",
+        report()
+    );
+
+    // The upload really reached the device's disk.
+    let uploaded = std::fs::read_to_string(root.join("web-upload.txt")).expect("the uploaded file");
+    assert_eq!(uploaded, upload_text);
+    let dropped = std::fs::read_to_string(root.join("web-dropped.txt")).expect("the dropped file");
+    assert_eq!(dropped, format!("dropped-{upload_text}"));
+    for page in [
+        "login", "devices", "terminal", "watch", "device", "player", "audit", "account", "users",
+    ] {
+        assert!(
+            screenshots.join(format!("{page}.png")).is_file(),
+            "screenshot of {page} missing"
+        );
+    }
+}

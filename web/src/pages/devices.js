@@ -1,0 +1,100 @@
+// Devices: server-side search, filters and pagination (the hub cuts the page, so a fleet of
+// 10,000 stays fast), online status, last seen, agent version, identity tags; pending devices
+// are accepted or rejected here.
+
+import { get, post, user } from '../api.js';
+import { ago, debounce, h } from '../dom.js';
+
+const PAGE = 50;
+
+function tags(device) {
+  const identity = device.identity || {};
+  return Object.entries(identity).map(([key, value]) => h('span', { class: 'tag' }, `${key}=${value}`));
+}
+
+export function devicesPage(container) {
+  let offset = 0;
+  const search = h('input', { type: 'search', id: 'device-search', placeholder: 'Search name, id, version, tags' });
+  const status = h('select', { id: 'device-status' },
+    h('option', { value: '' }, 'any status'),
+    h('option', { value: 'accepted' }, 'accepted'),
+    h('option', { value: 'pending' }, 'pending'),
+    h('option', { value: 'rejected' }, 'rejected'));
+  const online = h('select', { id: 'device-online' },
+    h('option', { value: '' }, 'online or offline'),
+    h('option', { value: 'true' }, 'online'),
+    h('option', { value: 'false' }, 'offline'));
+  const body = h('tbody');
+  const summary = h('span', { id: 'device-count' });
+  const previous = h('button', { type: 'button', onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, '‹ Previous');
+  const next = h('button', { type: 'button', onclick: () => { offset += PAGE; load(); } }, 'Next ›');
+  const error = h('p', { class: 'error' });
+  const admin = user() && user().admin;
+
+  async function decide(device, verdict) {
+    try {
+      await post(`devices/${encodeURIComponent(device.id)}/${verdict}`);
+      load();
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  }
+
+  function row(device) {
+    const actions = [];
+    if (device.status === 'pending' && admin) {
+      actions.push(h('button', { type: 'button', class: 'small primary', dataset: { accept: device.name }, onclick: () => decide(device, 'accept') }, 'Accept'));
+      actions.push(h('button', { type: 'button', class: 'small', dataset: { reject: device.name }, onclick: () => decide(device, 'reject') }, 'Reject'));
+    }
+    if (device.status === 'accepted') {
+      actions.push(h('a', { class: 'button small', href: `#/device/${encodeURIComponent(device.id)}`, dataset: { open: device.name } }, 'Open'));
+    }
+    return h('tr', { dataset: { device: device.name } },
+      h('td', {}, device.online ? h('span', { class: 'online' }, '● online') : h('span', { class: 'offline' }, '○ offline')),
+      h('td', {}, device.status === 'accepted'
+        ? h('a', { href: `#/device/${encodeURIComponent(device.id)}` }, device.name)
+        : device.name, h('div', { class: 'notice' }, device.id.slice(0, 12))),
+      h('td', {}, device.status),
+      h('td', {}, ago(device.last_seen_at)),
+      h('td', {}, device.agent_version || '—'),
+      h('td', {}, tags(device)),
+      h('td', {}, actions));
+  }
+
+  async function load() {
+    const query = new URLSearchParams({ offset, limit: PAGE });
+    if (search.value.trim()) query.set('search', search.value.trim());
+    if (status.value) query.set('status', status.value);
+    if (online.value) query.set('online', online.value);
+    try {
+      const list = await get(`devices?${query}`);
+      error.textContent = '';
+      const total = list.total ?? list.devices.length;
+      body.replaceChildren(...list.devices.map(row));
+      if (!list.devices.length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'notice' }, 'No devices match.')));
+      summary.textContent = total ? `${offset + 1}–${offset + list.devices.length} of ${total}` : '0 devices';
+      previous.disabled = offset === 0;
+      next.disabled = offset + PAGE >= total;
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  }
+
+  const reload = debounce(() => { offset = 0; load(); }, 250);
+  search.addEventListener('input', reload);
+  status.addEventListener('change', reload);
+  online.addEventListener('change', reload);
+
+  container.append(
+    h('h1', {}, 'Devices'),
+    h('div', { class: 'toolbar' }, search, status, online,
+      h('button', { type: 'button', onclick: load }, 'Refresh')),
+    error,
+    h('table', { id: 'devices' },
+      h('thead', {}, h('tr', {}, ['Status', 'Name', 'Admission', 'Last seen', 'Agent', 'Tags', ''].map((t) => h('th', {}, t)))),
+      body),
+    h('div', { class: 'pager' }, previous, next, summary));
+  load();
+  const timer = setInterval(load, 10000);
+  return () => clearInterval(timer);
+}
