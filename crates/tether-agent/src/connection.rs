@@ -233,7 +233,10 @@ impl Agent {
             _ = requested(shutdown) => Outcome::Shutdown,
         };
         sessions.return_bulk(bulk);
-        let shells = sessions.end_all();
+        let shells = match outcome {
+            Outcome::Shutdown => sessions.end_all(),
+            _ => sessions.detach_all(),
+        };
         if let Outcome::Shutdown = outcome {
             tracing::info!("shutting down");
             let reaped = futures_util::future::join_all(shells);

@@ -13,10 +13,12 @@ mod config;
 mod connection;
 mod file_transfer;
 mod identity;
+mod output_buffer;
 mod port_forward;
 mod sessions;
 mod settings;
 mod shell;
+mod shell_stream;
 mod shell_task;
 mod state;
 

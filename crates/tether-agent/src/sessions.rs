@@ -1,10 +1,11 @@
 //! The session table: what the hub asked for, per session id. Decodes every inbound message,
 //! answers the control protocol, enforces the shell limits and routes input to running shells.
 //!
-//! The table outlives a single WebSocket connection (the caller ends the shells when a
-//! connection drops); keeping shells across a short drop would only change `end_all`'s caller.
+//! The table outlives a single WebSocket connection. When one drops, version-2 interactive shells
+//! are detached and kept for the grace period (`terminal.grace_period_secs`), to be resumed by the
+//! hub from the offset it last relayed; everything else ends.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tether_proto::{
     Envelope, Error as ProtoError,
@@ -20,6 +21,7 @@ use crate::{
     file_transfer::{self, FileTransfers},
     port_forward::PortForwards,
     shell,
+    shell_stream::{Destination, ShellStream},
     shell_task::{self, Input, Limits, Output, ShellHandle},
 };
 
@@ -256,6 +258,44 @@ impl Sessions {
             }
             Shell::Ping { .. } => self.send(Shell::Pong.to_envelope(&sid)).await,
             Shell::Pong => {}
+            Shell::Detach => {
+                if let Some(shell) = self.shells.get(&sid).filter(|shell| shell.is_resumable()) {
+                    tracing::info!("session {sid}: detached; the shell is kept for resuming");
+                    shell.detach();
+                }
+            }
+            Shell::Resume { offset } => self.resume(&sid, offset).await,
+        }
+    }
+
+    /// Resumes a kept shell from `offset`: the answer (`new`) goes out before the replay.
+    async fn resume(&mut self, sid: &str, offset: u64) {
+        let shell = self
+            .shells
+            .get(sid)
+            .filter(|shell| shell.is_running() && shell.is_resumable());
+        let (status, text) = match shell {
+            Some(_) => (status::NORMAL, "Shell resumed".to_owned()),
+            None => (
+                status::ERROR,
+                "no shell to resume: it is gone (it ended, the agent restarted, or the grace period \
+                 ran out)"
+                    .to_owned(),
+            ),
+        };
+        let user_id = shell.map(|shell| shell.user_id.clone());
+        let answer = Shell::New {
+            user_id,
+            width: None,
+            height: None,
+            command: None,
+            status: Some(status),
+            text: text.into_bytes(),
+        };
+        self.send(answer.to_envelope(sid)).await;
+        if let Some(shell) = self.shells.get(sid).filter(|_| status == status::NORMAL) {
+            tracing::info!("session {sid}: resumed from output offset {offset}");
+            shell.resume(offset);
         }
     }
 
@@ -298,14 +338,24 @@ impl Sessions {
                 terminal.max_sessions_per_user
             ));
         }
+        let resumable =
+            session_version >= version::TETHER && command.is_none() && terminal.grace_period_secs > 0;
+        let stream = ShellStream::new(
+            terminal.output_buffer_bytes,
+            resumable,
+            Duration::from_secs(terminal.grace_period_secs),
+        );
         let output = Output {
-            sid: sid.to_owned(),
-            outbound: self.outbound.clone(),
-            chunk: if session_version >= version::TETHER {
-                VERSION_2_CHUNK
-            } else {
-                VERSION_1_CHUNK
+            destination: Destination {
+                sid: sid.to_owned(),
+                outbound: self.outbound.clone(),
+                chunk: if session_version >= version::TETHER {
+                    VERSION_2_CHUNK
+                } else {
+                    VERSION_1_CHUNK
+                },
             },
+            stream: Arc::new(stream),
         };
         let limits = Limits::from_secs(terminal.idle_timeout_secs, terminal.max_duration_secs);
         let handle = match command {
@@ -346,8 +396,37 @@ impl Sessions {
         self.versions.insert(sid.to_owned(), chosen);
     }
 
-    /// Ends every shell (the connection is gone); returns their tasks, which finish once the
-    /// shells are reaped.
+    /// The connection is gone: resumable shells are detached and kept, everything else ends.
+    /// Returns the tasks of the ended shells, which finish once the shells are reaped.
+    pub fn detach_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.port_forwards.close_all();
+        if let Some(files) = self.file_transfers.as_mut() {
+            files.end_all();
+        }
+        let (kept, ended): (HashMap<_, _>, HashMap<_, _>) = self
+            .shells
+            .drain()
+            .partition(|(_, shell)| shell.is_running() && shell.is_resumable());
+        for shell in kept.values() {
+            shell.detach();
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                "keeping {} shell(s) for {} s, to be resumed (terminal.grace_period_secs)",
+                kept.len(),
+                self.terminal.grace_period_secs
+            );
+        }
+        self.versions.retain(|sid, _| kept.contains_key(sid));
+        self.shells = kept;
+        let running = ended.values().filter(|shell| shell.is_running()).count();
+        if running > 0 {
+            tracing::info!("ending {running} shell(s)");
+        }
+        ended.into_values().map(|shell| shell.stop()).collect()
+    }
+
+    /// Ends every shell (shutdown); returns their tasks, which finish once the shells are reaped.
     pub fn end_all(&mut self) -> Vec<JoinHandle<()>> {
         self.versions.clear();
         self.port_forwards.close_all();

@@ -31,6 +31,8 @@ struct Faults {
     drop_after: AtomicU64,
     /// Stop forwarding (without closing) while set.
     blackhole: AtomicBool,
+    /// Close new connections at once while set (with `cut_all`: the link is down).
+    refuse: AtomicBool,
     /// Bytes per second per connection and direction; 0 = unlimited.
     throttle: AtomicU64,
     /// Milliseconds to hold every chunk before forwarding it.
@@ -82,6 +84,10 @@ impl FaultProxy {
                         continue;
                     };
                     faults.accepted.fetch_add(1, Ordering::SeqCst);
+                    if faults.refuse.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
                     let faults = Arc::clone(&faults);
                     let wake = wake.subscribe();
                     let task = tokio::spawn(async move {
@@ -145,6 +151,14 @@ impl FaultProxy {
             handle.abort();
         }
         self.faults.dropped.fetch_add(live, Ordering::SeqCst);
+    }
+
+    /// Takes the link down (every connection cut, new ones closed at once) or brings it back up.
+    pub fn link_down(&self, down: bool) {
+        self.faults.refuse.store(down, Ordering::SeqCst);
+        if down {
+            self.cut_all();
+        }
     }
 
     /// Closes each connection once `bytes` (both directions together) went through it;

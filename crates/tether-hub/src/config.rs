@@ -46,6 +46,10 @@ pub struct HubConfig {
     /// Recordings of sessions that ended more than this many days ago are deleted (0 = keep
     /// for ever). Their audit events stay.
     pub recording_retention_days: u64,
+    /// How long the hub keeps a terminal whose operator or device leg dropped, waiting for it to
+    /// come back, and lists it as detached (the agent's `terminal.grace_period_secs` decides
+    /// whether the shell is still there; keep the two alike).
+    pub terminal_grace_period_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -67,6 +71,7 @@ impl Default for HubConfig {
             record_input: false,
             record_sessions: true,
             recording_retention_days: 0,
+            terminal_grace_period_secs: 300,
         }
     }
 }
@@ -89,6 +94,7 @@ const KEYS: &[&str] = &[
     "record_input",
     "record_sessions",
     "recording_retention_days",
+    "terminal_grace_period_secs",
 ];
 
 impl HubConfig {

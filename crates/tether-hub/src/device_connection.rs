@@ -241,8 +241,29 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
         return true;
     }
     let ends_session = matches!(envelope.typ.as_str(), "stop" | "close" | "error");
+    let shell_stop = envelope.proto == protocol::SHELL && envelope.typ == "stop";
     let sid = envelope.sid.clone();
-    if state.router.deliver(&device.id, envelope).await || ends_session {
+    if state.router.deliver(&device.id, envelope).await {
+        return true;
+    }
+    if shell_stop {
+        // A detached shell ended on the device (its grace period ran out, or it exited).
+        if let Err(error) = state
+            .store
+            .end_resumable_session(&sid, crate::store::now_millis())
+            .await
+        {
+            tracing::warn!("session {sid}: {error:#}");
+        }
+    }
+    if ends_session {
+        return true;
+    }
+    // Output in flight when its operator detached: the device keeps the shell for a re-attach.
+    if let Ok(Some(session)) = state.store.resumable_session(&sid).await
+        && session.device_id == device.id
+        && session.ended_at.is_none()
+    {
         return true;
     }
     // The device talks in a session the hub no longer has (the user left, the hub restarted):

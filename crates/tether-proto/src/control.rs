@@ -25,6 +25,13 @@ pub enum Control {
     Error(ErrorBody),
 }
 
+/// Tether's own `code` values of a control `error` (1000 and above).
+pub mod code {
+    /// Not an error, a state (`close` false): the device's leg dropped under a resumable
+    /// terminal and the hub waits for the device to come back (a client shows "reconnecting…").
+    pub const RECONNECTING: i64 = 1100;
+}
+
 /// The body of a control `error` (also used by file transfer and port forward errors).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ErrorBody {
