@@ -44,7 +44,7 @@ impl Default for Config {
             hub_fingerprint: None,
             data_dir: None,
             provisioning_key: None,
-            keepalive_interval_secs: 25,
+            keepalive_interval_secs: 90,
             reconnect_max_delay_secs: 60,
             identity: None,
             terminal: TerminalConfig::default(),
@@ -239,7 +239,7 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config, Config::default());
         assert!(config.hubs.is_empty());
-        assert_eq!(config.keepalive_interval_secs, 25);
+        assert_eq!(config.keepalive_interval_secs, 90);
         assert_eq!(config.reconnect_max_delay_secs, 60);
         assert!(config.identity.is_none());
         let terminal = &config.terminal;

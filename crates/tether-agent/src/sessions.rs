@@ -320,6 +320,8 @@ impl Sessions {
         if self.shells.contains_key(sid) {
             return Err("a shell is already running in this session".into());
         }
+        self.make_room_for(user_id);
+        let terminal = &self.terminal;
         if self.shells.len() >= terminal.max_sessions {
             return Err(format!(
                 "too many shells: limit of {} shells on this device reached (terminal.max_sessions)",
@@ -374,6 +376,40 @@ impl Sessions {
         };
         self.shells.insert(sid.to_owned(), handle);
         Ok(())
+    }
+
+    /// A user is never locked out by their own dead sessions: at a limit, the user's shell
+    /// detached the longest is ended to make room (other users' shells are never touched).
+    fn make_room_for(&mut self, user_id: &str) {
+        let for_user = |shells: &HashMap<String, ShellHandle>| {
+            shells.values().filter(|shell| shell.user_id == user_id).count()
+        };
+        let full = self.shells.len() >= self.terminal.max_sessions
+            || for_user(&self.shells) >= self.terminal.max_sessions_per_user;
+        if !full {
+            return;
+        }
+        let oldest = self
+            .shells
+            .iter()
+            .filter(|(_, shell)| shell.user_id == user_id)
+            .filter_map(|(sid, shell)| shell.detached_since().map(|since| (since, sid.clone())))
+            .min();
+        if let Some((_, sid)) = oldest
+            && let Some(shell) = self.shells.remove(&sid)
+        {
+            tracing::info!("ending detached shell {sid} of user {user_id:?} to make room for a new one");
+            self.versions.remove(&sid);
+            shell.stop();
+            // So that the hub stops offering it for re-attaching.
+            let stop = Shell::Stop {
+                user_id: Some(user_id.to_owned()),
+                status: Some(status::ERROR),
+                text: b"ended to make room for a new shell of the same user".to_vec(),
+                exit_status: None,
+            };
+            let _ = self.outbound.try_send(stop.to_envelope(&sid));
+        }
     }
 
     fn input(&mut self, sid: &str, input: Input) {

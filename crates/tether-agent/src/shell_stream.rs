@@ -99,6 +99,11 @@ impl ShellStream {
         self.resumable
     }
 
+    /// Since when nobody watches (None while attached).
+    pub fn detached_since(&self) -> Option<Instant> {
+        self.lock().detached_since
+    }
+
     /// Appends output. While attached, waits until at most half the buffer is unsent, so that a
     /// fast shell is slowed down rather than losing output; while detached, never waits.
     pub async fn write(&self, data: &[u8]) {

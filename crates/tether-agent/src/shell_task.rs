@@ -68,6 +68,11 @@ impl ShellHandle {
         self.stream.is_resumable()
     }
 
+    /// Since when nobody watches this shell (None while attached).
+    pub fn detached_since(&self) -> Option<tokio::time::Instant> {
+        self.stream.detached_since()
+    }
+
     /// Nobody watches for now: buffer the output (within the grace period).
     pub fn detach(&self) {
         self.stream.detach();

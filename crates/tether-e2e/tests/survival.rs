@@ -1,7 +1,8 @@
 //! Sessions that survive unreliable networks and power loss: a terminal printing a numbered line
 //! every 100 ms keeps every line, exactly once and in order, through a 20 s cut of the device
 //! leg, a 20 s cut of the operator leg, a black-holed device leg and a hub restart, and takes
-//! typing after each; a terminal left behind is re-attached with `--attach`; an agent killed
+//! typing after each; a terminal left behind is listed, re-attached with `--attach` by its owner
+//! only, and never locks its owner out of a new one; an agent killed
 //! with SIGKILL whose state files are truncated starts and reconnects.
 
 use std::time::{Duration, Instant};
@@ -171,7 +172,8 @@ fn a_terminal_left_behind_is_listed_and_re_attached() {
     let admin = hub.cli();
     hub.add_user("root", true, "root-password-1");
     admin.login("root", "root-password-1");
-    let agent = Agent::start(&hub, "");
+    // One shell per user: a dead session of Bob's must not lock him out.
+    let agent = Agent::start(&hub, "[terminal]\nmax_sessions_per_user = 1\n");
     admin.accept(&agent.name);
     admin.wait_online(&agent.name);
     let bob = hub.cli();
@@ -220,6 +222,21 @@ fn a_terminal_left_behind_is_listed_and_re_attached() {
     again.expect("Connected to", RECOVERY);
     again.send("echo \"value=$secret\"\r");
     again.expect("value=kept-42", RECOVERY);
+
+    // Left behind again: a new terminal of Bob's is not refused by the limit (the detached one
+    // makes room), and the old session is no longer offered.
+    drop(again);
+    wait_for("the session to be detached again", RECOVERY, || {
+        let listing = bob.run(&["sessions", "detached", "--json"]);
+        listing.ok().contains(&sid).then_some(())
+    });
+    let fresh = PtySession::terminal(&bob, &agent.name);
+    fresh.expect("Connected to", RECOVERY);
+    assert_typing_works(&fresh, "a new terminal replaced a detached one");
+    wait_for("the replaced session to leave the list", RECOVERY, || {
+        let listing = bob.run(&["sessions", "detached", "--json"]);
+        (!listing.ok().contains(&sid)).then_some(())
+    });
 }
 
 #[test]

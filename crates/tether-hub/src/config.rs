@@ -63,7 +63,7 @@ impl Default for HubConfig {
             session_lifetime_secs: 12 * 3600,
             max_device_frame_bytes: 1 << 20,
             max_user_frame_bytes: 1 << 20,
-            keepalive_interval_secs: 30,
+            keepalive_interval_secs: 100,
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
@@ -141,7 +141,7 @@ mod tests {
         let config = HubConfig::load(Some(&path)).unwrap();
         assert_eq!(config.listen.port(), 443);
         assert_eq!(config.device_token_lifetime_secs, 60);
-        assert_eq!(config.keepalive_interval_secs, 30);
+        assert_eq!(config.keepalive_interval_secs, 100);
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
         assert!(HubConfig::load(Some(&path)).is_err());
     }
