@@ -172,6 +172,14 @@ impl Agent {
         if let Some(bulk) = bulk.as_mut() {
             while bulk.try_recv().is_ok() {}
         }
+        if sink
+            .send(Message::binary(sessions.announcement().encode()))
+            .await
+            .is_err()
+        {
+            sessions.return_bulk(bulk);
+            return Outcome::Lost("the connection failed at once".into());
+        }
         let interval = self.settings.keepalive_interval;
         let last_received = Cell::new(Instant::now());
         let reader = async {

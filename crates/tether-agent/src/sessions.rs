@@ -189,7 +189,7 @@ impl Sessions {
                 }
             }
             Control::Error(body) => tracing::warn!("hub reports an error in session {sid}: {}", body.err),
-            Control::Pong | Control::Accept { .. } => {}
+            Control::Pong | Control::Accept { .. } | Control::Sessions { .. } => {}
         }
     }
 
@@ -430,6 +430,20 @@ impl Sessions {
                 .retain(|sid, _| shells.contains_key(sid) || port_forwards.has_session(sid));
         }
         self.versions.insert(sid.to_owned(), chosen);
+    }
+
+    /// The first message of a connection: the sessions whose shells are kept for resuming, so
+    /// that the hub forgets the others (after an agent restart, none).
+    pub fn announcement(&mut self) -> Envelope {
+        self.shells.retain(|_, shell| shell.is_running());
+        let mut sids: Vec<String> = self
+            .shells
+            .iter()
+            .filter(|(_, shell)| shell.detached_since().is_some())
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        sids.sort();
+        Control::Sessions { sids }.to_envelope("")
     }
 
     /// The connection is gone: resumable shells are detached and kept, everything else ends.

@@ -64,7 +64,7 @@ fn control(envelope: &Envelope) -> Inbound {
         }
         Ok(Control::Error(body)) => Inbound::Event(Event::Notice(body.err)),
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
-        Ok(Control::Open { .. } | Control::Pong) => Inbound::Ignore,
+        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");
             Inbound::Ignore

@@ -173,7 +173,7 @@ fn a_terminal_left_behind_is_listed_and_re_attached() {
     hub.add_user("root", true, "root-password-1");
     admin.login("root", "root-password-1");
     // One shell per user: a dead session of Bob's must not lock him out.
-    let agent = Agent::start(&hub, "[terminal]\nmax_sessions_per_user = 1\n");
+    let mut agent = Agent::start(&hub, "[terminal]\nmax_sessions_per_user = 1\n");
     admin.accept(&agent.name);
     admin.wait_online(&agent.name);
     let bob = hub.cli();
@@ -236,6 +236,19 @@ fn a_terminal_left_behind_is_listed_and_re_attached() {
     wait_for("the replaced session to leave the list", RECOVERY, || {
         let listing = bob.run(&["sessions", "detached", "--json"]);
         (!listing.ok().contains(&sid)).then_some(())
+    });
+
+    // A detached shell lost with its agent (killed, power cut) leaves the list once the agent is
+    // back and announces the shells it kept (none).
+    drop(fresh);
+    wait_for("the new session to be detached", RECOVERY, || {
+        let listing = bob.run(&["sessions", "detached", "--json"]);
+        listing.ok().contains("\"sid\"").then_some(())
+    });
+    agent.restart();
+    wait_for("the lost session to leave the list", RECOVERY, || {
+        let listing = bob.run(&["sessions", "detached", "--json"]);
+        (!listing.ok().contains("\"sid\"")).then_some(())
     });
 }
 

@@ -940,6 +940,18 @@ impl Store {
         Ok(())
     }
 
+    /// Sessions on a device that have not ended (attached or detached).
+    pub async fn open_resumable_sessions(&self, device_id: &str) -> anyhow::Result<Vec<ResumableSession>> {
+        let rows = sqlx::query(
+            "SELECT sid, device_id, user_id, created_at, detached_at, ended_at FROM resumable_sessions \
+             WHERE device_id = $1 AND ended_at IS NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(resumable_from_row).collect()
+    }
+
     /// Detached sessions not ended and detached since `since`, of one user (or all), oldest first.
     pub async fn detached_sessions(
         &self,

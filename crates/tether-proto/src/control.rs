@@ -23,6 +23,11 @@ pub enum Control {
     Ping,
     Pong,
     Error(ErrorBody),
+    /// Tether extension, device → server, session id empty, sent first on every connection: the
+    /// sessions whose shells the device still keeps (detached, waiting to be resumed).
+    Sessions {
+        sids: Vec<String>,
+    },
 }
 
 /// Tether's own `code` values of a control `error` (1000 and above).
@@ -91,6 +96,7 @@ impl Control {
             Control::Ping => "ping",
             Control::Pong => "pong",
             Control::Error(_) => "error",
+            Control::Sessions { .. } => "sessions",
         }
     }
 
@@ -114,6 +120,11 @@ impl Control {
             ])
             .encode(),
             Control::Error(body) => body.to_value().encode(),
+            Control::Sessions { sids } => map([(
+                "sids",
+                Some(Value::Array(sids.iter().cloned().map(Value::Str).collect())),
+            )])
+            .encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
         Envelope::new(CONTROL, self.typ(), sid).with_body(body)
@@ -158,6 +169,16 @@ impl Control {
             "ping" => Control::Ping,
             "pong" => Control::Pong,
             "error" => Control::Error(ErrorBody::from_value(&envelope.body_value()?)?),
+            "sessions" => {
+                let body = envelope.body_value()?;
+                let sids = body
+                    .get("sids")
+                    .and_then(Value::as_array)
+                    .ok_or(Error::Missing("sids"))?;
+                Control::Sessions {
+                    sids: sids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                }
+            }
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,
@@ -189,6 +210,10 @@ mod tests {
                 code: Some(1001),
                 ..Default::default()
             }),
+            Control::Sessions {
+                sids: vec!["a".into(), "b".into()],
+            },
+            Control::Sessions { sids: vec![] },
         ];
         for message in messages {
             let bytes = message.to_envelope("sid").encode();
