@@ -101,6 +101,8 @@ pub async fn connect(
     };
     let resume = match &query.attach {
         Some(sid) => {
+            // Re-attaching shows the terminal: the terminal permission, checked and audited.
+            permit(&state, &principal, &context, Action::Terminal, Some(&device)).await?;
             let session = state.store.resumable_session(sid).await?;
             let session = session
                 .filter(|session| session.device_id == device.id && session.ended_at.is_none())
