@@ -61,6 +61,11 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
+        FaultProxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), target)
+    }
+
+    /// Starts a proxy on a free port of `address` (e.g. a [`crate::Namespace`]'s host end).
+    pub fn start_on(address: std::net::IpAddr, target: SocketAddr) -> FaultProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("fault-proxy")
@@ -68,7 +73,7 @@ impl FaultProxy {
             .build()
             .expect("tokio runtime for the fault proxy");
         let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .block_on(TcpListener::bind(SocketAddr::new(address, 0)))
             .expect("bind the fault proxy");
         let addr = listener.local_addr().expect("proxy address");
         let faults = Arc::new(Faults::default());
@@ -136,7 +141,7 @@ impl FaultProxy {
 
     /// `https://127.0.0.1:PORT` of the proxy: a hub URL for an agent or a CLI.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
+        format!("https://{}", self.addr)
     }
 
     pub fn port(&self) -> u16 {

@@ -19,6 +19,7 @@ mod device;
 mod fault_proxy;
 mod forward;
 mod hub;
+mod netns;
 pub mod peers;
 mod process;
 mod pty;
@@ -35,6 +36,7 @@ pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
 pub use fault_proxy::FaultProxy;
 pub use forward::{Forwarding, PortForward};
 pub use hub::{Hub, HubOptions};
+pub use netns::Namespace;
 pub use process::{Proc, hermetic};
 pub use pty::PtySession;
 

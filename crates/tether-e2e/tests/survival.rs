@@ -3,11 +3,13 @@
 //! leg, a 20 s cut of the operator leg, a black-holed device leg and a hub restart, and takes
 //! typing after each; a terminal left behind is listed, re-attached with `--attach` by its owner
 //! only, and never locks its owner out of a new one; an agent killed
-//! with SIGKILL whose state files are truncated starts and reconnects.
+//! with SIGKILL whose state files are truncated starts and reconnects; a terminal survives a 20 s
+//! network partition (a network namespace whose link is taken down; skipped without root or
+//! `ip netns`).
 
 use std::time::{Duration, Instant};
 
-use tether_e2e::{Agent, Cli, FaultProxy, Hub, HubOptions, PtySession, wait_for};
+use tether_e2e::{Agent, Cli, FaultProxy, Hub, HubOptions, Namespace, PtySession, wait_for};
 
 /// The keep-alive of the agent and the hub in these tests (seconds), short so that a black hole
 /// is found quickly.
@@ -292,4 +294,46 @@ fn an_agent_killed_while_writing_its_state_with_truncated_files_starts_and_recon
     assert_eq!(device.id, first.id, "the same device (same key) came back");
     let output = cli.exec_when_ready(&device.id, &["echo", "alive"], RECOVERY);
     assert_eq!(output.ok(), "alive\n", "{output}");
+}
+
+#[test]
+fn a_terminal_survives_a_network_partition() {
+    if let Some(why) = Namespace::unavailable() {
+        eprintln!("SKIPPED: network namespaces are not available here ({why})");
+        return;
+    }
+    let namespace = Namespace::create().expect("a network namespace with a veth link");
+    let keepalive = format!("keepalive_interval_secs = {KEEPALIVE}");
+    let hub = Hub::start(HubOptions::default().config(&keepalive));
+    hub.add_user("alice", true, "alice-password-1");
+    let hub_address = format!("127.0.0.1:{}", hub.port).parse().expect("hub address");
+    // The agent dials the hub through the namespace's link (a relay on the host end).
+    let relay = FaultProxy::start_on(namespace.host_address.into(), hub_address);
+    let agent = Agent::start_in_namespace(&hub, &namespace.name, &relay.url(), &keepalive);
+    let cli = hub.cli();
+    cli.login("alice", "alice-password-1");
+    cli.accept(&agent.name);
+    cli.wait_online(&agent.name);
+
+    let terminal = PtySession::terminal(&cli, &agent.name);
+    terminal.expect("Connected to", RECOVERY);
+    terminal.send("(i=0; while :; do i=$((i+1)); echo \"N:$i:E\"; sleep 0.1; done) &\r");
+    wait_for("the first numbered lines", RECOVERY, || {
+        (highest(&terminal) >= 20).then_some(())
+    });
+
+    // The link goes down for 20 s: packets vanish, no connection is closed. Both ends find the
+    // connection dead by their keep-alive; the terminal waits and resumes once the link is up.
+    namespace.link_down(true);
+    terminal.expect("reconnecting", Duration::from_secs(2 * KEEPALIVE + 30));
+    std::thread::sleep(OUTAGE);
+    let before = highest(&terminal);
+    namespace.link_down(false);
+    wait_for("output to resume after the partition", RECOVERY, || {
+        (highest(&terminal) > before + 30).then_some(())
+    });
+    assert_typing_works(&terminal, "the partition ended");
+    terminal.send("kill $!\r");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_every_number_once_in_order(&terminal.output());
 }
