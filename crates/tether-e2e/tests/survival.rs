@@ -206,6 +206,14 @@ fn a_terminal_left_behind_is_listed_and_re_attached() {
     );
     let eve = hub.cli();
     eve.login("eve", "eve-password-1");
+    let recordings = bob.run(&["sessions", "list"]);
+    assert!(
+        recordings
+            .ok()
+            .lines()
+            .any(|line| line.starts_with(&sid) && line.contains("detached")),
+        "`sessions list` should show the session as detached:\n{recordings}"
+    );
     let others = eve.run(&["sessions", "detached", "--json"]);
     assert!(
         !others.ok().contains(&sid),

@@ -88,6 +88,10 @@ pub struct SessionInfo {
     pub width: i64,
     pub height: i64,
     pub live: bool,
+    /// Kept on its device after its operator's connection was lost: `tether terminal DEVICE
+    /// --attach SESSION` takes it back.
+    #[serde(default)]
+    pub detached: bool,
 }
 
 #[derive(Deserialize)]
@@ -240,7 +244,16 @@ async fn list(
         }
         None => None,
     };
-    let sessions = fetch(api, device.as_deref(), user, limit).await?;
+    let mut sessions = fetch(api, device.as_deref(), user, limit).await?;
+    // Best effort: an older hub has no list of detached sessions.
+    if let Ok(detached) = api
+        .get::<DetachedList>(&format!("{SESSIONS_PATH}/detached"))
+        .await
+    {
+        for session in &mut sessions {
+            session.detached = detached.sessions.iter().any(|d| d.sid == session.sid);
+        }
+    }
     let text = if json {
         serde_json::to_string_pretty(&sessions)? + "\n"
     } else {
@@ -279,7 +292,12 @@ fn table(sessions: &[SessionInfo], now: i64) -> String {
             format_time(session.started_at),
             format_duration(end.saturating_sub(session.started_at).max(0) as u64),
             format_bytes(session.bytes_out.max(0) as u64),
-            if session.live { "live" } else { "ended" }.to_owned(),
+            match (session.live, session.detached) {
+                (true, _) => "live",
+                (false, true) => "detached",
+                (false, false) => "ended",
+            }
+            .to_owned(),
             session
                 .command
                 .as_deref()
@@ -413,6 +431,7 @@ mod tests {
             width: 80,
             height: 24,
             live: ended_at.is_none(),
+            detached: false,
         };
         let text = table(
             &[
