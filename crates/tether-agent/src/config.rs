@@ -45,7 +45,7 @@ impl Default for Config {
             hub_fingerprint: None,
             data_dir: None,
             provisioning_key: None,
-            keepalive_interval_secs: 25,
+            keepalive_interval_secs: 90,
             reconnect_max_delay_secs: 60,
             identity: None,
             terminal: TerminalConfig::default(),
@@ -77,6 +77,11 @@ pub struct TerminalConfig {
     pub idle_timeout_secs: u64,
     /// A shell ends this long after it started, whatever it does; 0 = never.
     pub max_duration_secs: u64,
+    /// A version-2 shell whose operator or hub link is gone is kept this long, waiting to be
+    /// resumed; 0 = end it at once (as a stock agent does).
+    pub grace_period_secs: u64,
+    /// Output kept per shell for resuming (the oldest is dropped beyond it, with a marker).
+    pub output_buffer_bytes: usize,
 }
 
 impl Default for TerminalConfig {
@@ -92,6 +97,8 @@ impl Default for TerminalConfig {
             max_sessions_per_user: 4,
             idle_timeout_secs: 1800,
             max_duration_secs: 28800,
+            grace_period_secs: 300,
+            output_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -198,6 +205,9 @@ impl Config {
         if terminal.width == 0 || terminal.height == 0 {
             bail!("terminal.width and terminal.height must be at least 1");
         }
+        if terminal.output_buffer_bytes < 4096 {
+            bail!("terminal.output_buffer_bytes must be at least 4096");
+        }
         if terminal.max_sessions == 0 || terminal.max_sessions_per_user == 0 {
             bail!(
                 "terminal.max_sessions and terminal.max_sessions_per_user must be at least 1 \
@@ -232,7 +242,7 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config, Config::default());
         assert!(config.hubs.is_empty());
-        assert_eq!(config.keepalive_interval_secs, 25);
+        assert_eq!(config.keepalive_interval_secs, 90);
         assert_eq!(config.reconnect_max_delay_secs, 60);
         assert!(config.identity.is_none());
         let terminal = &config.terminal;

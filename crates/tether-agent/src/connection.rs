@@ -173,6 +173,14 @@ impl Agent {
         if let Some(bulk) = bulk.as_mut() {
             while bulk.try_recv().is_ok() {}
         }
+        if sink
+            .send(Message::binary(sessions.announcement().encode()))
+            .await
+            .is_err()
+        {
+            sessions.return_bulk(bulk);
+            return Outcome::Lost("the connection failed at once".into());
+        }
         let interval = self.settings.keepalive_interval;
         let last_received = Cell::new(Instant::now());
         let reader = async {
@@ -234,7 +242,10 @@ impl Agent {
             _ = requested(shutdown) => Outcome::Shutdown,
         };
         sessions.return_bulk(bulk);
-        let shells = sessions.end_all();
+        let shells = match outcome {
+            Outcome::Shutdown => sessions.end_all(),
+            _ => sessions.detach_all(),
+        };
         if let Outcome::Shutdown = outcome {
             tracing::info!("shutting down");
             let reaped = futures_util::future::join_all(shells);

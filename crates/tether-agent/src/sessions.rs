@@ -1,10 +1,11 @@
 //! The session table: what the hub asked for, per session id. Decodes every inbound message,
 //! answers the control protocol, enforces the shell limits and routes input to running shells.
 //!
-//! The table outlives a single WebSocket connection (the caller ends the shells when a
-//! connection drops); keeping shells across a short drop would only change `end_all`'s caller.
+//! The table outlives a single WebSocket connection. When one drops, version-2 interactive shells
+//! are detached and kept for the grace period (`terminal.grace_period_secs`), to be resumed by the
+//! hub from the offset it last relayed; everything else ends.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tether_proto::{
     Envelope, Error as ProtoError,
@@ -21,6 +22,7 @@ use crate::{
     file_transfer::{self, FileTransfers},
     port_forward::PortForwards,
     shell,
+    shell_stream::{Destination, ShellStream},
     shell_task::{self, Input, Limits, Output, ShellHandle},
 };
 
@@ -211,7 +213,7 @@ impl Sessions {
                 }
             }
             Control::Error(body) => tracing::warn!("hub reports an error in session {sid}: {}", body.err),
-            Control::Pong | Control::Accept { .. } | Control::Wait { .. } => {}
+            Control::Pong | Control::Accept { .. } | Control::Wait { .. } | Control::Sessions { .. } => {}
         }
     }
 
@@ -280,6 +282,44 @@ impl Sessions {
             }
             Shell::Ping { .. } => self.send(Shell::Pong.to_envelope(&sid)).await,
             Shell::Pong => {}
+            Shell::Detach => {
+                if let Some(shell) = self.shells.get(&sid).filter(|shell| shell.is_resumable()) {
+                    tracing::info!("session {sid}: detached; the shell is kept for resuming");
+                    shell.detach();
+                }
+            }
+            Shell::Resume { offset } => self.resume(&sid, offset).await,
+        }
+    }
+
+    /// Resumes a kept shell from `offset`: the answer (`new`) goes out before the replay.
+    async fn resume(&mut self, sid: &str, offset: u64) {
+        let shell = self
+            .shells
+            .get(sid)
+            .filter(|shell| shell.is_running() && shell.is_resumable());
+        let (status, text) = match shell {
+            Some(_) => (status::NORMAL, "Shell resumed".to_owned()),
+            None => (
+                status::ERROR,
+                "no shell to resume: it is gone (it ended, the agent restarted, or the grace period \
+                 ran out)"
+                    .to_owned(),
+            ),
+        };
+        let user_id = shell.map(|shell| shell.user_id.clone());
+        let answer = Shell::New {
+            user_id,
+            width: None,
+            height: None,
+            command: None,
+            status: Some(status),
+            text: text.into_bytes(),
+        };
+        self.send(answer.to_envelope(sid)).await;
+        if let Some(shell) = self.shells.get(sid).filter(|_| status == status::NORMAL) {
+            tracing::info!("session {sid}: resumed from output offset {offset}");
+            shell.resume(offset);
         }
     }
 
@@ -304,6 +344,8 @@ impl Sessions {
         if self.shells.contains_key(sid) {
             return Err("a shell is already running in this session".into());
         }
+        self.make_room_for(user_id);
+        let terminal = &self.terminal;
         if self.shells.len() >= terminal.max_sessions {
             return Err(format!(
                 "too many shells: limit of {} shells on this device reached (terminal.max_sessions)",
@@ -322,14 +364,24 @@ impl Sessions {
                 terminal.max_sessions_per_user
             ));
         }
+        let resumable =
+            session_version >= version::TETHER && command.is_none() && terminal.grace_period_secs > 0;
+        let stream = ShellStream::new(
+            terminal.output_buffer_bytes,
+            resumable,
+            Duration::from_secs(terminal.grace_period_secs),
+        );
         let output = Output {
-            sid: sid.to_owned(),
-            outbound: self.outbound.clone(),
-            chunk: if session_version >= version::TETHER {
-                VERSION_2_CHUNK
-            } else {
-                VERSION_1_CHUNK
+            destination: Destination {
+                sid: sid.to_owned(),
+                outbound: self.outbound.clone(),
+                chunk: if session_version >= version::TETHER {
+                    VERSION_2_CHUNK
+                } else {
+                    VERSION_1_CHUNK
+                },
             },
+            stream: Arc::new(stream),
         };
         let limits = Limits::from_secs(terminal.idle_timeout_secs, terminal.max_duration_secs);
         let handle = match command {
@@ -393,6 +445,40 @@ impl Sessions {
         });
     }
 
+    /// A user is never locked out by their own dead sessions: at a limit, the user's shell
+    /// detached the longest is ended to make room (other users' shells are never touched).
+    fn make_room_for(&mut self, user_id: &str) {
+        let for_user = |shells: &HashMap<String, ShellHandle>| {
+            shells.values().filter(|shell| shell.user_id == user_id).count()
+        };
+        let full = self.shells.len() >= self.terminal.max_sessions
+            || for_user(&self.shells) >= self.terminal.max_sessions_per_user;
+        if !full {
+            return;
+        }
+        let oldest = self
+            .shells
+            .iter()
+            .filter(|(_, shell)| shell.user_id == user_id)
+            .filter_map(|(sid, shell)| shell.detached_since().map(|since| (since, sid.clone())))
+            .min();
+        if let Some((_, sid)) = oldest
+            && let Some(shell) = self.shells.remove(&sid)
+        {
+            tracing::info!("ending detached shell {sid} of user {user_id:?} to make room for a new one");
+            self.versions.remove(&sid);
+            shell.stop();
+            // So that the hub stops offering it for re-attaching.
+            let stop = Shell::Stop {
+                user_id: Some(user_id.to_owned()),
+                status: Some(status::ERROR),
+                text: b"ended to make room for a new shell of the same user".to_vec(),
+                exit_status: None,
+            };
+            let _ = self.outbound.try_send(stop.to_envelope(&sid));
+        }
+    }
+
     fn input(&mut self, sid: &str, input: Input) {
         match self.shells.get(sid) {
             Some(shell) if shell.is_running() => {
@@ -413,8 +499,51 @@ impl Sessions {
         self.versions.insert(sid.to_owned(), chosen);
     }
 
-    /// Ends every shell (the connection is gone); returns their tasks, which finish once the
-    /// shells are reaped.
+    /// The first message of a connection: the sessions whose shells are kept for resuming, so
+    /// that the hub forgets the others (after an agent restart, none).
+    pub fn announcement(&mut self) -> Envelope {
+        self.shells.retain(|_, shell| shell.is_running());
+        let mut sids: Vec<String> = self
+            .shells
+            .iter()
+            .filter(|(_, shell)| shell.detached_since().is_some())
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        sids.sort();
+        Control::Sessions { sids }.to_envelope("")
+    }
+
+    /// The connection is gone: resumable shells are detached and kept, everything else ends.
+    /// Returns the tasks of the ended shells, which finish once the shells are reaped.
+    pub fn detach_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.port_forwards.close_all();
+        if let Some(files) = self.file_transfers.as_mut() {
+            files.end_all();
+        }
+        let (kept, ended): (HashMap<_, _>, HashMap<_, _>) = self
+            .shells
+            .drain()
+            .partition(|(_, shell)| shell.is_running() && shell.is_resumable());
+        for shell in kept.values() {
+            shell.detach();
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                "keeping {} shell(s) for {} s, to be resumed (terminal.grace_period_secs)",
+                kept.len(),
+                self.terminal.grace_period_secs
+            );
+        }
+        self.versions.retain(|sid, _| kept.contains_key(sid));
+        self.shells = kept;
+        let running = ended.values().filter(|shell| shell.is_running()).count();
+        if running > 0 {
+            tracing::info!("ending {running} shell(s)");
+        }
+        ended.into_values().map(|shell| shell.stop()).collect()
+    }
+
+    /// Ends every shell (shutdown); returns their tasks, which finish once the shells are reaped.
     pub fn end_all(&mut self) -> Vec<JoinHandle<()>> {
         self.versions.clear();
         self.port_forwards.close_all();

@@ -137,7 +137,7 @@ mod tests {
         assert_eq!(settings.trust.fingerprint, None);
         assert_eq!(settings.data_dir, PathBuf::from("/flag"));
         assert_eq!(settings.provisioning_key.as_deref(), Some("flag"));
-        assert_eq!(settings.keepalive_interval, Duration::from_secs(25));
+        assert_eq!(settings.keepalive_interval, Duration::from_secs(90));
     }
 
     #[test]

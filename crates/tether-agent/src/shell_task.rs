@@ -3,10 +3,16 @@
 //!
 //! The session table talks to the task through a [`ShellHandle`]; dropping the handle (or calling
 //! [`ShellHandle::stop`]) ends the shell without a word to the hub: the caller answers for it.
+//! Output goes through a [`ShellStream`], which keeps a resumable shell's output while its
+//! session is detached.
 
-use std::{process::ExitStatus, sync::Mutex, time::Duration};
+use std::{
+    process::ExitStatus,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tether_proto::{Envelope, Value, shell::Shell};
+use tether_proto::{Envelope, shell::Shell};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
     process::Child,
@@ -15,10 +21,14 @@ use tokio::{
     time::{Instant, sleep_until, timeout},
 };
 
-use crate::shell::{Exec, Interactive};
+use crate::{
+    shell::{Exec, Interactive},
+    shell_stream::{Destination, ShellStream},
+};
 
 /// After the shell exits, output still buffered is forwarded until this long passes without any.
 const DRAIN_QUIET: Duration = Duration::from_millis(500);
+const GRACE_EXPIRED: &str = "not resumed within the grace period (terminal.grace_period_secs)";
 /// Time between SIGHUP and SIGKILL when stopping a shell.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Input messages queued for one shell before further input is dropped (a shell that does not
@@ -39,6 +49,7 @@ pub struct ShellHandle {
     /// Dropping it tells the task to kill the shell.
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    stream: Arc<ShellStream>,
 }
 
 impl ShellHandle {
@@ -52,6 +63,26 @@ impl ShellHandle {
         self.input.try_send(input).is_ok()
     }
 
+    /// Kept across a lost connection (version 2 interactive shell with a grace period).
+    pub fn is_resumable(&self) -> bool {
+        self.stream.is_resumable()
+    }
+
+    /// Since when nobody watches this shell (None while attached).
+    pub fn detached_since(&self) -> Option<tokio::time::Instant> {
+        self.stream.detached_since()
+    }
+
+    /// Nobody watches for now: buffer the output (within the grace period).
+    pub fn detach(&self) {
+        self.stream.detach();
+    }
+
+    /// Sends output again, from stream offset `offset` on.
+    pub fn resume(&self, offset: u64) {
+        self.stream.resume(offset);
+    }
+
     /// Kills the shell (without telling the hub); the task ends once the shell is reaped.
     pub fn stop(self) -> JoinHandle<()> {
         drop(self.stop);
@@ -59,25 +90,28 @@ impl ShellHandle {
     }
 }
 
-/// Where a shell's messages go, and how large they may be.
+/// Where a shell's messages go: the stream for its output, the destination for the rest.
 #[derive(Clone)]
 pub struct Output {
-    pub sid: String,
-    pub outbound: mpsc::Sender<Envelope>,
-    /// The largest body of one `shell` message.
-    pub chunk: usize,
+    pub destination: Destination,
+    pub stream: Arc<ShellStream>,
 }
 
 impl Output {
+    pub fn sid(&self) -> &str {
+        &self.destination.sid
+    }
+
     async fn send(&self, message: Shell) {
-        let mut envelope = message.to_envelope(&self.sid);
-        if matches!(message, Shell::Data(_)) {
-            envelope
-                .props
-                .set("status", Value::Int(tether_proto::shell::status::NORMAL));
-        }
+        let envelope: Envelope = message.to_envelope(&self.destination.sid);
         // A closed channel means the agent is shutting down: nothing left to tell.
-        let _ = self.outbound.send(envelope).await;
+        let _ = self.destination.outbound.send(envelope).await;
+    }
+
+    /// Sends the output written so far (waiting for a resume while detached, within the grace
+    /// period), so that the shell's end never overtakes its last output.
+    async fn drain(&self) {
+        self.stream.forward(&self.destination, true).await;
     }
 
     async fn stopped(&self, status: i64, text: &str, exit_status: Option<i64>) {
@@ -176,17 +210,22 @@ enum Ending {
 }
 
 pub fn start_interactive(shell: Interactive, user_id: String, output: Output, limits: Limits) -> ShellHandle {
-    start(user_id, |input, stop| {
+    let stream = output.stream.clone();
+    start(user_id, stream, |input, stop| {
         run_interactive(shell, input, stop, output, limits)
     })
 }
 
 pub fn start_exec(exec: Exec, user_id: String, output: Output, limits: Limits) -> ShellHandle {
-    start(user_id, |input, stop| run_exec(exec, input, stop, output, limits))
+    let stream = output.stream.clone();
+    start(user_id, stream, |input, stop| {
+        run_exec(exec, input, stop, output, limits)
+    })
 }
 
 fn start<F>(
     user_id: String,
+    stream: Arc<ShellStream>,
     run: impl FnOnce(mpsc::Receiver<Input>, oneshot::Receiver<()>) -> F,
 ) -> ShellHandle
 where
@@ -199,6 +238,7 @@ where
         input,
         stop,
         task: tokio::spawn(run(input_receiver, stop_receiver)),
+        stream,
     }
 }
 
@@ -235,10 +275,11 @@ async fn run_interactive(
         biased;
         _ = &mut stop => Ending::Stopped,
         reason = limits.exceeded(&activity) => Ending::Exceeded(reason),
+        _ = output.stream.forward(&output.destination, false) => Ending::Exceeded(GRACE_EXPIRED.into()),
         status = pump_output(&mut reader, &mut child, &output, &activity) => Ending::Exited(status),
         _ = pump_input => Ending::Stopped,
     };
-    finish(ending, &mut child, &output, false).await;
+    finish(ending, &mut child, &output, &mut stop, false).await;
 }
 
 async fn run_exec(
@@ -262,11 +303,12 @@ async fn run_exec(
         biased;
         _ = &mut stop => Ending::Stopped,
         reason = limits.exceeded(&activity) => Ending::Exceeded(reason),
+        _ = output.stream.forward(&output.destination, false) => Ending::Exceeded(GRACE_EXPIRED.into()),
         status = pump_output(&mut pipe, &mut child, &output, &activity) => Ending::Exited(status),
         _ = discard_input => Ending::Stopped,
     };
     drop(pipe);
-    finish(ending, &mut child, &output, true).await;
+    finish(ending, &mut child, &output, &mut stop, true).await;
 }
 
 /// Forwards output until the shell has exited and its output is drained (end of file, or quiet
@@ -277,7 +319,7 @@ async fn pump_output(
     output: &Output,
     activity: &Activity,
 ) -> Option<ExitStatus> {
-    let mut buffer = vec![0u8; output.chunk];
+    let mut buffer = vec![0u8; output.destination.chunk];
     let mut exited: Option<Option<ExitStatus>> = None;
     loop {
         let read = match exited {
@@ -298,7 +340,7 @@ async fn pump_output(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 activity.touch();
-                output.send(Shell::Data(buffer[..n].to_vec())).await;
+                output.stream.write(&buffer[..n]).await;
             }
         }
     }
@@ -309,13 +351,19 @@ async fn pump_output(
     }
 }
 
-async fn finish(ending: Ending, child: &mut Child, output: &Output, report_exit_status: bool) {
+async fn finish(
+    ending: Ending,
+    child: &mut Child,
+    output: &Output,
+    stop: &mut oneshot::Receiver<()>,
+    report_exit_status: bool,
+) {
     match ending {
         Ending::Stopped => {
             kill_and_reap(child).await;
         }
         Ending::Exceeded(reason) => {
-            tracing::info!("shell in session {} ended: {reason}", output.sid);
+            tracing::info!("shell in session {} ended: {reason}", output.sid());
             output
                 .stopped(tether_proto::shell::status::ERROR, &reason, None)
                 .await;
@@ -326,6 +374,11 @@ async fn finish(ending: Ending, child: &mut Child, output: &Output, report_exit_
                 Some(status) => Some(status),
                 None => kill_and_reap(child).await,
             };
+            // The last output first; told to stop meanwhile: nobody is waiting for it.
+            tokio::select! {
+                _ = output.drain() => {}
+                _ = stop => return,
+            }
             let exit_status = status.map(exit_code);
             let text = if report_exit_status { "" } else { "shell exited" };
             output

@@ -48,7 +48,7 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
         tokio::select! {
             event = session.next() => match event? {
                 Event::Started => {}
-                Event::Output(bytes) => {
+                Event::Output(bytes, _) => {
                     if let Err(error) = write_stdout(&bytes) {
                         session.stop().await;
                         if error.kind() == std::io::ErrorKind::BrokenPipe {
@@ -70,7 +70,7 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
                         None => 0,
                     });
                 }
-                Event::Notice(text) => say!("tether: {text}"),
+                Event::Notice(text) | Event::Reconnecting(text) => say!("tether: {text}"),
             },
             _ = interrupt.recv() => break libc::SIGINT,
             _ = terminate.recv() => break libc::SIGTERM,

@@ -21,9 +21,31 @@ pub fn transport(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(TransportError(message.into()))
 }
 
+/// The connection dropped or went silent (not a refusal, not the hub ending the session): a
+/// resumable terminal reconnects.
+#[derive(Debug)]
+pub struct ConnectionLost(pub String);
+
+impl fmt::Display for ConnectionLost {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectionLost {}
+
+/// A lost connection (also a transport failure, for exit codes).
+pub fn lost(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(ConnectionLost(message.into()))
+}
+
+pub fn is_lost(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<ConnectionLost>().is_some()
+}
+
 /// Whether `error` (or anything it wraps) is a transport failure.
 pub fn is_transport(error: &anyhow::Error) -> bool {
-    error.downcast_ref::<TransportError>().is_some()
+    error.downcast_ref::<TransportError>().is_some() || is_lost(error)
 }
 
 /// The transport error for a hub that could not be reached, with a hint when the cause is the

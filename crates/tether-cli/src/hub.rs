@@ -26,6 +26,7 @@ pub struct Hub {
 }
 
 /// A hub plus the bearer token for it.
+#[derive(Clone)]
 pub struct Authenticated {
     pub hub: Hub,
     pub token: String,

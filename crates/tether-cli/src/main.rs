@@ -63,6 +63,11 @@ Escape sequences (typed at the start of a line, like ssh):
   ~.   disconnect
   ~~   send a literal ~
 
+On a tether-agent the shell survives lost connections: the terminal shows \"reconnecting…\" and
+re-attaches by itself, replaying the output it missed. A shell left behind (the laptop went to
+sleep) is kept by the device for its grace period (5 minutes by default): list it with
+`tether sessions detached`, re-attach with `tether terminal DEVICE --attach SESSION`.
+
 Without a terminal on stdin, stdin is piped to the shell (end of input is sent as Ctrl-D)
 and the shell's output is written to stdout.";
 
@@ -134,6 +139,9 @@ enum Command {
     Terminal {
         /// Device id, unique id prefix, or name
         device: String,
+        /// Re-attach to a shell left running on the device (see `tether sessions detached`)
+        #[arg(long, value_name = "SESSION")]
+        attach: Option<String>,
     },
     /// Run one command on a device and exit with its status
     #[command(
@@ -321,9 +329,13 @@ async fn run(cli: Cli) -> Result<i32> {
                 DevicesCommand::SetTags { device, tags } => roles::set_tags(&api, &device, tags).await?,
             }
         }
-        Command::Terminal { device } => {
-            let (session, device) = open_session(&options, &device).await?;
-            return terminal::run(session, &device).await;
+        Command::Terminal { device, attach } => {
+            let login = authenticated(&options)?;
+            let devices = Api::new(&login.hub, Some(login.token.clone()))?
+                .devices(None)
+                .await?;
+            let device = resolve(&devices, &device)?.clone();
+            return terminal::run(login, &device, attach).await;
         }
         Command::Exec { device, command } => {
             let (session, device) = open_session(&options, &device).await?;

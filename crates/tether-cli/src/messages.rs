@@ -3,7 +3,7 @@
 
 use tether_proto::{
     Envelope,
-    control::Control,
+    control::{Control, code},
     protocol,
     shell::{self, Shell},
 };
@@ -15,8 +15,9 @@ pub enum Event {
     Started,
     /// The device refused to start the shell (`new` with status 2), with its reason.
     Refused(String),
-    /// Terminal output.
-    Output(Vec<u8>),
+    /// Terminal output, with the stream offset of its first byte when the device sends one
+    /// (version 2; absent on a marker of dropped output).
+    Output(Vec<u8>, Option<u64>),
     /// The shell ended (`stop` from the device).
     Ended {
         status: Option<i64>,
@@ -25,6 +26,8 @@ pub enum Event {
     },
     /// A non-fatal error report from the hub or device, to show the operator.
     Notice(String),
+    /// The device's leg dropped; the hub waits for it to come back (the text says so).
+    Reconnecting(String),
 }
 
 #[derive(Debug, PartialEq)]
@@ -62,10 +65,13 @@ fn control(envelope: &Envelope) -> Inbound {
         Ok(Control::Accept { version, .. }) => Inbound::Accepted { version },
         Ok(Control::Ping) => Inbound::Reply(Control::Pong.to_envelope(&envelope.sid)),
         Ok(Control::Error(body)) if body.close => Inbound::Closed(body.err),
+        Ok(Control::Error(body)) if body.code == Some(code::RECONNECTING) => {
+            Inbound::Event(Event::Reconnecting(body.err))
+        }
         Ok(Control::Error(body)) => Inbound::Event(Event::Notice(body.err)),
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
         Ok(Control::Wait { reason, timeout_secs }) => Inbound::Waiting { reason, timeout_secs },
-        Ok(Control::Open { .. } | Control::Pong) => Inbound::Ignore,
+        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");
             Inbound::Ignore
@@ -86,7 +92,7 @@ fn shell_message(envelope: &Envelope) -> Inbound {
             Event::Refused(text_of(&text))
         }
         Shell::New { .. } => Event::Started,
-        Shell::Data(bytes) => Event::Output(bytes),
+        Shell::Data(bytes) => Event::Output(bytes, shell::output_offset(envelope)),
         Shell::Stop {
             status,
             text,
@@ -99,7 +105,9 @@ fn shell_message(envelope: &Envelope) -> Inbound {
         },
         // The stock agent kills a shell whose health check goes unanswered.
         Shell::Ping { .. } => return Inbound::Reply(Shell::Pong.to_envelope(&envelope.sid)),
-        Shell::Resize { .. } | Shell::Pong => return Inbound::Ignore,
+        Shell::Resize { .. } | Shell::Pong | Shell::Resume { .. } | Shell::Detach => {
+            return Inbound::Ignore;
+        }
     };
     Inbound::Event(event)
 }
@@ -179,7 +187,7 @@ mod tests {
         );
         assert_eq!(
             through_the_wire(Shell::Data(b"\x1b[1mhi".to_vec()).to_envelope("s")),
-            Inbound::Event(Event::Output(b"\x1b[1mhi".to_vec()))
+            Inbound::Event(Event::Output(b"\x1b[1mhi".to_vec(), None))
         );
         let stop = Shell::Stop {
             user_id: None,

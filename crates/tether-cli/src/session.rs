@@ -44,6 +44,16 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Two missed keep-alive answers and some slack: the hub is gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
+/// A session id as a URL query value (ids are UUIDs; anything else is percent-encoded).
+fn url_component(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A cloneable way to queue messages on a session from any task; sending never blocks, and
 /// fails silently once the session is gone (its reader reports the loss).
 #[derive(Clone)]
@@ -76,11 +86,26 @@ pub struct Session {
 impl Session {
     /// Opens the session to `device` and waits for the device's `accept`.
     pub async fn open(login: &Authenticated, device: &Device) -> Result<Session> {
+        Session::connect(login, device, &user_connect_path(&device.id)).await
+    }
+
+    /// Re-attaches to detached terminal `sid` on `device`; the device replays its output from
+    /// byte `offset` of the stream on (after answering `new`).
+    pub async fn attach(login: &Authenticated, device: &Device, sid: &str, offset: u64) -> Result<Session> {
+        let path = format!(
+            "{}?attach={}&offset={offset}",
+            user_connect_path(&device.id),
+            url_component(sid)
+        );
+        Session::connect(login, device, &path).await
+    }
+
+    async fn connect(login: &Authenticated, device: &Device, path: &str) -> Result<Session> {
         let hub = &login.hub;
         let proxy = Proxy::from_env(&hub.url.host);
         let socket = connect_websocket(
             &hub.url,
-            &user_connect_path(&device.id),
+            path,
             &login.token,
             hub.tls.clone(),
             proxy.as_ref(),
@@ -239,7 +264,7 @@ impl Session {
                     continue;
                 }
                 _ = sleep_until(silence_deadline) => {
-                    return Err(transport(format!(
+                    return Err(failure::lost(format!(
                         "the hub stopped answering (nothing heard for {} s)",
                         SILENCE_LIMIT.as_secs()
                     )));
@@ -255,11 +280,11 @@ impl Session {
                     )));
                 }
                 Some(Ok(Message::Close(_))) | None => {
-                    return Err(transport("connection to the hub lost"));
+                    return Err(failure::lost("connection to the hub lost"));
                 }
                 Some(Err(error)) => {
                     tracing::debug!("reading from the hub: {}", failure::describe(&error));
-                    return Err(transport("connection to the hub lost"));
+                    return Err(failure::lost("connection to the hub lost"));
                 }
                 // WebSocket pings are answered by tungstenite; pongs only prove liveness.
                 Some(Ok(_)) => continue,

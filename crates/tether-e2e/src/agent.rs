@@ -16,6 +16,8 @@ pub struct Agent {
     /// Killed processes of earlier runs (see [`Agent::restart`]), kept for their logs.
     previous_runs: Vec<Proc>,
     config_path: std::path::PathBuf,
+    /// The network namespace it runs in, if any.
+    namespace: Option<String>,
     /// The device's `hostname` identity attribute: its name in device listings.
     pub name: String,
     dir: TempDir,
@@ -51,15 +53,38 @@ impl Agent {
             .map(|url| format!("{url:?}"))
             .collect::<Vec<_>>()
             .join(", ");
-        Agent::start_with_hubs(hub, &urls, &unique_name("dev"), extra_toml)
+        let trust = format!("ca_file = {:?}\n", hub.cert_path.display().to_string());
+        Agent::start_with(&urls, &trust, None, &unique_name("dev"), extra_toml)
+    }
+
+    /// An agent inside network namespace `namespace` (run with `ip netns exec`), dialling
+    /// `hub_url` (an address the namespace reaches) and pinning the hub's certificate by its
+    /// fingerprint (the certificate names 127.0.0.1 only).
+    pub fn start_in_namespace(hub: &Hub, namespace: &str, hub_url: &str, extra_toml: &str) -> Agent {
+        let trust = format!("hub_fingerprint = {:?}\n", hub.fingerprint);
+        Agent::start_with(
+            &format!("{hub_url:?}"),
+            &trust,
+            Some(namespace),
+            &unique_name("dev"),
+            extra_toml,
+        )
     }
 
     fn start_at(hub: &Hub, hub_url: &str, name: &str, extra_toml: &str) -> Agent {
-        Agent::start_with_hubs(hub, &format!("{hub_url:?}"), name, extra_toml)
+        let trust = format!("ca_file = {:?}\n", hub.cert_path.display().to_string());
+        Agent::start_with(&format!("{hub_url:?}"), &trust, None, name, extra_toml)
     }
 
-    /// `hubs_toml`: the inside of the `hubs = [...]` array.
-    fn start_with_hubs(hub: &Hub, hubs_toml: &str, name: &str, extra_toml: &str) -> Agent {
+    /// `hubs_toml`: the inside of the `hubs = [...]` array; `trust`: the `ca_file` or
+    /// `hub_fingerprint` line.
+    fn start_with(
+        hubs_toml: &str,
+        trust: &str,
+        namespace: Option<&str>,
+        name: &str,
+        extra_toml: &str,
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("tether-e2e-agent-")
             .tempdir()
@@ -67,8 +92,7 @@ impl Agent {
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("agent data dir");
         let mut config = format!(
-            "hubs = [{hubs_toml}]\nca_file = {ca:?}\ndata_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
-            ca = hub.cert_path.display().to_string(),
+            "hubs = [{hubs_toml}]\n{trust}data_dir = {data:?}\nreconnect_max_delay_secs = 2\n",
             data = data_dir.display().to_string(),
         );
         config.push_str(extra_toml);
@@ -78,8 +102,9 @@ impl Agent {
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, &config).expect("agent.toml");
-        let process = spawn(&config_path, &format!("agent-{name}"), dir.path());
+        let process = spawn(&config_path, namespace, &format!("agent-{name}"), dir.path());
         Agent {
+            namespace: namespace.map(str::to_owned),
             process,
             previous_runs: Vec::new(),
             config_path,
@@ -95,6 +120,7 @@ impl Agent {
         let run = self.previous_runs.len() + 2;
         let process = spawn(
             &self.config_path,
+            self.namespace.as_deref(),
             &format!("agent-{}-run{run}", self.name),
             self.dir.path(),
         );
@@ -131,8 +157,18 @@ impl Agent {
     }
 }
 
-fn spawn(config_path: &Path, name: &str, log_dir: &Path) -> Proc {
-    let mut command = Command::new(binary("tether-agent"));
+fn spawn(config_path: &Path, namespace: Option<&str>, name: &str, log_dir: &Path) -> Proc {
+    let mut command = match namespace {
+        // `ip netns exec` runs the agent itself (exec), so the process is the agent's.
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", namespace])
+                .arg(binary("tether-agent"));
+            command
+        }
+        None => Command::new(binary("tether-agent")),
+    };
     hermetic(&mut command);
     command.arg("--config").arg(config_path);
     Proc::spawn(name, command, log_dir)

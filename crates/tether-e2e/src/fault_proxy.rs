@@ -31,6 +31,8 @@ struct Faults {
     drop_after: AtomicU64,
     /// Stop forwarding (without closing) while set.
     blackhole: AtomicBool,
+    /// Close new connections at once while set (with `cut_all`: the link is down).
+    refuse: AtomicBool,
     /// Bytes per second per connection and direction; 0 = unlimited.
     throttle: AtomicU64,
     /// Milliseconds to hold every chunk before forwarding it.
@@ -59,6 +61,11 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
+        FaultProxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), target)
+    }
+
+    /// Starts a proxy on a free port of `address` (e.g. a [`crate::Namespace`]'s host end).
+    pub fn start_on(address: std::net::IpAddr, target: SocketAddr) -> FaultProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("fault-proxy")
@@ -66,7 +73,7 @@ impl FaultProxy {
             .build()
             .expect("tokio runtime for the fault proxy");
         let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .block_on(TcpListener::bind(SocketAddr::new(address, 0)))
             .expect("bind the fault proxy");
         let addr = listener.local_addr().expect("proxy address");
         let faults = Arc::new(Faults::default());
@@ -82,6 +89,10 @@ impl FaultProxy {
                         continue;
                     };
                     faults.accepted.fetch_add(1, Ordering::SeqCst);
+                    if faults.refuse.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
                     let faults = Arc::clone(&faults);
                     let wake = wake.subscribe();
                     let task = tokio::spawn(async move {
@@ -130,7 +141,7 @@ impl FaultProxy {
 
     /// `https://127.0.0.1:PORT` of the proxy: a hub URL for an agent or a CLI.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
+        format!("https://{}", self.addr)
     }
 
     pub fn port(&self) -> u16 {
@@ -145,6 +156,14 @@ impl FaultProxy {
             handle.abort();
         }
         self.faults.dropped.fetch_add(live, Ordering::SeqCst);
+    }
+
+    /// Takes the link down (every connection cut, new ones closed at once) or brings it back up.
+    pub fn link_down(&self, down: bool) {
+        self.faults.refuse.store(down, Ordering::SeqCst);
+        if down {
+            self.cut_all();
+        }
     }
 
     /// Closes each connection once `bytes` (both directions together) went through it;

@@ -58,6 +58,10 @@ pub struct HubConfig {
     /// A graceful shutdown asks its devices to reconnect spread over this many seconds, so that
     /// the other replicas are not hit by all of them at once.
     pub shutdown_spread_secs: u64,
+    /// How long the hub keeps a terminal whose operator or device leg dropped, waiting for it to
+    /// come back, and lists it as detached (the agent's `terminal.grace_period_secs` decides
+    /// whether the shell is still there; keep the two alike).
+    pub terminal_grace_period_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -71,7 +75,7 @@ impl Default for HubConfig {
             session_lifetime_secs: 12 * 3600,
             max_device_frame_bytes: 1 << 20,
             max_user_frame_bytes: 1 << 20,
-            keepalive_interval_secs: 30,
+            keepalive_interval_secs: 100,
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
@@ -83,6 +87,7 @@ impl Default for HubConfig {
             database_url: None,
             nats_url: None,
             shutdown_spread_secs: 0,
+            terminal_grace_period_secs: 300,
         }
     }
 }
@@ -109,6 +114,7 @@ const KEYS: &[&str] = &[
     "database_url",
     "nats_url",
     "shutdown_spread_secs",
+    "terminal_grace_period_secs",
 ];
 
 impl HubConfig {
@@ -155,7 +161,7 @@ mod tests {
         let config = HubConfig::load(Some(&path)).unwrap();
         assert_eq!(config.listen.port(), 443);
         assert_eq!(config.device_token_lifetime_secs, 60);
-        assert_eq!(config.keepalive_interval_secs, 30);
+        assert_eq!(config.keepalive_interval_secs, 100);
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
         assert!(HubConfig::load(Some(&path)).is_err());
     }

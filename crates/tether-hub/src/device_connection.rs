@@ -229,6 +229,13 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
             let pong = tether_proto::shell::Shell::Pong.to_envelope(&envelope.sid);
             return send(sink, &pong).await;
         }
+        (protocol::CONTROL, "sessions") => {
+            match Control::from_envelope(&envelope) {
+                Ok(Control::Sessions { sids }) => forget_lost_sessions(state, device, &sids).await,
+                _ => tracing::warn!("device {} sent a malformed session list", device.id),
+            }
+            return true;
+        }
         _ => {}
     }
     if envelope.sid.is_empty() {
@@ -241,8 +248,29 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
         return true;
     }
     let ends_session = matches!(envelope.typ.as_str(), "stop" | "close" | "error");
+    let shell_stop = envelope.proto == protocol::SHELL && envelope.typ == "stop";
     let sid = envelope.sid.clone();
-    if state.router.deliver(&device.id, envelope).await || ends_session {
+    if state.router.deliver(&device.id, envelope).await {
+        return true;
+    }
+    if shell_stop {
+        // A detached shell ended on the device (its grace period ran out, or it exited).
+        if let Err(error) = state
+            .store
+            .end_resumable_session(&sid, crate::store::now_millis())
+            .await
+        {
+            tracing::warn!("session {sid}: {error:#}");
+        }
+    }
+    if ends_session {
+        return true;
+    }
+    // Output in flight when its operator detached: the device keeps the shell for a re-attach.
+    if let Ok(Some(session)) = state.store.resumable_session(&sid).await
+        && session.device_id == device.id
+        && session.ended_at.is_none()
+    {
         return true;
     }
     // The device talks in a session the hub no longer has (the user left, the hub restarted):
@@ -252,4 +280,30 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
         device.id
     );
     send(sink, &Control::Close.to_envelope(&sid)).await
+}
+
+/// The device announced the shells it still keeps: the others it had are gone (it restarted, or
+/// their grace period ran out while it was away), so they are no longer offered for re-attaching.
+async fn forget_lost_sessions(state: &AppState, device: &DeviceRecord, kept: &[String]) {
+    let open = match state.store.open_resumable_sessions(&device.id).await {
+        Ok(open) => open,
+        Err(error) => {
+            tracing::warn!("device {}: {error:#}", device.id);
+            return;
+        }
+    };
+    for session in open.iter().filter(|session| !kept.contains(&session.sid)) {
+        tracing::info!(
+            "session {}: device {} no longer has its shell",
+            session.sid,
+            device.name
+        );
+        if let Err(error) = state
+            .store
+            .end_resumable_session(&session.sid, crate::store::now_millis())
+            .await
+        {
+            tracing::warn!("session {}: {error:#}", session.sid);
+        }
+    }
 }

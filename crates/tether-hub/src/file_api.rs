@@ -108,13 +108,15 @@ impl DeviceSession {
                 })?;
             let envelope = match event {
                 Some(SessionEvent::Message(envelope)) => envelope,
-                Some(SessionEvent::DeviceGone(reason)) => {
+                Some(SessionEvent::DeviceGone(reason) | SessionEvent::DeviceKicked(reason)) => {
                     return Err(ApiError::new(
                         StatusCode::BAD_GATEWAY,
                         format!("device {}: {reason}", self.device_name),
                     ));
                 }
-                None => return Err(ApiError::new(StatusCode::BAD_GATEWAY, "the device went away")),
+                Some(SessionEvent::Superseded) | None => {
+                    return Err(ApiError::new(StatusCode::BAD_GATEWAY, "the device went away"));
+                }
             };
             if envelope.proto == protocol::CONTROL {
                 if let Ok(Control::Error(body)) = Control::from_envelope(&envelope) {

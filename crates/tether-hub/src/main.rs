@@ -6,6 +6,7 @@ mod audit_api;
 mod auth;
 mod config;
 mod demo;
+mod detached_api;
 mod device_auth;
 mod device_connection;
 mod file_api;
@@ -242,6 +243,8 @@ pub async fn serve(
         config.nats_url = options.nats_url;
     }
     let store = open_store(&data_dir, &config).await?;
+    // Operators attached when the previous process ended are gone: their sessions wait for them.
+    store.detach_all_resumable_sessions(store::now_millis()).await?;
     let tls = secrets::tls_files(&data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let acceptor = server::tls_acceptor(&tls)?;
     let signing_key = secrets::signing_key(&data_dir)?;

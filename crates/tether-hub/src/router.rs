@@ -50,11 +50,18 @@ pub struct DeviceAttachment {
 #[derive(Debug)]
 pub enum SessionEvent {
     Message(Envelope),
+    /// The device's connection ended; it may come back (sessions that survive wait for it).
     DeviceGone(String),
+    /// The hub sent the device away (rejected, removed): nothing waits for it.
+    DeviceKicked(String),
+    /// The session was opened again (a re-attach): this link no longer receives its messages.
+    Superseded,
 }
 
 /// A user session's link to its device.
 pub struct SessionLink {
+    /// Tells this link apart from a later one opened for the same session.
+    link_id: u64,
     interactive: mpsc::Sender<Envelope>,
     bulk: mpsc::Sender<Envelope>,
     pub events: mpsc::Receiver<SessionEvent>,
@@ -84,10 +91,13 @@ struct DeviceEntry {
     interactive: mpsc::Sender<Envelope>,
     bulk: mpsc::Sender<Envelope>,
     kick: watch::Sender<Option<String>>,
+    /// Set by [`Router::kick_device`]: the device is sent away, not just disconnected.
+    kicked: bool,
     sessions: HashSet<String>,
 }
 
 struct SessionEntry {
+    link_id: u64,
     device_id: String,
     events: mpsc::Sender<SessionEvent>,
 }
@@ -103,9 +113,12 @@ impl Tables {
     fn end_sessions(&mut self, entry: &DeviceEntry, reason: &str) {
         for sid in &entry.sessions {
             if let Some(session) = self.sessions.remove(sid) {
-                let _ = session
-                    .events
-                    .try_send(SessionEvent::DeviceGone(reason.to_owned()));
+                let event = if entry.kicked {
+                    SessionEvent::DeviceKicked(reason.to_owned())
+                } else {
+                    SessionEvent::DeviceGone(reason.to_owned())
+                };
+                let _ = session.events.try_send(event);
             }
         }
     }
@@ -153,6 +166,7 @@ impl Router {
             interactive: interactive_sender,
             bulk: bulk_sender,
             kick,
+            kicked: false,
             sessions: HashSet::new(),
         };
         {
@@ -226,9 +240,12 @@ impl Router {
 
     /// Kicks the device's connection on this replica only.
     pub fn kick_local(&self, device_id: &str, reason: &str) -> bool {
-        let tables = self.tables();
-        match tables.devices.get(device_id) {
-            Some(entry) => entry.kick.send(Some(reason.to_owned())).is_ok(),
+        let mut tables = self.tables();
+        match tables.devices.get_mut(device_id) {
+            Some(entry) => {
+                entry.kicked = true;
+                entry.kick.send(Some(reason.to_owned())).is_ok()
+            }
             None => false,
         }
     }
@@ -256,25 +273,35 @@ impl Router {
         if let Some(link) = self.open_local(device_id, sid) {
             return Some(link);
         }
-        self.bus()?.open_remote(device_id, sid).await
+        let mut link = self.bus()?.open_remote(device_id, sid).await?;
+        link.link_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        Some(link)
     }
 
-    /// Opens session `sid` on a device attached to this replica.
+    /// Opens session `sid` on a device attached to this replica. A link already open for `sid`
+    /// (an operator re-attaching before the hub noticed the old leg was gone) is told it was
+    /// superseded.
     fn open_local(&self, device_id: &str, sid: &str) -> Option<SessionLink> {
+        let link_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let mut tables = self.tables();
         let device = tables.devices.get_mut(device_id)?;
         device.sessions.insert(sid.to_owned());
         let link_interactive = device.interactive.clone();
         let link_bulk = device.bulk.clone();
         let (events_sender, events) = mpsc::channel(SESSION_DEPTH);
-        tables.sessions.insert(
+        let old = tables.sessions.insert(
             sid.to_owned(),
             SessionEntry {
+                link_id,
                 device_id: device_id.to_owned(),
                 events: events_sender,
             },
         );
+        if let Some(old) = old {
+            let _ = old.events.try_send(SessionEvent::Superseded);
+        }
         Some(SessionLink {
+            link_id,
             interactive: link_interactive,
             bulk: link_bulk,
             events,
@@ -294,6 +321,20 @@ impl Router {
             && let Some(device) = tables.devices.get_mut(&session.device_id)
         {
             device.sessions.remove(sid);
+        }
+    }
+
+    /// Closes a session if `link` is still the one receiving its messages.
+    pub async fn close_link(&self, sid: &str, link: &SessionLink) {
+        // Another local link for `sid` means the session was re-attached: leave it. No local
+        // entry at all: the link is a bridge to another replica (or already closed).
+        let superseded = self
+            .tables()
+            .sessions
+            .get(sid)
+            .is_some_and(|session| session.link_id != link.link_id);
+        if !superseded {
+            self.close_session(sid).await;
         }
     }
 
@@ -343,7 +384,7 @@ mod tests {
         assert!(router.kick_device("d1", "rejected").await);
         assert_eq!(device.kicked.borrow().as_deref(), Some("rejected"));
         router.detach_device("d1", device.connection_id, "rejected").await;
-        assert!(matches!(link.events.recv().await, Some(SessionEvent::DeviceGone(r)) if r == "rejected"));
+        assert!(matches!(link.events.recv().await, Some(SessionEvent::DeviceKicked(r)) if r == "rejected"));
         assert!(!router.is_online("d1").await);
     }
 

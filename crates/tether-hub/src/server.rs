@@ -53,6 +53,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/management/v1/audit/verify", get(audit_api::verify))
         .route("/api/management/v1/sessions", get(sessions_api::list))
         .route(
+            "/api/management/v1/sessions/detached",
+            get(crate::detached_api::list),
+        )
+        .route(
             "/api/management/v1/tokens",
             get(users_api::list_tokens).post(users_api::create_token),
         )

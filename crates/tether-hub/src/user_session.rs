@@ -2,12 +2,17 @@
 //! one session on one device: the hub assigns its `sid`, performs the version handshake with the
 //! device, stamps the user on every message, relays both ways, and ends the device's side when
 //! the user leaves.
+//!
+//! Version-2 interactive shells survive a drop of either leg (see `docs/protocol.md`, session
+//! survival): when the user's leg drops the device is told to `detach` and keep the shell; the
+//! user re-attaches with `?attach=SID&offset=N`. When the device's leg drops the session waits
+//! for the device to come back and asks it to `resume` from the last offset relayed.
 
 use std::time::Duration;
 
 use axum::{
     extract::{
-        Path, State,
+        Path, Query, State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::StatusCode,
@@ -32,8 +37,21 @@ use crate::{
     router::{Lane, SessionEvent, SessionLink},
     session_audit::SessionAudit,
     state::AppState,
-    store::{DeviceRecord, DeviceStatus},
+    store::{DeviceRecord, DeviceStatus, now_millis},
 };
+
+/// How often a session whose device dropped looks for the device again.
+const DEVICE_RETRY: Duration = Duration::from_millis(250);
+/// Input messages a session keeps while its device is away (beyond them, input is dropped).
+const PENDING_INPUT: usize = 256;
+
+/// `?attach=SID&offset=N`: re-attach to a detached terminal, replaying its output from byte N.
+#[derive(Debug, serde::Deserialize)]
+pub struct AttachQuery {
+    attach: Option<String>,
+    #[serde(default)]
+    offset: u64,
+}
 
 /// How long a device may take to answer the `open` handshake before we assume version 1.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +65,7 @@ pub async fn connect(
     UserCaller(principal): UserCaller,
     context: RequestContext,
     Path(device_id): Path<String>,
+    Query(query): Query<AttachQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let device = state
@@ -79,20 +98,44 @@ pub async fn connect(
             format!("device {} is offline", device.name),
         ));
     }
-    if !matches!(principal, Principal::User { .. }) {
+    let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users open sessions"));
-    }
+    };
+    let resume = match &query.attach {
+        Some(sid) => {
+            // Re-attaching shows the terminal: the terminal permission, checked and audited.
+            permit(&state, &principal, &context, Action::Terminal, Some(&device)).await?;
+            let session = state.store.resumable_session(sid).await?;
+            let session = session
+                .filter(|session| session.device_id == device.id && session.ended_at.is_none())
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no detached session {sid} on device {}", device.name))
+                })?;
+            // Only the owner: the shell runs with what they typed, under their name in the audit.
+            if session.user_id != user.id {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("session {sid} belongs to another user"),
+                ));
+            }
+            Some((sid.clone(), query.offset))
+        }
+        None => None,
+    };
     Ok(upgrade
         .max_message_size(state.config.max_user_frame_bytes)
         .on_upgrade(move |socket| async move {
-            let sid = uuid::Uuid::new_v4().to_string();
+            let (sid, resume) = match resume {
+                Some((sid, offset)) => (sid, Some(offset)),
+                None => (uuid::Uuid::new_v4().to_string(), None),
+            };
             tracing::info!(
                 "session {sid}: {} on device {} from {}",
                 principal.describe(),
                 device.name,
                 context.client
             );
-            let reason = serve(&state, &device, &principal, &context, &sid, socket).await;
+            let reason = serve(&state, &device, &principal, &context, &sid, resume, socket).await;
             tracing::info!("session {sid} ended: {reason}");
         }))
 }
@@ -119,9 +162,17 @@ async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
 }
 
 /// What the session knows about its device's side.
+#[derive(Default)]
 struct DeviceSide {
     version: u32,
     shell_running: bool,
+    /// The user asked for an interactive shell (not a command).
+    interactive: bool,
+    /// The device runs a shell that survives drops (version 2, interactive): recorded in
+    /// `resumable_sessions`.
+    resumable: bool,
+    /// Stream offset after the last output byte relayed to the user.
+    next_offset: u64,
 }
 
 async fn serve(
@@ -130,6 +181,7 @@ async fn serve(
     principal: &Principal,
     context: &RequestContext,
     sid: &str,
+    resume: Option<u64>,
     socket: WebSocket,
 ) -> String {
     let user_id = match principal {
@@ -148,10 +200,16 @@ async fn serve(
     };
     let reason = match handshake(&mut link, sid, &user_name, Some(&mut sink)).await {
         Ok((accept, version)) => {
+            if resume.is_some() && version != version::TETHER {
+                let why = "the device no longer speaks protocol version 2: its session cannot be resumed";
+                end_with_error(&mut sink, sid, why).await;
+                state.router.close_link(sid, &link).await;
+                return why.into();
+            }
             if send(&mut sink, &accept).await {
                 let mut side = DeviceSide {
                     version,
-                    shell_running: false,
+                    ..DeviceSide::default()
                 };
                 let actor = Actor::principal(principal, context);
                 let audit = SessionAudit::new(actor, Object::device(&device.id, &device.name), sid);
@@ -165,14 +223,44 @@ async fn serve(
                     audit,
                     recording: None,
                     requested_shell: None,
+                    resumed: resume.is_some(),
                 };
+                if let Some(offset) = resume {
+                    side.shell_running = true;
+                    side.interactive = true;
+                    side.resumable = true;
+                    side.next_offset = offset;
+                    session.requested_shell = Some((80, 24, None));
+                    if let Err(error) = state.store.set_session_detached(sid, None).await {
+                        tracing::warn!("session {sid}: {error:#}");
+                    }
+                    tracing::info!("session {sid}: re-attached, resuming output from offset {offset}");
+                    link.send(Lane::Interactive, Shell::Resume { offset }.to_envelope(sid))
+                        .await;
+                }
                 let reason = relay(state, &mut session, &mut link, &mut sink, &mut stream, &mut side).await;
-                for event in session.audit.session_ended(&reason.text) {
+                let detach = reason.detachable && side.resumable && side.shell_running;
+                let text = if detach {
+                    format!("{} (the shell is kept for re-attaching)", reason.text)
+                } else {
+                    reason.text.clone()
+                };
+                for event in session.audit.session_ended(&text) {
                     if audit::record(state, event).await.is_err() {
                         break;
                     }
                 }
-                if !reason.device_gone {
+                if reason.superseded {
+                    // Another connection of the same user took the session over.
+                } else if detach {
+                    link.send(Lane::Interactive, Shell::Detach.to_envelope(sid)).await;
+                    if let Err(error) = state.store.set_session_detached(sid, Some(now_millis())).await {
+                        tracing::warn!("session {sid}: {error:#}");
+                    }
+                } else {
+                    end_resumable(state, sid, &mut side).await;
+                }
+                if !reason.device_gone && !reason.superseded && !detach {
                     // The user left or misbehaved: end the device's side of the session.
                     if side.shell_running {
                         let stop = Shell::Stop {
@@ -186,7 +274,7 @@ async fn serve(
                     link.send(Lane::Interactive, Control::Close.to_envelope(sid))
                         .await;
                 }
-                reason.text
+                text
             } else {
                 "the user disconnected".into()
             }
@@ -196,7 +284,7 @@ async fn serve(
             why
         }
     };
-    state.router.close_session(sid).await;
+    state.router.close_link(sid, &link).await;
     reason
 }
 
@@ -232,7 +320,8 @@ pub(crate) async fn handshake(
             Ok(Some(event)) => event,
         };
         match event {
-            SessionEvent::DeviceGone(reason) => return Err(reason),
+            SessionEvent::DeviceGone(reason) | SessionEvent::DeviceKicked(reason) => return Err(reason),
+            SessionEvent::Superseded => return Err("the session was re-attached elsewhere".into()),
             SessionEvent::Message(envelope) if envelope.proto == protocol::CONTROL => {
                 match Control::from_envelope(&envelope) {
                     Ok(Control::Accept { version, .. })
@@ -263,17 +352,39 @@ pub(crate) async fn handshake(
     }
 }
 
-/// Why the relay ended, and whether the device side is already gone.
+/// Why the relay ended, and what is left to do on the device's side.
+#[derive(Default)]
 struct Ending {
     text: String,
     device_gone: bool,
+    /// The user's leg dropped (not a choice, a refusal or a revocation): a resumable shell is
+    /// detached rather than ended.
+    detachable: bool,
+    /// A newer link of the same session took over: leave the device alone.
+    superseded: bool,
 }
 
 impl Ending {
     fn user(text: impl Into<String>) -> Self {
         Ending {
             text: text.into(),
-            device_gone: false,
+            ..Ending::default()
+        }
+    }
+
+    fn user_lost(text: impl Into<String>) -> Self {
+        Ending {
+            text: text.into(),
+            detachable: true,
+            ..Ending::default()
+        }
+    }
+
+    fn device_gone(text: String) -> Self {
+        Ending {
+            text,
+            device_gone: true,
+            ..Ending::default()
         }
     }
 }
@@ -293,6 +404,8 @@ struct Session<'a> {
     recording: Option<RecordingHandle>,
     /// Size and command of a shell the user asked for, until the device answers.
     requested_shell: Option<(u16, u16, Option<String>)>,
+    /// A re-attach: the shell was started (and its first part recorded) by an earlier link.
+    resumed: bool,
 }
 
 async fn relay(
@@ -313,37 +426,57 @@ async fn relay(
         tokio::select! {
             biased;
             event = link.events.recv() => match event {
-                Some(SessionEvent::Message(envelope)) => {
-                                        if envelope.proto == protocol::SHELL && envelope.typ == "stop" {
-                        side.shell_running = false;
+                Some(SessionEvent::Message(mut envelope)) => {
+                    if envelope.proto == protocol::SHELL
+                        && !observe_shell(state, session, side, &mut envelope).await
+                    {
+                        continue;
                     }
-                                        // Fail closed: what the audit log cannot record does not reach the user.
+                    // Fail closed: what the audit log cannot record does not reach the user.
                     if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
                         return ending;
                     }
-                                        if let Err(why) = record_terminal(state, session, &envelope).await {
+                    if let Err(why) = record_terminal(state, session, &envelope).await {
                         end_with_error(sink, sid, &why).await;
                         return Ending::user(why);
                     }
                     if !send(sink, &envelope).await {
-                        return Ending::user("the user disconnected");
+                        return Ending::user_lost("the user disconnected");
                     }
                 }
-                Some(SessionEvent::DeviceGone(reason)) => {
+                Some(SessionEvent::Superseded) => {
+                    return Ending {
+                        text: "re-attached from another connection".into(),
+                        superseded: true,
+                        ..Ending::default()
+                    };
+                }
+                Some(SessionEvent::DeviceGone(reason)) if side.resumable && side.shell_running => {
+                    if let Err(ending) = await_device(state, session, link, sink, stream, side, &reason).await {
+                        return ending;
+                    }
+                }
+                None if side.resumable && side.shell_running => {
+                    if let Err(ending) = await_device(state, session, link, sink, stream, side, "went offline").await {
+                        return ending;
+                    }
+                }
+                Some(SessionEvent::DeviceGone(reason) | SessionEvent::DeviceKicked(reason)) => {
                     let why = format!("device {device_name}: {reason}");
                     end_with_error(sink, sid, &why).await;
-                    return Ending { text: why, device_gone: true };
+                    return Ending::device_gone(why);
                 }
                 None => {
                     let why = format!("device {device_name} went offline");
                     end_with_error(sink, sid, &why).await;
-                    return Ending { text: why, device_gone: true };
+                    return Ending::device_gone(why);
                 }
             },
             inbound = stream.next() => {
                 last_heard = Instant::now();
                 match inbound {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ending::user("the user disconnected"),
+                    None | Some(Err(_)) => return Ending::user_lost("the user disconnected"),
+                    Some(Ok(Message::Close(_))) => return Ending::user("the user disconnected"),
                     Some(Ok(Message::Binary(bytes))) => {
                         let envelope = match Envelope::decode(&bytes) {
                             Ok(envelope) => envelope,
@@ -382,10 +515,190 @@ async fn relay(
             _ = ticker.tick() => {
                 let silent = last_heard.elapsed();
                 if silent >= keepalive * 2 {
-                    return Ending::user(format!("the user was silent for {} s", silent.as_secs()));
+                    return Ending::user_lost(format!("the user was silent for {} s", silent.as_secs()));
                 }
                 if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return Ending::user("the user disconnected");
+                    return Ending::user_lost("the user disconnected");
+                }
+            }
+        }
+    }
+}
+
+/// Keeps track of the device's shell as its messages pass: whether it runs, whether it is
+/// resumable, and the output offset relayed (output already relayed is trimmed, so the user
+/// never gets a byte twice). False when the message has nothing left to relay.
+async fn observe_shell(
+    state: &AppState,
+    session: &mut Session<'_>,
+    side: &mut DeviceSide,
+    envelope: &mut Envelope,
+) -> bool {
+    let sid = session.sid;
+    match envelope.typ.as_str() {
+        "shell" => {
+            if let Some(offset) = shell::output_offset(envelope) {
+                let end = offset + envelope.body.len() as u64;
+                if end <= side.next_offset {
+                    return false;
+                }
+                if offset < side.next_offset {
+                    envelope.body.drain(..(side.next_offset - offset) as usize);
+                    shell::set_output_offset(envelope, side.next_offset);
+                }
+                side.next_offset = end;
+            }
+        }
+        "new"
+            if envelope.props.i64("status") == Some(shell::status::NORMAL)
+                && side.version == version::TETHER
+                && side.interactive
+                && !side.resumable =>
+        {
+            side.resumable = true;
+            if let Err(error) = state
+                .store
+                .insert_resumable_session(sid, &session.device.id, session.user_id, now_millis())
+                .await
+            {
+                tracing::warn!("session {sid}: cannot record it for re-attaching: {error:#}");
+                side.resumable = false;
+            }
+        }
+        "new" if envelope.props.i64("status") == Some(shell::status::NORMAL) => {}
+        "new" => {
+            // Refused (or, for a resume, the shell is gone).
+            side.shell_running = false;
+            end_resumable(state, sid, side).await;
+        }
+        "stop" => {
+            side.shell_running = false;
+            end_resumable(state, sid, side).await;
+        }
+        _ => {}
+    }
+    true
+}
+
+async fn end_resumable(state: &AppState, sid: &str, side: &mut DeviceSide) {
+    if std::mem::take(&mut side.resumable)
+        && let Err(error) = state.store.end_resumable_session(sid, now_millis()).await
+    {
+        tracing::warn!("session {sid}: {error:#}");
+    }
+}
+
+/// The device's leg dropped under a resumable shell: tells the user, keeps their leg alive
+/// (their input is kept, up to [`PENDING_INPUT`] messages), and once the device is back asks it
+/// to resume from the last offset relayed. Gives up after the grace period.
+async fn await_device(
+    state: &AppState,
+    session: &mut Session<'_>,
+    link: &mut SessionLink,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    side: &mut DeviceSide,
+    reason: &str,
+) -> Result<(), Ending> {
+    let (device, sid) = (session.device.clone(), session.sid);
+    tracing::info!(
+        "session {sid}: device {} dropped ({reason}); waiting for it",
+        device.name
+    );
+    let notice = Control::Error(ErrorBody {
+        err: format!("device {}: {reason}; reconnecting…", device.name),
+        close: false,
+        code: Some(tether_proto::control::code::RECONNECTING),
+        ..Default::default()
+    });
+    if !send(sink, &notice.to_envelope(sid)).await {
+        return Err(Ending::user_lost("the user disconnected"));
+    }
+    let grace = Duration::from_secs(state.config.terminal_grace_period_secs);
+    let deadline = Instant::now() + grace;
+    let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
+    let mut retry = tokio::time::interval(DEVICE_RETRY);
+    let mut last_heard = Instant::now();
+    let mut pending: Vec<Envelope> = Vec::new();
+    loop {
+        tokio::select! {
+            inbound = stream.next() => {
+                last_heard = Instant::now();
+                let bytes = match inbound {
+                    None | Some(Err(_)) => return Err(Ending::user_lost("the user disconnected")),
+                    Some(Ok(Message::Close(_))) => return Err(Ending::user("the user disconnected")),
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(mut envelope) = Envelope::decode(&bytes) else {
+                    let why = "malformed message";
+                    end_with_error(sink, sid, why).await;
+                    return Err(Ending::user(why));
+                };
+                match (envelope.proto, envelope.typ.as_str()) {
+                    (protocol::CONTROL, "ping") => {
+                        send(sink, &Control::Pong.to_envelope(sid)).await;
+                    }
+                    (protocol::CONTROL, "close") => return Err(Ending::user("the user closed the session")),
+                    (protocol::SHELL, "shell" | "resize") if pending.len() < PENDING_INPUT => {
+                        envelope.sid = sid.to_owned();
+                        envelope.props.set("user_id", Value::Str(session.user_id.to_owned()));
+                        pending.push(envelope);
+                    }
+                    _ => {}
+                }
+            }
+            _ = retry.tick() => {
+                if Instant::now() >= deadline {
+                    let why = format!(
+                        "device {} did not come back within {} s (terminal_grace_period_secs)",
+                        device.name,
+                        grace.as_secs()
+                    );
+                    end_with_error(sink, sid, &why).await;
+                    end_resumable(state, sid, side).await;
+                    return Err(Ending::device_gone(why));
+                }
+                let silent = last_heard.elapsed();
+                if silent >= keepalive * 2 {
+                    return Err(Ending::user_lost(format!("the user was silent for {} s", silent.as_secs())));
+                }
+                if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Err(Ending::user_lost("the user disconnected"));
+                }
+                let Some(mut new_link) = state.router.open_session(&device.id, sid).await else {
+                    continue;
+                };
+                let user_name = match &session.principal {
+                    Principal::User { user, .. } => user.name.clone(),
+                    Principal::Device { .. } => String::new(),
+                };
+                match handshake(&mut new_link, sid, &user_name, None).await {
+                    Ok((_, version)) if version == version::TETHER => {
+                        tracing::info!(
+                            "session {sid}: device {} is back; resuming from offset {}",
+                            device.name,
+                            side.next_offset
+                        );
+                        let resume = Shell::Resume { offset: side.next_offset };
+                        new_link.send(Lane::Interactive, resume.to_envelope(sid)).await;
+                        for input in pending.drain(..) {
+                            new_link.send(Lane::Interactive, input).await;
+                        }
+                        *link = new_link;
+                        return Ok(());
+                    }
+                    Ok(_) => {
+                        let why = format!("device {} came back without protocol version 2: the shell is lost", device.name);
+                        end_with_error(sink, sid, &why).await;
+                        state.router.close_link(sid, &new_link).await;
+                        end_resumable(state, sid, side).await;
+                        return Err(Ending::device_gone(why));
+                    }
+                    Err(why) => {
+                        tracing::debug!("session {sid}: the device's handshake failed: {why}");
+                        state.router.close_link(sid, &new_link).await;
+                    }
                 }
             }
         }
@@ -452,8 +765,14 @@ async fn record_terminal(
             let Principal::User { user, .. } = &session.principal else {
                 return Ok(());
             };
+            // A re-attached session's recording is a new one (the first ended with the link).
+            let recording_id = if session.resumed {
+                format!("{}-resumed-{}", session.sid, now_millis())
+            } else {
+                session.sid.to_owned()
+            };
             let info = SessionInfo {
-                sid: session.sid.to_owned(),
+                sid: recording_id,
                 device_id: session.device.id.clone(),
                 device_name: session.device.name.clone(),
                 user_id: user.id.clone(),
@@ -592,6 +911,7 @@ async fn forward(
                 command,
                 ..
             }) => {
+                side.interactive = command.is_none();
                 session.requested_shell = Some((width.unwrap_or(80), height.unwrap_or(24), command));
             }
             Ok(Shell::Resize { width, height }) => {

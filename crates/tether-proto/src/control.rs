@@ -29,6 +29,18 @@ pub enum Control {
         reason: String,
         timeout_secs: u64,
     },
+    /// Tether extension, device → server, session id empty, sent first on every connection: the
+    /// sessions whose shells the device still keeps (detached, waiting to be resumed).
+    Sessions {
+        sids: Vec<String>,
+    },
+}
+
+/// Tether's own `code` values of a control `error` (1000 and above).
+pub mod code {
+    /// Not an error, a state (`close` false): the device's leg dropped under a resumable
+    /// terminal and the hub waits for the device to come back (a client shows "reconnecting…").
+    pub const RECONNECTING: i64 = 1100;
 }
 
 /// The body of a control `error` (also used by file transfer and port forward errors).
@@ -91,6 +103,7 @@ impl Control {
             Control::Pong => "pong",
             Control::Error(_) => "error",
             Control::Wait { .. } => "wait",
+            Control::Sessions { .. } => "sessions",
         }
     }
 
@@ -118,6 +131,11 @@ impl Control {
                 ("reason", Some(Value::Str(reason.clone()))),
                 ("timeout", Some(Value::Int(*timeout_secs as i64))),
             ])
+            .encode(),
+            Control::Sessions { sids } => map([(
+                "sids",
+                Some(Value::Array(sids.iter().cloned().map(Value::Str).collect())),
+            )])
             .encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
@@ -174,6 +192,16 @@ impl Control {
                     timeout_secs: body.get("timeout").and_then(Value::as_u64).unwrap_or(0),
                 }
             }
+            "sessions" => {
+                let body = envelope.body_value()?;
+                let sids = body
+                    .get("sids")
+                    .and_then(Value::as_array)
+                    .ok_or(Error::Missing("sids"))?;
+                Control::Sessions {
+                    sids: sids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                }
+            }
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,
@@ -209,6 +237,10 @@ mod tests {
                 code: Some(1001),
                 ..Default::default()
             }),
+            Control::Sessions {
+                sids: vec!["a".into(), "b".into()],
+            },
+            Control::Sessions { sids: vec![] },
         ];
         for message in messages {
             let bytes = message.to_envelope("sid").encode();

@@ -3,6 +3,10 @@
 //! Tether extension (version 2 only, see `docs/protocol.md`): `new` may carry a `command` prop
 //! to run one command instead of an interactive shell, and the device's `stop` then carries the
 //! command's `exit_status`.
+//!
+//! Session survival (version 2 only): the device's terminal output carries the stream offset of
+//! its first byte (prop `offset`); the hub sends `detach` when the operator's leg is gone (the
+//! device keeps the shell and buffers its output) and `resume` with the offset to continue from.
 
 use crate::{Error, envelope::Envelope, protocol::SHELL, value::Value};
 
@@ -42,6 +46,31 @@ pub enum Shell {
         timeout: Option<i64>,
     },
     Pong,
+    /// Tether extension, server → device: continue a kept shell, sending its output from byte
+    /// `offset` of the stream on. Answered with `new` (status 1: resumed; 2: no such shell).
+    Resume {
+        offset: u64,
+    },
+    /// Tether extension, server → device: nobody watches the shell for now; keep it (within the
+    /// grace period) and buffer its output.
+    Detach,
+}
+
+/// The prop naming the stream offset of the first byte of a `shell` output message.
+pub const OFFSET: &str = "offset";
+
+/// The stream offset of a `shell` output message, if the device sent one (version 2).
+pub fn output_offset(envelope: &Envelope) -> Option<u64> {
+    envelope.props.i64(OFFSET).and_then(|v| u64::try_from(v).ok())
+}
+
+/// Marks a `shell` output message with the stream offset of its first byte.
+pub fn set_output_offset(envelope: &mut Envelope, offset: u64) {
+    envelope.props.set(OFFSET, offset_value(offset));
+}
+
+fn offset_value(offset: u64) -> Value {
+    Value::Int(i64::try_from(offset).unwrap_or(i64::MAX))
 }
 
 fn size(envelope: &Envelope, key: &'static str) -> Option<u16> {
@@ -57,6 +86,8 @@ impl Shell {
             Shell::Stop { .. } => "stop",
             Shell::Ping { .. } => "ping",
             Shell::Pong => "pong",
+            Shell::Resume { .. } => "resume",
+            Shell::Detach => "detach",
         }
     }
 
@@ -118,6 +149,8 @@ impl Shell {
                 }
             }
             Shell::Pong => props.set("status", Value::Int(status::CONTROL)),
+            Shell::Resume { offset } => props.set(OFFSET, offset_value(*offset)),
+            Shell::Detach => {}
         }
         envelope
     }
@@ -149,6 +182,10 @@ impl Shell {
                 timeout: props.i64("timeout"),
             },
             "pong" => Shell::Pong,
+            "resume" => Shell::Resume {
+                offset: output_offset(envelope).ok_or(Error::Missing(OFFSET))?,
+            },
+            "detach" => Shell::Detach,
             other => {
                 return Err(Error::UnknownType {
                     proto: SHELL,
@@ -195,6 +232,8 @@ mod tests {
             },
             Shell::Ping { timeout: Some(65) },
             Shell::Pong,
+            Shell::Resume { offset: 1 << 40 },
+            Shell::Detach,
         ];
         for message in messages {
             let envelope = Envelope::decode(&message.to_envelope("s").encode()).unwrap();

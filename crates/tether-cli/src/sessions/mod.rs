@@ -53,6 +53,13 @@ pub enum SessionsCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List terminals left running on their device when their connection was lost; re-attach
+    /// with `tether terminal DEVICE --attach SESSION`
+    Detached {
+        /// Print the sessions as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Watch a live session read-only: its screen, then its output as it happens
     #[command(
         after_help = "SESSION is a session id or a unique prefix of one. Keystrokes are not \
@@ -81,6 +88,10 @@ pub struct SessionInfo {
     pub width: i64,
     pub height: i64,
     pub live: bool,
+    /// Kept on its device after its operator's connection was lost: `tether terminal DEVICE
+    /// --attach SESSION` takes it back.
+    #[serde(default)]
+    pub detached: bool,
 }
 
 #[derive(Deserialize)]
@@ -106,11 +117,87 @@ pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> 
             export(&login, &sid, output).await?;
             Ok(0)
         }
+        SessionsCommand::Detached { json } => {
+            detached(&api, json).await?;
+            Ok(0)
+        }
         SessionsCommand::Watch { session } => {
             let sid = resolve_sid(&api, &session).await?;
             watch::run(&login, &sid).await
         }
     }
+}
+
+/// A terminal the device keeps for re-attaching, as the hub lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetachedSession {
+    pub sid: String,
+    pub device_id: String,
+    #[serde(default)]
+    pub device_name: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub detached_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct DetachedList {
+    sessions: Vec<DetachedSession>,
+}
+
+async fn detached(api: &Api, json: bool) -> Result<()> {
+    let list: DetachedList = api.get(&format!("{SESSIONS_PATH}/detached")).await?;
+    let text = if json {
+        serde_json::to_string_pretty(&list.sessions)? + "\n"
+    } else {
+        let mut rows = vec![
+            [
+                "SESSION",
+                "DEVICE",
+                "STARTED (UTC)",
+                "DETACHED (UTC)",
+                "KEPT UNTIL (UTC)",
+            ]
+            .map(str::to_owned),
+        ];
+        for session in &list.sessions {
+            let device = if session.device_name.is_empty() {
+                session.device_id.clone()
+            } else {
+                session.device_name.clone()
+            };
+            rows.push([
+                session.sid.clone(),
+                device,
+                format_time(session.created_at),
+                format_time(session.detached_at),
+                format_time(session.expires_at),
+            ]);
+        }
+        columns(&rows)
+    };
+    print_listing(&text).context("writing to stdout")
+}
+
+/// Rows as left-aligned columns, two spaces apart.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 async fn fetch(
@@ -157,7 +244,16 @@ async fn list(
         }
         None => None,
     };
-    let sessions = fetch(api, device.as_deref(), user, limit).await?;
+    let mut sessions = fetch(api, device.as_deref(), user, limit).await?;
+    // Best effort: an older hub has no list of detached sessions.
+    if let Ok(detached) = api
+        .get::<DetachedList>(&format!("{SESSIONS_PATH}/detached"))
+        .await
+    {
+        for session in &mut sessions {
+            session.detached = detached.sessions.iter().any(|d| d.sid == session.sid);
+        }
+    }
     let text = if json {
         serde_json::to_string_pretty(&sessions)? + "\n"
     } else {
@@ -196,7 +292,12 @@ fn table(sessions: &[SessionInfo], now: i64) -> String {
             format_time(session.started_at),
             format_duration(end.saturating_sub(session.started_at).max(0) as u64),
             format_bytes(session.bytes_out.max(0) as u64),
-            if session.live { "live" } else { "ended" }.to_owned(),
+            match (session.live, session.detached) {
+                (true, _) => "live",
+                (false, true) => "detached",
+                (false, false) => "ended",
+            }
+            .to_owned(),
             session
                 .command
                 .as_deref()
@@ -330,6 +431,7 @@ mod tests {
             width: 80,
             height: 24,
             live: ended_at.is_none(),
+            detached: false,
         };
         let text = table(
             &[

@@ -89,6 +89,10 @@ pub(super) async fn open_remote(bus: &Bus, device_id: &str, sid: &str) -> Option
                         let _ = events.send(SessionEvent::DeviceGone(reason)).await;
                         false
                     }
+                    Incoming::Kicked(reason) => {
+                        let _ = events.send(SessionEvent::DeviceKicked(reason)).await;
+                        false
+                    }
                 }
             }
         });
@@ -108,6 +112,8 @@ pub(super) async fn open_remote(bus: &Bus, device_id: &str, sid: &str) -> Option
         }
     });
     Some(SessionLink {
+        // The router numbers the link (see `Router::open_session`).
+        link_id: 0,
         interactive: interactive_sender,
         bulk: bulk_sender,
         events,
@@ -166,6 +172,11 @@ pub(super) async fn accept_remote(
                         publish(&client, &to_user, Wire::Close(reason)).await;
                         return;
                     }
+                    SessionEvent::DeviceKicked(reason) => {
+                        publish(&client, &to_user, Wire::Kicked(reason)).await;
+                        return;
+                    }
+                    SessionEvent::Superseded => return,
                 }
             }
         };
@@ -175,7 +186,7 @@ pub(super) async fn accept_remote(
                 match message {
                     Incoming::Frame(Lane::Interactive, envelope) => interactive.send(envelope).await.is_ok(),
                     Incoming::Frame(Lane::Bulk, envelope) => bulk.send(envelope).await.is_ok(),
-                    Incoming::Close(_) => false,
+                    Incoming::Close(_) | Incoming::Kicked(_) => false,
                 }
             }
         });
@@ -199,6 +210,7 @@ pub(super) async fn accept_remote(
 enum Incoming {
     Frame(Lane, tether_proto::Envelope),
     Close(String),
+    Kicked(String),
 }
 
 /// The user's outgoing half: interactive before bulk, within the credit window; when the user
@@ -267,6 +279,10 @@ async fn incoming<F, Fut>(
             Ok(Wire::Credit(count)) => credit.add_permits(count.min(WINDOW) as usize),
             Ok(Wire::Close(reason)) => {
                 hand_on(Incoming::Close(reason)).await;
+                return;
+            }
+            Ok(Wire::Kicked(reason)) => {
+                hand_on(Incoming::Kicked(reason)).await;
                 return;
             }
             Err(error) => tracing::warn!("NATS: bad bridge message ignored: {error}"),

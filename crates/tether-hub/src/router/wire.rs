@@ -9,6 +9,7 @@ use super::Lane;
 const FRAME: u8 = 1;
 const CREDIT: u8 = 2;
 const CLOSE: u8 = 3;
+const KICKED: u8 = 4;
 
 #[derive(Debug, PartialEq)]
 pub enum Wire {
@@ -18,6 +19,8 @@ pub enum Wire {
     Credit(u32),
     /// The session ended, with the reason (empty when the user left).
     Close(String),
+    /// The hub sent the device away (rejected, removed): nothing waits for it to come back.
+    Kicked(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +54,12 @@ impl Wire {
                 bytes.extend_from_slice(&count.to_be_bytes());
                 bytes
             }
-            Wire::Close(reason) => {
-                let mut bytes = vec![CLOSE];
+            Wire::Close(reason) | Wire::Kicked(reason) => {
+                let mut bytes = vec![if matches!(self, Wire::Close(_)) {
+                    CLOSE
+                } else {
+                    KICKED
+                }];
                 bytes.extend_from_slice(reason.as_bytes());
                 bytes
             }
@@ -74,6 +81,7 @@ impl Wire {
                 Ok(Wire::Credit(u32::from_be_bytes(count)))
             }
             CLOSE => Ok(Wire::Close(String::from_utf8_lossy(body).into_owned())),
+            KICKED => Ok(Wire::Kicked(String::from_utf8_lossy(body).into_owned())),
             other => Err(WireError::UnknownTag(other)),
         }
     }
@@ -91,6 +99,7 @@ mod tests {
             Wire::Frame(Lane::Interactive, envelope),
             Wire::Credit(128),
             Wire::Close("the device disconnected".into()),
+            Wire::Kicked("the device was rejected".into()),
         ] {
             assert_eq!(Wire::decode(&message.encode()).unwrap(), message);
         }
