@@ -3,8 +3,8 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use crate::identity::DeviceKey;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey};
 use tether_net::{HubUrl, Proxy};
 use tether_proto::auth::{
     AUTH_PATH, AuthRefusal, AuthRequest, DeviceClaims, SIGNATURE_HEADER, unverified_claims,
@@ -39,14 +39,14 @@ impl std::fmt::Display for AuthError {
 
 /// Everything needed to sign and send auth requests; shared by the connect loop and renewals.
 pub struct Authenticator {
-    key: SigningKey,
+    key: DeviceKey,
     request_body: Vec<u8>,
     tls: Arc<rustls::ClientConfig>,
 }
 
 impl Authenticator {
     pub fn new(
-        key: SigningKey,
+        key: DeviceKey,
         pubkey_pem: String,
         id_data: String,
         provisioning_key: Option<String>,
@@ -68,7 +68,7 @@ impl Authenticator {
     /// The body and its `X-MEN-Signature` value (base64 of the Ed25519 signature of the body).
     pub fn signed_request(&self) -> (&[u8], String) {
         let signature = self.key.sign(&self.request_body);
-        let encoded = base64::engine::general_purpose::STANDARD.encode(signature.to_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(signature);
         (&self.request_body, encoded)
     }
 
@@ -254,8 +254,8 @@ pub mod tests {
 
     #[test]
     fn request_is_signed_over_the_exact_body() {
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let pem = crate::identity::public_key_pem(&key).unwrap();
+        let key = DeviceKey::from_seed(&[7; 32]);
+        let pem = key.public_key_pem();
         let tls = tether_net::client_config(&Default::default()).unwrap();
         let authenticator = Authenticator::new(
             key,

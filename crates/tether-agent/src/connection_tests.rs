@@ -29,8 +29,8 @@ fn fixture(keepalive: Duration) -> Fixture {
     let mut settings = Settings::resolve(Config::default(), args).unwrap();
     settings.keepalive_interval = keepalive;
     let tls = tether_net::client_config(&Default::default()).unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-    let pem = identity::public_key_pem(&key).unwrap();
+    let key = identity::DeviceKey::from_seed(&[1; 32]);
+    let pem = key.public_key_pem();
     let authenticator = Authenticator::new(key, pem, "{}".into(), None, tls.clone()).unwrap();
     let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE);
     let (stop, shutdown) = watch::channel(false);

@@ -94,9 +94,10 @@ async fn run(args: args::Args) -> anyhow::Result<()> {
     let attributes = identity::attributes(settings.identity.as_ref());
     let id_data = serde_json::to_string(&attributes)?;
     let tls = tether_net::client_config(&settings.trust).context("cannot set up TLS")?;
+    let public_key_pem = key.public_key_pem();
     let authenticator = auth::Authenticator::new(
-        key.clone(),
-        identity::public_key_pem(&key)?,
+        key,
+        public_key_pem,
         id_data.clone(),
         settings.provisioning_key.clone(),
         tls.clone(),
