@@ -58,6 +58,16 @@ impl FakeDevice {
         }
     }
 
+    /// The same device (key and name) speaking to another hub, e.g. another replica.
+    pub fn at(&self, hub: &Hub) -> FakeDevice {
+        FakeDevice {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            hub: hub.hub_url(),
+            tls: hub.tls(),
+        }
+    }
+
     /// The public key, SPKI PEM, as the agent sends it.
     pub fn pubkey_pem(&self) -> String {
         self.key

@@ -14,9 +14,10 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 use tether_e2e::{
-    Agent, Cli, Hub, HubOptions, Nats, PortForward, Postgres, PtySession, WAIT,
+    Agent, Cli, FakeDevice, Hub, HubOptions, Nats, PortForward, Postgres, PtySession, Received, WAIT,
+    block_on,
     peers::{TcpEcho, deterministic_bytes, sha256_file, write_deterministic_file},
-    wait_for,
+    receive_until_end, wait_for,
 };
 
 const PROVISIONING_KEY: &str = "scale-out-provisioning-key";
@@ -314,4 +315,28 @@ fn disabling_a_user_on_one_replica_ends_their_terminal_on_the_other() {
         "{}",
         terminal.output()
     );
+}
+
+#[test]
+fn a_device_reconnecting_to_another_replica_replaces_its_old_attachment() {
+    let cluster = Cluster::start();
+    let cli = cluster.b.user_cli("alice", true);
+    let on_a = FakeDevice::new(&cluster.a);
+    let on_b = on_a.at(&cluster.b);
+    let token = on_a.token(Some(PROVISIONING_KEY));
+    block_on(async {
+        let mut old = on_a.connect(&token).await.expect("connect to A");
+        cli.wait_online(&on_a.name);
+        // The same device (same token: the replicas share the signing key) attaches to B.
+        let _new = on_b.connect(&token).await.expect("connect to B");
+        let received = receive_until_end(&mut old, WAIT).await;
+        assert!(
+            matches!(received.last(), Some(Received::Close(_) | Received::Ended(_))),
+            "the old attachment on A must be closed: {received:?}"
+        );
+        let said = format!("{received:?}");
+        assert!(said.contains("replaced"), "{said}");
+        // The new attachment stays: the device is online (through B).
+        cli.wait_online(&on_a.name);
+    });
 }

@@ -61,6 +61,9 @@ pub async fn connect(
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // Idle devices dominate a hub's memory: read one TLS record at a time instead of
+        // tungstenite's default 128 KiB per connection (larger frames still assemble).
+        .read_buffer_size(DEVICE_READ_BUFFER)
         .on_upgrade(move |socket| serve(state, device, socket, client)))
 }
 
@@ -113,6 +116,9 @@ async fn refuse(sink: &mut Sink, code: u16, why: &str) {
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
 }
+
+/// The read buffer of one device WebSocket: one maximal TLS record.
+const DEVICE_READ_BUFFER: usize = 16 * 1024;
 
 async fn serve(state: AppState, device: DeviceRecord, socket: WebSocket, client: SocketAddr) {
     let mut attachment = state.router.attach_device(&device.id).await;

@@ -388,6 +388,25 @@ mod tests {
         assert!(!router.is_online("d1").await);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_graceful_shutdown_kicks_every_device_spread_over_the_window() {
+        let router = Router::new();
+        let devices: Vec<_> = futures_util::future::join_all((0..4).map(|n| {
+            let router = &router;
+            async move { router.attach_device(&format!("d{n}")).await }
+        }))
+        .await;
+        let started = tokio::time::Instant::now();
+        router
+            .kick_all("shutting down", std::time::Duration::from_secs(8))
+            .await;
+        // Paused time: the spread is virtual, exactly the pauses between kicks.
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(8));
+        for device in devices {
+            assert_eq!(device.kicked.borrow().as_deref(), Some("shutting down"));
+        }
+    }
+
     #[tokio::test]
     async fn a_newer_connection_replaces_the_old_one() {
         let router = Router::new();

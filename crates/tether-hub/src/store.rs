@@ -531,33 +531,27 @@ impl Store {
     }
 
     /// Appends one event to the hash chain: `make(seq, prev_hash)` builds it from the current
-    /// head, inside one transaction. On PostgreSQL a transaction-scoped advisory lock serializes
-    /// appends from every replica, so the chain stays gapless and linear; on SQLite the single
-    /// hub process serializes them (and the write transaction would anyway).
+    /// head. On PostgreSQL, one transaction under a transaction-scoped advisory lock serializes
+    /// appends from every replica, so the chain stays gapless and linear. On SQLite the caller's
+    /// process-wide lock (`AppState::audit_chain`) serializes them; a read-then-write
+    /// transaction there would fail with SQLITE_BUSY whenever another write commits in between.
     pub async fn append_audit_event(
         &self,
         make: impl FnOnce(i64, String) -> AuditEvent,
     ) -> anyhow::Result<AuditEvent> {
-        let mut transaction = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(AUDIT_CHAIN_LOCK)
-                .execute(&mut *transaction)
-                .await?;
+        if self.backend == Backend::Sqlite {
+            let mut connection = self.pool.acquire().await?;
+            let (seq, hash) = audit_head(&mut connection).await?;
+            let event = make(seq + 1, hash);
+            insert_audit_event_query(&event).execute(&mut *connection).await?;
+            return Ok(event);
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *transaction)
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_CHAIN_LOCK)
+            .execute(&mut *transaction)
             .await?;
-        let (seq, hash) = match head {
-            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
-            None => match sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
-                .fetch_optional(&mut *transaction)
-                .await?
-            {
-                Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
-                None => (0, crate::audit::GENESIS_HASH.to_owned()),
-            },
-        };
+        let (seq, hash) = audit_head(&mut transaction).await?;
         let event = make(seq + 1, hash);
         insert_audit_event_query(&event)
             .execute(&mut *transaction)
@@ -1119,4 +1113,21 @@ impl Store {
         .await?;
         rows.iter().map(resumable_from_row).collect()
     }
+}
+
+/// The last event's `seq` and hash, else the anchor's, else the genesis.
+async fn audit_head(connection: &mut sqlx::AnyConnection) -> anyhow::Result<(i64, String)> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *connection)
+        .await?;
+    if let Some(row) = head {
+        return Ok((row.try_get("seq")?, row.try_get("hash")?));
+    }
+    let anchor = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        .fetch_optional(&mut *connection)
+        .await?;
+    Ok(match anchor {
+        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+        None => (0, crate::audit::GENESIS_HASH.to_owned()),
+    })
 }

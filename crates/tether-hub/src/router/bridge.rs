@@ -253,6 +253,11 @@ async fn user_outgoing(
 /// The receiving half: hands frames on (waiting when the local reader is slow), returns credit
 /// in batches on `credit_subject`, and adds credit the other side returns. Ends on `Close`, on
 /// a failed hand-on, or when the subscription ends.
+///
+/// Credit is applied as soon as it arrives, never behind a frame waiting for a slow reader: the
+/// subscription is read by its own loop, and frames queue in a channel of one window (the peer
+/// never has more in flight, plus what a leaving user flushes without credit), so that loop
+/// never waits.
 async fn incoming<F, Fut>(
     client: &async_nats::Client,
     credit_subject: &str,
@@ -263,30 +268,57 @@ async fn incoming<F, Fut>(
     F: Fn(Incoming) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut consumed = 0;
-    while let Some(message) = inbound.next().await {
-        match Wire::decode(&message.payload) {
-            Ok(Wire::Frame(lane, envelope)) => {
-                if !hand_on(Incoming::Frame(lane, envelope)).await {
+    let (queue, mut queued) = mpsc::channel::<Incoming>(WINDOW as usize + 2 * super::LANE_DEPTH + 1);
+    let read = async move {
+        while let Some(message) = inbound.next().await {
+            let next = match Wire::decode(&message.payload) {
+                Ok(Wire::Credit(count)) => {
+                    credit.add_permits(count.min(WINDOW) as usize);
+                    continue;
+                }
+                Ok(Wire::Frame(lane, envelope)) => Incoming::Frame(lane, envelope),
+                Ok(Wire::Close(reason)) => Incoming::Close(reason),
+                Ok(Wire::Kicked(reason)) => Incoming::Kicked(reason),
+                Err(error) => {
+                    tracing::warn!("NATS: bad bridge message ignored: {error}");
+                    continue;
+                }
+            };
+            let close = matches!(next, Incoming::Close(_) | Incoming::Kicked(_));
+            if queue.try_send(next).is_err() {
+                tracing::warn!("NATS: a bridge peer exceeded its window; ending the session");
+                return;
+            }
+            if close {
+                // Keep the queue open until the hand-on loop has seen the close.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let hand = async {
+        let mut consumed = 0;
+        while let Some(next) = queued.recv().await {
+            match next {
+                Incoming::Frame(lane, envelope) => {
+                    if !hand_on(Incoming::Frame(lane, envelope)).await {
+                        return;
+                    }
+                    consumed += 1;
+                    if consumed >= CREDIT_BATCH {
+                        publish(client, credit_subject, Wire::Credit(consumed)).await;
+                        consumed = 0;
+                    }
+                }
+                ending @ (Incoming::Close(_) | Incoming::Kicked(_)) => {
+                    hand_on(ending).await;
                     return;
                 }
-                consumed += 1;
-                if consumed >= CREDIT_BATCH {
-                    publish(client, credit_subject, Wire::Credit(consumed)).await;
-                    consumed = 0;
-                }
             }
-            Ok(Wire::Credit(count)) => credit.add_permits(count.min(WINDOW) as usize),
-            Ok(Wire::Close(reason)) => {
-                hand_on(Incoming::Close(reason)).await;
-                return;
-            }
-            Ok(Wire::Kicked(reason)) => {
-                hand_on(Incoming::Kicked(reason)).await;
-                return;
-            }
-            Err(error) => tracing::warn!("NATS: bad bridge message ignored: {error}"),
         }
+    };
+    tokio::select! {
+        _ = read => {}
+        _ = hand => {}
     }
 }
 

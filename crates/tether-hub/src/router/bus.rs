@@ -36,6 +36,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const LIVENESS: Duration = Duration::from_secs(3);
 /// How long a request to another replica may take before the device counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a replica holding a device may take to answer "is it here?".
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Devices per `presence.list` reply (keeps replies under NATS's default 1 MiB payload).
 const LIST_CHUNK: usize = 5_000;
 
@@ -224,12 +226,13 @@ impl Bus {
         }
     }
 
-    /// Whether another replica holds the device (false at once when none does).
+    /// Whether another replica holds the device (false at once when none does; false after
+    /// [`PING_TIMEOUT`] when the holder hangs without having dropped its NATS connection).
     pub async fn device_online(&self, device_id: &str) -> bool {
-        self.client
-            .request(device_subject(device_id, "ping"), Vec::new().into())
-            .await
-            .is_ok()
+        let ping = self
+            .client
+            .request(device_subject(device_id, "ping"), Vec::new().into());
+        matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
     }
 
     /// The devices every other live replica holds (asks them; waits at most a second).
