@@ -34,6 +34,9 @@ export function parse(bytes) {
 
 const text = (bytes) => new TextDecoder().decode(bytes).trim();
 
+/** Control `error` code of a device leg that dropped under a resumable terminal. */
+const RECONNECTING = 1100;
+
 export const shellNew = (sid, width, height) =>
   envelope(SHELL, 'new', sid, { terminal_width: width, terminal_height: height });
 export const shellData = (sid, bytes) => envelope(SHELL, 'shell', sid, null, bytes);
@@ -56,7 +59,9 @@ export function interpret(message) {
         let body = {};
         try { body = decode(message.body) || {}; } catch { /* keep empty */ }
         const err = body.err || 'error';
-        return body.close ? { kind: 'closed', text: err } : { kind: 'notice', text: err };
+        if (body.close) return { kind: 'closed', text: err };
+        // Code 1100: the device's leg dropped; the hub waits for it (not an error: a state).
+        return body.code === RECONNECTING ? { kind: 'reconnecting', text: err } : { kind: 'notice', text: err };
       }
       default: return { kind: 'ignore' };
     }
@@ -67,7 +72,7 @@ export function interpret(message) {
       return message.props.status === STATUS_ERROR
         ? { kind: 'refused', text: text(message.body) || 'the device refused the shell' }
         : { kind: 'started' };
-    case 'shell': return { kind: 'output', data: message.body };
+    case 'shell': return { kind: 'output', data: message.body, offset: message.props.offset };
     case 'stop': return { kind: 'ended', text: text(message.body) };
     case 'ping':
       return { kind: 'reply', frame: envelope(SHELL, 'pong', message.sid, { status: STATUS_CONTROL }) };
