@@ -28,6 +28,7 @@ export function twoFactorPanel() {
   };
 
   function showRecoveryCodes(codes) {
+    enrol.hidden = true;
     step.replaceChildren(
       h('p', {}, 'Two-factor authentication is on. Keep these recovery codes somewhere safe: each works once instead of a code, and they are not shown again.'),
       h('ul', { class: 'codes', id: 'recovery-codes' }, codes.map((code) => h('li', {}, code))),
@@ -69,6 +70,7 @@ export function twoFactorPanel() {
       await post('auth/2fa/disable', { code: disableCode.value.trim() });
       disableCode.value = '';
       step.replaceChildren();
+      enrol.hidden = false;
       say('Two-factor authentication is off.');
     } catch (failure) { fail(failure); }
   } }, disableCode, h('button', { type: 'submit' }, 'Turn off'));
