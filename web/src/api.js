@@ -69,6 +69,10 @@ export async function request(method, path, body, { expectLogin = true } = {}) {
 
 export const get = (path) => request('GET', path);
 export const post = (path, body) => request('POST', path, body);
+export const put = (path, body) => request('PUT', path, body);
+
+/** The hub's answer to a login without a code, for a user with two-factor authentication. */
+export const CODE_REQUIRED = 'two-factor code required';
 
 /** The session behind the cookie, or null (a fresh page, an expired session). */
 export async function restoreSession() {
@@ -82,9 +86,11 @@ export async function restoreSession() {
   }
 }
 
-export async function login(username, password) {
-  const session = await request('POST', 'auth/web/login', { username, password }, { expectLogin: false });
-  // Second factor: when the hub gains one, its answer says so here and the login page asks.
+/** Logs in; a user with 2FA first gets an HttpError whose message is `CODE_REQUIRED`, then
+ * the login page asks for the code and calls this again with it. */
+export async function login(username, password, code) {
+  const body = code ? { username, password, code } : { username, password };
+  const session = await request('POST', 'auth/web/login', body, { expectLogin: false });
   setSession(session);
   return session;
 }

@@ -13,6 +13,7 @@ import { playerPage } from './pages/player.js';
 import { watchPage } from './pages/watch.js';
 import { accountPage } from './pages/account.js';
 import { usersPage } from './pages/users.js';
+import { accessPage } from './pages/access.js';
 
 const pages = {
   devices: devicesPage,
@@ -23,6 +24,7 @@ const pages = {
   watch: watchPage,
   account: accountPage,
   users: usersPage,
+  access: accessPage,
 };
 
 const app = document.getElementById('app');

@@ -5,10 +5,11 @@
 //   TETHER_DEVICE_ROOT (a file-transfer root on the device), TETHER_DOWNLOAD (a file in it),
 //   TETHER_DOWNLOAD_SHA256, TETHER_UPLOAD_TEXT, TETHER_SCREENSHOTS (directory),
 //   TETHER_OFFLINE_DEVICE (an accepted device whose agent is stopped), TETHER_REJECT_DEVICE
-//   (another pending device, to reject).
+//   (another pending device, to reject), TETHER_OPERATOR and TETHER_OPERATOR_PASSWORD (a user
+//   with the operator role, who enrols 2FA and requests access).
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { chromium } from 'playwright-core';
@@ -46,7 +47,7 @@ page.on('pageerror', (error) => log(`page error: ${error.message}`));
 const consoleErrors = [];
 page.on('console', (message) => { if (message.type() === 'error') consoleErrors.push(message.text()); });
 
-const shot = (name) => page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
+const shot = (name, fullPage = false) => page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png', fullPage });
 
 /** The visible rows of the xterm.js terminal in `selector`, as text lines. */
 const screen = (selector, on = page) => on.evaluate((sel) => {
@@ -64,6 +65,26 @@ async function waitScreen(selector, pattern, what, on = page, limit = LIMIT) {
     await on.waitForTimeout(100);
   }
   throw new Error(`${what}: ${pattern} never appeared; the screen was:\n${text}`);
+}
+
+/** RFC 6238 TOTP (HMAC-SHA1, 30 s steps, 6 digits) of a base32 secret, at `seconds`. */
+function totp(secret, seconds) {
+  let bits = '';
+  for (const char of secret.replace(/=+$/, '').toUpperCase()) {
+    bits += 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(char).toString(2).padStart(5, '0');
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(seconds / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+async function logIn(name, password) {
+  await page.fill('#username', name);
+  await page.fill('#password', password);
+  await page.click('form.login button[type=submit]');
 }
 
 async function typeLine(line) {
@@ -225,6 +246,10 @@ try {
   const downloaded = await download.path();
   const sum = createHash('sha256').update(readFileSync(downloaded)).digest('hex');
   if (sum !== env('TETHER_DOWNLOAD_SHA256')) throw new Error(`downloaded sha256 ${sum}, expected ${env('TETHER_DOWNLOAD_SHA256')}`);
+  begin('tag the device (administrator)');
+  await page.fill('#device-tags-input', 'site-a, lab');
+  await page.click('button:text("Save tags")');
+  await page.waitForFunction(() => [...document.querySelectorAll('#device-tags .tag')].map((t) => t.textContent).join(',') === 'site-a,lab', null, { timeout: LIMIT });
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('device');
 
@@ -299,11 +324,14 @@ try {
   if (await bearer(secret) !== 401) throw new Error('the revoked token still works');
   await shot('account');
 
-  begin('create a user and disable it');
+  begin('create a user with a role on a group and disable it');
   await page.goto(`${url}/#/users`);
   await page.fill('#user-name', 'bob');
   await page.fill('#user-password', 'bob-correct-horse-battery');
+  await page.selectOption('#user-role', 'operator');
+  await page.fill('#user-groups', 'tag:site-a');
   await page.click('button:text("Create user")');
+  await page.waitForFunction(() => document.querySelector('#users tr[data-user="bob"] input.grants')?.value === 'operator@tag:site-a', null, { timeout: LIMIT });
   await page.click('#users tr[data-user="bob"] button:text("Disable")', { timeout: LIMIT });
   await page.waitForFunction(() => /disabled/.test(document.querySelector('#users tr[data-user="bob"]')?.textContent || ''), null, { timeout: LIMIT });
   await shot('users');
@@ -335,6 +363,62 @@ try {
   if (revoked !== 200) throw new Error(`revoking the sessions answered ${revoked}`);
   await page.click('button:text("Refresh")');
   await page.waitForSelector('#login-notice:text("session has ended")', { timeout: LIMIT });
+
+  begin('an operator requests access to a group; the approver section stays hidden');
+  const operator = env('TETHER_OPERATOR');
+  const operatorPassword = env('TETHER_OPERATOR_PASSWORD');
+  await logIn(operator, operatorPassword);
+  await page.waitForSelector('#devices', { timeout: LIMIT });
+  await page.goto(`${url}/#/access`);
+  await page.fill('#access-scope', 'tag:site-a', { timeout: LIMIT });
+  await page.check('#access-form input[data-permission="file_read"]');
+  await page.fill('#access-reason', 'ticket 42: inspect site A');
+  await page.click('button:text("Request access")');
+  await page.waitForSelector('#access-mine tr[data-scope="tag:site-a"] [data-status="pending"]', { timeout: LIMIT });
+  if (await page.isVisible('#access-approvals')) throw new Error('an operator sees the approver section');
+
+  begin('enrol two-factor authentication on the Account page');
+  await page.goto(`${url}/#/account`);
+  await page.click('#two-factor-enrol', { timeout: LIMIT });
+  const totpSecret = (await (await page.waitForSelector('#two-factor-secret', { timeout: LIMIT })).textContent()).trim();
+  await page.waitForSelector('#two-factor-qr[src^="data:image/"]', { timeout: LIMIT });
+  await shot('account-2fa', true);
+  await page.fill('#two-factor-code', totp(totpSecret, Date.now() / 1000));
+  await page.click('#two-factor button:text("Confirm")');
+  await page.waitForSelector('#recovery-codes li', { timeout: LIMIT });
+  const recoveryCodes = await page.$$eval('#recovery-codes li', (items) => items.length);
+  if (recoveryCodes !== 10) throw new Error(`expected 10 recovery codes, saw ${recoveryCodes}`);
+  await shot('account-2fa-codes');
+
+  begin('log in again: the code step appears; a wrong code is refused, the right one logs in');
+  await page.click('#logout');
+  await page.waitForSelector('#username', { timeout: LIMIT });
+  await logIn(operator, operatorPassword);
+  await page.waitForSelector('#login-code', { state: 'visible', timeout: LIMIT });
+  const near = [-30, 0, 30, 60].map((shift) => totp(totpSecret, Date.now() / 1000 + shift));
+  let wrong = 100000;
+  while (near.includes(String(wrong))) wrong += 1;
+  await page.fill('#login-code', String(wrong));
+  await page.click('form.login button[type=submit]');
+  await page.waitForFunction(() => (document.querySelector('#login-error')?.textContent || '').length > 0, null, { timeout: LIMIT });
+  if (await page.isVisible('#devices')) throw new Error('a wrong code logged in');
+  log(`wrong code: ${await page.textContent('#login-error')}`);
+  // The next step's code: never the one used to confirm, so it is not a replay.
+  await page.fill('#login-code', totp(totpSecret, Date.now() / 1000 + 30));
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('#devices', { timeout: LIMIT });
+  await page.click('#logout');
+  await page.waitForSelector('#username', { timeout: LIMIT });
+
+  begin('the administrator approves the request on the Access page');
+  await logIn(env('TETHER_USER'), env('TETHER_PASSWORD'));
+  await page.waitForSelector('#devices', { timeout: LIMIT });
+  await page.goto(`${url}/#/access`);
+  const pendingRow = `#access-all tr[data-user="${operator}"][data-scope="tag:site-a"]`;
+  await page.fill(`${pendingRow} input.note`, 'ok for today', { timeout: LIMIT });
+  await page.click(`${pendingRow} button:text("Approve")`);
+  await page.waitForSelector(`${pendingRow} [data-status="approved"]`, { timeout: LIMIT });
+  await shot('access', true);
 
   const unexpected = consoleErrors.filter((text) => /Content Security Policy|Refused to/i.test(text));
   if (unexpected.length) throw new Error(`the browser reported policy violations: ${unexpected.join('; ')}`);

@@ -1,13 +1,16 @@
 //! The web UI in real headless Chromium: a real hub (serving its embedded UI) and real agents,
-//! driven by `web/tests/ui.e2e.mjs` (playwright-core with Debian's `/usr/bin/chromium`). The
-//! script logs in (after a wrong password), accepts a pending device and rejects another, runs
-//! a terminal (echo, a window resize seen by `stty size`, vim, paste), watches it live from a
-//! second page, uploads (picked and dropped) and downloads files, plays the recorded session,
-//! filters and exports the audit log, creates, uses and revokes an access token, creates and
-//! disables a user; it checks that a cross-origin WebSocket upgrade and a request without the
-//! CSRF token are refused, that a logged-out page cannot reach the API, and that a refused
-//! second shell, an offline device and a revoked session get clear messages. Screenshots of the
-//! main pages land in `target/web-screenshots/`.
+//! driven by `web/tests/ui.e2e.mjs` (playwright-core with Debian's `/usr/bin/chromium`). The script
+//! logs in (after a wrong password), accepts a pending device and rejects another, runs a terminal
+//! (echo, a window resize seen by `stty size`, vim, paste), watches it live from a second page,
+//! uploads (picked and dropped) and downloads files, plays the recorded session, filters and
+//! exports the audit log, tags the device, creates, uses and revokes an access token, creates a
+//! user with a role on a group and disables it; an operator requests access to a group, enrols
+//! two-factor authentication (TOTP computed by the script) and logs in with the code step (a wrong
+//! code is refused), and the administrator approves the request on the Access page; it checks that
+//! a cross-origin WebSocket upgrade and a request without the CSRF token are refused, that a
+//! logged-out page cannot reach the API, and that a refused second shell, an offline device and a
+//! revoked session get clear messages. Screenshots of the main pages land in
+//! `target/web-screenshots/`.
 //!
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
 //! `npm run build`; `scripts/test` provides all of them.
@@ -47,6 +50,8 @@ fn the_web_ui_drives_a_device_end_to_end() {
     let hub = Hub::start_default();
     let password = "pw-web-correct-horse-battery";
     hub.add_user("webadmin", true, password);
+    let operator_password = "pw-operator-correct-horse";
+    hub.add_user_with("weboperator", &["--role", "operator"], operator_password);
     let device_tmp = tempfile::Builder::new()
         .prefix("tether-e2e-web-")
         .tempdir()
@@ -95,6 +100,8 @@ fn the_web_ui_drives_a_device_end_to_end() {
         .env("TETHER_SCREENSHOTS", &screenshots)
         .env("TETHER_OFFLINE_DEVICE", &gone.name)
         .env("TETHER_REJECT_DEVICE", &unwanted.name)
+        .env("TETHER_OPERATOR", "weboperator")
+        .env("TETHER_OPERATOR_PASSWORD", operator_password)
         .env("CHROMIUM", &chromium);
     let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
     let started = Instant::now();
@@ -128,7 +135,18 @@ fn the_web_ui_drives_a_device_end_to_end() {
     let dropped = std::fs::read_to_string(root.join("web-dropped.txt")).expect("the dropped file");
     assert_eq!(dropped, format!("dropped-{upload_text}"));
     for page in [
-        "login", "devices", "terminal", "watch", "device", "player", "audit", "account", "users",
+        "login",
+        "devices",
+        "terminal",
+        "watch",
+        "device",
+        "player",
+        "audit",
+        "account",
+        "users",
+        "account-2fa",
+        "account-2fa-codes",
+        "access",
     ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),

@@ -1,12 +1,12 @@
-// The signed-in user's account: personal access tokens for scripts (create, shown once; list;
-// revoke) and the password. Roles, 2FA enrolment and access requests join here as the hub
-// gains them.
+// The signed-in user's account: two-factor authentication, personal access tokens for scripts
+// (create, shown once; list; revoke) and the password.
 
 import { get, post, request, user } from '../api.js';
 import { copyButton, h, when } from '../dom.js';
+import { twoFactorPanel } from './two_factor.js';
 
 const PERMISSIONS = ['view_devices', 'manage_devices', 'terminal', 'file_read', 'file_write',
-  'port_forward', 'view_audit', 'view_recordings', 'manage_users'];
+  'port_forward', 'view_audit', 'view_recordings', 'approve_access', 'manage_users'];
 
 function tokensPanel() {
   const body = h('tbody');
@@ -82,5 +82,5 @@ function passwordPanel() {
 
 export function accountPage(container) {
   const me = user();
-  container.append(h('h1', {}, `Account: ${me.name}${me.admin ? ' (administrator)' : ''}`), tokensPanel(), passwordPanel());
+  container.append(h('h1', {}, `Account: ${me.name}${me.admin ? ' (administrator)' : ''}`), twoFactorPanel(), tokensPanel(), passwordPanel());
 }

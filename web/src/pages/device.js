@@ -2,7 +2,7 @@
 // path and upload by picking or dropping (with progress) through the hub's HTTP file API, and
 // the `tether port-forward` command to copy.
 
-import { API, csrfHeaders, get, sessionExpired } from '../api.js';
+import { API, csrfHeaders, get, put, sessionExpired, user } from '../api.js';
 import { ago, copyButton, h } from '../dom.js';
 import { connectTerminal, createTerminal, enableClipboard } from '../terminal.js';
 
@@ -154,6 +154,28 @@ function portForwardPanel(device) {
     h('div', { class: 'toolbar' }, h('code', { class: 'command', id: 'port-forward-command' }, command), copyButton(command)));
 }
 
+/** The device's tags (its groups); administrators edit them as a comma-separated list. */
+function tagsLine(device) {
+  const shown = h('span', { id: 'device-tags' });
+  const render = (tags) => shown.replaceChildren(...(tags.length ? tags.map((tag) => h('span', { class: 'tag group' }, tag)) : [h('span', { class: 'notice' }, 'none')]));
+  render(device.tags || []);
+  const line = h('div', { class: 'toolbar' }, 'Tags: ', shown);
+  if (user() && user().admin) {
+    const input = h('input', { id: 'device-tags-input', size: 30, value: (device.tags || []).join(', '), placeholder: 'site-a, lab' });
+    const message = h('span', { class: 'error' });
+    line.append(h('form', { class: 'toolbar', onsubmit: async (event) => {
+      event.preventDefault();
+      message.textContent = '';
+      const tags = input.value.split(',').map((tag) => tag.trim()).filter(Boolean);
+      try {
+        await put(`devices/${encodeURIComponent(device.id)}/tags`, { tags });
+        render(tags);
+      } catch (failure) { message.textContent = failure.message; }
+    } }, input, h('button', { type: 'submit', class: 'small' }, 'Save tags'), message));
+  }
+  return line;
+}
+
 export function devicePage(container, id) {
   let terminal = null;
   const heading = h('h1', {}, 'Device');
@@ -169,7 +191,7 @@ export function devicePage(container, id) {
     heading.textContent = device.name;
     details.textContent = `${device.online ? 'online' : 'offline'} · last seen ${ago(device.last_seen_at)} · agent ${device.agent_version || 'unknown'} · ${device.id}`;
     terminal = terminalPanel(device);
-    container.append(terminal.panel,
+    container.append(tagsLine(device), terminal.panel,
       h('section', { class: 'panel' }, downloadPanel(device), uploadPanel(device), portForwardPanel(device)),
       h('p', {}, h('a', { href: `#/recordings/${encodeURIComponent(device.id)}` }, 'Recorded sessions of this device')));
   }).catch((failure) => {

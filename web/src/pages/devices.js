@@ -1,15 +1,17 @@
 // Devices: server-side search, filters and pagination (the hub cuts the page, so a fleet of
-// 10,000 stays fast), online status, last seen, agent version, identity tags; pending devices
-// are accepted or rejected here.
+// 10,000 stays fast), online status, last seen, agent version, tags (the device's groups) and
+// identity attributes; pending devices are accepted or rejected here.
 
 import { get, post, user } from '../api.js';
 import { ago, debounce, h } from '../dom.js';
 
 const PAGE = 50;
 
+/** The device's tags (its groups, which grants name as `tag:NAME`), then its identity. */
 function tags(device) {
-  const identity = device.identity || {};
-  return Object.entries(identity).map(([key, value]) => h('span', { class: 'tag' }, `${key}=${value}`));
+  const groups = (device.tags || []).map((tag) => h('span', { class: 'tag group', title: 'group tag' }, tag));
+  const identity = Object.entries(device.identity || {}).map(([key, value]) => h('span', { class: 'tag', title: 'identity' }, `${key}=${value}`));
+  return [...groups, ...identity];
 }
 
 export function devicesPage(container) {
@@ -91,7 +93,7 @@ export function devicesPage(container) {
       h('button', { type: 'button', onclick: load }, 'Refresh')),
     error,
     h('table', { id: 'devices' },
-      h('thead', {}, h('tr', {}, ['Status', 'Name', 'Admission', 'Last seen', 'Agent', 'Tags', ''].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Status', 'Name', 'Admission', 'Last seen', 'Agent', 'Tags · identity', ''].map((t) => h('th', {}, t)))),
       body),
     h('div', { class: 'pager' }, previous, next, summary));
   load();

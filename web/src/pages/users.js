@@ -1,8 +1,18 @@
-// Users (administrators): list, create, disable and enable, end a user's login sessions.
-// Roles, 2FA and access requests join here as the access-control work adds them to the hub.
+// Users (administrators): list with their role grants, create (a role on every device or on
+// some groups), change grants, disable and enable, end a user's login sessions.
 
-import { get, post } from '../api.js';
+import { get, post, put } from '../api.js';
 import { h, when } from '../dom.js';
+
+/** "operator@tag:site-a, auditor@*" ↔ [{role, scope}]: one short line per user to edit. */
+const grantsText = (grants) => grants.map((grant) => `${grant.role}@${grant.scope}`).join(', ');
+function parseGrants(text) {
+  return text.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
+    const at = part.indexOf('@');
+    return at < 0 ? { role: part, scope: '*' } : { role: part.slice(0, at).trim(), scope: part.slice(at + 1).trim() };
+  });
+}
+const groupsOf = (text) => text.split(',').map((group) => group.trim()).filter(Boolean);
 
 export function usersPage(container) {
   const body = h('tbody');
@@ -10,12 +20,13 @@ export function usersPage(container) {
   const message = h('p', { class: 'notice' });
   const name = h('input', { id: 'user-name', placeholder: 'name', required: true });
   const password = h('input', { id: 'user-password', type: 'password', placeholder: 'initial password', autocomplete: 'new-password', required: true });
-  const admin = h('input', { id: 'user-admin', type: 'checkbox' });
+  const role = h('select', { id: 'user-role' }, h('option', { value: '' }, 'no role'));
+  const groups = h('input', { id: 'user-groups', placeholder: 'groups, e.g. tag:site-a (empty: every device)', size: 36 });
 
-  async function act(path, done) {
+  async function act(method, path, body, done) {
     error.textContent = '';
     try {
-      const answer = await post(path);
+      const answer = await method(path, body);
       message.textContent = done(answer);
       load();
     } catch (failure) {
@@ -23,23 +34,39 @@ export function usersPage(container) {
     }
   }
 
+  function row(account) {
+    const path = `users/${encodeURIComponent(account.name)}`;
+    const grants = h('input', { class: 'grants', size: 30, value: grantsText(account.roles || []), title: 'role@scope, comma-separated; scope * (every device), tag:NAME or a device id' });
+    return h('tr', { dataset: { user: account.name } },
+      h('td', {}, account.name),
+      h('td', {}, h('form', { class: 'toolbar', onsubmit: (event) => {
+        event.preventDefault();
+        act(put, `${path}/roles`, { grants: parseGrants(grants.value) }, () => `Roles of ${account.name} saved.`);
+      } }, grants, h('button', { type: 'submit', class: 'small' }, 'Save'))),
+      h('td', {}, account.disabled ? h('span', { class: 'error' }, 'disabled') : 'active'),
+      h('td', {}, when(account.created_at)),
+      h('td', {},
+        account.disabled
+          ? h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/enable`, undefined, () => `${account.name} enabled.`) }, 'Enable')
+          : h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/disable`, undefined, () => `${account.name} disabled; their sessions ended.`) }, 'Disable'),
+        ' ',
+        h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/revoke-sessions`, undefined, (a) => `${a.revoked} login session(s) of ${account.name} ended.`) }, 'End sessions')));
+  }
+
   async function load() {
     try {
       const list = await get('users');
-      body.replaceChildren(...list.users.map((account) => {
-        const path = `users/${encodeURIComponent(account.name)}`;
-        return h('tr', { dataset: { user: account.name } },
-          h('td', {}, account.name),
-          h('td', {}, account.admin ? 'administrator' : 'user'),
-          h('td', {}, account.disabled ? h('span', { class: 'error' }, 'disabled') : 'active'),
-          h('td', {}, when(account.created_at)),
-          h('td', {},
-            account.disabled
-              ? h('button', { type: 'button', class: 'small', onclick: () => act(`${path}/enable`, () => `${account.name} enabled.`) }, 'Enable')
-              : h('button', { type: 'button', class: 'small', onclick: () => act(`${path}/disable`, () => `${account.name} disabled; their sessions ended.`) }, 'Disable'),
-            ' ',
-            h('button', { type: 'button', class: 'small', onclick: () => act(`${path}/revoke-sessions`, (a) => `${a.revoked} login session(s) of ${account.name} ended.`) }, 'End sessions')));
-      }));
+      body.replaceChildren(...list.users.map(row));
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  }
+
+  async function loadRoles() {
+    try {
+      const { roles } = await get('roles');
+      role.append(...roles.map((r) => h('option', { value: r.name, title: r.permissions.join(', ') }, r.name)));
+      role.value = roles.some((r) => r.name === 'operator') ? 'operator' : '';
     } catch (failure) {
       error.textContent = failure.message;
     }
@@ -48,19 +75,25 @@ export function usersPage(container) {
   const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
     event.preventDefault();
     error.textContent = '';
+    const request = { name: name.value, password: password.value };
+    if (role.value) {
+      request.role = role.value;
+      request.groups = groupsOf(groups.value);
+    }
     try {
-      await post('users', { name: name.value, password: password.value, admin: admin.checked });
+      await post('users', request);
       message.textContent = `${name.value} created.`;
       name.value = '';
       password.value = '';
-      admin.checked = false;
+      groups.value = '';
       load();
     } catch (failure) {
       error.textContent = failure.message;
     }
-  } }, name, password, h('label', {}, admin, ' administrator'), h('button', { type: 'submit', class: 'primary' }, 'Create user'));
+  } }, name, password, h('label', {}, 'role ', role), groups, h('button', { type: 'submit', class: 'primary' }, 'Create user'));
 
   container.append(h('h1', {}, 'Users'), form, message, error,
-    h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Status', 'Created', ''].map((t) => h('th', {}, t)))), body));
+    h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['Name', 'Roles (role@scope)', 'Status', 'Created', ''].map((t) => h('th', {}, t)))), body));
+  loadRoles();
   load();
 }
