@@ -2,8 +2,8 @@
 //! the embedded SQLite default and PostgreSQL (several hub replicas sharing one database).
 //!
 //! Portability rules for queries here: `$N` placeholders, numbered in order of appearance;
-//! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1). Migrations live in
-//! `migrations/sqlite` and `migrations/postgres` with identical file names (a unit test checks).
+//! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1). The migrations in
+//! `migrations/` are written in the same portable subset and run on both backends.
 
 use std::path::Path;
 
@@ -143,7 +143,7 @@ impl Store {
             .with_context(|| format!("opening database {}", path.display()))?;
         // WAL lets readers (device listings) proceed while a writer commits; it is persistent.
         sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
-        sqlx::migrate!("./migrations/sqlite")
+        sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .context("applying database migrations")?;
@@ -163,7 +163,7 @@ impl Store {
             .connect(url)
             .await
             .context("connecting to PostgreSQL")?;
-        sqlx::migrate!("./migrations/postgres")
+        sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .context("applying database migrations")?;

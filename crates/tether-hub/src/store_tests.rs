@@ -393,20 +393,3 @@ async fn storage_on_postgres() {
     assert_eq!(events.len(), start + 40);
     assert!(verify(store.audit_anchor().await.unwrap(), events).ok);
 }
-
-/// Every migration exists for both backends under the same name (see docs/architecture.md).
-#[test]
-fn both_backends_have_the_same_migrations() {
-    let names = |backend: &str| {
-        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(backend);
-        let mut names: Vec<String> = std::fs::read_dir(directory)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(names("sqlite"), names("postgres"));
-}
