@@ -11,12 +11,13 @@ use serde::Deserialize;
 
 use crate::{
     audit::{self, Object, RequestContext},
-    auth::{Action, PERMISSIONS, Principal, Revocation, UserCaller, permit},
+    auth::{Action, PERMISSIONS, Revocation, UserCaller, permit},
     http_error::ApiError,
     roles::{Role, Scope, valid_tag},
     state::AppState,
     store::{Store, UserRecord},
     store_access::RoleGrant,
+    users_api::managed_user,
 };
 
 /// Live connections re-check what they may do (`None`: everyone's).
@@ -152,20 +153,6 @@ pub async fn delete_role(
 #[derive(serde::Serialize, Deserialize)]
 pub struct RoleGrants {
     grants: Vec<RoleGrant>,
-}
-
-async fn managed_user(
-    state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    name: &str,
-) -> Result<UserRecord, ApiError> {
-    permit(state, principal, context, Action::ManageUsers, None).await?;
-    state
-        .store
-        .user_by_name(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
 }
 
 /// A user's grants as shown: the admin flag is the admin role on every device.

@@ -267,7 +267,8 @@ pub async fn create_user(
     ))
 }
 
-async fn managed_user(
+/// The user `name`, when the caller may manage users.
+pub(crate) async fn managed_user(
     state: &AppState,
     principal: &Principal,
     context: &RequestContext,
