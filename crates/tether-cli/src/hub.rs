@@ -93,6 +93,12 @@ pub fn authenticated(options: &HubOptions) -> Result<Authenticated> {
     })
 }
 
+/// An API client for a command that needs a login (see [`authenticated`]).
+pub fn authenticated_api(options: &HubOptions) -> Result<crate::api::Api> {
+    let login = authenticated(options)?;
+    crate::api::Api::new(&login.hub, Some(login.token))
+}
+
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -38,7 +38,7 @@ use tether_proto::api::Device;
 use crate::{
     api::Api,
     devices::Decision,
-    hub::{HubOptions, authenticated},
+    hub::{HubOptions, authenticated, authenticated_api},
     output::say,
     resolve::resolve,
     session::Session,
@@ -317,8 +317,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Login { user, password_stdin } => login::login(&options, &user, password_stdin).await?,
         Command::Logout => login::logout(&options).await?,
         Command::Devices(command) => {
-            let login = authenticated(&options)?;
-            let api = Api::new(&login.hub, Some(login.token))?;
+            let api = authenticated_api(&options)?;
             match command {
                 DevicesCommand::List { json, status } => {
                     devices::list(&api, status.map(StatusFilter::as_str), json).await?
@@ -375,18 +374,11 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Replay(args) => return sessions::replay::run(&options, args).await,
         Command::Tokens(command) => return tokens::run(&options, command).await,
         Command::Users(command) => return users::run(&options, command).await,
-        Command::Roles(command) => {
-            let login = authenticated(&options)?;
-            roles::run(&Api::new(&login.hub, Some(login.token))?, command).await?
-        }
+        Command::Roles(command) => roles::run(&authenticated_api(&options)?, command).await?,
         Command::Access(command) => {
-            let login = authenticated(&options)?;
-            return access::run(&Api::new(&login.hub, Some(login.token))?, command).await;
+            return access::run(&authenticated_api(&options)?, command).await;
         }
-        Command::TwoFactor(command) => {
-            let login = authenticated(&options)?;
-            two_factor::run(&Api::new(&login.hub, Some(login.token))?, command).await?
-        }
+        Command::TwoFactor(command) => two_factor::run(&authenticated_api(&options)?, command).await?,
         Command::Passwd { password_stdin } => return users::passwd(&options, password_stdin).await,
     }
     Ok(0)

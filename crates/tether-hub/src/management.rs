@@ -299,14 +299,9 @@ async fn record_device_action(
     action: &'static str,
     device: &DeviceRecord,
 ) -> Result<(), ApiError> {
-    let event = NewEvent::new(
-        Actor::principal(principal, context),
-        action,
-        Object::device(&device.id, &device.name),
-        Outcome::Success,
-    )
-    .details(serde_json::json!({ "previous_status": device.status.as_str() }));
-    audit::record(state, event).await
+    let details = serde_json::json!({ "previous_status": device.status.as_str() });
+    let object = Object::device(&device.id, &device.name);
+    audit::record_success(state, principal, context, action, object, details).await
 }
 
 pub async fn accept_device(

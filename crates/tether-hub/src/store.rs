@@ -999,6 +999,16 @@ fn insert_audit_event_query(
     .bind(&event.hash)
 }
 
+/// The resumable-session columns, as a macro so that queries stay literal strings.
+macro_rules! resumable_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT sid, device_id, user_id, created_at, detached_at, ended_at FROM resumable_sessions ",
+            $rest
+        )
+    };
+}
+
 /// A terminal session that may be re-attached (migration 0008): its owner and device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumableSession {
@@ -1043,13 +1053,10 @@ impl Store {
     }
 
     pub async fn resumable_session(&self, sid: &str) -> anyhow::Result<Option<ResumableSession>> {
-        let row = sqlx::query(
-            "SELECT sid, device_id, user_id, created_at, detached_at, ended_at FROM resumable_sessions \
-             WHERE sid = $1",
-        )
-        .bind(sid)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(resumable_select!("WHERE sid = $1"))
+            .bind(sid)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(resumable_from_row).transpose()
     }
 
@@ -1085,13 +1092,10 @@ impl Store {
 
     /// Sessions on a device that have not ended (attached or detached).
     pub async fn open_resumable_sessions(&self, device_id: &str) -> anyhow::Result<Vec<ResumableSession>> {
-        let rows = sqlx::query(
-            "SELECT sid, device_id, user_id, created_at, detached_at, ended_at FROM resumable_sessions \
-             WHERE device_id = $1 AND ended_at IS NULL",
-        )
-        .bind(device_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(resumable_select!("WHERE device_id = $1 AND ended_at IS NULL"))
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(resumable_from_row).collect()
     }
 
@@ -1101,11 +1105,10 @@ impl Store {
         user_id: Option<&str>,
         since: i64,
     ) -> anyhow::Result<Vec<ResumableSession>> {
-        let rows = sqlx::query(
-            "SELECT sid, device_id, user_id, created_at, detached_at, ended_at FROM resumable_sessions \
-             WHERE ended_at IS NULL AND detached_at IS NOT NULL AND detached_at >= $1 \
-             AND ($2 = '' OR user_id = $3) ORDER BY created_at",
-        )
+        let rows = sqlx::query(resumable_select!(
+            "WHERE ended_at IS NULL AND detached_at IS NOT NULL AND detached_at >= $1 \
+             AND ($2 = '' OR user_id = $3) ORDER BY created_at"
+        ))
         .bind(since)
         .bind(user_id.unwrap_or(""))
         .bind(user_id.unwrap_or(""))
