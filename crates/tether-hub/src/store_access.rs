@@ -168,19 +168,30 @@ impl Store {
     /// Everything `user` holds: role grants resolved to permissions, approved access that has
     /// not expired, and the approval policies.
     pub async fn grants(&self, user: &UserRecord) -> anyhow::Result<Grants> {
-        let roles = self.roles().await?;
-        let permissions_of = |name: &str| {
-            roles
-                .iter()
-                .find(|r| r.name == name)
-                .map(|r| r.permissions.clone())
-        };
         let mut grants = Grants::default();
         // Until a required second factor is enrolled, nothing is granted.
         if self.two_factor_pending(user).await? {
             grants.two_factor_pending = true;
             return Ok(grants);
         }
+        // This runs for every authenticated request: custom roles are read only when a grant
+        // names one.
+        let stored_grants = self.role_grants(&user.id).await?;
+        let builtin = roles::builtin_roles();
+        let needs_custom = stored_grants
+            .iter()
+            .any(|g| !builtin.iter().any(|r| r.name == g.role));
+        let roles = if needs_custom {
+            self.roles().await?
+        } else {
+            builtin
+        };
+        let permissions_of = |name: &str| {
+            roles
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.permissions.clone())
+        };
         if user.admin {
             grants.standing.push(Grant {
                 permissions: permissions_of("admin").unwrap_or_default(),
@@ -188,7 +199,7 @@ impl Store {
                 expires_at: None,
             });
         }
-        for stored in self.role_grants(&user.id).await? {
+        for stored in stored_grants {
             // A grant of a deleted role, or an unreadable scope, grants nothing.
             if let (Some(permissions), Ok(scope)) =
                 (permissions_of(&stored.role), Scope::parse(&stored.scope))
