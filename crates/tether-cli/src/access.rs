@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{
     api::Api,
-    output::{print_listing, say},
+    output::{print_listing, say, tell},
     resolve::resolve,
     tokens::{parse_duration_secs, table, utc},
 };
@@ -125,7 +125,7 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
             });
             let mut request: AccessRequest = api.post(REQUESTS_PATH, &body).await?;
             if !json {
-                println!("Requested access {} (pending).", request.id);
+                tell!("Requested access {} (pending).", request.id);
             }
             if wait {
                 if !json {
@@ -139,7 +139,7 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
             if json {
                 print_listing(&(serde_json::to_string_pretty(&request)? + "\n"))?;
             } else if wait {
-                println!("{}", outcome(&request));
+                tell!("{}", outcome(&request));
             }
             return Ok(if wait && request.status != "approved" {
                 1
@@ -170,7 +170,7 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
                     &serde_json::json!({ "note": note }),
                 )
                 .await?;
-            println!("{}", outcome(&request));
+            tell!("{}", outcome(&request));
         }
         AccessCommand::Deny { id, note } => {
             let request: AccessRequest = api
@@ -179,20 +179,20 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
                     &serde_json::json!({ "note": note }),
                 )
                 .await?;
-            println!("{}", outcome(&request));
+            tell!("{}", outcome(&request));
         }
         AccessCommand::Revoke { id } => {
             let request: AccessRequest = api
                 .post(&format!("{REQUESTS_PATH}/{id}/revoke"), &serde_json::json!({}))
                 .await?;
-            println!("{}", outcome(&request));
+            tell!("{}", outcome(&request));
         }
         AccessCommand::Require { group } => set_policy(api, &group, true).await?,
         AccessCommand::Unrequire { group } => set_policy(api, &group, false).await?,
         AccessCommand::Policies => {
             let answer: Value = api.get(POLICIES_PATH).await?;
             for scope in answer["require_approval"].as_array().into_iter().flatten() {
-                println!("{}", scope.as_str().unwrap_or_default());
+                tell!("{}", scope.as_str().unwrap_or_default());
             }
         }
     }
@@ -203,9 +203,9 @@ async fn set_policy(api: &Api, group: &str, require: bool) -> Result<()> {
     let body = serde_json::json!({ "scope": group, "require_approval": require });
     let _: Value = api.put(POLICIES_PATH, &body).await?;
     if require {
-        println!("Access to {group} now needs an approved request.");
+        tell!("Access to {group} now needs an approved request.");
     } else {
-        println!("Access to {group} no longer needs approval.");
+        tell!("Access to {group} no longer needs approval.");
     }
     Ok(())
 }

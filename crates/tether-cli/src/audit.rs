@@ -12,7 +12,7 @@ use crate::{
     api::{Api, HttpError},
     failure,
     hub::{Authenticated, HubOptions, authenticated},
-    output::print_listing,
+    output::{print_listing, tell},
     resolve::resolve,
     time_text::{now_millis, parse_duration_millis, parse_rfc3339, utc_millis},
 };
@@ -286,41 +286,7 @@ fn table(events: &[Value], width: Option<usize>) -> String {
             compact_details(event.get("details")),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (index, (cell, cell_width)) in row.iter().zip(widths).enumerate() {
-            if index + 1 == row.len() {
-                match width {
-                    Some(width) => {
-                        let room = width.saturating_sub(line.chars().count()).max(20);
-                        line.push_str(&truncate(cell, room));
-                    }
-                    None => line.push_str(cell),
-                }
-            } else {
-                line.push_str(&format!("{cell:<cell_width$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn truncate(text: &str, room: usize) -> String {
-    if text.chars().count() <= room {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::output::table(&rows, width)
 }
 
 /// `key=value` pairs on one line; strings with spaces or quotes are JSON-quoted.
@@ -422,14 +388,16 @@ async fn verify(api: &Api, json: bool) -> Result<i32> {
     if json {
         print_listing(&(serde_json::to_string_pretty(&value)? + "\n")).context("writing to stdout")?;
     } else if verification.ok {
-        println!("audit log intact: {} events checked", verification.checked);
+        tell!("audit log intact: {} events checked", verification.checked);
     } else {
         match &verification.problem {
-            Some(problem) => println!(
+            Some(problem) => tell!(
                 "audit log BROKEN at event {}: {} ({})",
-                problem.seq, problem.kind, problem.detail
+                problem.seq,
+                problem.kind,
+                problem.detail
             ),
-            None => println!("audit log BROKEN ({} events checked)", verification.checked),
+            None => tell!("audit log BROKEN ({} events checked)", verification.checked),
         }
     }
     Ok(if verification.ok { 0 } else { 1 })

@@ -4,7 +4,12 @@
 use anyhow::{Context, Result};
 use tether_proto::api::{Device, device_path};
 
-use crate::{api::Api, hub::unix_now, output::print_listing, resolve::resolve};
+use crate::{
+    api::Api,
+    hub::unix_now,
+    output::{self, print_listing, tell},
+    resolve::resolve,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Decision {
@@ -41,20 +46,13 @@ pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
             "Removed"
         }
     };
-    println!("{verb} device {} ({}).", device.id, device.name);
+    tell!("{verb} device {} ({}).", device.id, device.name);
     Ok(())
 }
 
 /// The device table, columns padded to their widest cell.
 pub fn table(devices: &[Device], now: i64) -> String {
-    let mut rows = vec![[
-        "ID".to_owned(),
-        "NAME".to_owned(),
-        "STATUS".to_owned(),
-        "ONLINE".to_owned(),
-        "LAST SEEN".to_owned(),
-        "TAGS".to_owned(),
-    ]];
+    let mut rows = vec![["ID", "NAME", "STATUS", "ONLINE", "LAST SEEN", "TAGS"].map(str::to_owned)];
     for device in devices {
         rows.push([
             device.id.clone(),
@@ -65,26 +63,7 @@ pub fn table(devices: &[Device], now: i64) -> String {
             device.tags.join(","),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if index + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    output::table(&rows, None)
 }
 
 /// "12s ago", "5m ago", "3h ago", "2d ago", or "never".

@@ -1,6 +1,8 @@
-//! The error marker that decides exit codes: a transport failure (the hub could not be reached,
-//! the connection dropped or went silent) is told apart from a refusal, because `tether exec`
-//! reports the former as 255, like ssh, so scripts can tell it from the command's own status.
+//! The error markers that decide exit codes and retries: a transport failure (the hub could not
+//! be reached, the connection dropped or went silent) is told apart from a refusal, because
+//! `tether exec` reports the former as 255, like ssh, so scripts can tell it from the command's
+//! own status; and a refusal by the hub or the device ends a command at once (exit 1), where a
+//! lost connection may be retried.
 
 use std::fmt;
 
@@ -41,6 +43,26 @@ pub fn lost(message: impl Into<String>) -> anyhow::Error {
 
 pub fn is_lost(error: &anyhow::Error) -> bool {
     error.downcast_ref::<ConnectionLost>().is_some()
+}
+
+/// The hub or the device refused what the command asked for, in words: retrying cannot help.
+#[derive(Debug)]
+pub struct Refusal(pub String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+pub fn refusal(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Refusal(message.into()))
+}
+
+pub fn is_refusal(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Refusal>().is_some()
 }
 
 /// Whether `error` (or anything it wraps) is a transport failure.

@@ -12,7 +12,7 @@ use crate::{
     api::{Api, HttpError},
     config::{self, Credentials},
     hub::{Hub, HubOptions},
-    output::say,
+    output::{say, tell},
     password,
 };
 
@@ -68,7 +68,7 @@ pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Re
         expires_at: response.expires_at,
     };
     config::save(&dir, &credentials)?;
-    println!("Logged in to {} as {}.", hub.url, response.user.name);
+    tell!("Logged in to {} as {}.", hub.url, response.user.name);
     Ok(())
 }
 
@@ -82,7 +82,7 @@ fn needs_code(error: &anyhow::Error) -> bool {
 pub async fn logout(options: &HubOptions) -> Result<()> {
     let dir = config::config_dir()?;
     let Some(stored) = config::load(&dir)? else {
-        println!("Not logged in.");
+        tell!("Not logged in.");
         return Ok(());
     };
     // Revoke the token on the hub it belongs to, whatever --hub says.
@@ -108,6 +108,6 @@ pub async fn logout(options: &HubOptions) -> Result<()> {
         Err(error) => say!("tether: could not revoke the token on {}: {error:#}", stored.hub),
     }
     config::remove(&dir)?;
-    println!("Logged out.");
+    tell!("Logged out.");
     Ok(())
 }

@@ -17,6 +17,7 @@ mod messages;
 mod output;
 mod password;
 mod port_forward;
+mod printable;
 mod quoting;
 mod raw_mode;
 mod resolve;
@@ -391,7 +392,7 @@ async fn open_session(options: &HubOptions, query: &str) -> Result<(Session, Dev
         .devices(None)
         .await?;
     let device = resolve(&devices, query)?.clone();
-    let session = Session::open(&login, &device).await?;
+    let session = Session::open(&login, &device, tether_proto::protocol::SHELL).await?;
     Ok((session, device))
 }
 

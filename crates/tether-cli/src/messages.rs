@@ -32,15 +32,23 @@ pub enum Event {
 
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
-    /// The handshake's answer: the protocol version the device chose.
+    /// The handshake's answer: the protocol version the device chose, and the protocols it
+    /// offers (a tether-agent lists only those enabled in its configuration).
     Accepted {
         version: u32,
+        protocols: Vec<u16>,
     },
     Event(Event),
     /// Send this back (pings) and carry on.
     Reply(Envelope),
     /// The hub ended the session, saying why.
     Closed(String),
+    /// The hub or the device refused a message of `protocol` (a control `error` naming it in
+    /// `msgproto`): fatal for a command that speaks that protocol, a notice for the others.
+    Refused {
+        protocol: u16,
+        text: String,
+    },
     /// The device asks someone on it to approve the session first (`accept` follows, or an
     /// error).
     Waiting {
@@ -62,13 +70,19 @@ pub fn interpret(envelope: &Envelope) -> Inbound {
 
 fn control(envelope: &Envelope) -> Inbound {
     match Control::from_envelope(envelope) {
-        Ok(Control::Accept { version, .. }) => Inbound::Accepted { version },
+        Ok(Control::Accept { version, protocols }) => Inbound::Accepted { version, protocols },
         Ok(Control::Ping) => Inbound::Reply(Control::Pong.to_envelope(&envelope.sid)),
         Ok(Control::Error(body)) if body.close => Inbound::Closed(body.err),
         Ok(Control::Error(body)) if body.code == Some(code::RECONNECTING) => {
             Inbound::Event(Event::Reconnecting(body.err))
         }
-        Ok(Control::Error(body)) => Inbound::Event(Event::Notice(body.err)),
+        Ok(Control::Error(body)) => match body.msgproto {
+            Some(refused) if refused != protocol::CONTROL => Inbound::Refused {
+                protocol: refused,
+                text: body.err,
+            },
+            _ => Inbound::Event(Event::Notice(body.err)),
+        },
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
         Ok(Control::Wait { reason, timeout_secs }) => Inbound::Waiting { reason, timeout_secs },
         Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
@@ -134,7 +148,10 @@ mod tests {
         };
         assert_eq!(
             through_the_wire(accept.to_envelope("s")),
-            Inbound::Accepted { version: 2 }
+            Inbound::Accepted {
+                version: 2,
+                protocols: vec![1]
+            }
         );
     }
 
@@ -164,6 +181,31 @@ mod tests {
         assert_eq!(
             through_the_wire(Control::Error(ErrorBody::new("hmm")).to_envelope("s")),
             Inbound::Event(Event::Notice("hmm".into()))
+        );
+    }
+
+    #[test]
+    fn an_error_naming_a_protocol_is_a_refusal_of_it() {
+        let body = ErrorBody {
+            err: "protocol 2 is not enabled on this device".into(),
+            msgproto: Some(protocol::FILE_TRANSFER),
+            msgtype: Some("stat".into()),
+            ..ErrorBody::default()
+        };
+        assert_eq!(
+            through_the_wire(Control::Error(body).to_envelope("s")),
+            Inbound::Refused {
+                protocol: protocol::FILE_TRANSFER,
+                text: "protocol 2 is not enabled on this device".into()
+            }
+        );
+        let about_control = ErrorBody {
+            msgproto: Some(protocol::CONTROL),
+            ..ErrorBody::new("malformed")
+        };
+        assert_eq!(
+            through_the_wire(Control::Error(about_control).to_envelope("s")),
+            Inbound::Event(Event::Notice("malformed".into()))
         );
     }
 

@@ -14,7 +14,6 @@ mod window;
 
 use std::{
     collections::HashMap,
-    io::Write,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
@@ -42,6 +41,7 @@ pub use mapping::{Mapping, parse as parse_mapping};
 
 use crate::{
     api::{Api, HttpError},
+    failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::say,
     resolve::resolve,
@@ -240,7 +240,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
         listeners.push((listener, mapping.clone()));
     }
 
-    let mut session = Session::open(&login, &device).await?;
+    let mut session = Session::open(&login, &device, protocol::PORT_FORWARD).await?;
     // Only now: until the session is up, Ctrl-C ends the process the default way.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -288,6 +288,10 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
         shared.link.send_replace(None);
         link.sever();
         drop(session);
+        // Refused, not lost: a new session would be refused the same way.
+        if failure::is_refusal(&lost) {
+            return Err(lost);
+        }
         shared.log(format_args!("session ended: {lost:#}"));
         say!("tether: connection to the hub lost; reconnecting…");
         session = tokio::select! {
@@ -330,11 +334,11 @@ async fn reconnect(login: &Authenticated, device: &Device, shared: &Shared) -> R
     let mut delay = BACKOFF_START;
     loop {
         sleep(delay).await;
-        match Session::open(login, device).await {
+        match Session::open(login, device, protocol::PORT_FORWARD).await {
             Ok(session) => return Ok(session),
             Err(error) => {
                 let status = error.downcast_ref::<HttpError>().map(|e| e.status.as_u16());
-                if matches!(status, Some(401 | 403 | 404)) {
+                if matches!(status, Some(401 | 403 | 404)) || failure::is_refusal(&error) {
                     return Err(error);
                 }
                 shared.log(format_args!("reconnecting: {error:#}"));
@@ -352,7 +356,5 @@ async fn finish(session: Session) -> Result<i32> {
 
 /// One line on stdout, flushed at once (scripts wait for the `Forwarding` lines).
 fn print_stdout(text: std::fmt::Arguments<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
-    let _ = stdout.flush();
+    crate::output::answer(&text.to_string());
 }

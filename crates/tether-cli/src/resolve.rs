@@ -22,10 +22,11 @@ pub fn resolve<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device> {
             several => {
                 let candidates = several
                     .iter()
-                    .map(|d| format!("  {} ({}, {})", d.id, d.name, d.status))
+                    .map(|d| format!("{} ({}, {})", d.id, d.name, d.status))
                     .collect::<Vec<_>>()
-                    .join("\n");
-                bail!("`{query}` is ambiguous; it matches:\n{candidates}\nuse the full device id");
+                    .join(", ");
+                // One line: messages are printed with every control character escaped.
+                bail!("`{query}` is ambiguous; it matches {candidates}; use the full device id");
             }
         }
     }

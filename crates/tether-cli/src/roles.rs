@@ -7,7 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tether_proto::api::device_path;
 
-use crate::{api::Api, output::print_listing, resolve::resolve, tokens::table};
+use crate::{
+    api::Api,
+    output::{print_listing, tell},
+    resolve::resolve,
+    tokens::table,
+};
 
 const ROLES_PATH: &str = "/api/management/v1/roles";
 
@@ -84,11 +89,11 @@ pub async fn run(api: &Api, command: RolesCommand) -> Result<()> {
                 builtin: false,
             };
             let created: Role = api.post(ROLES_PATH, &request).await?;
-            println!("Created role {name}: {}.", created.permissions.join(", "));
+            tell!("Created role {name}: {}.", created.permissions.join(", "));
         }
         RolesCommand::Delete { name } => {
             api.delete(&format!("{ROLES_PATH}/{name}")).await?;
-            println!("Deleted role {name}.");
+            tell!("Deleted role {name}.");
         }
     }
     Ok(())
@@ -125,9 +130,9 @@ pub async fn set_tags(api: &Api, query: &str, tags: Vec<String>) -> Result<()> {
         .map(|tags| tags.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if tags.is_empty() {
-        println!("Device {} ({}) has no tags.", device.id, device.name);
+        tell!("Device {} ({}) has no tags.", device.id, device.name);
     } else {
-        println!(
+        tell!(
             "Device {} ({}) is tagged {}.",
             device.id,
             device.name,

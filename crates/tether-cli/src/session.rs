@@ -2,6 +2,12 @@
 //! WebSocket, the handshake (the device's `accept`), keep-alive, and turning protocol messages
 //! into the few events a command acts on (see [`crate::messages`]).
 //!
+//! A session is opened for one protocol, the one its command speaks. A refusal of that protocol
+//! ends the command at once, as an error: a tether-agent that does not offer it (its `accept`
+//! lists what is enabled), or a control `error` naming it in `msgproto` (the stock agent's
+//! "protocol 2 is not enabled on this device", a refused `new`). Refusals of other protocols
+//! are only shown.
+//!
 //! Writes go through a channel to one writer task, so nothing here awaits the socket while a
 //! caller's `select!` may cancel it: [`Session::next`] is cancel-safe and [`Session::send`]
 //! never blocks.
@@ -26,7 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     api::HttpError,
-    failure::{self, transport},
+    failure::{self, refusal, transport},
     hub::Authenticated,
     messages::{Event, Inbound, interpret},
     output::say,
@@ -79,14 +85,19 @@ pub struct Session {
     sid: String,
     /// The protocol version the device accepted (1: stock Mender agent, 2: tether-agent).
     pub version: u32,
+    /// The protocol the command speaks (shell, file transfer, port forward).
+    protocol: u16,
+    /// The device's name, for messages.
+    device: String,
     keepalive: Interval,
     last_heard: Instant,
 }
 
 impl Session {
-    /// Opens the session to `device` and waits for the device's `accept`.
-    pub async fn open(login: &Authenticated, device: &Device) -> Result<Session> {
-        Session::connect(login, device, &user_connect_path(&device.id)).await
+    /// Opens the session to `device` for a command that speaks `protocol`, and waits for the
+    /// device's `accept`.
+    pub async fn open(login: &Authenticated, device: &Device, protocol: u16) -> Result<Session> {
+        Session::connect(login, device, &user_connect_path(&device.id), protocol).await
     }
 
     /// Re-attaches to detached terminal `sid` on `device`; the device replays its output from
@@ -97,10 +108,10 @@ impl Session {
             user_connect_path(&device.id),
             url_component(sid)
         );
-        Session::connect(login, device, &path).await
+        Session::connect(login, device, &path, protocol::SHELL).await
     }
 
-    async fn connect(login: &Authenticated, device: &Device, path: &str) -> Result<Session> {
+    async fn connect(login: &Authenticated, device: &Device, path: &str, protocol: u16) -> Result<Session> {
         let hub = &login.hub;
         let proxy = Proxy::from_env(&hub.url.host);
         let socket = connect_websocket(
@@ -144,10 +155,15 @@ impl Session {
             writer,
             sid: String::new(),
             version: tether_proto::version::MENDER,
+            protocol,
+            device: device.name.clone(),
             keepalive: interval_at(now + KEEPALIVE, KEEPALIVE),
             last_heard: now,
         };
-        session.await_accept(&device.name).await?;
+        if let Err(error) = session.await_accept(&device.name).await {
+            session.close().await;
+            return Err(error);
+        }
         Ok(session)
     }
 
@@ -167,13 +183,19 @@ impl Session {
                     say!("tether: {device}: {reason} (up to {timeout_secs} s)...");
                     deadline = Instant::now() + Duration::from_secs(timeout_secs) + ACCEPT_TIMEOUT;
                 }
-                Inbound::Accepted { version } => {
+                Inbound::Accepted { version, protocols } => {
                     self.sid = envelope.sid;
                     self.version = version;
+                    // A tether-agent lists what it offers; the stock agent's list (or the one
+                    // the hub makes up for it) is not to be trusted to be complete.
+                    if version >= tether_proto::version::TETHER && !protocols.contains(&self.protocol) {
+                        return Err(refusal(not_offered(device, self.protocol)));
+                    }
                     return Ok(());
                 }
                 // Not a transport failure: the hub or device said no, in words.
                 Inbound::Closed(text) | Inbound::Event(Event::Notice(text)) => bail!("{text}"),
+                Inbound::Refused { text, .. } => return Err(refusal(format!("{device}: {text}"))),
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Event(_) | Inbound::Ignore => continue,
             }
@@ -221,8 +243,17 @@ impl Session {
         let _ = timeout(Duration::from_secs(2), self.writer).await;
     }
 
-    /// The next event; errors are transport failures (or the hub ending the session).
-    /// Cancel-safe.
+    /// A refusal of another protocol than the command's is only worth showing.
+    fn refused(&self, protocol: u16, text: String) -> Result<Event> {
+        if protocol == self.protocol {
+            Err(refusal(format!("{}: {text}", self.device)))
+        } else {
+            Ok(Event::Notice(text))
+        }
+    }
+
+    /// The next event; errors are transport failures (or the hub ending the session), and
+    /// refusals of the command's protocol. Cancel-safe.
     pub async fn next(&mut self) -> Result<Event> {
         loop {
             let envelope = self.receive().await?;
@@ -230,6 +261,7 @@ impl Session {
                 Inbound::Event(event) => return Ok(event),
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Closed(text) => return Err(transport(text)),
+                Inbound::Refused { protocol, text } => return self.refused(protocol, text),
                 Inbound::Accepted { .. } | Inbound::Waiting { .. } | Inbound::Ignore => continue,
             }
         }
@@ -247,6 +279,10 @@ impl Session {
             match interpret(&envelope) {
                 Inbound::Reply(answer) => self.send_envelope(&answer),
                 Inbound::Closed(text) => return Err(transport(text)),
+                Inbound::Refused { protocol, text } => {
+                    self.refused(protocol, text)?;
+                    return Ok(envelope);
+                }
                 Inbound::Event(_) => return Ok(envelope),
                 Inbound::Accepted { .. } | Inbound::Waiting { .. } | Inbound::Ignore => continue,
             }
@@ -299,4 +335,18 @@ impl Session {
             return Ok(envelope);
         }
     }
+}
+
+/// A tether-agent left `protocol` out of its `accept`: it is disabled in the agent's
+/// configuration, and every message of it would be refused.
+fn not_offered(device: &str, protocol: u16) -> String {
+    let (what, setting) = match protocol {
+        protocol::SHELL => ("a terminal", "[terminal] enabled"),
+        protocol::FILE_TRANSFER => ("file transfer", "[file_transfer] enabled"),
+        protocol::PORT_FORWARD => ("port forwarding", "[port_forward] enabled"),
+        _ => ("this protocol", "its configuration"),
+    };
+    format!(
+        "{device} does not offer {what}: it is disabled on the device ({setting} in the agent's configuration)"
+    )
 }

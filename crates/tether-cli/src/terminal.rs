@@ -10,7 +10,7 @@
 use std::{io::IsTerminal, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use tether_proto::{api::Device, shell::Shell, shell::status};
+use tether_proto::{api::Device, protocol, shell::Shell, shell::status};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -25,7 +25,7 @@ use crate::{
     hub::Authenticated,
     input::{Input, spawn_stdin_reader},
     messages::Event,
-    output::{say, window_size, write_stdout},
+    output::{self, say, say_on_new_line, window_size, write_stdout},
     raw_mode::RawMode,
     session::Session,
 };
@@ -44,7 +44,7 @@ pub async fn run(login: Authenticated, device: &Device, attach: Option<String>) 
     let session = match &attach {
         Some(sid) => Session::attach(&login, device, sid, 0).await?,
         None => {
-            let session = Session::open(&login, device).await?;
+            let session = Session::open(&login, device, protocol::SHELL).await?;
             let (width, height) = if interactive { window_size() } else { (80, 24) };
             session.send(Shell::New {
                 user_id: None,
@@ -87,11 +87,11 @@ pub async fn run(login: Authenticated, device: &Device, attach: Option<String>) 
         }
         (Ok(Ending::Local(code, message)), Some(session)) => {
             session.stop().await;
-            say!("\r\ntether: {message}");
+            say_on_new_line!("tether: {message}");
             Ok(code)
         }
         (Ok(Ending::Local(code, message)), None) => {
-            say!("\r\ntether: {message}");
+            say_on_new_line!("tether: {message}");
             if let Some(sid) = sid {
                 say!(
                     "tether: the shell is kept on the device for a while: \
@@ -104,7 +104,7 @@ pub async fn run(login: Authenticated, device: &Device, attach: Option<String>) 
         (Err(error), _) => {
             if started && interactive {
                 // The remote output may have left the cursor mid-line.
-                say!("\r");
+                output::end_line();
             }
             Err(error)
         }
@@ -161,14 +161,14 @@ impl Terminal {
                     }
                     Err(error) if failure::is_lost(&error) && self.resumable_sid().is_some() => {
                         self.session = None;
-                        say!("\r\ntether: {error}; reconnecting…\r");
+                        say_on_new_line!("tether: {error}; reconnecting…");
                         self.start_reconnect(device);
                     }
                     Err(error) => return Err(error),
                 },
                 attached = next_reconnect(&mut self.reconnect) => {
                     let session = attached?;
-                    say!("\r\ntether: reconnected\r");
+                    say_on_new_line!("tether: reconnected");
                     if !self.pending.is_empty() {
                         session.send(Shell::Data(std::mem::take(&mut self.pending)));
                     }
@@ -237,15 +237,15 @@ impl Terminal {
             Event::Ended { status, text, .. } => {
                 self.raw_mode = None;
                 if status == Some(status::ERROR) && !text.is_empty() {
-                    say!("\r\ntether: session ended: {text}");
+                    say_on_new_line!("tether: session ended: {text}");
                     return Ok(Some(Ending::Finished(1)));
                 }
                 return Ok(Some(Ending::Finished(0)));
             }
-            Event::Notice(text) => say!("\r\ntether: {text}\r"),
+            Event::Notice(text) => say_on_new_line!("tether: {text}"),
             Event::Reconnecting(text) => {
                 self.device_away = true;
-                say!("\r\ntether: {text}\r");
+                say_on_new_line!("tether: {text}");
             }
         }
         Ok(None)
@@ -253,7 +253,7 @@ impl Terminal {
 
     fn back_from_device_drop(&mut self) {
         if std::mem::take(&mut self.device_away) {
-            say!("\r\ntether: reconnected\r");
+            say_on_new_line!("tether: reconnected");
         }
     }
 

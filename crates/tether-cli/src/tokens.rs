@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     api::Api,
     hub::{HubOptions, authenticated, unix_now},
-    output::{print_listing, say},
+    output::{print_listing, say, tell},
     time_text::{parse_duration_millis, utc_millis},
 };
 
@@ -102,7 +102,7 @@ pub async fn run(options: &HubOptions, command: TokensCommand) -> Result<i32> {
         TokensCommand::List { json } => list(&api, json).await?,
         TokensCommand::Revoke { id } => {
             api.delete(&format!("{TOKENS_PATH}/{id}")).await?;
-            println!("Revoked token {id}.");
+            tell!("Revoked token {id}.");
         }
     }
     Ok(0)
@@ -126,13 +126,9 @@ async fn create(
     }
     let created: Created =
         serde_json::from_value(answer).context("unexpected answer from the hub to creating a token")?;
-    let text = format!(
-        "Token: {}\nId: {}\nExpires: {}\n",
-        created.token,
-        created.id,
-        utc(created.expires_at)
-    );
-    print_listing(&text).context("writing to stdout")?;
+    tell!("Token: {}", created.token);
+    tell!("Id: {}", created.id);
+    tell!("Expires: {}", utc(created.expires_at));
     say!("The token is shown only this once: store it now (use it as TETHER_TOKEN).");
     Ok(())
 }
@@ -184,29 +180,10 @@ pub fn utc(seconds: i64) -> String {
     format!("{} UTC", utc_millis(seconds.saturating_mul(1000)))
 }
 
-/// Rows as columns padded to their widest cell (the last column is not padded).
+/// Rows as columns padded to their widest cell (the last column is not padded), every cell
+/// made printable.
 pub fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; columns];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if index + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::output::table(rows, None)
 }
 
 /// "90s", "30m", "12h", "30d", "2w", "1d12h" as seconds (a bare number is seconds).

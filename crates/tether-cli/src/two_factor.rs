@@ -6,7 +6,10 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::{api::Api, output::print_listing};
+use crate::{
+    api::Api,
+    output::{print_listing, tell},
+};
 
 const TWO_FACTOR_PATH: &str = "/api/management/v1/auth/2fa";
 const SETTING_PATH: &str = "/api/management/v1/settings/two-factor";
@@ -51,10 +54,11 @@ pub async fn run(api: &Api, command: TwoFactorCommand) -> Result<()> {
                 return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
             }
             let uri = answer["otpauth_uri"].as_str().unwrap_or_default();
-            println!("{}", qr_code(uri));
-            println!("Secret: {}", answer["secret"].as_str().unwrap_or_default());
-            println!("URI:    {uri}");
-            println!("Then run `tether 2fa confirm CODE` with the code your app shows.");
+            // The QR code is drawn here from block characters and newlines; only its text is foreign.
+            print_listing(&format!("{}\n", qr_code(uri)))?;
+            tell!("Secret: {}", answer["secret"].as_str().unwrap_or_default());
+            tell!("URI:    {uri}");
+            tell!("Then run `tether 2fa confirm CODE` with the code your app shows.");
         }
         TwoFactorCommand::Confirm { code, json } => {
             let answer: Value = api
@@ -66,9 +70,9 @@ pub async fn run(api: &Api, command: TwoFactorCommand) -> Result<()> {
             if json {
                 return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
             }
-            println!("Two-factor authentication is on. Recovery codes (each works once; shown only now):");
+            tell!("Two-factor authentication is on. Recovery codes (each works once; shown only now):");
             for code in answer["recovery_codes"].as_array().into_iter().flatten() {
-                println!("  {}", code.as_str().unwrap_or_default());
+                tell!("  {}", code.as_str().unwrap_or_default());
             }
         }
         TwoFactorCommand::Disable { code } => {
@@ -77,16 +81,16 @@ pub async fn run(api: &Api, command: TwoFactorCommand) -> Result<()> {
                 &serde_json::json!({ "code": code }),
             )
             .await?;
-            println!("Two-factor authentication is off.");
+            tell!("Two-factor authentication is off.");
         }
         TwoFactorCommand::Require { off } => {
             let _: Value = api
                 .put(SETTING_PATH, &serde_json::json!({ "required": !off }))
                 .await?;
             if off {
-                println!("Two-factor authentication is optional again.");
+                tell!("Two-factor authentication is optional again.");
             } else {
-                println!(
+                tell!(
                     "Every user must now enrol a second factor (`tether 2fa enrol`) before doing anything."
                 );
             }

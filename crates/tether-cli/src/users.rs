@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     api::Api,
     hub::{HubOptions, authenticated},
-    output::print_listing,
+    output::{print_listing, tell},
     password,
     tokens::{table, utc},
 };
@@ -181,7 +181,7 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
                 groups: &groups,
             };
             let added: UserInfo = api.post(USERS_PATH, &request).await?;
-            println!("Added user {name} ({}).", describe_grants(&added.roles));
+            tell!("Added user {name} ({}).", describe_grants(&added.roles));
         }
         UsersCommand::Roles { name, json } => {
             let answer: RoleGrants = api.get(&user_path(&name, "roles")).await?;
@@ -215,25 +215,25 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
             let answer: RoleGrants = api
                 .put(&user_path(&name, "roles"), &RoleGrants { grants })
                 .await?;
-            println!("{name} now holds: {}.", describe_grants(&answer.grants));
+            tell!("{name} now holds: {}.", describe_grants(&answer.grants));
         }
         UsersCommand::Disable { name } => {
             let _: Value = api
                 .post(&user_path(&name, "disable"), &serde_json::json!({}))
                 .await?;
-            println!("Disabled user {name}; their sessions were ended.");
+            tell!("Disabled user {name}; their sessions were ended.");
         }
         UsersCommand::Enable { name } => {
             let _: Value = api
                 .post(&user_path(&name, "enable"), &serde_json::json!({}))
                 .await?;
-            println!("Enabled user {name}.");
+            tell!("Enabled user {name}.");
         }
         UsersCommand::RevokeSessions { name } => {
             let answer: Revoked = api
                 .post(&user_path(&name, "revoke-sessions"), &serde_json::json!({}))
                 .await?;
-            println!("Revoked {} login session(s) of {name}.", answer.revoked);
+            tell!("Revoked {} login session(s) of {name}.", answer.revoked);
         }
     }
     Ok(0)
@@ -305,7 +305,7 @@ pub async fn passwd(options: &HubOptions, password_stdin: bool) -> Result<i32> {
         new_password,
     };
     api.post_no_content(PASSWORD_PATH, &request).await?;
-    println!("Password changed; your other login sessions were ended.");
+    tell!("Password changed; your other login sessions were ended.");
     Ok(0)
 }
 

@@ -319,8 +319,13 @@ pub async fn download(
             ));
         }
     };
-    if info.mode & go_mode::DIRECTORY != 0 {
-        return Err(ApiError::bad_request(format!("{} is a directory", info.path)));
+    // A FIFO or device would stream nothing (or block); the agent refuses them too.
+    if !go_mode::is_regular(info.mode) {
+        return Err(ApiError::bad_request(format!(
+            "{} is a {}: only regular files are transferred",
+            info.path,
+            go_mode::kind(info.mode)
+        )));
     }
     let start = range_start(&headers)?.unwrap_or(0);
     if start > info.size || (start > 0 && session.version < version::TETHER) {

@@ -20,21 +20,36 @@ pub const VERSION_1_WINDOW_CHUNKS: usize = 20;
 pub const MAX_CHUNK: usize = 256 * 1024;
 pub const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 
-/// Go's `os.FileMode` bits, as the stock agent puts them in `file_info.mode`.
+/// Go's `os.FileMode` bits, as the stock agent puts them in `file_info.mode`: the file type is
+/// in the high bits (none set: a regular file), the permissions in the low nine.
 pub mod go_mode {
     pub const DIRECTORY: u32 = 1 << 31;
     pub const SYMLINK: u32 = 1 << 27;
+    /// A device node; a character device also has [`CHAR_DEVICE`].
+    pub const DEVICE: u32 = 1 << 26;
+    pub const NAMED_PIPE: u32 = 1 << 25;
+    pub const SOCKET: u32 = 1 << 24;
     pub const SETUID: u32 = 1 << 23;
     pub const SETGID: u32 = 1 << 22;
+    pub const CHAR_DEVICE: u32 = 1 << 21;
     pub const STICKY: u32 = 1 << 20;
+    /// A file of a type Go does not know.
+    pub const IRREGULAR: u32 = 1 << 19;
+    /// Every file type bit.
+    pub const TYPE: u32 = DIRECTORY | SYMLINK | DEVICE | NAMED_PIPE | SOCKET | CHAR_DEVICE | IRREGULAR;
 
-    /// Converts a Unix `st_mode` to Go's layout.
+    /// Converts a Unix `st_mode` to Go's layout (what Go's `os.Stat` reports).
     pub fn from_unix(st_mode: u32) -> u32 {
         let mut mode = st_mode & 0o777;
         match st_mode & 0o170000 {
+            0o100000 => {}
             0o040000 => mode |= DIRECTORY,
             0o120000 => mode |= SYMLINK,
-            _ => {}
+            0o010000 => mode |= NAMED_PIPE,
+            0o140000 => mode |= SOCKET,
+            0o020000 => mode |= DEVICE | CHAR_DEVICE,
+            0o060000 => mode |= DEVICE,
+            _ => mode |= IRREGULAR,
         }
         if st_mode & 0o4000 != 0 {
             mode |= SETUID;
@@ -61,6 +76,33 @@ pub mod go_mode {
             bits |= 0o1000;
         }
         bits
+    }
+
+    /// A plain file: the only kind `get_file` and `put_file` transfer.
+    pub fn is_regular(mode: u32) -> bool {
+        mode & TYPE == 0
+    }
+
+    /// The file type in words, for listings and refusals: `file`, `directory`, `symlink`,
+    /// `fifo`, `socket`, `char device`, `block device` or `other`.
+    pub fn kind(mode: u32) -> &'static str {
+        if mode & DIRECTORY != 0 {
+            "directory"
+        } else if mode & SYMLINK != 0 {
+            "symlink"
+        } else if mode & NAMED_PIPE != 0 {
+            "fifo"
+        } else if mode & SOCKET != 0 {
+            "socket"
+        } else if mode & CHAR_DEVICE != 0 {
+            "char device"
+        } else if mode & DEVICE != 0 {
+            "block device"
+        } else if is_regular(mode) {
+            "file"
+        } else {
+            "other"
+        }
     }
 }
 
@@ -416,5 +458,28 @@ mod tests {
         assert_eq!(go_mode::from_unix(0o040755), go_mode::DIRECTORY | 0o755);
         assert_eq!(go_mode::from_unix(0o104755), go_mode::SETUID | 0o755);
         assert_eq!(go_mode::to_unix_permissions(go_mode::SETUID | 0o755), 0o4755);
+    }
+
+    #[test]
+    fn go_modes_carry_the_file_type() {
+        let cases = [
+            (0o100644, 0o644, "file"),
+            (0o040755, go_mode::DIRECTORY | 0o755, "directory"),
+            (0o120777, go_mode::SYMLINK | 0o777, "symlink"),
+            (0o010644, go_mode::NAMED_PIPE | 0o644, "fifo"),
+            (0o140755, go_mode::SOCKET | 0o755, "socket"),
+            (
+                0o020666,
+                go_mode::DEVICE | go_mode::CHAR_DEVICE | 0o666,
+                "char device",
+            ),
+            (0o060660, go_mode::DEVICE | 0o660, "block device"),
+        ];
+        for (unix, go, kind) in cases {
+            assert_eq!(go_mode::from_unix(unix), go, "{unix:o}");
+            assert_eq!(go_mode::kind(go), kind, "{unix:o}");
+            assert_eq!(go_mode::is_regular(go), kind == "file", "{unix:o}");
+            assert_eq!(go_mode::to_unix_permissions(go), unix & 0o7777, "{unix:o}");
+        }
     }
 }

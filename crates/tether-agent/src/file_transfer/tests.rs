@@ -189,7 +189,10 @@ async fn download_refusals_name_the_rule() {
     let mut f = fixture(|config| config.max_file_size = 10);
     fs::write(f.scratch.path("data/big"), pattern(11)).unwrap();
     symlink("/etc/passwd", f.scratch.path("data/link")).unwrap();
+    make_fifo(&f.scratch.path("data/fifo"));
     let cases = [
+        // Refused before anything opens it: opening a FIFO for reading would block.
+        (f.scratch.text("data/fifo"), 403, "is a FIFO: only regular files"),
         (f.scratch.text("data/big"), 413, "file_transfer.max_file_size"),
         (f.scratch.text("data/link"), 403, "symbolic link"),
         (f.scratch.text("data/missing"), 404, "No such file"),
@@ -212,6 +215,31 @@ async fn download_refusals_name_the_rule() {
         assert!(body.err.contains(needle), "{path}: {}", body.err);
         assert_eq!(body.msgtype.as_deref(), Some("get_file"));
     }
+}
+
+fn make_fifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+}
+
+#[tokio::test]
+async fn stat_reports_the_real_file_type() {
+    let mut f = fixture(|_| {});
+    make_fifo(&f.scratch.path("data/fifo"));
+    f.send(
+        "s",
+        2,
+        FileTransfer::Stat {
+            path: f.scratch.text("data/fifo"),
+        },
+    );
+    let FileTransfer::FileInfo(info) = f.next().await else {
+        panic!("file_info expected");
+    };
+    assert_eq!(info.mode, go_mode::NAMED_PIPE | 0o600, "{:o}", info.mode);
+    assert_eq!(go_mode::kind(info.mode), "fifo");
 }
 
 #[tokio::test]

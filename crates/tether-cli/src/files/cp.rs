@@ -18,7 +18,7 @@ use tether_proto::file_transfer::{FileInfo, FileTransfer, go_mode};
 use super::{
     download::{download, set_mtime},
     link::Link,
-    listing::{is_dir, is_regular},
+    listing::{is_dir, is_regular, kind},
     location::{Location, basename, join, parse},
     ls::stat,
     progress::Progress,
@@ -164,7 +164,11 @@ async fn download_all(
                 local,
             });
         } else {
-            bail!("{}:{source}: not a regular file", link.label);
+            bail!(
+                "{}:{source}: not a regular file ({}): only regular files are copied",
+                link.label,
+                kind(&info)
+            );
         }
     }
     let total = plan
@@ -253,7 +257,11 @@ async fn plan_directory(
                     local: local.join(&name),
                 });
             } else {
-                crate::output::say!("tether: {}:{child}: skipped (not a regular file)", link.label);
+                crate::output::say!(
+                    "tether: {}:{child}: skipped (not a regular file: {})",
+                    link.label,
+                    kind(&entry)
+                );
             }
         }
         pending.extend(subdirectories.into_iter().rev());

@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::{
     api::Api,
+    failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::say,
     resolve::resolve,
@@ -39,7 +40,7 @@ impl Link {
             .devices(None)
             .await?;
         let device = resolve(&devices, query)?.clone();
-        let session = Session::open(&login, &device).await?;
+        let session = Session::open(&login, &device, protocol::FILE_TRANSFER).await?;
         Ok(Link {
             login,
             device,
@@ -65,7 +66,8 @@ impl Link {
             .send_envelope(&message.to_envelope(session.sid()));
     }
 
-    /// The next file transfer message; errors mean the session is gone.
+    /// The next file transfer message; errors mean the session is gone, or file transfer was
+    /// refused on it (see [`crate::session`]).
     pub async fn recv(&mut self) -> Result<FileTransfer> {
         loop {
             let envelope = self.session.next_envelope().await?;
@@ -96,8 +98,12 @@ impl Link {
         }
     }
 
-    /// Replaces a dropped session by a new one; on version 1 (no resume) the loss is final.
+    /// Replaces a dropped session by a new one; on version 1 (no resume) the loss is final, and
+    /// so is a refusal (a new session would be refused the same way).
     pub async fn reconnect(&mut self, lost: anyhow::Error) -> Result<()> {
+        if failure::is_refusal(&lost) {
+            return Err(lost);
+        }
         if !self.can_resume() {
             return Err(lost.context("the transfer cannot resume (protocol version 1)"));
         }
@@ -106,7 +112,7 @@ impl Link {
         let mut delay = FIRST_RETRY;
         loop {
             sleep(delay).await;
-            match Session::open(&self.login, &self.device).await {
+            match Session::open(&self.login, &self.device, protocol::FILE_TRANSFER).await {
                 Ok(session) => {
                     let previous = std::mem::replace(&mut self.session, session);
                     drop(previous);
@@ -116,6 +122,7 @@ impl Link {
                     }
                     return Ok(());
                 }
+                Err(error) if failure::is_refusal(&error) => return Err(error),
                 Err(error) if started.elapsed() + delay >= GIVE_UP_AFTER => {
                     return Err(error).with_context(|| {
                         format!(

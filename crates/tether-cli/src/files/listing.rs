@@ -2,53 +2,31 @@
 
 use tether_proto::file_transfer::{FileInfo, go_mode};
 
-/// Go's other file type bits (`os.ModeDevice`, `ModeNamedPipe`, `ModeSocket`, `ModeCharDevice`,
-/// `ModeIrregular`).
-const DEVICE: u32 = 1 << 26;
-const NAMED_PIPE: u32 = 1 << 25;
-const SOCKET: u32 = 1 << 24;
-const CHAR_DEVICE: u32 = 1 << 21;
-const IRREGULAR: u32 = 1 << 19;
-
 pub fn is_dir(info: &FileInfo) -> bool {
     info.mode & go_mode::DIRECTORY != 0
 }
 
 /// A plain file: what `get_file` can copy.
 pub fn is_regular(info: &FileInfo) -> bool {
-    info.mode
-        & (go_mode::DIRECTORY | go_mode::SYMLINK | DEVICE | NAMED_PIPE | SOCKET | CHAR_DEVICE | IRREGULAR)
-        == 0
+    go_mode::is_regular(info.mode)
 }
 
+/// `file`, `directory`, `symlink`, `fifo`, `socket`, `char device`, `block device`, `other`.
 pub fn kind(info: &FileInfo) -> &'static str {
-    if is_dir(info) {
-        "directory"
-    } else if info.mode & go_mode::SYMLINK != 0 {
-        "symlink"
-    } else if is_regular(info) {
-        "file"
-    } else {
-        "other"
-    }
+    go_mode::kind(info.mode)
 }
 
 /// `drwxr-xr-x`, `-rwsr-xr-x`, `lrwxrwxrwx`... from a Go mode.
 pub fn mode_string(mode: u32) -> String {
-    let kind = if mode & go_mode::DIRECTORY != 0 {
-        'd'
-    } else if mode & go_mode::SYMLINK != 0 {
-        'l'
-    } else if mode & CHAR_DEVICE != 0 {
-        'c'
-    } else if mode & DEVICE != 0 {
-        'b'
-    } else if mode & NAMED_PIPE != 0 {
-        'p'
-    } else if mode & SOCKET != 0 {
-        's'
-    } else {
-        '-'
+    let kind = match go_mode::kind(mode) {
+        "directory" => 'd',
+        "symlink" => 'l',
+        "char device" => 'c',
+        "block device" => 'b',
+        "fifo" => 'p',
+        "socket" => 's',
+        "file" => '-',
+        _ => '?',
     };
     let mut text = String::with_capacity(10);
     text.push(kind);
@@ -99,6 +77,8 @@ mod tests {
         assert!(is_regular(&info(0o644)));
         assert!(!is_regular(&info(go_mode::SYMLINK | 0o777)));
         assert!(is_dir(&info(go_mode::DIRECTORY | 0o755)));
-        assert_eq!(kind(&info(NAMED_PIPE | 0o600)), "other");
+        assert_eq!(kind(&info(go_mode::NAMED_PIPE | 0o600)), "fifo");
+        assert_eq!(mode_string(go_mode::from_unix(0o010600)), "prw-------");
+        assert_eq!(mode_string(go_mode::from_unix(0o020666)), "crw-rw-rw-");
     }
 }

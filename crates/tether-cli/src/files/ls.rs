@@ -12,7 +12,7 @@ use super::{
     location::{Location, basename, parse},
     refused,
 };
-use crate::{hub::HubOptions, output::print_listing};
+use crate::{hub::HubOptions, output::print_listing, printable::printable};
 
 pub async fn run(options: &HubOptions, target: &str, json: bool) -> Result<i32> {
     let Location::Remote { device, path } = parse(target)? else {
@@ -88,7 +88,7 @@ pub async fn stat(link: &mut Link, path: &str) -> Result<FileInfo> {
     }
 }
 
-/// mode, uid, gid, size, mtime (UTC), name; numbers right-aligned.
+/// mode, uid, gid, size, mtime (UTC), name; numbers right-aligned, the name made printable.
 fn table(entries: &[FileInfo], names: &[String]) -> String {
     let rows: Vec<[String; 6]> = entries
         .iter()
@@ -100,7 +100,7 @@ fn table(entries: &[FileInfo], names: &[String]) -> String {
                 entry.gid.to_string(),
                 entry.size.to_string(),
                 utc_minute(entry.modtime.0),
-                name.clone(),
+                printable(name).into_owned(),
             ]
         })
         .collect();

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::output::say;
+use crate::{output::say, printable::printable};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -27,10 +27,10 @@ impl Progress {
         Progress { bar, done: 0 }
     }
 
-    /// Names the file being copied.
+    /// Names the file being copied (a remote name: made printable, it is drawn on the bar).
     pub fn file(&self, name: &str) {
         if let Some(bar) = &self.bar {
-            bar.set_message(name.to_owned());
+            bar.set_message(printable(name).into_owned());
         }
     }
 

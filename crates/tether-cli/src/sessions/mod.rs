@@ -180,24 +180,9 @@ async fn detached(api: &Api, json: bool) -> Result<()> {
     print_listing(&text).context("writing to stdout")
 }
 
-/// Rows as left-aligned columns, two spaces apart.
+/// Rows as left-aligned columns, two spaces apart, every cell made printable.
 fn columns<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(widths) {
-            line.push_str(&format!("{cell:<width$}  "));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::output::table(rows, None)
 }
 
 async fn fetch(
@@ -305,22 +290,7 @@ fn table(sessions: &[SessionInfo], now: i64) -> String {
                 .unwrap_or_else(|| "(interactive)".to_owned()),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(widths) {
-            line.push_str(&format!("{cell:<width$}  "));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    columns(&rows)
 }
 
 /// A session id from a full id or a unique prefix of one (among the sessions the caller sees).

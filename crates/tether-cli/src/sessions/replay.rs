@@ -25,7 +25,7 @@ use crate::{
     api::Api,
     hub::{Authenticated, HubOptions, authenticated},
     input::{Input, spawn_stdin_reader},
-    output::say,
+    output::say_on_new_line,
     raw_mode::RawMode,
 };
 
@@ -103,7 +103,7 @@ pub async fn run(options: &HubOptions, args: ReplayArgs) -> Result<i32> {
     let result = player.play(stream, input).await;
     drop(raw_mode);
     let message = result?;
-    say!("\r\ntether: {message}");
+    say_on_new_line!("tether: {message}");
     Ok(0)
 }
 

@@ -18,7 +18,7 @@ use crate::{
     failure::{self, transport},
     hub::Authenticated,
     input::{Input, spawn_stdin_reader},
-    output::{say, write_stdout},
+    output::{say, say_on_new_line, write_stdout},
     raw_mode::RawMode,
 };
 
@@ -111,7 +111,7 @@ pub async fn run(login: &Authenticated, sid: &str) -> Result<i32> {
     drop(raw_mode);
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(None))).await;
     let message = result?;
-    say!("\r\ntether: {message}");
+    say_on_new_line!("tether: {message}");
     Ok(0)
 }
 
