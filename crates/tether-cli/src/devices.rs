@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use tether_proto::api::{Device, device_path};
 
-use crate::{api::Api, hub::unix_now, output::print_listing, resolve::resolve};
+use crate::{api::Api, hub::unix_now, output::print_listing, resolve::resolve_strictly};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Decision {
@@ -25,7 +25,7 @@ pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
 
 pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
     let devices = api.devices(None).await?;
-    let device = resolve(&devices, query)?;
+    let device = resolve_strictly(&devices, query)?;
     let path = device_path(&device.id);
     let verb = match decision {
         Decision::Accept => {
