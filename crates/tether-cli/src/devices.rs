@@ -8,7 +8,7 @@ use crate::{
     api::Api,
     hub::unix_now,
     output::{self, print_listing, tell},
-    resolve::resolve,
+    resolve::resolve_strictly,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,7 @@ pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
 
 pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
     let devices = api.devices(None).await?;
-    let device = resolve(&devices, query)?;
+    let device = resolve_strictly(&devices, query)?;
     let path = device_path(&device.id);
     let verb = match decision {
         Decision::Accept => {

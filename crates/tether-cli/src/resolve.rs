@@ -1,12 +1,25 @@
 //! Finding the device an operator means: by full id, by name, or by a unique id prefix (ids are
 //! long; names are what people remember). Resolution is client-side, over the device list.
+//! Anyone can enrol a pending device under any name, so accepted devices come first: a pending
+//! (or rejected) device never shadows an accepted one.
 
 use anyhow::{Result, bail};
 use tether_proto::api::Device;
 
 /// Picks the one device `query` names: an exact id first, then an exact name, then a unique
-/// id prefix. Several matches at the same step are an error that lists them.
+/// id prefix. At each step accepted devices win over the others; several matches of the same
+/// standing are an error that lists them.
 pub fn resolve<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device> {
+    resolve_with(devices, query, true)
+}
+
+/// [`resolve`] without preferring accepted devices: for accepting, rejecting or removing, which
+/// act on pending devices too and must not silently pick one of several namesakes.
+pub fn resolve_strictly<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device> {
+    resolve_with(devices, query, false)
+}
+
+fn resolve_with<'a>(devices: &'a [Device], query: &str, prefer_accepted: bool) -> Result<&'a Device> {
     if query.is_empty() {
         bail!("no device matches an empty name");
     }
@@ -15,7 +28,10 @@ pub fn resolve<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device> {
     }
     let steps: [&dyn Fn(&Device) -> bool; 2] = [&|d| d.name == query, &|d| d.id.starts_with(query)];
     for matches in steps {
-        let found: Vec<&Device> = devices.iter().filter(|d| matches(d)).collect();
+        let mut found: Vec<&Device> = devices.iter().filter(|d| matches(d)).collect();
+        if prefer_accepted && found.iter().any(|d| d.status == "accepted") {
+            found.retain(|d| d.status == "accepted");
+        }
         match found.as_slice() {
             [] => continue,
             [device] => return Ok(device),
@@ -101,6 +117,23 @@ mod tests {
         let devices = fleet();
         let error = resolve(&devices, "twin").unwrap_err().to_string();
         assert!(error.contains("0190eeee-dddd") && error.contains("0190eeee-eeee"));
+    }
+
+    #[test]
+    fn a_pending_namesake_never_shadows_the_accepted_device() {
+        let mut squatter = device("0190abab-0000", "gateway");
+        squatter.status = "pending".into();
+        let mut devices = fleet();
+        devices.insert(0, squatter);
+        assert_eq!(resolve(&devices, "gateway").unwrap().id, "0190ffff-cccc");
+        // Two pending namesakes and no accepted one are still ambiguous.
+        let mut lone = device("0190acac-0000", "lonely");
+        lone.status = "pending".into();
+        let mut twin = lone.clone();
+        twin.id = "0190adad-0000".into();
+        assert!(resolve(&[lone, twin], "lonely").is_err());
+        // Managing devices by a shared name stays an error.
+        assert!(resolve_strictly(&devices, "gateway").is_err());
     }
 
     #[test]

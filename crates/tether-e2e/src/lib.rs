@@ -25,6 +25,7 @@ pub mod peers;
 mod postgres;
 mod process;
 mod pty;
+pub mod source_address;
 
 use std::{
     path::PathBuf,

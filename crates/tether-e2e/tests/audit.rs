@@ -239,7 +239,7 @@ fn a_rate_limited_login_is_a_refused_event() {
     assert_eq!(event["actor_kind"], "anonymous", "{event:#}");
     assert_eq!(event["object_name"], "bob", "{event:#}");
     assert_eq!(
-        event["details"]["reason"], "too many failed logins for this account",
+        event["details"]["reason"], "too many failed logins for this account from your address",
         "{event:#}"
     );
     assert_origin(&event);

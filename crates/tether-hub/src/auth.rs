@@ -4,12 +4,6 @@
 //! ([`crate::roles::Grants`]) and re-loaded by live connections when an [`Revocation::Access`]
 //! says they changed.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
-
 use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, StatusCode, header, request::Parts},
@@ -369,51 +363,6 @@ pub async fn reload(state: &AppState, principal: &Principal) -> Result<Option<Pr
     }))
 }
 
-/// Counts failed logins per key (account, client address) in a sliding window.
-pub struct FailureLimiter {
-    window: Duration,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl FailureLimiter {
-    pub fn new(window: Duration) -> Self {
-        FailureLimiter {
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// How long `key` must wait, if it has reached `limit` failures in the window.
-    pub fn blocked_for(&self, key: &str, limit: u32) -> Option<Duration> {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let entry = failures.get_mut(key)?;
-        entry.retain(|t| now.duration_since(*t) < self.window);
-        if entry.len() < limit as usize {
-            return None;
-        }
-        entry
-            .first()
-            .map(|oldest| self.window.saturating_sub(now.duration_since(*oldest)))
-    }
-
-    pub fn record_failure(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound memory against address-spraying attackers: forget everyone when too large.
-        if failures.len() > 100_000 {
-            failures.clear();
-        }
-        failures.entry(key.to_owned()).or_default().push(Instant::now());
-    }
-
-    pub fn clear(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,18 +433,6 @@ mod tests {
         assert!(authorize(&device, Action::ConnectAsDevice, Some(&record("d"))).is_ok());
         assert!(authorize(&device, Action::ConnectAsDevice, Some(&record("e"))).is_err());
         assert!(authorize(&user(true, false), Action::ConnectAsDevice, Some(&record("d"))).is_err());
-    }
-
-    #[test]
-    fn limiter_blocks_after_the_limit() {
-        let limiter = FailureLimiter::new(Duration::from_secs(60));
-        for _ in 0..3 {
-            assert!(limiter.blocked_for("k", 3).is_none());
-            limiter.record_failure("k");
-        }
-        assert!(limiter.blocked_for("k", 3).is_some());
-        limiter.clear("k");
-        assert!(limiter.blocked_for("k", 3).is_none());
     }
 
     #[test]

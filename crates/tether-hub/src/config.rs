@@ -29,10 +29,35 @@ pub struct HubConfig {
     /// The hub pings a device (or user) connection it has not heard from for this long, and
     /// closes it after two intervals of silence.
     pub keepalive_interval_secs: u64,
-    /// Failed logins allowed per account, and per client address, within the window.
+    /// Failed logins allowed for one account from one client address (IPv6: its /64) within
+    /// the window; beyond it that account is throttled from that address only (one more attempt
+    /// every `window / limit`). Failures never lock an account for everyone.
     pub login_failures_per_account: u32,
+    /// Failed logins allowed from one client address (IPv6: its /64), whatever the accounts.
     pub login_failures_per_address: u32,
     pub login_failure_window_secs: u64,
+    /// Wrong or replayed second-factor codes allowed per account (from any address) within the
+    /// window; only reached with the right password.
+    pub login_code_failures_per_account: u32,
+    /// Most failed-login buckets kept per kind (client addresses; account+address pairs): bounds
+    /// the memory an attacker can make the hub spend (a bucket is well under 100 bytes). At the
+    /// cap, buckets that have refilled go first, then the least active; never all at once.
+    pub login_throttle_capacity: usize,
+    /// Authentication requests from unknown device keys (new enrolments) allowed per client
+    /// address (IPv6: its /64) within `enrolment_window_secs` (refilled evenly over it). Known
+    /// devices are never throttled; a valid provisioning key is not either.
+    pub enrolments_per_address: u32,
+    /// The same, from all addresses together.
+    pub enrolments_in_total: u32,
+    pub enrolment_window_secs: u64,
+    /// Most devices waiting for acceptance; a new one beyond it drops the oldest pending device
+    /// (audited as `device.pending_dropped`).
+    pub max_pending_devices: u64,
+    /// Most concurrent sessions (terminal, exec, file, port forward) one user holds through
+    /// this hub replica.
+    pub max_sessions_per_user: usize,
+    /// Most concurrent user sessions to one device through this hub replica.
+    pub max_sessions_per_device: usize,
     /// Audit events older than this are deleted (0 = keep for ever). The chain stays verifiable:
     /// the last deleted event's hash becomes its anchor.
     pub audit_retention_days: u64,
@@ -79,6 +104,14 @@ impl Default for HubConfig {
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
+            login_code_failures_per_account: 10,
+            login_throttle_capacity: 200_000,
+            enrolments_per_address: 30,
+            enrolments_in_total: 120,
+            enrolment_window_secs: 60,
+            max_pending_devices: 1000,
+            max_sessions_per_user: 256,
+            max_sessions_per_device: 256,
             audit_retention_days: 0,
             record_input: false,
             record_sessions: true,
@@ -106,6 +139,14 @@ const KEYS: &[&str] = &[
     "login_failures_per_account",
     "login_failures_per_address",
     "login_failure_window_secs",
+    "login_code_failures_per_account",
+    "login_throttle_capacity",
+    "enrolments_per_address",
+    "enrolments_in_total",
+    "enrolment_window_secs",
+    "max_pending_devices",
+    "max_sessions_per_user",
+    "max_sessions_per_device",
     "audit_retention_days",
     "record_input",
     "record_sessions",

@@ -1,5 +1,10 @@
 //! `POST /api/devices/v1/authentication/auth_requests`: a device proves it holds its key and
 //! gets a token once accepted (see `docs/protocol.md`, "Device authentication").
+//!
+//! Anyone can ask, so enrolment is bounded: requests from unknown keys are rate-limited per
+//! client address and in total (known devices and a valid provisioning key never are), the
+//! pending devices are capped (the oldest is dropped, audited), and names over
+//! [`MAX_NAME_BYTES`] are refused.
 
 use axum::{
     Json,
@@ -14,10 +19,90 @@ use tether_proto::auth::{AuthRefusal, AuthRequest, SIGNATURE_HEADER};
 
 use crate::{
     audit::{self, NewEvent, Object, Outcome, RequestContext},
+    config::HubConfig,
     http_error::ApiError,
     state::AppState,
     store::{DeviceRecord, DeviceStatus, now_millis},
+    throttle::{KeyedLimiter, Rate, address_key},
 };
+
+/// The longest device name (the `hostname` identity attribute) the hub keeps, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Most client addresses whose enrolment buckets are tracked at once.
+const ENROLMENT_ADDRESSES: usize = 100_000;
+
+/// Rate limits on enrolments (authentication requests from unknown keys).
+pub struct EnrolmentLimits {
+    by_address: KeyedLimiter<std::net::IpAddr>,
+    total: KeyedLimiter<()>,
+}
+
+impl EnrolmentLimits {
+    pub fn new(config: &HubConfig) -> Self {
+        let window = std::time::Duration::from_secs(config.enrolment_window_secs.max(1));
+        EnrolmentLimits {
+            by_address: KeyedLimiter::new(
+                Rate::new(config.enrolments_per_address, window),
+                ENROLMENT_ADDRESSES,
+            ),
+            total: KeyedLimiter::new(Rate::new(config.enrolments_in_total, window), 1),
+        }
+    }
+
+    /// Admits one enrolment from `client`, or says why not (and for how long).
+    fn admit(&self, client: std::net::IpAddr) -> Result<(), String> {
+        let address = address_key(client);
+        let wait = |wait: std::time::Duration| wait.as_secs().max(1);
+        if let Some(pause) = self.by_address.wait(&address) {
+            return Err(format!(
+                "too many new devices from your address (enrolments_per_address); try again in {} s",
+                wait(pause)
+            ));
+        }
+        if let Some(pause) = self.total.wait(&()) {
+            return Err(format!(
+                "too many new devices are enrolling (enrolments_in_total); try again in {} s",
+                wait(pause)
+            ));
+        }
+        self.by_address.charge(address);
+        self.total.charge(());
+        Ok(())
+    }
+}
+
+/// Drops the oldest pending devices so that one more fits under `max_pending_devices`; each
+/// drop is audited.
+async fn make_room_for_pending(state: &AppState, context: &RequestContext) -> Result<(), ApiError> {
+    let cap = state.config.max_pending_devices.max(1);
+    let pending = state.store.count_devices(DeviceStatus::Pending).await?;
+    if pending < cap as i64 {
+        return Ok(());
+    }
+    let excess = pending - cap as i64 + 1;
+    for (id, name) in state.store.oldest_pending_devices(excess).await? {
+        if !state.store.delete_pending_device(&id).await? {
+            continue;
+        }
+        tracing::warn!(
+            "dropped pending device {name} ({id}): max_pending_devices ({cap}) reached by a new device from {}",
+            context.client
+        );
+        let event = NewEvent::new(
+            audit::Actor::system(),
+            "device.pending_dropped",
+            Object::device(&id, &name),
+            Outcome::Success,
+        )
+        .details(serde_json::json!({
+            "reason": format!("max_pending_devices ({cap}) reached; the oldest pending device is dropped"),
+            "new_device_from": context.client.to_string(),
+        }));
+        audit::record(state, event).await?;
+    }
+    Ok(())
+}
 
 /// Checks the request's signature and returns the request and the device's public key.
 fn verified_request(headers: &HeaderMap, body: &[u8]) -> Result<(AuthRequest, VerifyingKey), ApiError> {
@@ -116,6 +201,20 @@ pub async fn auth_request(
         .and_then(|v| v.as_str())
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
+    if let Some(name) = name.as_ref().filter(|name| name.len() > MAX_NAME_BYTES) {
+        let error = ApiError::bad_request(format!(
+            "device name (identity attribute hostname) is {} bytes; names are at most {MAX_NAME_BYTES} bytes",
+            name.len()
+        ));
+        tracing::warn!(
+            "refused a device authentication request from {}: {}",
+            context.client,
+            error.message
+        );
+        let details = serde_json::json!({ "reason": error.message });
+        record(&state, &context, None, Outcome::Refused, details).await?;
+        return Err(error);
+    }
     let agent_version = request.agent_version.as_deref();
 
     let device = match state.store.device_by_public_key(&public_key).await? {
@@ -128,6 +227,19 @@ pub async fn auth_request(
             device
         }
         None => {
+            let provisioned = request
+                .provisioning_key
+                .as_deref()
+                .is_some_and(|offered| provisioning_key_valid(&state, offered));
+            if !provisioned {
+                if let Err(why) = state.enrolment_limits.admit(context.client.ip()) {
+                    tracing::warn!("refused a new device from {}: {why}", context.client);
+                    let details = serde_json::json!({ "reason": why });
+                    record(&state, &context, None, Outcome::Refused, details).await?;
+                    return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, why));
+                }
+                make_room_for_pending(&state, &context).await?;
+            }
             let id = uuid::Uuid::now_v7().to_string();
             let device = DeviceRecord {
                 name: name.unwrap_or_else(|| id.clone()),
@@ -169,12 +281,7 @@ pub async fn auth_request(
     // The provisioning key only enrols pending newcomers: an accepted device is not refused for
     // a stale key, and a rejected device stays rejected (the key does not overrule an admin).
     if let (DeviceStatus::Pending, Some(offered)) = (status, &request.provisioning_key) {
-        let valid = state
-            .config
-            .provisioning_key
-            .as_deref()
-            .is_some_and(|expected| constant_time_equal(expected.as_bytes(), offered.as_bytes()));
-        if !valid {
+        if !provisioning_key_valid(&state, offered) {
             tracing::warn!(
                 "device {} ({}) presented an invalid provisioning key",
                 device.name,
@@ -223,6 +330,14 @@ pub async fn auth_request(
             format!("device {} was rejected by an administrator", device.id),
         ),
     })
+}
+
+fn provisioning_key_valid(state: &AppState, offered: &str) -> bool {
+    state
+        .config
+        .provisioning_key
+        .as_deref()
+        .is_some_and(|expected| constant_time_equal(expected.as_bytes(), offered.as_bytes()))
 }
 
 fn constant_time_equal(a: &[u8], b: &[u8]) -> bool {

@@ -11,6 +11,7 @@ mod device_auth;
 mod device_connection;
 mod file_api;
 mod http_error;
+mod login_throttle;
 mod management;
 mod passwords;
 mod recording;
@@ -20,12 +21,15 @@ mod router;
 mod secrets;
 mod server;
 mod session_audit;
+mod session_limits;
 mod sessions_api;
 mod state;
 mod store;
 mod store_access;
+mod store_devices;
 #[cfg(test)]
 mod store_tests;
+mod throttle;
 mod tokens;
 mod two_factor;
 mod two_factor_api;
@@ -39,7 +43,7 @@ use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Durat
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::{auth::FailureLimiter, config::HubConfig, router::Router, state::AppState, store::Store};
+use crate::{config::HubConfig, router::Router, state::AppState, store::Store};
 
 #[derive(Parser)]
 #[command(
@@ -279,9 +283,9 @@ pub async fn serve(
         None => Arc::new(Router::new()),
     };
     let state = AppState {
-        login_failures: Arc::new(FailureLimiter::new(Duration::from_secs(
-            config.login_failure_window_secs,
-        ))),
+        login_throttle: Arc::new(login_throttle::LoginThrottle::new(&config)),
+        enrolment_limits: Arc::new(device_auth::EnrolmentLimits::new(&config)),
+        session_limits: Arc::new(session_limits::SessionLimits::new(&config)),
         config: Arc::new(config),
         store: store.clone(),
         router,

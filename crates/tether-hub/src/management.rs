@@ -23,6 +23,28 @@ use crate::{
     two_factor_api,
 };
 
+/// Refuses a throttled login attempt (429, audited as a refused `login`).
+async fn refuse_throttled(
+    state: &AppState,
+    context: &RequestContext,
+    object: Object,
+    account: &str,
+    throttled: crate::login_throttle::Throttled,
+) -> Result<ApiError, ApiError> {
+    let message = throttled.message();
+    tracing::warn!(
+        "login of {account:?} from {} throttled: {message}",
+        context.client
+    );
+    let event =
+        NewEvent::new(context.actor(""), "login", object, Outcome::Refused).details(serde_json::json!({
+            "reason": format!("too many failed logins for {}", throttled.whom),
+            "retry_after_secs": throttled.wait.as_secs().max(1),
+        }));
+    audit::record(state, event).await?;
+    Ok(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message))
+}
+
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
@@ -30,30 +52,12 @@ pub async fn login(
 ) -> Result<Json<api::LoginResponse>, ApiError> {
     let config = &state.config;
     let client = context.client;
-    let account_key = format!("account:{}", request.username);
-    let address_key = format!("address:{}", client.ip());
     let attempted = Object::user(None, &request.username);
-    let limits = [
-        (&account_key, config.login_failures_per_account, "this account"),
-        (&address_key, config.login_failures_per_address, "your address"),
-    ];
-    for (key, limit, whom) in limits {
-        if let Some(wait) = state.login_failures.blocked_for(key, limit) {
-            tracing::warn!(
-                "login of {:?} from {client} refused: too many failures for {whom}",
-                request.username
-            );
-            let event = NewEvent::new(context.actor(""), "login", attempted, Outcome::Refused)
-                .details(serde_json::json!({ "reason": format!("too many failed logins for {whom}") }));
-            audit::record(&state, event).await?;
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many failed logins for {whom}; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
+    if let Err(throttled) = state
+        .login_throttle
+        .check_password(client.ip(), &request.username)
+    {
+        return Err(refuse_throttled(&state, &context, attempted, &request.username, throttled).await?);
     }
 
     let user = state.store.user_by_name(&request.username).await?;
@@ -65,8 +69,9 @@ pub async fn login(
     let user = match user {
         Some(user) if valid && !user.disabled => user,
         other => {
-            state.login_failures.record_failure(&account_key);
-            state.login_failures.record_failure(&address_key);
+            state
+                .login_throttle
+                .password_failed(client.ip(), &request.username);
             tracing::warn!("failed login for {:?} from {client}", request.username);
             let reason = match &other {
                 Some(user) if user.disabled => "account disabled",
@@ -83,12 +88,17 @@ pub async fn login(
             ));
         }
     };
+    if state.store.two_factor(&user.id).await?.enabled {
+        let object = Object::user(Some(&user.id), &user.name);
+        if let Err(throttled) = state.login_throttle.check_second_factor(&user.name) {
+            return Err(refuse_throttled(&state, &context, object, &user.name, throttled).await?);
+        }
+    }
     match two_factor_api::second_factor(&state, &user, request.code.as_deref()).await? {
         None => {}
         Some((why, counts)) => {
             if counts {
-                state.login_failures.record_failure(&account_key);
-                state.login_failures.record_failure(&address_key);
+                state.login_throttle.second_factor_failed(client.ip(), &user.name);
                 tracing::warn!(
                     "failed second factor for {:?} from {client}: {why}",
                     request.username
@@ -101,7 +111,7 @@ pub async fn login(
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
         }
     }
-    state.login_failures.clear(&account_key);
+    state.login_throttle.succeeded(client.ip(), &user.name);
 
     let token = new_session_token();
     let lifetime = Duration::from_secs(config.session_lifetime_secs);

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::{auth::FailureLimiter, config::HubConfig, router::Router, store::Store, tokens::TokenSigner};
+use crate::{
+    config::HubConfig, device_auth::EnrolmentLimits, login_throttle::LoginThrottle, router::Router,
+    session_limits::SessionLimits, store::Store, tokens::TokenSigner,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -10,7 +13,12 @@ pub struct AppState {
     pub store: Store,
     pub router: Arc<Router>,
     pub tokens: Arc<TokenSigner>,
-    pub login_failures: Arc<FailureLimiter>,
+    /// Failed-login buckets (per address, per account and address, second factors).
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Rate limits on enrolments by unknown device keys.
+    pub enrolment_limits: Arc<EnrolmentLimits>,
+    /// Concurrent user sessions per user and per device.
+    pub session_limits: Arc<SessionLimits>,
     /// Serializes audit writes: each event chains to the previous one.
     pub audit_chain: Arc<tokio::sync::Mutex<()>>,
     /// Where terminal recordings are written (`DATA_DIR/recordings`).

@@ -122,9 +122,11 @@ pub async fn connect(
         }
         None => None,
     };
+    let slot = crate::session_limits::admit(&state, &principal, &context, &device).await?;
     Ok(upgrade
         .max_message_size(state.config.max_user_frame_bytes)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let (sid, resume) = match resume {
                 Some((sid, offset)) => (sid, Some(offset)),
                 None => (uuid::Uuid::new_v4().to_string(), None),
