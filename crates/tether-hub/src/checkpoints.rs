@@ -235,3 +235,36 @@ pub fn log_failure(result: anyhow::Result<Option<Statement>>) {
         tracing::error!("audit checkpoint: {error:#}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_created_private_kept_and_never_the_token_key() {
+        let dir = std::env::temp_dir().join(format!("tether-audit-key-{}", std::process::id()));
+        let path = dir.join("keys/audit-signing.key");
+        let token_key = SigningKey::from_bytes(&[3; 32]);
+        let created = signing_key(&path, &token_key).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let loaded = signing_key(&path, &token_key).unwrap();
+        assert_eq!(
+            loaded.verifying_key(),
+            created.verifying_key(),
+            "the same key on the next start"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "tightened"
+        );
+
+        let token_file = dir.join("signing.key");
+        let pem = token_key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        fs::write(&token_file, pem.as_bytes()).unwrap();
+        let error = signing_key(&token_file, &token_key).unwrap_err().to_string();
+        assert!(error.contains("is the token signing key"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
