@@ -1,5 +1,6 @@
 //! `tether audit ...`: reading the hub's audit log (a table or JSON, filtered and paged),
-//! exporting it (CSV or JSON Lines, streamed to stdout or a file), and verifying its hash chain.
+//! exporting it (CSV or JSON Lines, streamed to stdout or a file), and verifying its hash chain
+//! (by the hub, or here against signed checkpoints: `crate::audit_checkpoint`).
 
 use std::{io::IsTerminal, io::Write, path::PathBuf, time::Duration};
 
@@ -64,7 +65,16 @@ pub enum AuditCommand {
         /// Print the verification result as JSON
         #[arg(long)]
         json: bool,
+        /// Verify here, over the exported events, against the signed checkpoints in FILE (one
+        /// JSON line each, from `tether audit checkpoint` or the hub's checkpoint file): also
+        /// finds a chain rewritten with recomputed hashes, deleted newest events and a forged
+        /// retention anchor
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
+    /// Print a fresh signed checkpoint of the chain's head (one JSON line); keep these away
+    /// from the hub for `verify --checkpoint`
+    Checkpoint,
 }
 
 #[derive(Args)]
@@ -155,7 +165,15 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
             export(&login, &query, output).await?;
             Ok(0)
         }
-        AuditCommand::Verify { json } => verify(&api, json).await,
+        AuditCommand::Verify {
+            json,
+            checkpoint: Some(file),
+        } => crate::audit_checkpoint::verify(&api, &login, &file, json).await,
+        AuditCommand::Verify {
+            json,
+            checkpoint: None,
+        } => verify(&api, json).await,
+        AuditCommand::Checkpoint => crate::audit_checkpoint::checkpoint(&api).await,
     }
 }
 
@@ -309,8 +327,11 @@ fn compact_details(details: Option<&Value>) -> String {
         .join(" ")
 }
 
-/// Streams the export to `output` (or stdout); a partial file is removed on failure.
-async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<PathBuf>) -> Result<()> {
+/// Requests an export (`query`), answered with a success status: its body is to be streamed.
+pub(crate) async fn export_response(
+    login: &Authenticated,
+    query: &[(&str, String)],
+) -> Result<reqwest::Response> {
     // Not the shared client: an export may take longer than its whole-request timeout.
     let http = reqwest::Client::builder()
         .use_preconfigured_tls((*login.hub.tls).clone())
@@ -321,7 +342,7 @@ async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<
         .context("cannot set up the HTTP client")?;
     let base = login.hub.url.to_string();
     let url = format!("{base}{EXPORT_PATH}?{}", encode_query(query));
-    let mut response = http
+    let response = http
         .get(&url)
         .bearer_auth(&login.token)
         .send()
@@ -332,6 +353,13 @@ async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<
         let body = response.bytes().await.unwrap_or_default();
         return Err(HttpError::from_body(status, &body).into());
     }
+    Ok(response)
+}
+
+/// Streams the export to `output` (or stdout); a partial file is removed on failure.
+async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<PathBuf>) -> Result<()> {
+    let base = login.hub.url.to_string();
+    let mut response = export_response(login, query).await?;
     let mut sink: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

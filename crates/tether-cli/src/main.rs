@@ -4,6 +4,7 @@
 mod access;
 mod api;
 mod audit;
+mod audit_checkpoint;
 mod config;
 mod devices;
 mod escape;
@@ -207,7 +208,7 @@ enum Command {
         #[arg(value_name = "DEVICE:PATH")]
         target: String,
     },
-    /// Read, export and verify the hub's audit log
+    /// Read, export, checkpoint and verify the hub's audit log
     #[command(subcommand, after_help = audit::AUDIT_HELP)]
     Audit(audit::AuditCommand),
     /// List, export and watch recorded terminal sessions

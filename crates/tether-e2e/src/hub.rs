@@ -24,7 +24,7 @@ pub struct HubOptions {
     pub config_toml: String,
     /// Extra environment, e.g. `("TETHER_HUB_DEVICE_TOKEN_LIFETIME_SECS", "1")`.
     pub env: Vec<(String, String)>,
-    /// A data directory whose TLS certificate, key and signing key this hub uses too (another
+    /// A data directory whose TLS certificate, key and signing keys this hub uses too (another
     /// replica of the same deployment).
     pub secrets_from: Option<PathBuf>,
 }
@@ -60,10 +60,10 @@ impl HubOptions {
     }
 }
 
-/// Copies the files replicas share (TLS certificate and key, token signing key).
+/// Copies the files replicas share (TLS certificate and key, token and audit signing keys).
 fn copy_secrets(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("tls")).expect("tls dir");
-    for name in ["tls/hub.crt", "tls/hub.key", "signing.key"] {
+    for name in ["tls/hub.crt", "tls/hub.key", "signing.key", "audit-signing.key"] {
         std::fs::copy(from.join(name), to.join(name))
             .unwrap_or_else(|e| panic!("copying {name} from {}: {e}", from.display()));
     }

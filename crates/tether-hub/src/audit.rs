@@ -3,7 +3,9 @@
 //! Every event is written (and committed, SQLite `synchronous=FULL`) *before* the action it
 //! describes is confirmed; if it cannot be written, the action is refused (fail closed). Events are
 //! hash-chained: each row's `hash` is SHA-256 over its own fields and the previous row's hash, and
-//! `seq` has no gaps, so [`verify`] names the first modified, removed or reordered event.
+//! `seq` has no gaps, so [`verify`] (shared with the CLI, in `tether_proto::audit`) names the
+//! first modified, removed or reordered event. Signed checkpoints of the chain's head
+//! ([`crate::checkpoints`]) make a rewrite of the whole chain detectable too.
 
 use std::net::SocketAddr;
 
@@ -11,67 +13,11 @@ use axum::{
     extract::FromRequestParts,
     http::{StatusCode, header, request::Parts},
 };
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::{auth::Principal, http_error::ApiError, state::AppState, store::now_millis};
 
-/// The hash before the first event.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// One audit event, as stored and as the API returns it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AuditEvent {
-    pub seq: i64,
-    pub id: String,
-    /// Unix milliseconds.
-    pub time: i64,
-    /// `user`, `device`, `system` or `anonymous`.
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub client_address: Option<String>,
-    pub user_agent: Option<String>,
-    /// e.g. `login`, `device.accept`, `terminal.open`, `file.download`.
-    pub action: String,
-    /// `device`, `user`, `session`, ...
-    pub object_kind: Option<String>,
-    pub object_id: Option<String>,
-    pub object_name: Option<String>,
-    /// `success`, `failure` or `refused`.
-    pub outcome: String,
-    /// A JSON object with the action's particulars (path, size, reason...).
-    pub details: serde_json::Value,
-    pub session_id: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl AuditEvent {
-    /// The hash of this event's content and its predecessor's hash. Field order is fixed here:
-    /// changing it invalidates every stored chain.
-    pub fn compute_hash(&self) -> String {
-        let content = serde_json::json!([
-            self.seq,
-            self.id,
-            self.time,
-            self.actor_kind,
-            self.actor_id,
-            self.actor_name,
-            self.client_address,
-            self.user_agent,
-            self.action,
-            self.object_kind,
-            self.object_id,
-            self.object_name,
-            self.outcome,
-            self.details,
-            self.session_id,
-            self.prev_hash,
-        ]);
-        hex::encode(Sha256::digest(content.to_string().as_bytes()))
-    }
-}
+// The chain itself (event, hash, verification) is shared with the CLI, which verifies exports.
+pub use tether_proto::audit::{AuditEvent, GENESIS_HASH, Verification, verify};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -285,146 +231,5 @@ pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
             tracing::error!("audit log unavailable: {error:#}");
             Err(unavailable())
         }
-    }
-}
-
-/// What [`verify`] found.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verification {
-    pub ok: bool,
-    pub checked: i64,
-    /// The first broken event: `modified`, `removed` or `reordered`.
-    pub problem: Option<Problem>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Problem {
-    pub seq: i64,
-    pub kind: String,
-    pub detail: String,
-}
-
-/// Walks the chain in `seq` order from its anchor and reports the first inconsistency.
-pub fn verify<I: IntoIterator<Item = AuditEvent>>(anchor: (i64, String), events: I) -> Verification {
-    let (mut expected_seq, mut previous_hash) = (anchor.0 + 1, anchor.1);
-    let mut checked = 0;
-    let problem = |seq, kind: &str, detail: String| {
-        Some(Problem {
-            seq,
-            kind: kind.to_owned(),
-            detail,
-        })
-    };
-    for event in events {
-        let found = if event.compute_hash() != event.hash {
-            problem(
-                event.seq,
-                "modified",
-                format!("event {} does not match its hash", event.seq),
-            )
-        } else if event.seq != expected_seq && event.prev_hash != previous_hash && event.seq > expected_seq {
-            problem(
-                expected_seq,
-                "removed",
-                format!("events {expected_seq}..{} are missing", event.seq - 1),
-            )
-        } else if event.prev_hash != previous_hash || event.seq != expected_seq {
-            problem(
-                event.seq,
-                "reordered",
-                format!("event {} does not follow event {}", event.seq, expected_seq - 1),
-            )
-        } else {
-            None
-        };
-        if found.is_some() {
-            return Verification {
-                ok: false,
-                checked,
-                problem: found,
-            };
-        }
-        checked += 1;
-        expected_seq = event.seq + 1;
-        previous_hash = event.hash;
-    }
-    Verification {
-        ok: true,
-        checked,
-        problem: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chain(n: i64) -> Vec<AuditEvent> {
-        let mut previous = GENESIS_HASH.to_owned();
-        (1..=n)
-            .map(|seq| {
-                let mut event = AuditEvent {
-                    seq,
-                    id: format!("id-{seq}"),
-                    time: seq * 1000,
-                    actor_kind: "user".into(),
-                    actor_id: Some("u".into()),
-                    actor_name: Some("alice".into()),
-                    client_address: None,
-                    user_agent: None,
-                    action: "login".into(),
-                    object_kind: None,
-                    object_id: None,
-                    object_name: None,
-                    outcome: "success".into(),
-                    details: serde_json::json!({"n": seq}),
-                    session_id: None,
-                    prev_hash: previous.clone(),
-                    hash: String::new(),
-                };
-                event.hash = event.compute_hash();
-                previous = event.hash.clone();
-                event
-            })
-            .collect()
-    }
-
-    fn genesis() -> (i64, String) {
-        (0, GENESIS_HASH.to_owned())
-    }
-
-    #[test]
-    fn an_intact_chain_verifies() {
-        let result = verify(genesis(), chain(5));
-        assert!(result.ok);
-        assert_eq!(result.checked, 5);
-    }
-
-    #[test]
-    fn a_modified_event_is_named() {
-        let mut events = chain(5);
-        events[2].outcome = "failure".into();
-        let problem = verify(genesis(), events).problem.unwrap();
-        assert_eq!((problem.seq, problem.kind.as_str()), (3, "modified"));
-    }
-
-    #[test]
-    fn a_removed_event_is_named() {
-        let mut events = chain(5);
-        events.remove(1);
-        let problem = verify(genesis(), events).problem.unwrap();
-        assert_eq!((problem.seq, problem.kind.as_str()), (2, "removed"));
-    }
-
-    #[test]
-    fn swapped_events_are_named() {
-        let mut events = chain(5);
-        // Swap the content of rows 2 and 3 while keeping their seq numbers (a row swap in the table).
-        let (a, b) = (events[1].clone(), events[2].clone());
-        events[1] = AuditEvent { seq: 2, ..b };
-        events[2] = AuditEvent { seq: 3, ..a };
-        let problem = verify(genesis(), events).problem.unwrap();
-        assert_eq!(problem.seq, 2);
-        assert!(problem.kind == "modified" || problem.kind == "reordered");
     }
 }

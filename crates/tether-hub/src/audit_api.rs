@@ -1,14 +1,15 @@
 //! The audit log's HTTP API: query with filters and pagination, export (CSV or JSON Lines,
-//! streamed), and verification of the hash chain.
+//! streamed), verification of the hash chain, and its signed checkpoints and anchor.
 
 use axum::{
     Json,
     body::Body,
     extract::{Query, State},
-    http::{HeaderValue, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
+use tether_proto::audit_checkpoint::{Anchor, Statement};
 
 use crate::{
     audit::{self, AuditEvent, RequestContext, Verification},
@@ -69,6 +70,40 @@ pub async fn verify(
         events.extend(page);
     }
     Ok(Json(audit::verify(anchor, events)))
+}
+
+/// `POST .../audit/checkpoints`: a fresh signed checkpoint of the chain's head (also appended to
+/// the checkpoint file and syslog when configured). Refused (409) when the chain no longer
+/// extends the head the hub last signed.
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<Statement>, ApiError> {
+    permit(&state, &principal, &context, Action::ViewAudit, None).await?;
+    match state.checkpoints.checkpoint(&state.store, false).await {
+        Ok(Some(statement)) => Ok(Json(statement)),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no checkpoint was made",
+        )),
+        Err(error) if error.is::<crate::checkpoints::ChainBroken>() => {
+            tracing::error!("audit checkpoint refused: {error:#}");
+            Err(ApiError::new(StatusCode::CONFLICT, error.to_string()))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `GET .../audit/anchor`: where the chain starts, with retention's signed statement (for
+/// verification against checkpoints, which the CLI does itself over an export).
+pub async fn anchor(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<Anchor>, ApiError> {
+    permit(&state, &principal, &context, Action::ViewAudit, None).await?;
+    Ok(Json(state.store.audit_anchor_statement().await?))
 }
 
 #[derive(Deserialize)]

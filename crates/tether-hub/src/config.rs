@@ -61,6 +61,18 @@ pub struct HubConfig {
     /// Audit events older than this are deleted (0 = keep for ever). The chain stays verifiable:
     /// the last deleted event's hash becomes its anchor.
     pub audit_retention_days: u64,
+    /// The Ed25519 key that signs audit checkpoints and retention anchors, in a file of its own
+    /// (mode 0600, created at first start); put it on another volume than the database so that
+    /// whoever can write the database cannot sign. None: `DATA_DIR/audit-signing.key`.
+    pub audit_signing_key: Option<PathBuf>,
+    /// Seconds between signed checkpoints of the audit chain's head, made only when the chain
+    /// moved (0: only at start, on graceful shutdown and on request).
+    pub audit_checkpoint_interval_secs: u64,
+    /// A file every checkpoint the hub makes is appended to, one JSON line each (for
+    /// `tether audit verify --checkpoint`); keep it, or a copy, away from the database.
+    pub audit_checkpoint_file: Option<PathBuf>,
+    /// A local syslog socket (usually `/dev/log`) every checkpoint is also sent to.
+    pub audit_checkpoint_syslog: Option<PathBuf>,
     /// Record operators' keystrokes too (they can contain passwords typed at prompts; output is
     /// always recorded).
     pub record_input: bool,
@@ -113,6 +125,10 @@ impl Default for HubConfig {
             max_sessions_per_user: 256,
             max_sessions_per_device: 256,
             audit_retention_days: 0,
+            audit_signing_key: None,
+            audit_checkpoint_interval_secs: 300,
+            audit_checkpoint_file: None,
+            audit_checkpoint_syslog: None,
             record_input: false,
             record_sessions: true,
             recording_retention_days: 0,
@@ -148,6 +164,10 @@ const KEYS: &[&str] = &[
     "max_sessions_per_user",
     "max_sessions_per_device",
     "audit_retention_days",
+    "audit_signing_key",
+    "audit_checkpoint_interval_secs",
+    "audit_checkpoint_file",
+    "audit_checkpoint_syslog",
     "record_input",
     "record_sessions",
     "recording_retention_days",

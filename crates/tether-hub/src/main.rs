@@ -4,6 +4,7 @@ mod access_api;
 mod audit;
 mod audit_api;
 mod auth;
+mod checkpoints;
 mod config;
 mod demo;
 mod detached_api;
@@ -26,6 +27,7 @@ mod sessions_api;
 mod state;
 mod store;
 mod store_access;
+mod store_audit_anchor;
 mod store_devices;
 #[cfg(test)]
 mod store_tests;
@@ -252,6 +254,11 @@ pub async fn serve(
     let tls = secrets::tls_files(&data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let acceptor = server::tls_acceptor(&tls)?;
     let signing_key = secrets::signing_key(&data_dir)?;
+    let audit_key_path = config
+        .audit_signing_key
+        .clone()
+        .unwrap_or_else(|| data_dir.join("audit-signing.key"));
+    let audit_key = checkpoints::signing_key(&audit_key_path, &signing_key)?;
     if store.count_users().await? == 0 && ready.is_none() {
         let password = passwords::generate();
         store
@@ -282,6 +289,8 @@ pub async fn serve(
         Some(url) => Router::with_nats(url).await?,
         None => Arc::new(Router::new()),
     };
+    let checkpointer = Arc::new(checkpoints::Checkpointer::new(audit_key, &config));
+    tracing::info!("audit signing key: ed25519:{}", checkpointer.public_key());
     let state = AppState {
         login_throttle: Arc::new(login_throttle::LoginThrottle::new(&config)),
         enrolment_limits: Arc::new(device_auth::EnrolmentLimits::new(&config)),
@@ -294,6 +303,7 @@ pub async fn serve(
         recordings_dir: data_dir.join("recordings"),
         live: Arc::new(recording::LiveSessions::default()),
         revocations: tokio::sync::broadcast::channel(64).0,
+        checkpoints: checkpointer.clone(),
     };
     // With a shared database, other replicas' sessions are live: only a lone hub may close them.
     if store.backend() == store::Backend::Sqlite {
@@ -304,6 +314,7 @@ pub async fn serve(
         router::live_watch::serve(bus.clone(), state.live.clone()).await?;
     }
     tokio::spawn(maintenance(state.clone()));
+    tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(access_api::expire_on_time(state.clone()));
     if let Some(ready) = ready {
         let _ = ready.send(Listening {
@@ -312,12 +323,15 @@ pub async fn serve(
         });
     }
     let router = state.router.clone();
+    let checkpoint_store = state.store.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
     server::serve(listener, acceptor, server::routes(state), shutdown_signal()).await?;
     tracing::info!("shutting down: closing device connections");
     let spread = Duration::from_secs(shutdown_spread_secs);
     router.kick_all("the hub is shutting down", spread).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last word on the chain: a verifier holding it sees anything done after this process.
+    checkpoints::log_failure(checkpointer.checkpoint(&checkpoint_store, false).await);
     Ok(())
 }
 
@@ -368,7 +382,8 @@ async fn maintenance(state: AppState) {
             continue;
         }
         let before = store::now_millis() - (days as i64) * 86_400_000;
-        match state.store.prune_audit(before).await {
+        let attest = |seq, hash: &str| state.checkpoints.attest_anchor(seq, hash);
+        match state.store.prune_audit(before, attest).await {
             Ok(0) => {}
             Ok(pruned) => {
                 tracing::info!("audit retention: deleted {pruned} events older than {days} days");

@@ -51,6 +51,11 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/management/v1/audit/events", get(audit_api::list))
         .route("/api/management/v1/audit/export", get(audit_api::export))
         .route("/api/management/v1/audit/verify", get(audit_api::verify))
+        .route(
+            "/api/management/v1/audit/checkpoints",
+            post(audit_api::checkpoint),
+        )
+        .route("/api/management/v1/audit/anchor", get(audit_api::anchor))
         .route("/api/management/v1/sessions", get(sessions_api::list))
         .route(
             "/api/management/v1/sessions/detached",

@@ -27,4 +27,6 @@ pub struct AppState {
     pub live: Arc<crate::recording::LiveSessions>,
     /// Withdrawn credentials, so that live connections using them end at once.
     pub revocations: tokio::sync::broadcast::Sender<crate::auth::Revocation>,
+    /// Signs audit checkpoints and retention anchors with the audit signing key.
+    pub checkpoints: Arc<crate::checkpoints::Checkpointer>,
 }

@@ -620,32 +620,6 @@ impl Store {
             .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
     }
-
-    /// Deletes events older than `before` (Unix ms) and moves the chain's anchor past them.
-    pub async fn prune_audit(&self, before: i64) -> anyhow::Result<u64> {
-        let mut transaction = self.pool.begin().await?;
-        let last =
-            sqlx::query("SELECT seq, hash FROM audit_events WHERE time < $1 ORDER BY seq DESC LIMIT 1")
-                .bind(before)
-                .fetch_optional(&mut *transaction)
-                .await?;
-        let Some(last) = last else { return Ok(0) };
-        let (seq, hash): (i64, String) = (last.try_get("seq")?, last.try_get("hash")?);
-        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
-            .bind(seq)
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("DELETE FROM audit_anchor")
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("INSERT INTO audit_anchor (id, seq, hash) VALUES (1, $1, $2)")
-            .bind(seq)
-            .bind(hash)
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(deleted.rows_affected())
-    }
 }
 
 /// A terminal session, as listed.

@@ -6,6 +6,7 @@ use crate::{
     recording::recorder::SessionInfo,
     store::{AuditFilter, Backend, DeviceRecord, DeviceStatus, Store, now_millis},
 };
+use tether_proto::audit_checkpoint::{Statement, StatementKind};
 
 /// Every check, in order, on one fresh store.
 async fn check_all(store: &Store) {
@@ -276,9 +277,16 @@ async fn audit_chain(store: &Store) {
     };
     assert_eq!(store.audit_events(&window, 10).await.unwrap().len(), 1);
 
-    assert_eq!(store.prune_audit(2_500).await.unwrap(), 2);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let attest = |seq, hash: &str| Statement::sign(StatementKind::Anchor, seq, hash, 5, &key);
+    assert_eq!(store.prune_audit(2_500, attest).await.unwrap(), 2);
     let anchor = store.audit_anchor().await.unwrap();
     assert_eq!(anchor.0, 2);
+    let signed = store.audit_anchor_statement().await.unwrap();
+    assert_eq!((signed.seq, &signed.hash), (anchor.0, &anchor.1));
+    let statement = signed.statement.expect("the anchor carries its signed statement");
+    assert_eq!((statement.seq, statement.kind), (2, StatementKind::Anchor));
+    assert_eq!(statement.check_signature(), Ok(()));
     let rest = store.audit_events_after(0, 100).await.unwrap();
     assert!(
         verify(anchor, rest).ok,

@@ -9,10 +9,14 @@
 //!   the hub.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
 //! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
+//! - [`audit`], [`audit_checkpoint`]: the audit log's hash chain and its signed checkpoints,
+//!   computed alike by the hub (which writes them) and the CLI (which verifies them).
 //!
 //! Decoding never panics: malformed input is an [`Error`] value.
 
 pub mod api;
+pub mod audit;
+pub mod audit_checkpoint;
 pub mod auth;
 pub mod control;
 pub mod envelope;
