@@ -10,12 +10,15 @@
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
 //! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
 //! - [`audit`], [`audit_checkpoint`]: the audit log's hash chain and its signed checkpoints,
-//!   computed alike by the hub (which writes them) and the CLI (which verifies them).
+//!   computed alike by the hub (which writes them) and the CLI (which verifies them); behind the
+//!   `audit` feature, which the agent leaves off.
 //!
 //! Decoding never panics: malformed input is an [`Error`] value.
 
 pub mod api;
+#[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "audit")]
 pub mod audit_checkpoint;
 pub mod auth;
 pub mod control;
