@@ -97,6 +97,7 @@ pub enum Outcome {
     Success,
     Failure,
     Refused,
+    Interrupted,
 }
 
 impl Outcome {
@@ -105,6 +106,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }

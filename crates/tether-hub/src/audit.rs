@@ -38,7 +38,7 @@ pub struct AuditEvent {
     pub object_kind: Option<String>,
     pub object_id: Option<String>,
     pub object_name: Option<String>,
-    /// `success`, `failure` or `refused`.
+    /// `success`, `failure`, `refused` or `interrupted`.
     pub outcome: String,
     /// A JSON object with the action's particulars (path, size, reason...).
     pub details: serde_json::Value,
@@ -78,6 +78,8 @@ pub enum Outcome {
     Success,
     Failure,
     Refused,
+    /// Cut short by a stop of the hub (closed at its next start).
+    Interrupted,
 }
 
 impl Outcome {
@@ -86,6 +88,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -253,6 +256,7 @@ pub async fn record_success(
 }
 
 pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+    crate::refusal_audit::note_recorded(event.outcome);
     // One writer at a time in this process; the store serializes replicas (the chain needs the
     // previous hash).
     let _chain = state.audit_chain.lock().await;

@@ -228,13 +228,17 @@ async fn device_for(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     permit(state, &caller.0, context, action, Some(&device)).await?;
+    Ok(device)
+}
+
+fn require_accepted(device: &DeviceRecord) -> Result<(), ApiError> {
     if device.status != DeviceStatus::Accepted {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("device {} is {}", device.name, device.status.as_str()),
         ));
     }
-    Ok(device)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -287,6 +291,10 @@ fn range_start(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     Ok(Some(start))
 }
 
+/// `GET`/`HEAD .../download`. Each request is one audit event, whatever its end: a `GET` is one
+/// `file.download` (success with the bytes sent and, for a whole file, the SHA-256; or failure or
+/// refusal with the reason), a `HEAD` one `file.stat` (it reads the file's metadata only). A
+/// request without the permission is the `authorization` refusal of [`permit`] instead.
 pub async fn download(
     State(state): State<AppState>,
     caller: UserCaller,
@@ -297,20 +305,79 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;
+    let action = if method == Method::HEAD {
+        "file.stat"
+    } else {
+        "file.download"
+    };
     let event = TransferEvent {
         state: state.clone(),
         actor: Actor::principal(&caller.0, &context),
         object: Object::device(&device.id, &device.name),
         path: query.path.clone(),
     };
+    let prepared = prepare_download(
+        &state,
+        &device,
+        &event,
+        &query.path,
+        &headers,
+        method == Method::HEAD,
+    )
+    .await;
+    let prepared = event.refusal(action, prepared).await?;
+    let Prepared {
+        status,
+        headers: response_headers,
+        session,
+        info,
+        start,
+    } = prepared;
+    if method == Method::HEAD || info.size == start {
+        // Nothing to stream: the event is complete now (the empty body's SHA-256 when whole).
+        let whole = start == 0;
+        let details = serde_json::json!({
+            "path": event.path,
+            "size": info.size,
+            "bytes_sent": 0,
+            "sha256": (action == "file.download" && whole).then(|| hex::encode(Sha256::digest(b""))),
+        });
+        event.record(action, Outcome::Success, details).await?;
+        return Ok((status, response_headers).into_response());
+    }
+    tracing::info!("download of {} from device {} started", info.path, device.name);
+    let body = Body::from_stream(download_stream(session, start, info.size, event));
+    Ok((status, response_headers, body).into_response())
+}
+
+/// A download ready to stream: the device session, the file and the response's head.
+struct Prepared {
+    status: StatusCode,
+    headers: HeaderMap,
+    session: DeviceSession,
+    info: FileInfo,
+    start: i64,
+}
+
+/// Everything before the first byte: the device's `stat`, the checks, and (for a `GET` with bytes
+/// to send) the `get_file` request.
+async fn prepare_download(
+    state: &AppState,
+    device: &DeviceRecord,
+    event: &TransferEvent,
+    path: &str,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> Result<Prepared, ApiError> {
+    require_accepted(device)?;
     let user_name = event.actor.name.clone().unwrap_or_default();
-    let mut session = DeviceSession::open(&state, &device, &user_name).await?;
+    let mut session = DeviceSession::open(state, device, &user_name).await?;
     session
         .send(&FileTransfer::Stat {
-            path: query.path.clone(),
+            path: path.to_owned(),
         })
         .await?;
-    let info = match event.refusal("file.download", session.next().await).await? {
+    let info = match session.next().await? {
         FileTransfer::FileInfo(info) => info,
         other => {
             return Err(ApiError::new(
@@ -322,7 +389,7 @@ pub async fn download(
     if info.mode & go_mode::DIRECTORY != 0 {
         return Err(ApiError::bad_request(format!("{} is a directory", info.path)));
     }
-    let start = range_start(&headers)?.unwrap_or(0);
+    let start = range_start(headers)?.unwrap_or(0);
     if start > info.size || (start > 0 && session.version < version::TETHER) {
         return Err(ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -341,19 +408,152 @@ pub async fn download(
     } else {
         StatusCode::OK
     };
-    if method == Method::HEAD || info.size == start {
-        return Ok((status, response_headers).into_response());
+    if !head_only && info.size > start {
+        let offset = (start > 0).then_some(start);
+        session
+            .send(&FileTransfer::GetFile {
+                path: info.path.clone(),
+                offset,
+            })
+            .await?;
     }
-    let offset = (start > 0).then_some(start);
-    session
-        .send(&FileTransfer::GetFile {
-            path: info.path.clone(),
-            offset,
-        })
-        .await?;
-    tracing::info!("download of {} from device {} started", info.path, device.name);
-    let body = Body::from_stream(download_stream(session, start, info.size, event));
-    Ok((status, response_headers, body).into_response())
+    Ok(Prepared {
+        status,
+        headers: response_headers,
+        session,
+        info,
+        start,
+    })
+}
+
+/// A download's progress as its stream is polled. Its event is recorded exactly once: on success
+/// before the last chunk is released, on a failure as it happens, and when the HTTP client goes
+/// away first, as the stream is dropped.
+struct Progress {
+    session: DeviceSession,
+    start: i64,
+    size: i64,
+    received: i64,
+    acknowledged: i64,
+    hasher: Option<Sha256>,
+    /// The event was recorded (or is being): nothing more is sent.
+    done: bool,
+    event: TransferEvent,
+}
+
+type Step = Option<(Result<Bytes, std::io::Error>, Progress)>;
+
+impl Progress {
+    async fn failed(mut self, why: String) -> Step {
+        tracing::warn!("download from device {} failed: {why}", self.session.device_name);
+        self.done = true;
+        let details = serde_json::json!({ "path": self.event.path, "bytes_sent": self.received - self.start, "reason": why });
+        let _ = self
+            .event
+            .record("file.download", Outcome::Failure, details)
+            .await;
+        Some((Err(std::io::Error::other(why)), self))
+    }
+
+    async fn acknowledge(&mut self) -> Result<(), ApiError> {
+        self.acknowledged = self.received;
+        self.session
+            .send(&FileTransfer::Ack {
+                offset: self.received,
+            })
+            .await
+    }
+
+    /// The file's last bytes arrived: waits for the device's end of file (with its checksum),
+    /// records the event, and only then releases `last` to the client.
+    async fn finish(mut self, last: Vec<u8>) -> Step {
+        if self.acknowledged < self.received
+            && let Err(error) = self.acknowledge().await
+        {
+            return self.failed(error.message).await;
+        }
+        let (offset, sha256) = match self.session.next().await {
+            Ok(FileTransfer::FileChunk { offset, data, sha256 }) if data.is_empty() => (offset, sha256),
+            Ok(FileTransfer::FileChunk { data, .. }) => {
+                let why = format!(
+                    "the file grew during the download (beyond {} bytes)",
+                    self.size + data.len() as i64
+                );
+                return self.failed(why).await;
+            }
+            Ok(other) => {
+                return self
+                    .failed(format!("unexpected `{}` during a download", other.typ()))
+                    .await;
+            }
+            Err(error) => return self.failed(error.message).await,
+        };
+        if offset != self.size {
+            let why = format!(
+                "the device ended the file at {offset} bytes, expected {}",
+                self.size
+            );
+            return self.failed(why).await;
+        }
+        let mut checksum = None;
+        if let Some(hasher) = self.hasher.take() {
+            let actual = hex::encode(hasher.finalize());
+            if let Some(expected) = sha256
+                && actual != expected
+            {
+                return self
+                    .failed(format!(
+                        "checksum mismatch: device says {expected}, received {actual}"
+                    ))
+                    .await;
+            }
+            checksum = Some(actual);
+        }
+        self.done = true;
+        let details = serde_json::json!({
+            "path": self.event.path,
+            "size": self.size,
+            "bytes_sent": self.size - self.start,
+            "sha256": checksum,
+        });
+        // Fail closed: without its event the client never gets a complete body.
+        if let Err(error) = self
+            .event
+            .record("file.download", Outcome::Success, details)
+            .await
+        {
+            tracing::warn!(
+                "download from device {}: {}",
+                self.session.device_name,
+                error.message
+            );
+            return Some((Err(std::io::Error::other(error.message)), self));
+        }
+        Some((Ok(Bytes::from(last)), self))
+    }
+}
+
+impl Drop for Progress {
+    /// The HTTP client went away before the end: the download is recorded as failed.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let event = TransferEvent {
+            state: self.event.state.clone(),
+            actor: self.event.actor.clone(),
+            object: self.event.object.clone(),
+            path: self.event.path.clone(),
+        };
+        let details = serde_json::json!({
+            "path": event.path,
+            "bytes_sent": self.received - self.start,
+            "reason": "the HTTP client closed the connection before the end",
+        });
+        tokio::spawn(async move {
+            let _ = event.record("file.download", Outcome::Failure, details).await;
+        });
+    }
 }
 
 /// Streams `get_file` chunks as they come, acknowledging as the HTTP client takes them.
@@ -363,16 +563,10 @@ fn download_stream(
     size: i64,
     event: TransferEvent,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    struct Progress {
-        session: DeviceSession,
-        received: i64,
-        acknowledged: i64,
-        hasher: Option<Sha256>,
-        done: bool,
-        event: TransferEvent,
-    }
     let progress = Progress {
         session,
+        start,
+        size,
         received: start,
         acknowledged: start,
         // The device's checksum covers the whole file: only a whole download can check it.
@@ -384,59 +578,38 @@ fn download_stream(
         if p.done {
             return None;
         }
-        async fn failed(p: Progress, why: String) -> Option<(Result<Bytes, std::io::Error>, Progress)> {
-            tracing::warn!("download from device {} failed: {why}", p.session.device_name);
-            let details =
-                serde_json::json!({ "path": p.event.path, "bytes_sent": p.received, "reason": why });
-            let _ = p.event.record("file.download", Outcome::Failure, details).await;
-            Some((Err(std::io::Error::other(why)), Progress { done: true, ..p }))
-        }
         let message = match p.session.next().await {
             Ok(message) => message,
-            Err(error) => return failed(p, error.message).await,
+            Err(error) => return p.failed(error.message).await,
         };
-        let FileTransfer::FileChunk { offset, data, sha256 } = message else {
-            return failed(p, format!("unexpected `{}` during a download", message.typ())).await;
+        let FileTransfer::FileChunk { offset, data, .. } = message else {
+            return p
+                .failed(format!("unexpected `{}` during a download", message.typ()))
+                .await;
         };
         if offset != p.received {
             let why = format!("the device sent offset {offset}, expected {}", p.received);
-            return failed(p, why).await;
+            return p.failed(why).await;
         }
         if data.is_empty() {
-            let _ = p.session.send(&FileTransfer::Ack { offset }).await;
-            if offset != size {
-                let why = format!("the file changed size during the download ({size} → {offset} bytes)");
-                return failed(p, why).await;
-            }
-            let mut checksum = sha256;
-            if let (Some(hasher), Some(expected)) = (p.hasher.take(), checksum.clone()) {
-                let actual = hex::encode(hasher.finalize());
-                if actual != expected {
-                    return failed(
-                        p,
-                        format!("checksum mismatch: device says {expected}, received {actual}"),
-                    )
-                    .await;
-                }
-                checksum = Some(actual);
-            }
-            // The last bytes reach the client only once the event is stored.
-            let details = serde_json::json!({ "path": p.event.path, "size": size, "bytes_sent": size - start, "sha256": checksum });
-            if let Err(error) = p.event.record("file.download", Outcome::Success, details).await {
-                return failed(p, error.message).await;
-            }
-            p.done = true;
-            return Some((Ok(Bytes::new()), p));
+            let why = format!("the file changed size during the download ({size} → {offset} bytes)");
+            return p.failed(why).await;
         }
         p.received += data.len() as i64;
+        if p.received > size {
+            let why = format!("the file grew during the download (beyond {size} bytes)");
+            return p.failed(why).await;
+        }
         if let Some(hasher) = &mut p.hasher {
             hasher.update(&data);
         }
-        if p.session.version == version::MENDER || p.received - p.acknowledged >= ACK_EVERY {
-            p.acknowledged = p.received;
-            if let Err(error) = p.session.send(&FileTransfer::Ack { offset: p.received }).await {
-                return failed(p, error.message).await;
-            }
+        if p.received == size {
+            return p.finish(data).await;
+        }
+        if (p.session.version == version::MENDER || p.received - p.acknowledged >= ACK_EVERY)
+            && let Err(error) = p.acknowledge().await
+        {
+            return p.failed(error.message).await;
         }
         Some((Ok(Bytes::from(data)), p))
     })
@@ -470,6 +643,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileWrite).await?;
+    require_accepted(&device)?;
     let event = TransferEvent {
         state: state.clone(),
         actor: Actor::principal(&caller.0, &context),

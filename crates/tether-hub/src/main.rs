@@ -12,8 +12,11 @@ mod device_connection;
 mod file_api;
 mod http_error;
 mod management;
+mod open_terminals;
 mod passwords;
 mod recording;
+mod refusal_audit;
+mod relay_audit;
 mod roles;
 mod roles_api;
 mod router;
@@ -24,6 +27,7 @@ mod sessions_api;
 mod state;
 mod store;
 mod store_access;
+mod store_terminals;
 #[cfg(test)]
 mod store_tests;
 mod tokens;
@@ -290,7 +294,13 @@ pub async fn serve(
         recordings_dir: data_dir.join("recordings"),
         live: Arc::new(recording::LiveSessions::default()),
         revocations: tokio::sync::broadcast::channel(64).0,
+        replica_id: open_terminals::replica_id(&data_dir)?.into(),
     };
+    // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
+    let interrupted = open_terminals::close_interrupted(&state).await?;
+    if interrupted > 0 {
+        tracing::info!("closed {interrupted} terminal(s) interrupted by the previous stop of the hub");
+    }
     // With a shared database, other replicas' sessions are live: only a lone hub may close them.
     if store.backend() == store::Backend::Sqlite {
         store.close_abandoned_terminal_sessions().await?;

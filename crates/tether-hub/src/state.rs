@@ -19,4 +19,6 @@ pub struct AppState {
     pub live: Arc<crate::recording::LiveSessions>,
     /// Withdrawn credentials, so that live connections using them end at once.
     pub revocations: tokio::sync::broadcast::Sender<crate::auth::Revocation>,
+    /// This hub process's replica id (`DATA_DIR/replica-id`): the open terminals it serves.
+    pub replica_id: Arc<str>,
 }
