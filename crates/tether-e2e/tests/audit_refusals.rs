@@ -341,7 +341,9 @@ fn refused_re_attaches_and_malformed_forwards_are_authorization_events() {
     let opened = &exactly(&alice, &["--action", "terminal.open"], 1)[0];
     let sid = opened["session_id"].as_str().unwrap().to_owned();
     let refused = block_on(open_session(&hub, &bob, &id, &format!("?attach={sid}&offset=0")));
-    let error = refused.err().expect("bob's re-attach is refused");
+    let Err(error) = refused else {
+        panic!("bob re-attached to alice's terminal");
+    };
     assert!(error.contains("403"), "{error}");
     let event = refusal_with(&alice, "belongs to another user");
     assert_eq!(event["actor_name"], "bob", "{event:#}");
