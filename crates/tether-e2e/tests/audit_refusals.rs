@@ -3,7 +3,8 @@
 //! no permission check makes (tokens wider than their owner, tokens minting tokens, cookies
 //! without CSRF token or from another origin, WebSocket upgrades from another origin, someone
 //! else's detached session, malformed port-forward requests) are `authorization` events; a flood
-//! of garbage tokens is recorded within bounds; and a terminal cut by a SIGKILL of the hub is
+//! of garbage tokens is recorded within bounds; a download whose event cannot be written never
+//! reaches the client whole; and a terminal cut by a SIGKILL of the hub is
 //! closed as `interrupted` at the hub's next start, with the bytes of its recording.
 
 use std::{
@@ -468,4 +469,61 @@ fn a_terminal_cut_by_a_hub_sigkill_is_closed_as_interrupted_at_the_next_start() 
     assert!(output.ok().starts_with("audit log intact"), "{output}");
     let _ = exec.kill();
     let _ = exec.wait();
+}
+
+#[test]
+fn a_download_whose_event_cannot_be_written_never_completes() {
+    let device_dir = tempfile::tempdir().unwrap();
+    let root = device_dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let hub = Hub::start(HubOptions::default());
+    let cli = hub.user_cli("alice", true);
+    let agent = Agent::start(&hub, &file_transfer_agent(&root));
+    cli.accept(&agent.name);
+    cli.wait_online(&agent.name);
+    let id = cli.device_id_by_name(&agent.name);
+    let file = root.join("payload");
+    write_deterministic_file(&file, 9, 700_000);
+
+    // The database refuses `file.download` events (a real SQLite trigger, as a full disk would).
+    let trigger = "CREATE TRIGGER no_downloads BEFORE INSERT ON audit_events \
+                   WHEN NEW.action = 'file.download' BEGIN SELECT RAISE(ABORT, 'audit refused'); END;";
+    let sqlite = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 20000"])
+        .arg(hub.data_dir().join("hub.db"))
+        .arg(trigger)
+        .output()
+        .expect("run sqlite3 (Debian: sqlite3)");
+    assert!(
+        sqlite.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sqlite.stderr)
+    );
+
+    let local = tempfile::tempdir().unwrap();
+    let received = local.path().join("received");
+    let url = format!(
+        "{}/api/management/v1/deviceconnect/devices/{id}/download?path={}",
+        hub.url,
+        file.display()
+    );
+    let result = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--cacert"])
+        .arg(&hub.cert_path)
+        .args(["-H", &format!("Authorization: Bearer {}", cli.token())])
+        .arg("-o")
+        .arg(&received)
+        .arg(&url)
+        .output()
+        .expect("run curl (Debian: curl)");
+    let got = std::fs::metadata(&received).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        !result.status.success() && got < 700_000,
+        "the client got {got} of 700000 bytes ({}): {}",
+        result.status,
+        String::from_utf8_lossy(&result.stderr)
+    );
+    // Nothing was recorded as downloaded, and the hub still answers.
+    assert!(events(&cli, &["--action", "file.download"]).is_empty());
+    assert!(cli.run(&["devices", "list"]).success());
 }

@@ -10,6 +10,7 @@ mod detached_api;
 mod device_auth;
 mod device_connection;
 mod file_api;
+mod file_download;
 mod http_error;
 mod management;
 mod open_terminals;
