@@ -107,6 +107,7 @@ pub enum Outcome {
     Success,
     Failure,
     Refused,
+    Interrupted,
 }
 
 impl Outcome {
@@ -115,6 +116,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Outcome {
     Success,
     Failure,
     Refused,
+    /// Cut short by a stop of the hub (closed at its next start).
+    Interrupted,
 }
 
 impl Outcome {
@@ -32,6 +34,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -199,6 +202,7 @@ pub async fn record_success(
 }
 
 pub async fn record(state: &AppState, event: NewEvent) -> Result<(), ApiError> {
+    crate::refusal_audit::note_recorded(event.outcome);
     // One writer at a time in this process; the store serializes replicas (the chain needs the
     // previous hash).
     let _chain = state.audit_chain.lock().await;

@@ -266,14 +266,29 @@ impl FromRequestParts<AppState> for UserCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
         // Browsers authenticate with a cookie instead (checked for CSRF and Origin there).
+        let context = RequestContext::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
         let from_cookie = match bearer_token(&parts.headers) {
             Some(_) => None,
-            None => crate::web_session::cookie_session(parts)?,
+            None => match crate::web_session::cookie_session(parts) {
+                Ok(token) => token,
+                Err(refusal) => {
+                    // The refusal's event names the cookie's user when the cookie is a live session.
+                    if let Some(token) = crate::web_session::session_cookie(&parts.headers)
+                        && let Ok(Some(principal)) = principal_for_token(state, &token).await
+                    {
+                        crate::refusal_audit::note_caller(Actor::principal(&principal, &context));
+                    }
+                    return Err(refusal);
+                }
+            },
         };
         let token = bearer_token(&parts.headers).or(from_cookie.as_deref());
         if let Some(token) = token
             && let Some(principal) = principal_for_token(state, token).await?
         {
+            crate::refusal_audit::note_caller(Actor::principal(&principal, &context));
             return Ok(UserCaller(principal));
         }
         let reason = if token.is_some() {
@@ -282,17 +297,15 @@ impl FromRequestParts<AppState> for UserCaller {
             "missing bearer token"
         };
         tracing::info!("refused a request to {}: {reason}", parts.uri.path());
-        let context = RequestContext::from_request_parts(parts, state)
-            .await
-            .unwrap_or_else(|never| match never {});
-        let event = NewEvent::new(
+        let details = serde_json::json!({ "reason": reason, "path": parts.uri.path() });
+        crate::refusal_audit::record_unauthenticated(
+            state,
+            &context,
             context.actor(""),
             "authentication",
-            Object::none(),
-            Outcome::Refused,
+            details,
         )
-        .details(serde_json::json!({ "reason": reason, "path": parts.uri.path() }));
-        audit::record(state, event).await?;
+        .await?;
         Err(unauthorized(reason))
     }
 }

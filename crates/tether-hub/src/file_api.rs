@@ -1,16 +1,16 @@
 //! The hub's HTTP file API: download (`GET`, `HEAD`) and upload (`PUT`) of device files, streamed
 //! both ways, at Mender's paths (`/api/management/v1/deviceconnect/devices/{id}/download?path=`
 //! and `.../upload`, multipart with `path`, `uid`, `gid`, `mode`, `file`; a raw body with the
-//! same fields as query parameters works too). The hub speaks the file transfer protocol to the
+//! same fields as query parameters works too; downloads are in `file_download.rs`). The hub speaks the file transfer protocol to the
 //! device itself: nothing is buffered whole, the device's window bounds what is in flight, and a
 //! slow HTTP client slows the device down.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{FromRequest, Multipart, Path, Query, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use futures_util::{Stream, StreamExt as _};
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tether_proto::{
     control::{Control, ErrorBody},
-    file_transfer::{self, FileInfo, FileTransfer, PutFile, go_mode},
+    file_transfer::{self, FileTransfer, PutFile, go_mode},
     protocol, version,
 };
 
@@ -32,22 +32,22 @@ use crate::{
     user_session::handshake,
 };
 
+pub use crate::file_download::download;
+
 /// How long the device may stay silent in the middle of a transfer.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Version-2 downloads are acknowledged at least this often.
-const ACK_EVERY: i64 = 1 << 20;
 
 /// A file-transfer session the hub opened on a device for one HTTP request.
-struct DeviceSession {
+pub(crate) struct DeviceSession {
     link: SessionLink,
     sid: String,
-    version: u32,
+    pub(crate) version: u32,
     router: Arc<Router>,
-    device_name: String,
+    pub(crate) device_name: String,
 }
 
 impl DeviceSession {
-    async fn open(
+    pub(crate) async fn open(
         state: &AppState,
         device: &DeviceRecord,
         user_name: &str,
@@ -75,7 +75,7 @@ impl DeviceSession {
         })
     }
 
-    async fn send(&self, message: &FileTransfer) -> Result<(), ApiError> {
+    pub(crate) async fn send(&self, message: &FileTransfer) -> Result<(), ApiError> {
         let lane = if matches!(message, FileTransfer::FileChunk { .. }) {
             Lane::Bulk
         } else {
@@ -92,7 +92,7 @@ impl DeviceSession {
     }
 
     /// The device's next file-transfer message; its errors become HTTP errors.
-    async fn next(&mut self) -> Result<FileTransfer, ApiError> {
+    pub(crate) async fn next(&mut self) -> Result<FileTransfer, ApiError> {
         loop {
             let event = tokio::time::timeout(DEVICE_TIMEOUT, self.link.events.recv())
                 .await
@@ -154,15 +154,15 @@ impl Drop for DeviceSession {
 }
 
 /// The audit record of one HTTP transfer.
-struct TransferEvent {
-    state: AppState,
-    actor: Actor,
-    object: Object,
-    path: String,
+pub(crate) struct TransferEvent {
+    pub(crate) state: AppState,
+    pub(crate) actor: Actor,
+    pub(crate) object: Object,
+    pub(crate) path: String,
 }
 
 impl TransferEvent {
-    async fn record(
+    pub(crate) async fn record(
         &self,
         action: &'static str,
         outcome: Outcome,
@@ -173,7 +173,11 @@ impl TransferEvent {
     }
 
     /// Passes `result` through, recording a refusal or failure first.
-    async fn refusal<T>(&self, action: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    pub(crate) async fn refusal<T>(
+        &self,
+        action: &'static str,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if let Err(error) = &result {
             let outcome = if error.status == StatusCode::FORBIDDEN {
                 Outcome::Refused
@@ -215,7 +219,7 @@ fn device_error(body: ErrorBody) -> ApiError {
     ApiError::new(status, body.err)
 }
 
-async fn device_for(
+pub(crate) async fn device_for(
     state: &AppState,
     caller: &UserCaller,
     context: &RequestContext,
@@ -228,223 +232,17 @@ async fn device_for(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     permit(state, &caller.0, context, action, Some(&device)).await?;
+    Ok(device)
+}
+
+pub(crate) fn require_accepted(device: &DeviceRecord) -> Result<(), ApiError> {
     if device.status != DeviceStatus::Accepted {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("device {} is {}", device.name, device.status.as_str()),
         ));
     }
-    Ok(device)
-}
-
-#[derive(Deserialize)]
-pub struct PathQuery {
-    path: String,
-}
-
-fn header_value(text: impl ToString) -> HeaderValue {
-    HeaderValue::from_str(&text.to_string()).unwrap_or_else(|_| HeaderValue::from_static("?"))
-}
-
-/// Mender's file headers, plus the usual HTTP ones.
-fn file_headers(info: &FileInfo, headers: &mut HeaderMap) {
-    let name = info.path.rsplit('/').next().unwrap_or("file").replace('"', "");
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        header_value(format!("attachment; filename=\"{name}\"")),
-    );
-    headers.insert("X-MEN-File-Path", header_value(&info.path));
-    headers.insert("X-MEN-File-UID", header_value(info.uid));
-    headers.insert("X-MEN-File-GID", header_value(info.gid));
-    headers.insert(
-        "X-MEN-File-Mode",
-        header_value(format!("{:o}", go_mode::to_unix_permissions(info.mode))),
-    );
-    headers.insert("X-MEN-File-Size", header_value(info.size));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-}
-
-/// `Range: bytes=N-` (the only form resuming clients need).
-fn range_start(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(header::RANGE) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default();
-    let start = text
-        .strip_prefix("bytes=")
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse::<i64>().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "only `Range: bytes=N-` is supported",
-            )
-        })?;
-    Ok(Some(start))
-}
-
-pub async fn download(
-    State(state): State<AppState>,
-    caller: UserCaller,
-    context: RequestContext,
-    method: Method,
-    Path(id): Path<String>,
-    Query(query): Query<PathQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;
-    let event = TransferEvent {
-        state: state.clone(),
-        actor: Actor::principal(&caller.0, &context),
-        object: Object::device(&device.id, &device.name),
-        path: query.path.clone(),
-    };
-    let user_name = event.actor.name.clone().unwrap_or_default();
-    let mut session = DeviceSession::open(&state, &device, &user_name).await?;
-    session
-        .send(&FileTransfer::Stat {
-            path: query.path.clone(),
-        })
-        .await?;
-    let info = match event.refusal("file.download", session.next().await).await? {
-        FileTransfer::FileInfo(info) => info,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("unexpected `{}` from the device", other.typ()),
-            ));
-        }
-    };
-    // A FIFO or device would stream nothing (or block); the agent refuses them too.
-    if !go_mode::is_regular(info.mode) {
-        return Err(ApiError::bad_request(format!(
-            "{} is a {}: only regular files are transferred",
-            info.path,
-            go_mode::kind(info.mode)
-        )));
-    }
-    let start = range_start(&headers)?.unwrap_or(0);
-    if start > info.size || (start > 0 && session.version < version::TETHER) {
-        return Err(ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "cannot resume here (beyond the end, or the device's agent cannot resume)",
-        ));
-    }
-    let mut response_headers = HeaderMap::new();
-    file_headers(&info, &mut response_headers);
-    response_headers.insert(header::CONTENT_LENGTH, header_value(info.size - start));
-    let status = if start > 0 {
-        response_headers.insert(
-            header::CONTENT_RANGE,
-            header_value(format!("bytes {start}-{}/{}", info.size - 1, info.size)),
-        );
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    if method == Method::HEAD || info.size == start {
-        return Ok((status, response_headers).into_response());
-    }
-    let offset = (start > 0).then_some(start);
-    session
-        .send(&FileTransfer::GetFile {
-            path: info.path.clone(),
-            offset,
-        })
-        .await?;
-    tracing::info!("download of {} from device {} started", info.path, device.name);
-    let body = Body::from_stream(download_stream(session, start, info.size, event));
-    Ok((status, response_headers, body).into_response())
-}
-
-/// Streams `get_file` chunks as they come, acknowledging as the HTTP client takes them.
-fn download_stream(
-    session: DeviceSession,
-    start: i64,
-    size: i64,
-    event: TransferEvent,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    struct Progress {
-        session: DeviceSession,
-        received: i64,
-        acknowledged: i64,
-        hasher: Option<Sha256>,
-        done: bool,
-        event: TransferEvent,
-    }
-    let progress = Progress {
-        session,
-        received: start,
-        acknowledged: start,
-        // The device's checksum covers the whole file: only a whole download can check it.
-        hasher: (start == 0).then(Sha256::new),
-        done: false,
-        event,
-    };
-    futures_util::stream::unfold(progress, move |mut p| async move {
-        if p.done {
-            return None;
-        }
-        async fn failed(p: Progress, why: String) -> Option<(Result<Bytes, std::io::Error>, Progress)> {
-            tracing::warn!("download from device {} failed: {why}", p.session.device_name);
-            let details =
-                serde_json::json!({ "path": p.event.path, "bytes_sent": p.received, "reason": why });
-            let _ = p.event.record("file.download", Outcome::Failure, details).await;
-            Some((Err(std::io::Error::other(why)), Progress { done: true, ..p }))
-        }
-        let message = match p.session.next().await {
-            Ok(message) => message,
-            Err(error) => return failed(p, error.message).await,
-        };
-        let FileTransfer::FileChunk { offset, data, sha256 } = message else {
-            return failed(p, format!("unexpected `{}` during a download", message.typ())).await;
-        };
-        if offset != p.received {
-            let why = format!("the device sent offset {offset}, expected {}", p.received);
-            return failed(p, why).await;
-        }
-        if data.is_empty() {
-            let _ = p.session.send(&FileTransfer::Ack { offset }).await;
-            if offset != size {
-                let why = format!("the file changed size during the download ({size} → {offset} bytes)");
-                return failed(p, why).await;
-            }
-            let mut checksum = sha256;
-            if let (Some(hasher), Some(expected)) = (p.hasher.take(), checksum.clone()) {
-                let actual = hex::encode(hasher.finalize());
-                if actual != expected {
-                    return failed(
-                        p,
-                        format!("checksum mismatch: device says {expected}, received {actual}"),
-                    )
-                    .await;
-                }
-                checksum = Some(actual);
-            }
-            // The last bytes reach the client only once the event is stored.
-            let details = serde_json::json!({ "path": p.event.path, "size": size, "bytes_sent": size - start, "sha256": checksum });
-            if let Err(error) = p.event.record("file.download", Outcome::Success, details).await {
-                return failed(p, error.message).await;
-            }
-            p.done = true;
-            return Some((Ok(Bytes::new()), p));
-        }
-        p.received += data.len() as i64;
-        if let Some(hasher) = &mut p.hasher {
-            hasher.update(&data);
-        }
-        if p.session.version == version::MENDER || p.received - p.acknowledged >= ACK_EVERY {
-            p.acknowledged = p.received;
-            if let Err(error) = p.session.send(&FileTransfer::Ack { offset: p.received }).await {
-                return failed(p, error.message).await;
-            }
-        }
-        Some((Ok(Bytes::from(data)), p))
-    })
+    Ok(())
 }
 
 /// What an upload carries besides its data.
@@ -475,6 +273,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileWrite).await?;
+    require_accepted(&device)?;
     let event = TransferEvent {
         state: state.clone(),
         actor: Actor::principal(&caller.0, &context),

@@ -43,6 +43,10 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(api::ApiError { error: self.message })).into_response()
+        let reason = crate::refusal_audit::Reason(self.message.clone());
+        let mut response = (self.status, Json(api::ApiError { error: self.message })).into_response();
+        // For the refusal audit layer, which records the refusals no handler recorded.
+        response.extensions_mut().insert(reason);
+        response
     }
 }

@@ -11,11 +11,15 @@ mod detached_api;
 mod device_auth;
 mod device_connection;
 mod file_api;
+mod file_download;
 mod http_error;
 mod login_throttle;
 mod management;
+mod open_terminals;
 mod passwords;
 mod recording;
+mod refusal_audit;
+mod relay_audit;
 mod roles;
 mod roles_api;
 mod router;
@@ -29,6 +33,7 @@ mod store;
 mod store_access;
 mod store_audit_anchor;
 mod store_devices;
+mod store_terminals;
 #[cfg(test)]
 mod store_tests;
 mod throttle;
@@ -304,7 +309,13 @@ pub async fn serve(
         live: Arc::new(recording::LiveSessions::default()),
         revocations: tokio::sync::broadcast::channel(64).0,
         checkpoints: checkpointer.clone(),
+        replica_id: open_terminals::replica_id(&data_dir)?.into(),
     };
+    // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
+    let interrupted = open_terminals::close_interrupted(&state).await?;
+    if interrupted > 0 {
+        tracing::info!("closed {interrupted} terminal(s) interrupted by the previous stop of the hub");
+    }
     // With a shared database, other replicas' sessions are live: only a lone hub may close them.
     if store.backend() == store::Backend::Sqlite {
         store.close_abandoned_terminal_sessions().await?;

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    access_api, audit_api, device_auth, device_connection, file_api, management, roles_api,
+    access_api, audit_api, device_auth, device_connection, file_api, management, refusal_audit, roles_api,
     secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api, web_assets,
     web_session,
 };
@@ -158,6 +158,10 @@ pub fn routes(state: AppState) -> Router {
         )
         .fallback(web_assets::serve)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusal_audit::layer,
+        ))
         .with_state(state)
 }
 

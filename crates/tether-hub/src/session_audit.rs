@@ -23,6 +23,8 @@ struct Terminal {
     /// Set once the device confirmed the shell.
     confirmed: bool,
     command: Option<String>,
+    /// A re-attach to a shell an earlier link started: this link's part of it.
+    resumed: bool,
 }
 
 struct Transfer {
@@ -68,6 +70,19 @@ impl SessionAudit {
             .session(&self.sid)
     }
 
+    /// This link re-attaches to a kept shell: the device's answer opens this link's part of the
+    /// terminal (`terminal.open` with `resumed`), and its end closes it.
+    pub fn resume(&mut self) {
+        self.terminal = Some(Terminal {
+            opened: Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
+            confirmed: false,
+            command: None,
+            resumed: true,
+        });
+    }
+
     /// A message from the user, about to go to the device.
     pub fn observe_user(&mut self, envelope: &Envelope) {
         match envelope.proto {
@@ -79,6 +94,7 @@ impl SessionAudit {
                         bytes_out: 0,
                         confirmed: false,
                         command,
+                        resumed: false,
                     })
                 }
                 Ok(Shell::Data(data)) => {
@@ -167,8 +183,16 @@ impl SessionAudit {
             Shell::New { status, text, .. } => {
                 let command = terminal.command.clone();
                 if status == Some(shell::status::NORMAL) {
+                    if terminal.confirmed {
+                        // The device answered a resume after its own leg dropped: same terminal.
+                        return Vec::new();
+                    }
                     terminal.confirmed = true;
-                    vec![self.event("terminal.open", Outcome::Success, json!({ "command": command }))]
+                    let mut details = json!({ "command": command });
+                    if terminal.resumed {
+                        details["resumed"] = json!(true);
+                    }
+                    vec![self.event("terminal.open", Outcome::Success, details)]
                 } else {
                     self.terminal = None;
                     let reason = String::from_utf8_lossy(&text).into_owned();

@@ -29,4 +29,6 @@ pub struct AppState {
     pub revocations: tokio::sync::broadcast::Sender<crate::auth::Revocation>,
     /// Signs audit checkpoints and retention anchors with the audit signing key.
     pub checkpoints: Arc<crate::checkpoints::Checkpointer>,
+    /// This hub process's replica id (`DATA_DIR/replica-id`): the open terminals it serves.
+    pub replica_id: Arc<str>,
 }

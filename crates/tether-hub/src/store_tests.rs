@@ -14,6 +14,7 @@ async fn check_all(store: &Store) {
     devices(store).await;
     audit_chain(store).await;
     terminal_sessions(store).await;
+    open_terminals(store).await;
     access_tokens(store).await;
     access_control(store).await;
 }
@@ -332,6 +333,64 @@ async fn terminal_sessions(store: &Store) {
         store.delete_terminal_sessions_ended_before(3_000).await.unwrap(),
         ["s1"]
     );
+}
+
+/// Open terminals per replica, and the unfinished recordings of a session (with its re-attaches).
+async fn open_terminals(store: &Store) {
+    use crate::store_terminals::OpenTerminal;
+    let terminal = |id: &str, sid: &str, replica: &str| OpenTerminal {
+        id: id.into(),
+        sid: sid.into(),
+        replica_id: replica.into(),
+        actor_id: Some("u1".into()),
+        actor_name: Some("alice".into()),
+        client_address: None,
+        user_agent: None,
+        device_id: "d1".into(),
+        device_name: "gamma".into(),
+        command: Some("top".into()),
+        opened_at: 5,
+    };
+    store
+        .insert_open_terminal(&terminal("t1", "s7", "a"))
+        .await
+        .unwrap();
+    store
+        .insert_open_terminal(&terminal("t2", "s8", "b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_terminals("a").await.unwrap(),
+        [terminal("t1", "s7", "a")]
+    );
+    // Only the replica's own row goes.
+    store.delete_open_terminal("s7", "b").await.unwrap();
+    assert_eq!(store.open_terminals("a").await.unwrap().len(), 1);
+    store.delete_open_terminal("s7", "a").await.unwrap();
+    assert!(store.open_terminals("a").await.unwrap().is_empty());
+    assert_eq!(store.open_terminals("b").await.unwrap().len(), 1);
+
+    let info = |sid: &str| SessionInfo {
+        sid: sid.into(),
+        device_id: "d1".into(),
+        device_name: "gamma".into(),
+        user_id: "u1".into(),
+        user_name: "alice".into(),
+        command: None,
+        width: 80,
+        height: 24,
+    };
+    store.insert_terminal_session(&info("s8"), 1_000).await.unwrap();
+    store
+        .insert_terminal_session(&info("s8-resumed-9"), 2_000)
+        .await
+        .unwrap();
+    store.insert_terminal_session(&info("s80"), 3_000).await.unwrap();
+    let unfinished = store.unfinished_terminal_sessions("s8").await.unwrap();
+    let sids: Vec<&str> = unfinished.iter().map(|r| r.sid.as_str()).collect();
+    assert_eq!(sids, ["s8", "s8-resumed-9"]);
+    store.end_terminal_session("s8", 1_500, 10).await.unwrap();
+    assert_eq!(store.unfinished_terminal_sessions("s8").await.unwrap().len(), 1);
 }
 
 async fn access_tokens(store: &Store) {

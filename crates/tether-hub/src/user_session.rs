@@ -30,10 +30,11 @@ use tether_proto::{
 use tokio::{sync::broadcast::error::RecvError, time::Instant};
 
 use crate::{
-    audit::{self, Actor, NewEvent, Object, RequestContext},
+    audit::{Actor, Object, RequestContext},
     auth::{self, Action, Principal, Revocation, UserCaller, authorize_quietly, permit},
     http_error::ApiError,
     recording::{self, RecordingHandle, recorder::SessionInfo},
+    relay_audit::{self, Refusal, malformed_forward, record_all, refuse_message},
     router::{Lane, SessionEvent, SessionLink},
     session_audit::SessionAudit,
     state::AppState,
@@ -142,14 +143,14 @@ pub async fn connect(
         }))
 }
 
-type Sink = SplitSink<WebSocket, Message>;
+pub(crate) type Sink = SplitSink<WebSocket, Message>;
 
-async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
+pub(crate) async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
     sink.send(Message::Binary(envelope.encode().into())).await.is_ok()
 }
 
 /// Tells the user what ended the session, then closes the WebSocket.
-async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
+pub(crate) async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
     let error = Control::Error(ErrorBody {
         err: why.to_owned(),
         close: true,
@@ -228,6 +229,7 @@ async fn serve(
                     resumed: resume.is_some(),
                 };
                 if let Some(offset) = resume {
+                    session.audit.resume();
                     side.shell_running = true;
                     side.interactive = true;
                     side.resumable = true;
@@ -247,11 +249,7 @@ async fn serve(
                 } else {
                     reason.text.clone()
                 };
-                for event in session.audit.session_ended(&text) {
-                    if audit::record(state, event).await.is_err() {
-                        break;
-                    }
-                }
+                relay_audit::record_ending(state, sid, session.audit.session_ended(&text)).await;
                 if reason.superseded {
                     // Another connection of the same user took the session over.
                 } else if detach {
@@ -356,7 +354,7 @@ pub(crate) async fn handshake(
 
 /// Why the relay ended, and what is left to do on the device's side.
 #[derive(Default)]
-struct Ending {
+pub(crate) struct Ending {
     text: String,
     device_gone: bool,
     /// The user's leg dropped (not a choice, a refusal or a revocation): a resumable shell is
@@ -367,7 +365,7 @@ struct Ending {
 }
 
 impl Ending {
-    fn user(text: impl Into<String>) -> Self {
+    pub(crate) fn user(text: impl Into<String>) -> Self {
         Ending {
             text: text.into(),
             ..Ending::default()
@@ -392,22 +390,22 @@ impl Ending {
 }
 
 /// Who and what a session is about.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     /// The device and the caller as last checked (re-read when access changes).
-    device: DeviceRecord,
-    principal: Principal,
+    pub(crate) device: DeviceRecord,
+    pub(crate) principal: Principal,
     /// The permissions this session has used: they must hold for it to go on.
-    used: Vec<Action>,
-    context: &'a RequestContext,
-    user_id: &'a str,
-    sid: &'a str,
-    audit: SessionAudit,
+    pub(crate) used: Vec<Action>,
+    pub(crate) context: &'a RequestContext,
+    pub(crate) user_id: &'a str,
+    pub(crate) sid: &'a str,
+    pub(crate) audit: SessionAudit,
     /// The terminal being recorded, once the device confirmed it.
-    recording: Option<RecordingHandle>,
+    pub(crate) recording: Option<RecordingHandle>,
     /// Size and command of a shell the user asked for, until the device answers.
-    requested_shell: Option<(u16, u16, Option<String>)>,
+    pub(crate) requested_shell: Option<(u16, u16, Option<String>)>,
     /// A re-attach: the shell was started (and its first part recorded) by an earlier link.
-    resumed: bool,
+    pub(crate) resumed: bool,
 }
 
 async fn relay(
@@ -799,22 +797,6 @@ async fn record_terminal(
     Ok(())
 }
 
-/// Records a session's events; when the audit log fails, the session ends (fail closed).
-async fn record_all(
-    state: &AppState,
-    sink: &mut Sink,
-    sid: &str,
-    events: Vec<NewEvent>,
-) -> Result<(), Ending> {
-    for event in events {
-        if let Err(error) = audit::record(state, event).await {
-            end_with_error(sink, sid, &error.message).await;
-            return Err(Ending::user(error.message));
-        }
-    }
-    Ok(())
-}
-
 /// The permission a user message needs, by protocol and type.
 fn required_action(envelope: &Envelope) -> Option<Action> {
     match envelope.proto {
@@ -827,36 +809,6 @@ fn required_action(envelope: &Envelope) -> Option<Action> {
         protocol::PORT_FORWARD => Some(Action::PortForward),
         _ => None,
     }
-}
-
-/// Answers a user message with an error on its own protocol, leaving the session open.
-async fn refuse_message(sink: &mut Sink, sid: &str, envelope: &Envelope, why: String, code: i64) {
-    tracing::warn!(
-        "session {sid}: refused {}/{}: {why}",
-        envelope.proto,
-        envelope.typ
-    );
-    let mut error = ErrorBody {
-        err: why,
-        close: false,
-        msgproto: Some(envelope.proto),
-        msgtype: Some(envelope.typ.clone()),
-        code: Some(code),
-        ..Default::default()
-    };
-    let reply = if envelope.proto == protocol::CONTROL || envelope.proto == protocol::SHELL {
-        Control::Error(error).to_envelope(sid)
-    } else {
-        // File transfer and port forward errors travel on their own protocol (with the
-        // connection id for forwards), as the stock agent sends them.
-        error.msgproto = None;
-        let mut reply = Envelope::new(envelope.proto, "error", sid).with_body(error.to_value().encode());
-        if let Some(connection) = envelope.props.get("connection_id") {
-            reply.props.set("connection_id", connection.clone());
-        }
-        reply
-    };
-    send(sink, &reply).await;
 }
 
 /// Passes one user message on to the device. Returns an ending when the session must stop.
@@ -882,24 +834,30 @@ async fn forward(
     }
     let Some(action) = required_action(&envelope) else {
         let why = format!("protocol {} is not available through this hub", envelope.proto);
-        refuse_message(sink, sid, &envelope, why, 400).await;
-        return None;
+        let refusal = Refusal {
+            why,
+            code: 400,
+            permission: None,
+        };
+        return refuse_message(state, session, sink, &envelope, refusal).await;
     };
-    if let Err(refusal) = permit(
-        state,
-        &session.principal,
-        session.context,
-        action,
-        Some(&session.device),
-    )
-    .await
+    if let Err(refused) = auth::authorize(&session.principal, action, Some(&session.device)) {
+        let refusal = Refusal {
+            why: refused.message,
+            code: 403,
+            permission: Some(action),
+        };
+        return refuse_message(state, session, sink, &envelope, refusal).await;
+    }
+    if envelope.proto == protocol::PORT_FORWARD
+        && let Some(why) = malformed_forward(&envelope)
     {
-        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-            end_with_error(sink, sid, &refusal.message).await;
-            return Some(Ending::user(refusal.message));
-        }
-        refuse_message(sink, sid, &envelope, refusal.message, 403).await;
-        return None;
+        let refusal = Refusal {
+            why,
+            code: 400,
+            permission: None,
+        };
+        return refuse_message(state, session, sink, &envelope, refusal).await;
     }
     if !session.used.contains(&action) {
         session.used.push(action);
@@ -956,8 +914,12 @@ async fn forward(
             let why = format!(
                 "message too large for this device (protocol version 1 frames stay under {STOCK_AGENT_MAX_FRAME} bytes)"
             );
-            refuse_message(sink, sid, &envelope, why, 413).await;
-            return None;
+            let refusal = Refusal {
+                why,
+                code: 413,
+                permission: None,
+            };
+            return refuse_message(state, session, sink, &envelope, refusal).await;
         }
     }
     // Bulk data waits behind keystrokes; requests and acks stay interactive so that a transfer's

@@ -27,7 +27,7 @@ pub struct AuditEvent {
     pub object_kind: Option<String>,
     pub object_id: Option<String>,
     pub object_name: Option<String>,
-    /// `success`, `failure` or `refused`.
+    /// `success`, `failure`, `refused` or `interrupted`.
     pub outcome: String,
     /// A JSON object with the action's particulars (path, size, reason...).
     pub details: serde_json::Value,

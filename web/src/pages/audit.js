@@ -15,7 +15,7 @@ export function auditPage(container) {
     actor: h('input', { id: 'audit-actor', placeholder: 'actor', size: 12 }),
     device: h('input', { id: 'audit-device', placeholder: 'device', size: 12 }),
     action: h('input', { id: 'audit-action', placeholder: 'action, e.g. terminal.open', size: 18 }),
-    outcome: h('select', { id: 'audit-outcome' }, ['', 'success', 'failure', 'refused'].map((o) => h('option', { value: o }, o || 'any outcome'))),
+    outcome: h('select', { id: 'audit-outcome' }, ['', 'success', 'failure', 'refused', 'interrupted'].map((o) => h('option', { value: o }, o || 'any outcome'))),
   };
   const body = h('tbody');
   const error = h('p', { class: 'error' });

@@ -26,6 +26,23 @@ pub fn segments(directory: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found.into_iter().map(|(_, start, path)| (start, path)).collect())
 }
 
+/// The output bytes a recording holds and the time of its last record (ms since it began):
+/// what a terminal the hub stopped under had sent, as far as the recording got.
+pub fn output_totals(directory: &Path) -> io::Result<(u64, u64)> {
+    let (mut bytes, mut last_ms) = (0u64, 0u64);
+    for (_, path) in segments(directory)? {
+        let mut reader = open(&path)?;
+        // A damaged tail (cut by the crash) ends the count where it is.
+        while let Ok(Some(record)) = Record::read(&mut reader) {
+            last_ms = last_ms.max(record.time_ms());
+            if let Record::Output { data, .. } = &record {
+                bytes += data.len() as u64;
+            }
+        }
+    }
+    Ok((bytes, last_ms))
+}
+
 fn open(path: &Path) -> io::Result<MultiGzDecoder<BufReader<File>>> {
     Ok(MultiGzDecoder::new(BufReader::new(File::open(path)?)))
 }
