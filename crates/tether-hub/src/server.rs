@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    access_api, audit_api, device_auth, device_connection, file_api, management, roles_api,
+    access_api, audit_api, device_auth, device_connection, file_api, http_error, management, roles_api,
     secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api, web_assets,
     web_session,
 };
@@ -153,6 +153,8 @@ pub fn routes(state: AppState) -> Router {
         )
         .fallback(web_assets::serve)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Outermost: whatever answered an error in plain text, the client gets the JSON shape.
+        .layer(axum::middleware::from_fn(http_error::json_errors))
         .with_state(state)
 }
 
