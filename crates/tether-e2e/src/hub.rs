@@ -60,10 +60,11 @@ impl HubOptions {
     }
 }
 
-/// Copies the files replicas share (TLS certificate and key, token signing key).
+/// Copies the files replicas share (TLS certificate and key, token signing key, the key that
+/// encrypts secrets in the database).
 fn copy_secrets(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("tls")).expect("tls dir");
-    for name in ["tls/hub.crt", "tls/hub.key", "signing.key"] {
+    for name in ["tls/hub.crt", "tls/hub.key", "signing.key", "encryption.key"] {
         std::fs::copy(from.join(name), to.join(name))
             .unwrap_or_else(|e| panic!("copying {name} from {}: {e}", from.display()));
     }

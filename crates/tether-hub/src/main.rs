@@ -5,6 +5,7 @@ mod audit;
 mod audit_api;
 mod auth;
 mod config;
+mod config_values;
 mod demo;
 mod detached_api;
 mod device_auth;
@@ -17,6 +18,7 @@ mod recording;
 mod roles;
 mod roles_api;
 mod router;
+mod secret_box;
 mod secrets;
 mod server;
 mod session_audit;
@@ -26,6 +28,7 @@ mod store;
 mod store_access;
 #[cfg(test)]
 mod store_tests;
+mod store_tokens;
 mod tokens;
 mod two_factor;
 mod two_factor_api;
@@ -131,6 +134,10 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything the hub creates (database and its -wal/-shm files, recordings, keys) is its
+    // own: private from the first byte, whatever the caller's umask.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let arguments = Arguments::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -173,7 +180,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn open_store(data_dir: &std::path::Path, config: &HubConfig) -> anyhow::Result<Store> {
-    secrets::private_dir(data_dir)?;
+    secrets::secure_data_dir(data_dir)?;
     Store::open(config.database_url.as_deref(), &data_dir.join("hub.db")).await
 }
 
@@ -248,6 +255,8 @@ pub async fn serve(
     let tls = secrets::tls_files(&data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let acceptor = server::tls_acceptor(&tls)?;
     let signing_key = secrets::signing_key(&data_dir)?;
+    let secret_box = secret_box::SecretBox::load_or_create(&data_dir)?;
+    two_factor_api::seal_stored_secrets(&store, &secret_box, &data_dir.join(secret_box::KEY_FILE)).await?;
     if store.count_users().await? == 0 && ready.is_none() {
         let password = passwords::generate();
         store
@@ -290,7 +299,9 @@ pub async fn serve(
         recordings_dir: data_dir.join("recordings"),
         live: Arc::new(recording::LiveSessions::default()),
         revocations: tokio::sync::broadcast::channel(64).0,
+        secret_box: Arc::new(secret_box),
     };
+    revoke_sleeping_tokens(&state).await?;
     // With a shared database, other replicas' sessions are live: only a lone hub may close them.
     if store.backend() == store::Backend::Sqlite {
         store.close_abandoned_terminal_sessions().await?;
@@ -314,6 +325,26 @@ pub async fn serve(
     let spread = Duration::from_secs(shutdown_spread_secs);
     router.kick_all("the hub is shutting down", spread).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// Tokens of accounts disabled by an older hub only slept behind the `disabled` flag: they are
+/// revoked now, as disabling does today (audited).
+async fn revoke_sleeping_tokens(state: &AppState) -> anyhow::Result<()> {
+    let revoked = state.store.revoke_tokens_of_disabled_users().await?;
+    if revoked > 0 {
+        tracing::info!("revoked {revoked} access tokens of disabled accounts");
+        let event = audit::NewEvent::new(
+            audit::Actor::system(),
+            "token.revoke",
+            audit::Object::none(),
+            audit::Outcome::Success,
+        )
+        .details(serde_json::json!({ "revoked": revoked, "reason": "the account is disabled" }));
+        audit::record(state, event)
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))?;
+    }
     Ok(())
 }
 
