@@ -85,10 +85,13 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     } else {
         text
     };
+    // The message can quote a fragment of the request (serde names the value it choked on), so
+    // it goes to the debug log only.
     if status == StatusCode::NOT_FOUND {
         tracing::debug!("{method} {path}: {status}: {message}");
     } else {
-        tracing::info!("{method} {path} refused: {status}: {message}");
+        tracing::info!("{method} {path} refused: {status}");
+        tracing::debug!("{method} {path}: {message}");
     }
     let body = serde_json::to_vec(&api::ApiError { error: message }).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
