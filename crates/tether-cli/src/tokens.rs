@@ -41,13 +41,17 @@ pub enum TokensCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List your tokens
+    /// List your tokens (or, as an administrator, another user's)
     List {
+        /// List this user's tokens instead of yours (needs the right to manage users)
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
         /// Print the tokens as JSON
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token: it stops working at once, and sessions opened with it end
+    /// Revoke a token: it stops working at once, and sessions opened with it end. An
+    /// administrator may revoke any user's token (ids from `tether tokens list --user NAME`)
     Revoke {
         /// The token's id (from `tether tokens list`)
         id: String,
@@ -99,7 +103,7 @@ pub async fn run(options: &HubOptions, command: TokensCommand) -> Result<i32> {
             expires,
             json,
         } => create(&api, &name, &permissions, expires, json).await?,
-        TokensCommand::List { json } => list(&api, json).await?,
+        TokensCommand::List { user, json } => list(&api, user.as_deref(), json).await?,
         TokensCommand::Revoke { id } => {
             api.delete(&format!("{TOKENS_PATH}/{id}")).await?;
             tell!("Revoked token {id}.");
@@ -133,8 +137,12 @@ async fn create(
     Ok(())
 }
 
-async fn list(api: &Api, json: bool) -> Result<()> {
-    let answer: Value = api.get(TOKENS_PATH).await?;
+async fn list(api: &Api, user: Option<&str>, json: bool) -> Result<()> {
+    let path = match user {
+        Some(name) => format!("{TOKENS_PATH}?user={}", crate::users::encode_segment(name)),
+        None => TOKENS_PATH.to_owned(),
+    };
+    let answer: Value = api.get(&path).await?;
     let text = if json {
         serde_json::to_string_pretty(&answer["tokens"])? + "\n"
     } else {

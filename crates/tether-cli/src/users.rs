@@ -243,8 +243,8 @@ fn user_path(name: &str, action: &str) -> String {
     format!("{USERS_PATH}/{}/{action}", encode_segment(name))
 }
 
-/// Percent-encodes a user name for one path segment.
-fn encode_segment(text: &str) -> String {
+/// Percent-encodes a user name for one path segment (or a query value).
+pub fn encode_segment(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -60,10 +60,17 @@ impl HubOptions {
     }
 }
 
-/// Copies the files replicas share (TLS certificate and key, token and audit signing keys).
+/// Copies the files replicas share (TLS certificate and key, token and audit signing keys, the
+/// key that encrypts secrets in the database).
 fn copy_secrets(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("tls")).expect("tls dir");
-    for name in ["tls/hub.crt", "tls/hub.key", "signing.key", "audit-signing.key"] {
+    for name in [
+        "tls/hub.crt",
+        "tls/hub.key",
+        "signing.key",
+        "audit-signing.key",
+        "encryption.key",
+    ] {
         std::fs::copy(from.join(name), to.join(name))
             .unwrap_or_else(|e| panic!("copying {name} from {}: {e}", from.display()));
     }

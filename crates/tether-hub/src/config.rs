@@ -1,10 +1,12 @@
 //! Hub configuration: a TOML file, overlaid by `TETHER_HUB_*` environment variables, overlaid by
 //! command-line flags. Every field has a documented default (see `docs/configuration.md`).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use serde::Deserialize;
+
+use crate::config_values::{self, Source};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -179,9 +181,11 @@ const KEYS: &[&str] = &[
 ];
 
 impl HubConfig {
-    /// Reads the file (if any), then the environment.
+    /// Reads the file (if any), then the environment. An environment value takes the type of
+    /// its field (see [`crate::config_values`]): string settings stay strings, whatever they
+    /// look like.
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
-        let mut table = match file {
+        let table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading configuration {}", path.display()))?;
@@ -190,18 +194,17 @@ impl HubConfig {
             }
             None => toml::Table::new(),
         };
+        let mut values: BTreeMap<String, Source> = table
+            .into_iter()
+            .map(|(key, value)| (key, Source::File(value)))
+            .collect();
         for key in KEYS {
             let variable = format!("TETHER_HUB_{}", key.to_ascii_uppercase());
             if let Ok(text) = std::env::var(&variable) {
-                let value = match (text.parse::<i64>(), text.parse::<bool>()) {
-                    (Ok(number), _) => toml::Value::Integer(number),
-                    (_, Ok(flag)) => toml::Value::Boolean(flag),
-                    _ => toml::Value::String(text),
-                };
-                table.insert((*key).to_owned(), value);
+                values.insert((*key).to_owned(), Source::Environment { variable, text });
             }
         }
-        HubConfig::deserialize(table).context("invalid hub configuration")
+        config_values::deserialize(values).context("invalid hub configuration")
     }
 }
 

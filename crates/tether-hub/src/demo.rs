@@ -11,7 +11,7 @@ const DEMO_USER: &str = "demo";
 const DEMO_DEVICE: &str = "demo-device";
 
 pub async fn run(data_dir: PathBuf, mut config: HubConfig, listen: SocketAddr) -> anyhow::Result<()> {
-    secrets::private_dir(&data_dir)?;
+    secrets::secure_data_dir(&data_dir)?;
     let provisioning_key = passwords::generate();
     config.provisioning_key = Some(provisioning_key.clone());
     let password = passwords::generate();

@@ -21,12 +21,12 @@ use tether_proto::{
 use tokio::time::Instant;
 
 use crate::{
-    audit::{self, NewEvent, Object, Outcome, RequestContext},
+    audit::{self, Actor, NewEvent, Object, Outcome, RequestContext},
     auth::{Action, Principal, authorize, bearer_token},
     http_error::ApiError,
     router::DeviceAttachment,
     state::AppState,
-    store::{DeviceRecord, DeviceStatus},
+    store::{DeviceRecord, DeviceStatus, ResumableSession},
 };
 
 /// WebSocket close codes used when the hub ends a device connection.
@@ -255,11 +255,18 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
     }
     let ends_session = matches!(envelope.typ.as_str(), "stop" | "close" | "error");
     let shell_stop = envelope.proto == protocol::SHELL && envelope.typ == "stop";
-    let sid = envelope.sid.clone();
+    let (proto, typ, sid) = (envelope.proto, envelope.typ.clone(), envelope.sid.clone());
+    // The router delivers only to sessions of this device; whatever it does not deliver is
+    // checked here before it may touch anything.
     if state.router.deliver(&device.id, envelope).await {
         return true;
     }
-    if shell_stop {
+    let resumable = match holder(state, device, &sid).await {
+        Holder::Other => return refuse_foreign(state, device, sink, &sid, proto, &typ).await,
+        Holder::Mine(resumable) => resumable,
+        Holder::Nobody => None,
+    };
+    if shell_stop && resumable.is_some() {
         // A detached shell ended on the device (its grace period ran out, or it exited).
         if let Err(error) = state
             .store
@@ -273,10 +280,7 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
         return true;
     }
     // Output in flight when its operator detached: the device keeps the shell for a re-attach.
-    if let Ok(Some(session)) = state.store.resumable_session(&sid).await
-        && session.device_id == device.id
-        && session.ended_at.is_none()
-    {
+    if resumable.is_some_and(|session| session.ended_at.is_none()) {
         return true;
     }
     // The device talks in a session the hub no longer has (the user left, the hub restarted):
@@ -286,6 +290,79 @@ async fn handle(state: &AppState, device: &DeviceRecord, envelope: Envelope, sin
         device.id
     );
     send(sink, &Control::Close.to_envelope(&sid)).await
+}
+
+/// Who holds a session a device's message names.
+enum Holder {
+    /// This device (with its resumable record, if the session is a terminal that survives).
+    Mine(Option<ResumableSession>),
+    /// Another device: the message must not touch it.
+    Other,
+    /// No device: the session is gone or never existed.
+    Nobody,
+}
+
+async fn holder(state: &AppState, device: &DeviceRecord, sid: &str) -> Holder {
+    if state
+        .router
+        .session_device(sid)
+        .is_some_and(|holder| holder != device.id)
+    {
+        return Holder::Other;
+    }
+    match state.store.resumable_session(sid).await {
+        Ok(Some(session)) if session.device_id != device.id => Holder::Other,
+        Ok(Some(session)) => Holder::Mine(Some(session)),
+        Ok(None) => Holder::Nobody,
+        Err(error) => {
+            // Unknown is not permission: without the record, the message touches nothing.
+            tracing::warn!("session {sid} of device {}: {error:#}", device.id);
+            Holder::Other
+        }
+    }
+}
+
+/// A device named a session of another device: nothing is done with the message, the device is
+/// told (its connection stays up: its own sessions are not at fault) and the refusal is audited.
+async fn refuse_foreign(
+    state: &AppState,
+    device: &DeviceRecord,
+    sink: &mut Sink,
+    sid: &str,
+    proto: u16,
+    typ: &str,
+) -> bool {
+    let why = format!("session {sid} is not a session of this device");
+    tracing::warn!(
+        "device {} ({}) sent {proto}/{typ} for a session it does not hold: {sid}",
+        device.name,
+        device.id
+    );
+    let actor = Actor {
+        kind: "device",
+        id: Some(device.id.clone()),
+        name: Some(device.name.clone()),
+        ..Default::default()
+    };
+    let event = NewEvent::new(
+        actor,
+        "authorization",
+        Object::device(&device.id, &device.name),
+        Outcome::Refused,
+    )
+    .details(serde_json::json!({ "sid": sid, "message": format!("{proto}/{typ}"), "reason": why }));
+    if let Err(error) = audit::record(state, event).await {
+        tracing::warn!("auditing a refused device message: {}", error.message);
+    }
+    let error = Control::Error(ErrorBody {
+        err: why,
+        close: false,
+        msgproto: Some(proto),
+        msgtype: Some(typ.to_owned()),
+        code: Some(403),
+        ..Default::default()
+    });
+    send(sink, &error.to_envelope(sid)).await
 }
 
 /// The device announced the shells it still keeps: the others it had are gone (it restarted, or

@@ -6,6 +6,7 @@ mod audit_api;
 mod auth;
 mod checkpoints;
 mod config;
+mod config_values;
 mod demo;
 mod detached_api;
 mod device_auth;
@@ -23,6 +24,7 @@ mod relay_audit;
 mod roles;
 mod roles_api;
 mod router;
+mod secret_box;
 mod secrets;
 mod server;
 mod session_audit;
@@ -36,6 +38,7 @@ mod store_devices;
 mod store_terminals;
 #[cfg(test)]
 mod store_tests;
+mod store_tokens;
 mod throttle;
 mod tokens;
 mod two_factor;
@@ -142,6 +145,10 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything the hub creates (database and its -wal/-shm files, recordings, keys) is its
+    // own: private from the first byte, whatever the caller's umask.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let arguments = Arguments::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -184,7 +191,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn open_store(data_dir: &std::path::Path, config: &HubConfig) -> anyhow::Result<Store> {
-    secrets::private_dir(data_dir)?;
+    secrets::secure_data_dir(data_dir)?;
     Store::open(config.database_url.as_deref(), &data_dir.join("hub.db")).await
 }
 
@@ -264,6 +271,8 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| data_dir.join("audit-signing.key"));
     let audit_key = checkpoints::signing_key(&audit_key_path, &signing_key)?;
+    let secret_box = secret_box::SecretBox::load_or_create(&data_dir)?;
+    two_factor_api::seal_stored_secrets(&store, &secret_box, &data_dir.join(secret_box::KEY_FILE)).await?;
     if store.count_users().await? == 0 && ready.is_none() {
         let password = passwords::generate();
         store
@@ -310,7 +319,9 @@ pub async fn serve(
         revocations: tokio::sync::broadcast::channel(64).0,
         checkpoints: checkpointer.clone(),
         replica_id: open_terminals::replica_id(&data_dir)?.into(),
+        secret_box: Arc::new(secret_box),
     };
+    revoke_sleeping_tokens(&state).await?;
     // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
     let interrupted = open_terminals::close_interrupted(&state).await?;
     if interrupted > 0 {
@@ -343,6 +354,26 @@ pub async fn serve(
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The last word on the chain: a verifier holding it sees anything done after this process.
     checkpoints::log_failure(checkpointer.checkpoint(&checkpoint_store, false).await);
+    Ok(())
+}
+
+/// Tokens of accounts disabled by an older hub only slept behind the `disabled` flag: they are
+/// revoked now, as disabling does today (audited).
+async fn revoke_sleeping_tokens(state: &AppState) -> anyhow::Result<()> {
+    let revoked = state.store.revoke_tokens_of_disabled_users().await?;
+    if revoked > 0 {
+        tracing::info!("revoked {revoked} access tokens of disabled accounts");
+        let event = audit::NewEvent::new(
+            audit::Actor::system(),
+            "token.revoke",
+            audit::Object::none(),
+            audit::Outcome::Success,
+        )
+        .details(serde_json::json!({ "revoked": revoked, "reason": "the account is disabled" }));
+        audit::record(state, event)
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))?;
+    }
     Ok(())
 }
 

@@ -338,6 +338,14 @@ impl Router {
         }
     }
 
+    /// The device a session attached to this replica belongs to, if it is open here.
+    pub fn session_device(&self, sid: &str) -> Option<String> {
+        self.tables()
+            .sessions
+            .get(sid)
+            .map(|session| session.device_id.clone())
+    }
+
     /// Delivers a device's message to its session, waiting if the session is slow to read
     /// (which slows the device down rather than dropping output). False for an unknown session.
     pub async fn deliver(&self, device_id: &str, envelope: Envelope) -> bool {

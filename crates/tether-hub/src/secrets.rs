@@ -1,7 +1,16 @@
 //! The hub's data directory and the secrets in it: created on first start, private (0700/0600).
 //!
 //! Layout: `hub.db` (SQLite), `tls/hub.crt` + `tls/hub.key` (self-signed unless configured),
-//! `signing.key` (Ed25519, signs device tokens; replicas must share it).
+//! `signing.key` (Ed25519, signs device tokens; replicas must share it), `encryption.key`
+//! (seals TOTP secrets in the database, see `secret_box.rs`; replicas must share it),
+//! `recordings/`.
+//!
+//! A data directory that already exists is made private too: whatever in it group or others
+//! could reach (a directory made 0755 by hand or by a package, a `hub.db` created 0644 by an
+//! older hub) is tightened at start, and the hub says so in its log. Tightening rather than
+//! refusing: the hub is the only legitimate reader of these files, the fix is the same every
+//! time, and refusing would turn an upgrade into an outage. Only when a file cannot be made
+//! private (it belongs to another user) does the hub refuse to start, naming it.
 
 use std::{
     fs,
@@ -24,6 +33,90 @@ pub fn private_dir(path: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(path)
         .with_context(|| format!("creating {}", path.display()))
+}
+
+/// The mode bits of group and others, removed from everything in the data directory.
+const SHARED_BITS: u32 = 0o077;
+
+/// Makes `data_dir` (created if missing) and everything in it private to the hub's user. Symbolic
+/// links are not followed (what they point to is not the hub's).
+pub fn secure_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    private_dir(data_dir)?;
+    let mut tightened = Vec::new();
+    let metadata = fs::metadata(data_dir).with_context(|| format!("reading {}", data_dir.display()))?;
+    make_private(data_dir, &metadata, &mut tightened)?;
+    walk_private(data_dir, &mut tightened)?;
+    const SHOWN: usize = 10;
+    for (path, mode) in tightened.iter().take(SHOWN) {
+        tracing::warn!(
+            "{} was open to other users (mode {mode:04o}): made it private",
+            path.display()
+        );
+    }
+    if tightened.len() > SHOWN {
+        tracing::warn!(
+            "made {} more files in {} private",
+            tightened.len() - SHOWN,
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn walk_private(dir: &Path, tightened: &mut Vec<(PathBuf, u32)>) -> anyhow::Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        let metadata = fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if metadata.file_type().is_symlink() {
+            continue;
+        }
+        make_private(&path, &metadata, tightened)?;
+        if metadata.is_dir() {
+            walk_private(&path, tightened)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_private(
+    path: &Path,
+    metadata: &fs::Metadata,
+    tightened: &mut Vec<(PathBuf, u32)>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & SHARED_BITS == 0 {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & !SHARED_BITS)).with_context(|| {
+        format!(
+            "{} is open to other users (mode {mode:04o}, owner uid {}) and cannot be made private; \
+             chmod go-rwx it, or run the hub as its owner",
+            path.display(),
+            metadata.uid()
+        )
+    })?;
+    tightened.push((path.to_owned(), mode));
+    Ok(())
+}
+
+/// Refuses a configured private key (outside the data directory: not the hub's to change) that
+/// every local user can read. A group may read it (e.g. `ssl-cert`).
+pub fn check_key_not_public(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    anyhow::ensure!(
+        mode & 0o004 == 0,
+        "the TLS key {} is readable by every local user (mode {:04o}): chmod o-rwx it",
+        path.display(),
+        mode & 0o7777
+    );
+    Ok(())
 }
 
 /// Writes a file readable by its owner only, atomically (temporary file, fsync, rename).
@@ -52,6 +145,7 @@ pub struct TlsFiles {
 pub fn tls_files(data_dir: &Path, cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<TlsFiles> {
     match (cert, key) {
         (Some(certificate), Some(key)) => {
+            check_key_not_public(key)?;
             return Ok(TlsFiles {
                 certificate: certificate.to_owned(),
                 key: key.to_owned(),

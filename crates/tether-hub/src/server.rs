@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::{
-    access_api, audit_api, device_auth, device_connection, file_api, management, refusal_audit, roles_api,
-    secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api, web_assets,
-    web_session,
+    access_api, audit_api, device_auth, device_connection, file_api, http_error, management, refusal_audit,
+    roles_api, secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api,
+    web_assets, web_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -162,6 +162,8 @@ pub fn routes(state: AppState) -> Router {
             state.clone(),
             refusal_audit::layer,
         ))
+        // Outermost: whatever answered an error in plain text, the client gets the JSON shape.
+        .layer(axum::middleware::from_fn(http_error::json_errors))
         .with_state(state)
 }
 

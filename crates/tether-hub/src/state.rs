@@ -25,6 +25,8 @@ pub struct AppState {
     pub recordings_dir: std::path::PathBuf,
     /// Sessions being recorded now, for live watchers.
     pub live: Arc<crate::recording::LiveSessions>,
+    /// Encrypts the secrets the database keeps (TOTP secrets) with a key outside it.
+    pub secret_box: Arc<crate::secret_box::SecretBox>,
     /// Withdrawn credentials, so that live connections using them end at once.
     pub revocations: tokio::sync::broadcast::Sender<crate::auth::Revocation>,
     /// Signs audit checkpoints and retention anchors with the audit signing key.

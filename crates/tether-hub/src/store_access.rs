@@ -403,7 +403,7 @@ impl Store {
         })
     }
 
-    /// Starts an enrolment: a new secret, not yet enabled.
+    /// Starts an enrolment: a new secret (sealed, see `secret_box.rs`), not yet enabled.
     pub async fn set_two_factor_secret(&self, user_id: &str, secret: &str) -> anyhow::Result<()> {
         sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled = 0, totp_last_step = 0 WHERE id = $2")
             .bind(secret)
@@ -456,6 +456,38 @@ impl Store {
             .await?;
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// Every stored TOTP secret, as stored: (user id, user name, secret).
+    pub async fn two_factor_secrets(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT id, name, totp_secret FROM users WHERE totp_secret IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    row.try_get("name")?,
+                    row.try_get("totp_secret")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces a stored TOTP secret by another form of it, unless it changed meanwhile.
+    pub async fn replace_two_factor_secret(
+        &self,
+        user_id: &str,
+        old: &str,
+        new: &str,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3")
+            .bind(new)
+            .bind(user_id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records `step` as used, atomically: false when it (or a later one) was used already, so

@@ -10,6 +10,7 @@ use crate::{
     auth::{Action, Credential, Principal, UserCaller, permit},
     http_error::ApiError,
     roles_api::access_changed,
+    secret_box::SecretBox,
     state::AppState,
     store::{UserRecord, now_millis},
     store_access::REQUIRE_TWO_FACTOR,
@@ -65,7 +66,8 @@ pub async fn enrol(
         serde_json::json!({}),
     )
     .await?;
-    state.store.set_two_factor_secret(&user.id, &secret).await?;
+    let sealed = state.secret_box.seal(&user.id, &secret);
+    state.store.set_two_factor_secret(&user.id, &sealed).await?;
     let uri = two_factor::otpauth_uri(ISSUER, &user.name, &secret);
     Ok(Json(serde_json::json!({ "secret": secret, "otpauth_uri": uri })))
 }
@@ -90,6 +92,7 @@ pub async fn confirm(
             "no enrolment to confirm: start one with `tether 2fa enrol`",
         ));
     };
+    let secret = plain_secret(&state, user, &secret)?;
     let step = two_factor::verify(&secret, &body.code, unix_now(), 0)
         .map_err(|why| ApiError::new(StatusCode::UNAUTHORIZED, why))?;
     let codes = two_factor::new_recovery_codes();
@@ -173,6 +176,7 @@ pub async fn check_code(
     let Some(secret) = stored.secret else {
         return Ok(Err("two-factor authentication is not set up"));
     };
+    let secret = plain_secret(state, user, &secret)?;
     let step = match two_factor::verify(&secret, code, unix_now(), stored.last_step.max(0) as u64) {
         Ok(step) => step,
         Err(why) => return Ok(Err(why)),
@@ -181,6 +185,51 @@ pub async fn check_code(
         return Ok(Err("this two-factor code was already used"));
     }
     Ok(Ok(()))
+}
+
+/// The TOTP secret of `user` from its stored (sealed) form. A secret that does not open is an
+/// internal error, logged with the cause: the code cannot be checked, so the login fails.
+fn plain_secret(state: &AppState, user: &UserRecord, stored: &str) -> Result<String, ApiError> {
+    if !SecretBox::is_sealed(stored) {
+        // Written by an older replica sharing the database; sealed at this hub's next start.
+        tracing::warn!("the TOTP secret of user {} is stored in plaintext", user.name);
+        return Ok(stored.to_owned());
+    }
+    state
+        .secret_box
+        .open(&user.id, stored)
+        .map_err(|error| ApiError::from(anyhow::anyhow!("the TOTP secret of user {}: {error}", user.name)))
+}
+
+/// At start: seals the TOTP secrets older hubs stored in plaintext, and checks that the sealed
+/// ones open with this hub's key (a replica with another `encryption.key` would refuse every
+/// second factor: it refuses to start instead, naming the file).
+pub async fn seal_stored_secrets(
+    store: &crate::store::Store,
+    secret_box: &SecretBox,
+    key_path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut sealed = 0;
+    for (user_id, name, stored) in store.two_factor_secrets().await? {
+        if SecretBox::is_sealed(&stored) {
+            secret_box.open(&user_id, &stored).map_err(|error| {
+                anyhow::anyhow!(
+                    "the TOTP secret of user {name} does not open with {}: {error}; replicas \
+                     sharing a database must share this file (restore it from a backup)",
+                    key_path.display()
+                )
+            })?;
+            continue;
+        }
+        let new = secret_box.seal(&user_id, &stored);
+        if store.replace_two_factor_secret(&user_id, &stored, &new).await? {
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!("encrypted {sealed} TOTP secrets stored in plaintext");
+    }
+    Ok(())
 }
 
 /// The second step of a login: `None` when the user has no 2FA or the code is good; otherwise

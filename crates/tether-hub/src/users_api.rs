@@ -4,7 +4,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
 };
 use serde::Deserialize;
@@ -129,18 +129,32 @@ pub struct TokenList {
     tokens: Vec<AccessTokenRecord>,
 }
 
+#[derive(Deserialize)]
+pub struct TokenListQuery {
+    /// Another user's tokens (needs the right to manage users).
+    user: Option<String>,
+}
+
+/// The caller's tokens, or with `?user=NAME` (administrators) that user's.
 pub async fn list_tokens(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
+    Query(query): Query<TokenListQuery>,
 ) -> Result<Json<TokenList>, ApiError> {
     let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users have tokens"));
     };
+    let owner = match query.user.as_deref() {
+        Some(name) if name != user.name => managed_user(&state, &principal, &context, name).await?.id,
+        _ => user.id.clone(),
+    };
     Ok(Json(TokenList {
-        tokens: state.store.access_tokens(&user.id).await?,
+        tokens: state.store.access_tokens(&owner).await?,
     }))
 }
 
+/// Revokes a token: the caller's own, or (administrators) anyone's.
 pub async fn revoke_token(
     State(state): State<AppState>,
     context: RequestContext,
@@ -158,12 +172,16 @@ pub async fn revoke_token(
     if owner != user.id {
         permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     }
+    let owner_name = match state.store.user_by_id(&owner).await? {
+        Some(record) => record.name,
+        None => owner.clone(),
+    };
     audit::record_success(
         &state,
         &principal,
         &context,
         "token.revoke",
-        Object::user(Some(&owner), &owner),
+        Object::user(Some(&owner), &owner_name),
         serde_json::json!({ "token_id": id }),
     )
     .await?;
@@ -318,8 +336,9 @@ pub async fn enable_user(
     set_account_enabled(&state, &principal, &context, &name, true).await
 }
 
-/// Disables or enables an account. Disabling also ends its logins, and every live session of
-/// the user (tokens stop working through the `disabled` flag).
+/// Disables or enables an account. Disabling also ends its logins and every live session of
+/// the user, and revokes its access tokens for good: enabling the account again does not bring
+/// them back.
 async fn set_account_enabled(
     state: &AppState,
     principal: &Principal,
@@ -333,9 +352,23 @@ async fn set_account_enabled(
     }
     let action = if enabled { "user.enable" } else { "user.disable" };
     let object = Object::user(Some(&user.id), &user.name);
-    audit::record_success(state, principal, context, action, object, serde_json::json!({})).await?;
-    state.store.set_user_disabled(&user.id, !enabled).await?;
-    if !enabled {
+    let details = if enabled {
+        serde_json::json!({})
+    } else {
+        // Recorded before the change: the tokens this disabling revokes.
+        let tokens = state.store.access_tokens(&user.id).await?;
+        let live: Vec<&str> = tokens
+            .iter()
+            .filter(|token| !token.revoked)
+            .map(|token| token.id.as_str())
+            .collect();
+        serde_json::json!({ "revoked_tokens": live })
+    };
+    audit::record_success(state, principal, context, action, object, details).await?;
+    if enabled {
+        state.store.set_user_disabled(&user.id, false).await?;
+    } else {
+        state.store.disable_user(&user.id).await?;
         state.store.delete_user_sessions(&user.id, None).await?;
         let _ = state.revocations.send(Revocation::User {
             user_id: user.id.clone(),
