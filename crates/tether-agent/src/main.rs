@@ -57,7 +57,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("tether-agent {}", env!("CARGO_PKG_VERSION"));
+            print!("{}", version_text());
             return ExitCode::SUCCESS;
         }
         Err(error) => {
@@ -73,6 +73,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `--version` prints: the version, the target the binary was built for, and what it can
+/// do (every feature is compiled in; the configuration decides which are on).
+fn version_text() -> String {
+    format!(
+        "tether-agent {}\ntarget: {}\nfeatures: terminal, session-survival, file-transfer, \
+         port-forward (tcp, udp), consent\nprotocols: 1 (Mender remote terminal), 2 (Tether extensions)\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("TETHER_AGENT_TARGET"),
+    )
 }
 
 /// Runs a local command (no hub involved) and turns its outcome into an exit status.

@@ -1,6 +1,10 @@
 //! A real `tether-agent` dialling a test hub, with its own data directory and a unique name.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use tempfile::TempDir;
 
@@ -10,14 +14,34 @@ use crate::{
     unique_name,
 };
 
+/// An agent built for another architecture, run under qemu's user-mode emulation.
+#[derive(Debug, Clone)]
+pub struct Emulated {
+    /// `qemu-aarch64`, `qemu-arm`, ...
+    pub qemu: PathBuf,
+    /// The foreign binary.
+    pub agent: PathBuf,
+    /// The root of the target's shared libraries (`qemu -L`), for a dynamically linked binary.
+    pub sysroot: Option<PathBuf>,
+}
+
+/// How an agent's process is started.
+#[derive(Debug, Clone)]
+enum Launch {
+    Native,
+    /// Inside this network namespace, with `ip netns exec`.
+    Namespace(String),
+    Emulated(Emulated),
+}
+
 /// A running agent. Dropping it kills the process and removes its directory.
 pub struct Agent {
     process: Proc,
     /// Killed processes of earlier runs (see [`Agent::restart`]), kept for their logs.
     previous_runs: Vec<Proc>,
     config_path: std::path::PathBuf,
-    /// The network namespace it runs in, if any.
-    namespace: Option<String>,
+    /// How its process is started (natively, in a network namespace, under an emulator).
+    launch: Launch,
     /// The device's `hostname` identity attribute: its name in device listings.
     pub name: String,
     dir: TempDir,
@@ -54,7 +78,7 @@ impl Agent {
             .collect::<Vec<_>>()
             .join(", ");
         let trust = format!("ca_file = {:?}\n", hub.cert_path.display().to_string());
-        Agent::start_with(&urls, &trust, None, &unique_name("dev"), extra_toml)
+        Agent::start_with(&urls, &trust, Launch::Native, &unique_name("dev"), extra_toml)
     }
 
     /// An agent inside network namespace `namespace` (run with `ip netns exec`), dialling
@@ -65,7 +89,19 @@ impl Agent {
         Agent::start_with(
             &format!("{hub_url:?}"),
             &trust,
-            Some(namespace),
+            Launch::Namespace(namespace.to_owned()),
+            &unique_name("dev"),
+            extra_toml,
+        )
+    }
+
+    /// An agent for another architecture (`emulated.agent`) run under qemu, dialling `hub`.
+    pub fn start_emulated(hub: &Hub, emulated: Emulated, extra_toml: &str) -> Agent {
+        let trust = format!("ca_file = {:?}\n", hub.cert_path.display().to_string());
+        Agent::start_with(
+            &format!("{:?}", hub.url),
+            &trust,
+            Launch::Emulated(emulated),
             &unique_name("dev"),
             extra_toml,
         )
@@ -73,18 +109,12 @@ impl Agent {
 
     fn start_at(hub: &Hub, hub_url: &str, name: &str, extra_toml: &str) -> Agent {
         let trust = format!("ca_file = {:?}\n", hub.cert_path.display().to_string());
-        Agent::start_with(&format!("{hub_url:?}"), &trust, None, name, extra_toml)
+        Agent::start_with(&format!("{hub_url:?}"), &trust, Launch::Native, name, extra_toml)
     }
 
     /// `hubs_toml`: the inside of the `hubs = [...]` array; `trust`: the `ca_file` or
     /// `hub_fingerprint` line.
-    fn start_with(
-        hubs_toml: &str,
-        trust: &str,
-        namespace: Option<&str>,
-        name: &str,
-        extra_toml: &str,
-    ) -> Agent {
+    fn start_with(hubs_toml: &str, trust: &str, launch: Launch, name: &str, extra_toml: &str) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("tether-e2e-agent-")
             .tempdir()
@@ -102,9 +132,9 @@ impl Agent {
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, &config).expect("agent.toml");
-        let process = spawn(&config_path, namespace, &format!("agent-{name}"), dir.path());
+        let process = spawn(&config_path, &launch, &format!("agent-{name}"), dir.path());
         Agent {
-            namespace: namespace.map(str::to_owned),
+            launch,
             process,
             previous_runs: Vec::new(),
             config_path,
@@ -120,7 +150,7 @@ impl Agent {
         let run = self.previous_runs.len() + 2;
         let process = spawn(
             &self.config_path,
-            self.namespace.as_deref(),
+            &self.launch,
             &format!("agent-{}-run{run}", self.name),
             self.dir.path(),
         );
@@ -157,17 +187,26 @@ impl Agent {
     }
 }
 
-fn spawn(config_path: &Path, namespace: Option<&str>, name: &str, log_dir: &Path) -> Proc {
-    let mut command = match namespace {
+fn spawn(config_path: &Path, launch: &Launch, name: &str, log_dir: &Path) -> Proc {
+    let mut command = match launch {
+        Launch::Native => Command::new(binary("tether-agent")),
         // `ip netns exec` runs the agent itself (exec), so the process is the agent's.
-        Some(namespace) => {
+        Launch::Namespace(namespace) => {
             let mut command = Command::new("ip");
             command
                 .args(["netns", "exec", namespace])
                 .arg(binary("tether-agent"));
             command
         }
-        None => Command::new(binary("tether-agent")),
+        // qemu-user runs the foreign binary in its own process, so signals reach the agent.
+        Launch::Emulated(emulated) => {
+            let mut command = Command::new(&emulated.qemu);
+            if let Some(sysroot) = &emulated.sysroot {
+                command.arg("-L").arg(sysroot);
+            }
+            command.arg(&emulated.agent);
+            command
+        }
     };
     hermetic(&mut command);
     command.arg("--config").arg(config_path);

@@ -33,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use agent::Agent;
+pub use agent::{Agent, Emulated};
 pub use cli::{Cli, CliOutput};
 pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
 pub use fault_proxy::FaultProxy;

@@ -1,7 +1,10 @@
 //! Agent size and memory: the size of `tether-agent` built with the `device` profile (and the
 //! `release` profile for comparison), and the resident memory (VmRSS) of each, running against a
 //! real hub on 127.0.0.1: idle-connected, with one live shell open, and after that shell printed
-//! ~1.3 MB. Prints figures only.
+//! ~1.3 MB. Then the agents shipped per target (`dist/tether-agent-ARCH-linux`, made by
+//! `scripts/build-agents`): the size of each, and the memory of the x86-64 musl one measured
+//! natively (the ARM ones run only under emulation here, where memory figures mean nothing).
+//! Prints figures only.
 //!
 //! Binaries: hub and CLI from `TETHER_BIN_DIR` (default: this executable's directory, i.e.
 //! `target/release/`), the device agent from `TETHER_DEVICE_AGENT` (default
@@ -79,6 +82,34 @@ fn main() -> ExitCode {
     for (profile, path) in [("device", device.clone()), ("release", release.clone())] {
         point_agent(&path);
         measure(&hub, &cli, profile, path);
+    }
+
+    println!("\n== shipped agents per target (dist/, scripts/build-agents) ==");
+    let dist = std::env::var_os("TETHER_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dist"));
+    for (arch, what) in [
+        ("x86_64", "x86_64-unknown-linux-musl, static"),
+        ("aarch64", "aarch64-unknown-linux-musl, static"),
+        ("armv7", "armv7-unknown-linux-gnueabihf, glibc 2.31"),
+    ] {
+        let path = dist.join(format!("tether-agent-{arch}-linux"));
+        if !path.is_file() {
+            println!("{arch:<8} {}: missing (run scripts/build-agents)", path.display());
+            continue;
+        }
+        let size = file_size(&path);
+        println!(
+            "{arch:<8} {what:<42} {} ({size} bytes); goal <= 2.5 MB: {}",
+            human_bytes(size),
+            verdict(size <= 2_500_000)
+        );
+        println!("METRIC agent_size_{arch}_bytes {size}");
+    }
+    let musl = dist.join("tether-agent-x86_64-linux");
+    if musl.is_file() {
+        point_agent(&musl);
+        measure(&hub, &cli, "x86_64-musl", musl);
     }
     ExitCode::SUCCESS
 }
