@@ -1,4 +1,6 @@
-//! Child processes owned by a guard: killed on drop, logs printed when the test panicked.
+//! Child processes owned by a guard: killed on drop, logs printed when the test panicked, and the
+//! test failed when one of Tether's programs panicked (whatever a peer sends must never make a hub,
+//! agent or CLI panic).
 
 use std::{
     fs::File,
@@ -197,8 +199,17 @@ impl Drop for Proc {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+        } else if panicked(&self.stderr()) {
+            panic!("{} panicked:\n{}", self.name, self.logs());
         }
     }
+}
+
+/// Whether a log holds what Rust's default panic hook prints:
+/// `thread 'NAME' (ID) panicked at FILE:LINE:COL:`.
+fn panicked(log: &str) -> bool {
+    log.lines()
+        .any(|line| line.starts_with("thread '") && line.contains(" panicked at "))
 }
 
 pub(crate) fn read_lossy(path: &Path) -> String {
