@@ -5,11 +5,13 @@ mod audit;
 mod audit_api;
 mod auth;
 mod config;
+mod connection_limits;
 mod demo;
 mod detached_api;
 mod device_auth;
 mod device_connection;
 mod file_api;
+mod file_descriptors;
 mod http_error;
 mod management;
 mod passwords;
@@ -242,6 +244,8 @@ pub async fn serve(
     if options.nats_url.is_some() {
         config.nats_url = options.nats_url;
     }
+    // Before anything is opened: the connection cap is derived from the limit.
+    let open_file_limit = file_descriptors::raise_open_file_limit();
     let store = open_store(&data_dir, &config).await?;
     // Operators attached when the previous process ended are gone: their sessions wait for them.
     store.detach_all_resumable_sessions(store::now_millis()).await?;
@@ -309,12 +313,35 @@ pub async fn serve(
     }
     let router = state.router.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
-    server::serve(listener, acceptor, server::routes(state), shutdown_signal()).await?;
+    let connections = connection_settings(&state.config, open_file_limit);
+    server::serve(
+        listener,
+        acceptor,
+        server::routes(state),
+        connections,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("shutting down: closing device connections");
     let spread = Duration::from_secs(shutdown_spread_secs);
     router.kick_all("the hub is shutting down", spread).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// The accept loop's deadlines and caps, from the configuration and the open-file limit.
+fn connection_settings(config: &HubConfig, open_file_limit: u64) -> server::ConnectionSettings {
+    let max_total = file_descriptors::max_connections(config.max_connections, open_file_limit);
+    let max_per_address = config.max_connections_per_address.max(1);
+    tracing::info!(
+        "accepting at most {max_total} connections ({max_per_address} per client address) \
+         with an open-file limit of {open_file_limit}"
+    );
+    server::ConnectionSettings {
+        request_deadline: Duration::from_secs(config.request_deadline_secs.max(1)),
+        idle_timeout: Duration::from_secs(config.http_idle_timeout_secs.max(1)),
+        limits: connection_limits::ConnectionLimits::new(max_total, max_per_address),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
