@@ -18,6 +18,7 @@ mod cli;
 mod device;
 mod fault_proxy;
 mod forward;
+pub mod hostile;
 mod hub;
 mod nats;
 mod netns;

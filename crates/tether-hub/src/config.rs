@@ -101,6 +101,22 @@ pub struct HubConfig {
     /// come back, and lists it as detached (the agent's `terminal.grace_period_secs` decides
     /// whether the shell is still there; keep the two alike).
     pub terminal_grace_period_secs: u64,
+    /// A new connection must complete its TLS handshake and send the headers of its first
+    /// request within this many seconds of being accepted, or it is closed.
+    pub request_deadline_secs: u64,
+    /// An HTTP connection is closed when it is idle between requests (keep-alive), or takes
+    /// longer to send a later request's headers, for this many seconds. Upgraded WebSockets
+    /// are not concerned (their keep-alive is `keepalive_interval_secs`).
+    pub http_idle_timeout_secs: u64,
+    /// Concurrent client connections in total (WebSockets included); beyond it new connections
+    /// are closed at once. 0: derived from the open-file limit (half of it after a reserve of
+    /// 256 for the hub's own files, see docs/configuration.md); a larger value is lowered to
+    /// the open-file limit minus the reserve.
+    pub max_connections: usize,
+    /// Concurrent connections speaking HTTP from one client address (IPv6: one /64); beyond it
+    /// new connections from there are closed at once. A connection upgraded to an authenticated
+    /// WebSocket (device or user session) no longer counts.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HubConfig {
@@ -139,6 +155,10 @@ impl Default for HubConfig {
             nats_url: None,
             shutdown_spread_secs: 0,
             terminal_grace_period_secs: 300,
+            request_deadline_secs: 10,
+            http_idle_timeout_secs: 60,
+            max_connections: 0,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -178,6 +198,10 @@ const KEYS: &[&str] = &[
     "nats_url",
     "shutdown_spread_secs",
     "terminal_grace_period_secs",
+    "request_deadline_secs",
+    "http_idle_timeout_secs",
+    "max_connections",
+    "max_connections_per_address",
 ];
 
 impl HubConfig {

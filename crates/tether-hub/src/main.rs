@@ -7,11 +7,13 @@ mod auth;
 mod checkpoints;
 mod config;
 mod config_values;
+mod connection_limits;
 mod demo;
 mod detached_api;
 mod device_auth;
 mod device_connection;
 mod file_api;
+mod file_descriptors;
 mod file_download;
 mod http_error;
 mod login_throttle;
@@ -260,6 +262,8 @@ pub async fn serve(
     if options.nats_url.is_some() {
         config.nats_url = options.nats_url;
     }
+    // Before anything is opened: the connection cap is derived from the limit.
+    let open_file_limit = file_descriptors::raise_open_file_limit();
     let store = open_store(&data_dir, &config).await?;
     // Operators attached when the previous process ended are gone: their sessions wait for them.
     store.detach_all_resumable_sessions(store::now_millis()).await?;
@@ -347,7 +351,15 @@ pub async fn serve(
     let router = state.router.clone();
     let checkpoint_store = state.store.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
-    server::serve(listener, acceptor, server::routes(state), shutdown_signal()).await?;
+    let connections = connection_settings(&state.config, open_file_limit);
+    server::serve(
+        listener,
+        acceptor,
+        server::routes(state),
+        connections,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("shutting down: closing device connections");
     let spread = Duration::from_secs(shutdown_spread_secs);
     router.kick_all("the hub is shutting down", spread).await;
@@ -375,6 +387,21 @@ async fn revoke_sleeping_tokens(state: &AppState) -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!(error.message))?;
     }
     Ok(())
+}
+
+/// The accept loop's deadlines and caps, from the configuration and the open-file limit.
+fn connection_settings(config: &HubConfig, open_file_limit: u64) -> server::ConnectionSettings {
+    let max_total = file_descriptors::max_connections(config.max_connections, open_file_limit);
+    let max_per_address = config.max_connections_per_address.max(1);
+    tracing::info!(
+        "accepting at most {max_total} connections ({max_per_address} per client address) \
+         with an open-file limit of {open_file_limit}"
+    );
+    server::ConnectionSettings {
+        request_deadline: Duration::from_secs(config.request_deadline_secs.max(1)),
+        idle_timeout: Duration::from_secs(config.http_idle_timeout_secs.max(1)),
+        limits: connection_limits::ConnectionLimits::new(max_total, max_per_address),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,16 @@
-//! The HTTPS server: routes, the TLS accept loop, and graceful shutdown.
+//! The HTTPS server: routes, the TLS accept loop (connection caps and deadlines), and graceful
+//! shutdown.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use axum::{
@@ -8,21 +18,27 @@ use axum::{
     extract::{ConnectInfo, DefaultBodyLimit},
     routing::{delete, get, post, put},
 };
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use tether_proto::{api, auth};
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+};
 use tower::ServiceExt as _;
 
 use crate::{
-    access_api, audit_api, device_auth, device_connection, file_api, http_error, management, refusal_audit,
-    roles_api, secrets::TlsFiles, sessions_api, state::AppState, two_factor_api, user_session, users_api,
-    web_assets, web_session,
+    access_api, audit_api,
+    connection_limits::{AddressSlot, ConnectionLimits, ConnectionPermit},
+    device_auth, device_connection, file_api, http_error, management, refusal_audit, roles_api,
+    secrets::TlsFiles,
+    sessions_api,
+    state::AppState,
+    two_factor_api, user_session, users_api, web_assets, web_session,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
 const MAX_JSON_BODY: usize = 64 * 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -184,11 +200,23 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAccepto
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// How the accept loop treats connections (from the configuration).
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// From accept to the headers of the first request (TLS handshake included).
+    pub request_deadline: Duration,
+    /// Idle time between two requests of a keep-alive connection, and time to send a later
+    /// request's headers.
+    pub idle_timeout: Duration,
+    pub limits: Arc<ConnectionLimits>,
+}
+
 /// Accepts TLS connections and serves `app` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
+    settings: ConnectionSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
@@ -197,7 +225,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    // Running out of file descriptors must not end the server.
+                    // The connection caps keep a reserve of file descriptors, so this is not
+                    // expected; it must not end the server either.
                     tracing::warn!("accept failed: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -205,27 +234,126 @@ pub async fn serve(
             },
             _ = &mut shutdown => return Ok(()),
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!("TLS handshake with {client} failed: {error}"),
-                Err(_) => return tracing::debug!("TLS handshake with {client} timed out"),
-            };
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
-                    app.clone().oneshot(request)
-                });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!("connection from {client} ended: {error}");
+        // Refused connections are closed before any TLS work: they cost one accept.
+        let (permit, address_slot) = match settings.limits.admit(client.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                settings.limits.log_refusal(client.ip(), refusal);
+                drop(tcp);
+                continue;
             }
-        });
+        };
+        tokio::spawn(serve_connection(
+            tcp,
+            client,
+            permit,
+            address_slot,
+            acceptor.clone(),
+            app.clone(),
+            settings.clone(),
+        ));
+    }
+}
+
+/// Serves one accepted connection: TLS, then HTTP/1.1 (with WebSocket upgrades).
+async fn serve_connection(
+    tcp: TcpStream,
+    client: SocketAddr,
+    permit: ConnectionPermit,
+    // Held while the connection speaks HTTP: hyper's future ends when it closes or upgrades.
+    _address_slot: AddressSlot,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    settings: ConnectionSettings,
+) {
+    let deadline = tokio::time::Instant::now() + settings.request_deadline;
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => return tracing::debug!("TLS handshake with {client} failed: {error}"),
+        Err(_) => return tracing::debug!("TLS handshake with {client} timed out"),
+    };
+    let first_request = Arc::new(AtomicBool::new(false));
+    let seen = first_request.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
+        app.clone().oneshot(request)
+    });
+    // HTTP/1.1 only (the only protocol offered by ALPN): hyper's header read timeout, which
+    // also runs while a keep-alive connection waits for its next request, is HTTP/1's.
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.idle_timeout);
+    let stream = CountedStream {
+        inner: tls,
+        _permit: permit,
+    };
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = &mut connection => result,
+        _ = tokio::time::sleep_until(deadline) => {
+            if !first_request.load(Ordering::Relaxed) {
+                // Dropping the connection closes its socket.
+                return tracing::debug!(
+                    "closed the connection from {client}: no complete request within {:?}",
+                    settings.request_deadline
+                );
+            }
+            (&mut connection).await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!("connection from {client} ended: {error}");
+    }
+}
+
+/// A client's stream with its place in the connection count, which it keeps for as long as the
+/// socket is open, also after an upgrade to a WebSocket (hyper hands this stream over).
+struct CountedStream<S> {
+    inner: S,
+    _permit: ConnectionPermit,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(context, buffer)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(context, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
     }
 }

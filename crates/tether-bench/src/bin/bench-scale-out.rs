@@ -80,7 +80,10 @@ fn idle_devices(count: usize, idle_seconds: u64) {
         HubOptions::default()
             .provisioning_key(PROVISIONING_KEY)
             // No pings during the measurement: the generator's devices send none either.
-            .env("TETHER_HUB_KEEPALIVE_INTERVAL_SECS", "600"),
+            .env("TETHER_HUB_KEEPALIVE_INTERVAL_SECS", "600")
+            // The derived cap keeps a file per connection for recordings these devices never
+            // open: allow every device (the hub still keeps its fixed reserve).
+            .env("TETHER_HUB_MAX_CONNECTIONS", &(count + 100).to_string()),
     );
     let pid = hub.process().pid().expect("hub pid");
     let empty_rss = rss_kib(pid);
