@@ -290,6 +290,7 @@ async fn serve_connection(
     let stream = CountedStream {
         inner: tls,
         _permit: permit,
+        linger: Linger::Open,
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -316,7 +317,25 @@ async fn serve_connection(
 struct CountedStream<S> {
     inner: S,
     _permit: ConnectionPermit,
+    /// Once the hub has closed its side, what the client still sends is read and dropped for a
+    /// moment (a "lingering close"). Closing a socket with unread bytes resets the connection,
+    /// and a reset can reach the client before it reads the answer: a refused upload's 403 or a
+    /// 413 would then show up as "connection reset" or "broken pipe" instead of the error.
+    linger: Linger,
 }
+
+/// The state of a lingering close.
+enum Linger {
+    Open,
+    Draining {
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        budget: usize,
+    },
+}
+
+/// How long, and how many bytes, a closed connection keeps reading what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
 
 impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
     fn poll_read(
@@ -328,7 +347,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -354,6 +373,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(context)
+        let this = &mut *self;
+        if let Linger::Open = this.linger {
+            // Our side first (TLS close_notify, then FIN): the client sees the end of the answer.
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(context))?;
+            this.linger = Linger::Draining {
+                deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                budget: LINGER_BYTES,
+            };
+        }
+        let Linger::Draining { deadline, budget } = &mut this.linger else {
+            unreachable!("set just above");
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if *budget == 0 || deadline.as_mut().poll(context).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buffer = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(context, &mut buffer) {
+                // The client closed too, or the connection failed: nothing more to wait for.
+                Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => *budget = budget.saturating_sub(buffer.filled().len()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
