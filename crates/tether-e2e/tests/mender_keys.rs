@@ -160,7 +160,7 @@ fn small_rsa_keys_other_curves_and_tampered_requests_get_400() {
         refused.push(fake.name.clone());
     }
 
-    // None of them is a device, and the refusals are logged.
+    // None of them is a device, and the refusals are logged and audited.
     let names: Vec<String> = admin.devices().into_iter().map(|d| d.name).collect();
     for name in refused.iter().chain([&"someone-else".to_owned()]) {
         assert!(!names.contains(name), "{name} was refused: {names:?}");
@@ -168,4 +168,9 @@ fn small_rsa_keys_other_curves_and_tampered_requests_get_400() {
     wait_for("the hub to log the refusal of the RSA 1024 key", WAIT, || {
         hub.log().contains("RSA key of 1024 bits").then_some(())
     });
+    let audit = admin.run(&["audit", "list", "--json"]);
+    assert!(
+        audit.ok().contains("RSA key of 1024 bits") && audit.ok().contains("P-384"),
+        "the refusals are audited with their reason:\n{audit}"
+    );
 }
