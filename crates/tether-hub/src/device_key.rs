@@ -96,11 +96,18 @@ impl DevicePublicKey {
             })?;
             return Ok(DevicePublicKey::Ed25519(key));
         }
+        if algorithm != RSA_ENCRYPTION && algorithm != EC_PUBLIC_KEY {
+            return Err(KeyError::UnsupportedAlgorithm(oid_name(&algorithm)));
+        }
         let key_bytes = info
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| KeyError::Malformed {
-                algorithm: algorithm_name(&algorithm),
+                algorithm: if algorithm == RSA_ENCRYPTION {
+                    "RSA"
+                } else {
+                    "ECDSA"
+                },
                 why: "the key's bit string is not whole bytes".into(),
             })?;
         if algorithm == RSA_ENCRYPTION {
@@ -113,26 +120,24 @@ impl DevicePublicKey {
                 bits,
             });
         }
-        if algorithm == EC_PUBLIC_KEY {
-            let curve = info.algorithm.parameters_oid().map_err(|_| KeyError::Malformed {
-                algorithm: "ECDSA",
-                why: "the curve is not named by an OID (explicit curve parameters are not accepted)".into(),
-            })?;
-            if curve != P256 {
-                return Err(KeyError::UnsupportedCurve(oid_name(&curve)));
-            }
-            // ring verifies against the uncompressed point only; openssl and Mender write that form.
-            if key_bytes.len() != 65 || key_bytes[0] != 0x04 {
-                return Err(KeyError::Malformed {
-                    algorithm: "ECDSA P-256",
-                    why: "the point must be uncompressed (65 bytes starting with 04)".into(),
-                });
-            }
-            return Ok(DevicePublicKey::EcdsaP256 {
-                point: key_bytes.to_vec(),
+        // What is left is an ECDSA key.
+        let curve = info.algorithm.parameters_oid().map_err(|_| KeyError::Malformed {
+            algorithm: "ECDSA",
+            why: "the curve is not named by an OID (explicit curve parameters are not accepted)".into(),
+        })?;
+        if curve != P256 {
+            return Err(KeyError::UnsupportedCurve(oid_name(&curve)));
+        }
+        // ring verifies against the uncompressed point only; openssl and Mender write that form.
+        if key_bytes.len() != 65 || key_bytes[0] != 0x04 {
+            return Err(KeyError::Malformed {
+                algorithm: "ECDSA P-256",
+                why: "the point must be uncompressed (65 bytes starting with 04)".into(),
             });
         }
-        Err(KeyError::UnsupportedAlgorithm(oid_name(&algorithm)))
+        Ok(DevicePublicKey::EcdsaP256 {
+            point: key_bytes.to_vec(),
+        })
     }
 
     /// Checks `signature` (the decoded X-MEN-Signature) over the exact `body` bytes: Ed25519;
@@ -234,14 +239,6 @@ fn rsa_modulus_bits(der: &[u8]) -> Result<usize, KeyError> {
         None => 0,
         Some(first) => bytes.len() * 8 - first.leading_zeros() as usize,
     })
-}
-
-fn algorithm_name(oid: &ObjectIdentifier) -> &'static str {
-    match *oid {
-        RSA_ENCRYPTION => "RSA",
-        EC_PUBLIC_KEY => "ECDSA",
-        _ => "public",
-    }
 }
 
 /// A readable name for a refused algorithm or curve: its common name and OID, or the OID.
