@@ -1,5 +1,6 @@
 //! A fake device for protocol-level tests: it authenticates like an agent (Ed25519-signed
-//! request) and opens the device WebSocket, then sends whatever the test wants, raw.
+//! request) or like a Mender client (RSA or ECDSA key made by openssl, see [`OpensslKey`]) and
+//! opens the device WebSocket, then sends whatever the test wants, raw.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,11 +17,20 @@ use tether_proto::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Hub, unique_name};
+use crate::{Hub, OpensslKey, unique_name};
 
-/// A device identity (Ed25519 key + `hostname`) speaking to one hub.
+/// The key a fake device signs its auth requests with.
+#[derive(Clone)]
+enum DeviceKey {
+    /// tether-agent's kind of key.
+    Ed25519(Box<SigningKey>),
+    /// A Mender client's kind of key (RSA or ECDSA), used through the openssl command line.
+    Openssl(Arc<OpensslKey>),
+}
+
+/// A device identity (key + `hostname`) speaking to one hub.
 pub struct FakeDevice {
-    key: SigningKey,
+    key: DeviceKey,
     /// The `hostname` attribute: the device's name in listings.
     pub name: String,
     hub: HubUrl,
@@ -51,8 +61,19 @@ impl FakeDevice {
 
     pub fn named(hub: &Hub, name: &str) -> FakeDevice {
         FakeDevice {
-            key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()),
+            key: DeviceKey::Ed25519(Box::new(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))),
             name: name.to_owned(),
+            hub: hub.hub_url(),
+            tls: hub.tls(),
+        }
+    }
+
+    /// A new device with a unique name that signs with `key` (made by openssl), as a Mender
+    /// client does.
+    pub fn with_openssl_key(hub: &Hub, key: OpensslKey) -> FakeDevice {
+        FakeDevice {
+            key: DeviceKey::Openssl(Arc::new(key)),
+            name: unique_name("mender"),
             hub: hub.hub_url(),
             tls: hub.tls(),
         }
@@ -70,10 +91,13 @@ impl FakeDevice {
 
     /// The public key, SPKI PEM, as the agent sends it.
     pub fn pubkey_pem(&self) -> String {
-        self.key
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .expect("encode the public key")
+        match &self.key {
+            DeviceKey::Ed25519(key) => key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .expect("encode the public key"),
+            DeviceKey::Openssl(key) => key.public_pem().to_owned(),
+        }
     }
 
     /// The JSON body of an authentication request for this device.
@@ -87,9 +111,14 @@ impl FakeDevice {
         serde_json::to_vec(&request).expect("serialize the auth request")
     }
 
-    /// `base64(Ed25519 signature of body)` with this device's key.
+    /// `base64(signature of body)` with this device's key: Ed25519, or `openssl dgst -sha256
+    /// -sign` for an openssl key.
     pub fn sign(&self, body: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.key.sign(body).to_bytes())
+        let signature = match &self.key {
+            DeviceKey::Ed25519(key) => key.sign(body).to_bytes().to_vec(),
+            DeviceKey::Openssl(key) => key.sign(body),
+        };
+        base64::engine::general_purpose::STANDARD.encode(signature)
     }
 
     /// POSTs `body` to the authentication endpoint with `signature` (none: no header at all).

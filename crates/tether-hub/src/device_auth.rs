@@ -14,12 +14,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
-use ed25519_dalek::{Verifier as _, VerifyingKey, pkcs8::DecodePublicKey as _};
 use tether_proto::auth::{AuthRefusal, AuthRequest, SIGNATURE_HEADER};
 
 use crate::{
     audit::{self, NewEvent, Object, Outcome, RequestContext},
     config::HubConfig,
+    device_key::DevicePublicKey,
     http_error::ApiError,
     state::AppState,
     store::{DeviceRecord, DeviceStatus, now_millis},
@@ -104,8 +104,9 @@ async fn make_room_for_pending(state: &AppState, context: &RequestContext) -> Re
     Ok(())
 }
 
-/// Checks the request's signature and returns the request and the device's public key.
-fn verified_request(headers: &HeaderMap, body: &[u8]) -> Result<(AuthRequest, VerifyingKey), ApiError> {
+/// Checks the request's signature and returns the request and the device's public key
+/// (Ed25519, RSA or ECDSA P-256: see [`crate::device_key`]).
+fn verified_request(headers: &HeaderMap, body: &[u8]) -> Result<(AuthRequest, DevicePublicKey), ApiError> {
     let signature = headers.get(SIGNATURE_HEADER).ok_or_else(|| {
         ApiError::bad_request(format!(
             "missing {SIGNATURE_HEADER} header (the request must be signed)"
@@ -114,14 +115,11 @@ fn verified_request(headers: &HeaderMap, body: &[u8]) -> Result<(AuthRequest, Ve
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.as_bytes())
         .map_err(|_| ApiError::bad_request(format!("{SIGNATURE_HEADER} is not base64")))?;
-    let signature = ed25519_dalek::Signature::from_slice(&signature)
-        .map_err(|_| ApiError::bad_request(format!("{SIGNATURE_HEADER} is not an Ed25519 signature")))?;
     let request: AuthRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid authentication request: {e}")))?;
-    let key = VerifyingKey::from_public_key_pem(&request.pubkey)
-        .map_err(|_| ApiError::bad_request("pubkey is not an Ed25519 public key in SPKI PEM form"))?;
+    let key = DevicePublicKey::from_pem(&request.pubkey).map_err(|e| ApiError::bad_request(e.to_string()))?;
     key.verify(body, &signature)
-        .map_err(|_| ApiError::bad_request("signature does not match the request body and its public key"))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((request, key))
 }
 
@@ -195,7 +193,7 @@ pub async fn auth_request(
         .await?;
         return Err(error);
     };
-    let public_key = hex::encode(key.as_bytes());
+    let public_key = key.identity();
     let name = identity
         .get("hostname")
         .and_then(|v| v.as_str())
@@ -253,7 +251,12 @@ pub async fn auth_request(
                 tags: Vec::new(),
             };
             state.store.insert_device(&device).await?;
-            tracing::info!("new device {} ({}) is pending acceptance", device.name, device.id);
+            tracing::info!(
+                "new device {} ({}, {} key) is pending acceptance",
+                device.name,
+                device.id,
+                key.kind()
+            );
             device
         }
     };

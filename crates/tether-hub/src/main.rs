@@ -12,6 +12,7 @@ mod demo;
 mod detached_api;
 mod device_auth;
 mod device_connection;
+mod device_key;
 mod file_api;
 mod file_descriptors;
 mod file_download;
