@@ -167,6 +167,24 @@ fn the_printed_line_installs_an_agent_that_enrols_with_its_tags() {
             .exec_when_ready(&name, &["echo", "installed-by-one-line"], Duration::from_secs(30));
     assert_eq!(output.ok(), "installed-by-one-line\n");
 
+    // Once accepted, the device never spends its token again: without its saved device token it
+    // authenticates afresh, presenting the used-up enrolment token, and is still let in.
+    drop(agent);
+    std::fs::remove_file(prefix.path().join("var/lib/tether-agent/token"))
+        .expect("the agent saved its device token");
+    let mut again = Command::new(&installed);
+    again
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("RUST_LOG", "info");
+    let agent = Proc::spawn(&format!("{name}-again"), again, setup.dir.path());
+    wait_log(&agent, "authenticated with");
+    let output = setup
+        .cli
+        .exec_when_ready(&name, &["echo", "still-in"], Duration::from_secs(30));
+    assert_eq!(output.ok(), "still-in\n");
+
     // The token is spent: a second device using the same line is refused and stays pending.
     let second_prefix = tempfile::tempdir().unwrap();
     let second_name = unique_name("second");

@@ -286,6 +286,7 @@ pub async fn auth_request(
         }
         status = DeviceStatus::Accepted;
     }
+    let accepted_by_token = status != device.status;
     // The provisioning key only enrols pending newcomers: an accepted device is not refused for
     // a stale key, and a rejected device stays rejected (the key does not overrule an admin).
     if let (DeviceStatus::Pending, Some(offered)) = (status, &request.provisioning_key) {
@@ -318,7 +319,8 @@ pub async fn auth_request(
     };
     let details = serde_json::json!({
         "status": status.as_str(),
-        "accepted_by_provisioning_key": status != device.status,
+        "accepted_by_provisioning_key": status != device.status && !accepted_by_token,
+        "accepted_by_enrolment_token": accepted_by_token,
         "identity": identity,
     });
     record(&state, &context, Some(&device), outcome, details).await?;
