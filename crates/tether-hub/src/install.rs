@@ -38,8 +38,9 @@ pub struct Installer {
     /// SHA-256 of the hub certificate (DER), hex: the agent's `hub_fingerprint`.
     pub certificate_fingerprint: String,
     /// SHA-256 of the certificate's public key (SubjectPublicKeyInfo DER), base64: curl's
-    /// `--pinnedpubkey sha256//...`.
-    pub public_key_pin: String,
+    /// `--pinnedpubkey sha256//...`; or why the certificate could not be read for it (the hub
+    /// still serves everything else).
+    public_key_pin: Result<String, String>,
     agents_dir: PathBuf,
     hashes: Mutex<HashMap<PathBuf, (SystemTime, u64, String)>>,
 }
@@ -53,16 +54,31 @@ impl Installer {
             .next()
             .with_context(|| format!("no certificate in {}", certificate_file.display()))?
             .with_context(|| format!("parsing {}", certificate_file.display()))?;
-        let parsed = webpki::EndEntityCert::try_from(&certificate)
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e:?}", certificate_file.display()))?;
-        let public_key = parsed.subject_public_key_info();
+        let public_key_pin = match webpki::EndEntityCert::try_from(&certificate) {
+            Ok(parsed) => Ok(base64::engine::general_purpose::STANDARD
+                .encode(Sha256::digest(parsed.subject_public_key_info().as_ref()))),
+            Err(error) => {
+                let why = format!(
+                    "the public key of {} cannot be read ({error:?}), so the one-line install is unavailable",
+                    certificate_file.display()
+                );
+                tracing::warn!("{why}");
+                Err(why)
+            }
+        };
         Ok(Installer {
             certificate_fingerprint: hex::encode(Sha256::digest(certificate.as_ref())),
-            public_key_pin: base64::engine::general_purpose::STANDARD
-                .encode(Sha256::digest(public_key.as_ref())),
+            public_key_pin,
             agents_dir,
             hashes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The pin for curl, or a 503 saying why there is none.
+    pub fn public_key_pin(&self) -> Result<&str, ApiError> {
+        self.public_key_pin
+            .as_deref()
+            .map_err(|why| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.clone()))
     }
 
     fn binary_path(&self, architecture: &str) -> PathBuf {
@@ -117,7 +133,7 @@ pub async fn script(State(state): State<AppState>, headers: HeaderMap) -> Result
     let installer = &state.installer;
     let mut text = SCRIPT_TEMPLATE
         .replace("@@HUB_URL@@", &hub_url(&headers)?)
-        .replace("@@PUBLIC_KEY_PIN@@", &installer.public_key_pin)
+        .replace("@@PUBLIC_KEY_PIN@@", installer.public_key_pin()?)
         .replace("@@FINGERPRINT@@", &installer.certificate_fingerprint);
     for architecture in ARCHITECTURES {
         let hash = installer.binary_hash(architecture).await?.unwrap_or_default();

@@ -65,6 +65,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedInstallToken>), ApiError> {
     // The token can put a device into any group: only who manages every device may make one.
     permit(&state, &principal, &context, Action::ManageDevices, None).await?;
+    let public_key_pin = state.installer.public_key_pin()?.to_owned();
     let mut tags = Vec::new();
     for tag in &request.tags {
         tags.push(valid_tag(tag.trim()).map_err(ApiError::bad_request)?.to_owned());
@@ -124,7 +125,7 @@ pub async fn create(
             tags,
             max_uses: uses,
             expires_at: expires_at / 1000,
-            public_key_pin: state.installer.public_key_pin.clone(),
+            public_key_pin,
             certificate_fingerprint: state.installer.certificate_fingerprint.clone(),
         }),
     ))
