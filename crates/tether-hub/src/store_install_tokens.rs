@@ -164,15 +164,13 @@ impl Store {
     }
 }
 
+/// Spending, expiry and revocation; run on both backends by `store_tests.rs`.
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::Spend;
     use crate::store::{Store, now_millis};
 
-    #[tokio::test]
-    async fn tokens_are_spent_once_per_use_and_refused_when_expired_or_revoked() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("hub.db")).await.unwrap();
+    pub async fn install_tokens(store: &Store) {
         let now = now_millis();
         let tags = vec!["site-a".to_owned()];
         store
