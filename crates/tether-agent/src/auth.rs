@@ -56,6 +56,7 @@ impl Authenticator {
             id_data,
             pubkey: pubkey_pem,
             provisioning_key,
+            enrolment_token: None,
             agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         };
         Ok(Authenticator {
@@ -63,6 +64,15 @@ impl Authenticator {
             request_body: serde_json::to_vec(&request)?,
             tls,
         })
+    }
+
+    /// Sends a one-time enrolment token (the one-line install) with every request: the hub
+    /// spends it only while this device is pending, and ignores it once the device is accepted.
+    pub fn with_enrolment_token(mut self, token: Option<String>) -> anyhow::Result<Authenticator> {
+        let mut request: AuthRequest = serde_json::from_slice(&self.request_body)?;
+        request.enrolment_token = token;
+        self.request_body = serde_json::to_vec(&request)?;
+        Ok(self)
     }
 
     /// The body and its `X-MEN-Signature` value (base64 of the Ed25519 signature of the body).

@@ -25,6 +25,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// A shared secret that makes the hub accept this device on first contact.
     pub provisioning_key: Option<String>,
+    /// A one-time enrolment token (written by the one-line install): makes the hub accept this
+    /// device on first contact, with the token's tags, while the token is live.
+    pub enrolment_token: Option<String>,
     /// WebSocket ping interval; the hub is presumed dead after two intervals of silence.
     pub keepalive_interval_secs: u64,
     /// Cap of the exponential reconnect backoff.
@@ -45,6 +48,7 @@ impl Default for Config {
             hub_fingerprint: None,
             data_dir: None,
             provisioning_key: None,
+            enrolment_token: None,
             keepalive_interval_secs: 90,
             reconnect_max_delay_secs: 60,
             identity: None,

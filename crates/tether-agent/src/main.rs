@@ -112,7 +112,8 @@ async fn run(args: args::Args) -> anyhow::Result<()> {
         id_data.clone(),
         settings.provisioning_key.clone(),
         tls.clone(),
-    )?;
+    )?
+    .with_enrolment_token(settings.enrolment_token.clone())?;
     if settings.terminal.enabled
         && let Err(problem) = account::shell_account(settings.terminal.user.as_deref())
     {

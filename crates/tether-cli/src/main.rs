@@ -13,6 +13,7 @@ mod failure;
 mod files;
 mod hub;
 mod input;
+mod install_tokens;
 mod login;
 mod messages;
 mod output;
@@ -263,6 +264,28 @@ enum DevicesCommand {
     /// Replace a device's tags (device groups are tags: tag:NAME); no tags clears them
     #[command(name = "set-tags", after_help = DEVICE_HELP)]
     SetTags { device: String, tags: Vec<String> },
+    /// Print a one-line install for a new device, with a one-time enrolment token
+    #[command(name = "install-command", after_help = install_tokens::INSTALL_COMMAND_HELP)]
+    InstallCommand {
+        /// A tag the enrolled device gets (repeat for several)
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// How long the token is valid, e.g. 1h, 7d (default 1 day)
+        #[arg(long, value_name = "DURATION", value_parser = tokens::parse_duration_secs)]
+        expires: Option<u64>,
+        /// How many devices may enrol with the token (default 1)
+        #[arg(long, value_name = "N")]
+        uses: Option<u64>,
+        /// The hub URL as devices reach it (default: the one this CLI uses)
+        #[arg(long, value_name = "URL")]
+        hub_url: Option<String>,
+        /// Print the hub's answer and the line as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or revoke one-time enrolment tokens
+    #[command(name = "install-tokens", subcommand)]
+    InstallTokens(install_tokens::InstallTokensCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -318,6 +341,25 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Login { user, password_stdin } => login::login(&options, &user, password_stdin).await?,
         Command::Logout => login::logout(&options).await?,
+        Command::Devices(DevicesCommand::InstallCommand {
+            tags,
+            expires,
+            uses,
+            hub_url,
+            json,
+        }) => {
+            let command = install_tokens::InstallCommand {
+                tags,
+                expires,
+                uses,
+                hub_url,
+                json,
+            };
+            return install_tokens::install_command(&options, command).await;
+        }
+        Command::Devices(DevicesCommand::InstallTokens(command)) => {
+            return install_tokens::run(&options, command).await;
+        }
         Command::Devices(command) => {
             let api = authenticated_api(&options)?;
             match command {
@@ -328,6 +370,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 DevicesCommand::Reject { device } => devices::decide(&api, &device, Decision::Reject).await?,
                 DevicesCommand::Remove { device } => devices::decide(&api, &device, Decision::Remove).await?,
                 DevicesCommand::SetTags { device, tags } => roles::set_tags(&api, &device, tags).await?,
+                DevicesCommand::InstallCommand { .. } | DevicesCommand::InstallTokens(_) => {
+                    anyhow::bail!("install commands are handled before this match")
+                }
             }
         }
         Command::Terminal { device, attach } => {

@@ -106,6 +106,7 @@ impl FakeDevice {
             id_data: serde_json::json!({ "hostname": self.name, "machine_id": self.name }).to_string(),
             pubkey: self.pubkey_pem(),
             provisioning_key: provisioning_key.map(str::to_owned),
+            enrolment_token: None,
             agent_version: Some("e2e-fake".into()),
         };
         serde_json::to_vec(&request).expect("serialize the auth request")

@@ -117,6 +117,9 @@ pub struct HubConfig {
     /// new connections from there are closed at once. A connection upgraded to an authenticated
     /// WebSocket (device or user session) no longer counts.
     pub max_connections_per_address: usize,
+    /// The directory the one-line install serves agent binaries from (`GET /install/agents/ARCH`
+    /// serves `tether-agent-ARCH-linux`, as `scripts/build-agents` names them).
+    pub agents_dir: PathBuf,
 }
 
 impl Default for HubConfig {
@@ -159,6 +162,7 @@ impl Default for HubConfig {
             http_idle_timeout_secs: 60,
             max_connections: 0,
             max_connections_per_address: 256,
+            agents_dir: PathBuf::from(DEFAULT_AGENTS_DIR),
         }
     }
 }
@@ -202,7 +206,11 @@ const KEYS: &[&str] = &[
     "http_idle_timeout_secs",
     "max_connections",
     "max_connections_per_address",
+    "agents_dir",
 ];
+
+/// Where the packages put the agent binaries the hub serves.
+pub const DEFAULT_AGENTS_DIR: &str = "/usr/lib/tether/agents";
 
 impl HubConfig {
     /// Reads the file (if any), then the environment. An environment value takes the type of

@@ -281,6 +281,15 @@ pub async fn auth_request(
     }
 
     let mut status = device.status;
+    // A one-time enrolment token (the one-line install, see install_tokens.rs) accepts a pending
+    // newcomer with the token's tags; a dead token leaves it pending.
+    if let (DeviceStatus::Pending, Some(offered)) = (status, &request.enrolment_token) {
+        if let Err(reason) = crate::install_tokens::enrol(&state, &context, &device, offered).await? {
+            return Ok(refusal("invalid", reason));
+        }
+        status = DeviceStatus::Accepted;
+    }
+    let accepted_by_token = status != device.status;
     // The provisioning key only enrols pending newcomers: an accepted device is not refused for
     // a stale key, and a rejected device stays rejected (the key does not overrule an admin).
     if let (DeviceStatus::Pending, Some(offered)) = (status, &request.provisioning_key) {
@@ -313,7 +322,8 @@ pub async fn auth_request(
     };
     let details = serde_json::json!({
         "status": status.as_str(),
-        "accepted_by_provisioning_key": status != device.status,
+        "accepted_by_provisioning_key": status != device.status && !accepted_by_token,
+        "accepted_by_enrolment_token": accepted_by_token,
         "identity": identity,
     });
     record(&state, &context, Some(&device), outcome, details).await?;

@@ -17,6 +17,8 @@ mod file_api;
 mod file_descriptors;
 mod file_download;
 mod http_error;
+mod install;
+mod install_tokens;
 mod login_throttle;
 mod management;
 mod open_terminals;
@@ -38,6 +40,7 @@ mod store;
 mod store_access;
 mod store_audit_anchor;
 mod store_devices;
+mod store_install_tokens;
 mod store_terminals;
 #[cfg(test)]
 mod store_tests;
@@ -310,7 +313,9 @@ pub async fn serve(
     };
     let checkpointer = Arc::new(checkpoints::Checkpointer::new(audit_key, &config));
     tracing::info!("audit signing key: ed25519:{}", checkpointer.public_key());
+    let installer = install::Installer::new(&tls.certificate, config.agents_dir.clone())?;
     let state = AppState {
+        installer: Arc::new(installer),
         login_throttle: Arc::new(login_throttle::LoginThrottle::new(&config)),
         enrolment_limits: Arc::new(device_auth::EnrolmentLimits::new(&config)),
         session_limits: Arc::new(session_limits::SessionLimits::new(&config)),

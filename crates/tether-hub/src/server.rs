@@ -30,7 +30,8 @@ use tower::ServiceExt as _;
 use crate::{
     access_api, audit_api,
     connection_limits::{AddressSlot, ConnectionLimits, ConnectionPermit},
-    device_auth, device_connection, file_api, http_error, management, refusal_audit, roles_api,
+    device_auth, device_connection, file_api, http_error, install, install_tokens, management, refusal_audit,
+    roles_api,
     secrets::TlsFiles,
     sessions_api,
     state::AppState,
@@ -43,6 +44,16 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/install/agent.sh", get(install::script))
+        .route("/install/agents/{arch}", get(install::agent_binary))
+        .route(
+            "/api/management/v1/install-tokens",
+            post(install_tokens::create).get(install_tokens::list),
+        )
+        .route(
+            "/api/management/v1/install-tokens/{id}",
+            delete(install_tokens::revoke),
+        )
         .route(auth::AUTH_PATH, post(device_auth::auth_request))
         .route(auth::DEVICE_CONNECT_PATH, get(device_connection::connect))
         .route(api::LOGIN_PATH, post(management::login))

@@ -33,4 +33,6 @@ pub struct AppState {
     pub checkpoints: Arc<crate::checkpoints::Checkpointer>,
     /// This hub process's replica id (`DATA_DIR/replica-id`): the open terminals it serves.
     pub replica_id: Arc<str>,
+    /// The one-line install: the hub's certificate pins and the agent binaries' hashes.
+    pub installer: Arc<crate::install::Installer>,
 }

@@ -17,6 +17,7 @@ async fn check_all(store: &Store) {
     open_terminals(store).await;
     access_tokens(store).await;
     access_control(store).await;
+    crate::store_install_tokens::tests::install_tokens(store).await;
 }
 
 /// Roles, grants, tags, approval policies and requests, and the second factor.

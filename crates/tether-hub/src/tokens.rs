@@ -96,6 +96,14 @@ pub fn new_access_token() -> String {
     random_token(ACCESS_TOKEN_PREFIX)
 }
 
+/// The prefix of one-time enrolment tokens (the one-line install).
+pub const ENROLMENT_TOKEN_PREFIX: &str = "tte_";
+
+/// A new random enrolment token.
+pub fn new_enrolment_token() -> String {
+    random_token(ENROLMENT_TOKEN_PREFIX)
+}
+
 fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

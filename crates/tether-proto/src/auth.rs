@@ -18,6 +18,10 @@ pub struct AuthRequest {
     /// A shared secret that accepts the device on first contact, when the hub has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_key: Option<String>,
+    /// A one-time enrolment token (the one-line install): accepts the device on first contact
+    /// with the token's tags, while the token is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_token: Option<String>,
     /// The agent's version, for the device list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
