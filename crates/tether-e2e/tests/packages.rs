@@ -91,6 +91,8 @@ fn packages_hold_the_expected_files_scripts_and_units() {
     assert_has(&files, "/usr/bin/tether-hub", "-rwxr-xr-x");
     assert_has(&files, "/etc/tether/hub.toml", "-rw-r-----");
     assert_has(&files, "/lib/systemd/system/tether-hub.service", "-rw-r--r--");
+    // The one-line install's agents (agents_dir), from dist/ when they are built.
+    assert_has(&files, "/usr/lib/tether/agents", "drwxr-xr-x");
     assert_has(&contents(&cli), "/usr/bin/tether", "-rwxr-xr-x");
 
     for (deb, name, config) in [(&agent, "tether-agent", "agent"), (&hub, "tether-hub", "hub")] {
