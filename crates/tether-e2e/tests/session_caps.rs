@@ -58,6 +58,22 @@ fn sessions_beyond_the_caps_are_refused_with_the_limit_named() {
         output.stderr.contains("max_sessions_per_user = 2"),
         "the refusal does not name the limit: {output}"
     );
+    // A transfer through the HTTP file API is a session too.
+    let device_id = alice.device_id_by_name(&agent.name);
+    let download = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(&hub.cert_path)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", alice.token()))
+        .arg(format!(
+            "{}/api/management/v1/deviceconnect/devices/{device_id}/download?path=/etc/hostname",
+            hub.url
+        ))
+        .output()
+        .expect("curl");
+    let answer = String::from_utf8_lossy(&download.stdout);
+    assert!(answer.ends_with("\n429"), "{answer}");
+    assert!(answer.contains("max_sessions_per_user = 2"), "{answer}");
 
     // Bob has sessions of his own, until the device's cap.
     held.push(hold_session(&bob, &agent.name, "bob-1", logs.path()));
@@ -74,7 +90,11 @@ fn sessions_beyond_the_caps_are_refused_with_the_limit_named() {
         .collect();
     assert_eq!(
         limits,
-        ["max_sessions_per_device", "max_sessions_per_user"],
+        [
+            "max_sessions_per_device",
+            "max_sessions_per_user",
+            "max_sessions_per_user"
+        ],
         "{refused:#?}"
     );
 

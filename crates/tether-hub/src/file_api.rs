@@ -27,6 +27,7 @@ use crate::{
     auth::{Action, UserCaller, permit},
     http_error::ApiError,
     router::{Lane, Router, SessionEvent, SessionLink},
+    session_limits::{self, SessionSlot},
     state::AppState,
     store::{DeviceRecord, DeviceStatus},
     user_session::handshake,
@@ -44,6 +45,8 @@ pub(crate) struct DeviceSession {
     pub(crate) version: u32,
     router: Arc<Router>,
     pub(crate) device_name: String,
+    /// Its place under the hub's session caps, held for as long as the transfer runs.
+    _slot: SessionSlot,
 }
 
 impl DeviceSession {
@@ -51,6 +54,7 @@ impl DeviceSession {
         state: &AppState,
         device: &DeviceRecord,
         user_name: &str,
+        slot: SessionSlot,
     ) -> Result<DeviceSession, ApiError> {
         let sid = uuid::Uuid::new_v4().to_string();
         let offline = || ApiError::new(StatusCode::CONFLICT, format!("device {} is offline", device.name));
@@ -72,6 +76,7 @@ impl DeviceSession {
             version,
             router: state.router.clone(),
             device_name: device.name.clone(),
+            _slot: slot,
         })
     }
 
@@ -274,6 +279,7 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileWrite).await?;
     require_accepted(&device)?;
+    let slot = session_limits::admit(&state, &caller.0, &context, &device).await?;
     let event = TransferEvent {
         state: state.clone(),
         actor: Actor::principal(&caller.0, &context),
@@ -292,7 +298,7 @@ pub async fn upload(
         .and_then(|v| v.parse::<i64>().ok());
     if !multipart {
         let body = request.into_body().into_data_stream();
-        return send_file(&state, &device, query, size_hint, body, event).await;
+        return send_file(&state, &device, query, size_hint, body, event, slot).await;
     }
     let mut form = Multipart::from_request(request, &state)
         .await
@@ -307,7 +313,7 @@ pub async fn upload(
         if name == "file" {
             // The file comes last (as in Mender's API): everything it needs is known by now.
             let stream = field.map(|chunk| chunk.map_err(std::io::Error::other));
-            return send_file(&state, &device, fields, None, stream, event).await;
+            return send_file(&state, &device, fields, None, stream, event, slot).await;
         }
         let text = field
             .text()
@@ -337,6 +343,7 @@ async fn send_file<S, E>(
     size: Option<i64>,
     body: S,
     mut event: TransferEvent,
+    slot: SessionSlot,
 ) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -344,7 +351,7 @@ where
 {
     event.path = fields.path.clone().unwrap_or_default();
     let user_name = event.actor.name.clone().unwrap_or_default();
-    let result = upload_to_device(state, device, &user_name, fields, size, body).await;
+    let result = upload_to_device(state, device, &user_name, fields, size, body, slot).await;
     match &result {
         Ok((path, sent, sha256)) => {
             let details = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
@@ -373,6 +380,7 @@ async fn upload_to_device<S, E>(
     fields: UploadFields,
     size: Option<i64>,
     body: S,
+    slot: SessionSlot,
 ) -> Result<(String, i64, String), ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -384,7 +392,7 @@ where
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing `path`"))?;
     let mode = fields.mode.as_deref().map(parse_mode).transpose()?;
-    let mut session = DeviceSession::open(state, device, user_name).await?;
+    let mut session = DeviceSession::open(state, device, user_name, slot).await?;
     let tether = session.version >= version::TETHER;
     let (chunk_size, window) = if tether {
         (file_transfer::MAX_CHUNK, file_transfer::WINDOW_BYTES as i64)

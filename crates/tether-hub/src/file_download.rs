@@ -21,6 +21,7 @@ use crate::{
     auth::{Action, UserCaller},
     file_api::{DeviceSession, TransferEvent, device_for, require_accepted},
     http_error::ApiError,
+    session_limits::{self, SessionSlot},
     state::AppState,
     store::DeviceRecord,
 };
@@ -92,6 +93,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;
+    let slot = session_limits::admit(&state, &caller.0, &context, &device).await?;
     let action = if method == Method::HEAD {
         "file.stat"
     } else {
@@ -110,6 +112,7 @@ pub async fn download(
         &query.path,
         &headers,
         method == Method::HEAD,
+        slot,
     )
     .await;
     let prepared = event.refusal(action, prepared).await?;
@@ -155,10 +158,11 @@ async fn prepare_download(
     path: &str,
     headers: &HeaderMap,
     head_only: bool,
+    slot: SessionSlot,
 ) -> Result<Prepared, ApiError> {
     require_accepted(device)?;
     let user_name = event.actor.name.clone().unwrap_or_default();
-    let mut session = DeviceSession::open(state, device, &user_name).await?;
+    let mut session = DeviceSession::open(state, device, &user_name, slot).await?;
     session
         .send(&FileTransfer::Stat {
             path: path.to_owned(),

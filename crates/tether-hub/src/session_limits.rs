@@ -1,5 +1,6 @@
 //! Caps on concurrent user sessions at the hub (terminal, exec, file and port-forward sessions:
-//! every user WebSocket of [`crate::user_session`]), per user and per device. Each session holds
+//! every user WebSocket of [`crate::user_session`], and every transfer of the HTTP file API),
+//! per user and per device. Each session holds
 //! a [`SessionSlot`] for its lifetime; a session beyond a cap is refused before the upgrade,
 //! with a message naming the limit, and audited.
 //!
