@@ -4,6 +4,10 @@
 //! and starts the agent, which enrols with a one-time token and gets the token's tags. Used-up,
 //! expired and revoked tokens are refused with a clear message; a binary whose hash does not
 //! match is not installed.
+//!
+//! Where network namespaces are available (root, `ip netns`), the line runs inside one, as on a
+//! device of its own: it reaches the hub only through the namespace's link (a relay on the host
+//! end), with a PATH of nothing but the tools below and an empty environment.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -13,7 +17,7 @@ use std::{
 };
 
 use tempfile::TempDir;
-use tether_e2e::{Cli, Hub, HubOptions, Proc, binary, unique_name, wait_for};
+use tether_e2e::{Cli, FaultProxy, Hub, HubOptions, Namespace, Proc, binary, unique_name, wait_for};
 
 /// The programs the install line may use: nothing else is on its PATH.
 const TOOLS: &[&str] = &["sh", "curl", "sha256sum", "uname", "mkdir", "chmod", "mv", "rm"];
@@ -24,6 +28,15 @@ struct Setup {
     dir: TempDir,
     hub: Hub,
     cli: Cli,
+    /// The device's own network, when namespaces are available.
+    network: Option<DeviceNetwork>,
+}
+
+/// A network namespace for the device, and the relay on its link's host end to the hub.
+struct DeviceNetwork {
+    // Field order matters: the relay goes before its namespace's link.
+    relay: FaultProxy,
+    namespace: Namespace,
 }
 
 impl Setup {
@@ -43,7 +56,32 @@ impl Setup {
             HubOptions::default().config(&format!("agents_dir = {:?}", agents.display().to_string())),
         );
         let cli = hub.user_cli("admin", true);
-        Setup { dir, hub, cli }
+        let network = match Namespace::unavailable() {
+            Some(why) => {
+                eprintln!("no network namespace ({why}): the line runs on this host's network");
+                None
+            }
+            None => {
+                let namespace = Namespace::create().expect("a network namespace with a veth link");
+                let hub_address = format!("127.0.0.1:{}", hub.port).parse().expect("hub address");
+                let relay = FaultProxy::start_on(namespace.host_address.into(), hub_address);
+                Some(DeviceNetwork { relay, namespace })
+            }
+        };
+        Setup {
+            dir,
+            hub,
+            cli,
+            network,
+        }
+    }
+
+    /// The hub's URL as the device reaches it.
+    fn hub_url(&self) -> String {
+        match &self.network {
+            Some(network) => network.relay.url(),
+            None => self.hub.url.clone(),
+        }
     }
 
     fn agents_dir(&self) -> PathBuf {
@@ -52,7 +90,8 @@ impl Setup {
 
     /// `tether devices install-command ARGS...`: the line it prints.
     fn install_line(&self, args: &[&str]) -> String {
-        let mut full = vec!["devices", "install-command"];
+        let hub_url = self.hub_url();
+        let mut full = vec!["devices", "install-command", "--hub-url", &hub_url];
         full.extend_from_slice(args);
         let output = self.cli.run(&full);
         let line = output.ok().trim().to_owned();
@@ -67,7 +106,14 @@ impl Setup {
     /// Runs `line` followed by `extra` in a shell whose PATH holds only [`TOOLS`] and whose
     /// environment is otherwise empty.
     fn command(&self, line: &str, extra: &str) -> Command {
-        let mut command = Command::new("/bin/sh");
+        let mut command = match &self.network {
+            Some(network) => {
+                let mut command = Command::new(find_program("ip"));
+                command.args(["netns", "exec", &network.namespace.name, "/bin/sh"]);
+                command
+            }
+            None => Command::new("/bin/sh"),
+        };
         command
             .arg("-c")
             .arg(format!("{line} {extra}"))
@@ -97,7 +143,7 @@ impl Setup {
 }
 
 fn find_program(name: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/bin", "/usr/local/bin"] {
+    for dir in ["/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin"] {
         let path = Path::new(dir).join(name);
         if path.is_file() {
             return path;
@@ -152,7 +198,7 @@ fn the_printed_line_installs_an_agent_that_enrols_with_its_tags() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("hubs = [\"{}\"]", setup.hub.url)),
+        text.contains(&format!("hubs = [\"{}\"]", setup.hub_url())),
         "{text}"
     );
     assert!(text.contains("hub_fingerprint = \"sha256:"), "{text}");
