@@ -198,17 +198,7 @@ mod tests {
     use super::*;
 
     fn device(id: &str, tags: &[&str]) -> DeviceRecord {
-        DeviceRecord {
-            id: id.into(),
-            public_key: String::new(),
-            identity: "{}".into(),
-            name: id.into(),
-            status: crate::store::DeviceStatus::Accepted,
-            agent_version: None,
-            created_at: 0,
-            last_seen_at: None,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        }
+        DeviceRecord::accepted_for_test(id, tags)
     }
 
     fn operator_on(scope: &str) -> Grant {

@@ -150,17 +150,7 @@ mod tests {
     use super::*;
 
     fn device(id: &str) -> DeviceRecord {
-        DeviceRecord {
-            id: id.into(),
-            public_key: String::new(),
-            identity: "{}".into(),
-            name: id.into(),
-            status: crate::store::DeviceStatus::Accepted,
-            agent_version: None,
-            created_at: 0,
-            last_seen_at: None,
-            tags: Vec::new(),
-        }
+        DeviceRecord::accepted_for_test(id, &[])
     }
 
     #[test]

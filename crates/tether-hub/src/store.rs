@@ -88,6 +88,24 @@ pub struct DeviceRecord {
     pub tags: Vec<String>,
 }
 
+#[cfg(test)]
+impl DeviceRecord {
+    /// An accepted device named by its id, with `tags`: what unit tests of decisions need.
+    pub fn accepted_for_test(id: &str, tags: &[&str]) -> DeviceRecord {
+        DeviceRecord {
+            id: id.into(),
+            public_key: String::new(),
+            identity: "{}".into(),
+            name: id.into(),
+            status: DeviceStatus::Accepted,
+            agent_version: None,
+            created_at: 0,
+            last_seen_at: None,
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        }
+    }
+}
+
 /// The device columns, as a macro so that queries stay literal strings (sqlx refuses dynamic SQL).
 macro_rules! device_select {
     ($rest:literal) => {
