@@ -200,6 +200,10 @@ pub struct DeviceFilter {
     search: Option<String>,
     /// Only online (`true`) or offline (`false`) devices.
     online: Option<bool>,
+    /// Only the devices of exactly this name (the CLI's lookup of a name it was given).
+    name: Option<String>,
+    /// Only the devices whose id starts with this (a full id is its own prefix).
+    id_prefix: Option<String>,
     /// Pagination: without `limit`, every matching device (what the CLI asks for).
     #[serde(default)]
     offset: usize,
@@ -236,7 +240,8 @@ pub async fn list_devices(
     // the caller sees every device; a user of some groups gets theirs filtered here.
     let sees_all = matches!(&principal, Principal::User { grants, .. }
         if grants.allow_on_scope(Action::ViewDevices, &Scope::AllDevices, now_millis()) && !grants.two_factor_pending);
-    if let (Some(limit), None, true) = (filter.limit, filter.online, sees_all) {
+    let looks_up = filter.name.is_some() || filter.id_prefix.is_some();
+    if let (Some(limit), None, true, false) = (filter.limit, filter.online, sees_all, looks_up) {
         let limit = limit.clamp(1, MAX_DEVICE_PAGE) as i64;
         let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         let (page, total) = state.store.devices_page(status, &needle, offset, limit).await?;
@@ -262,6 +267,13 @@ pub async fn list_devices(
         // Each user sees the devices they hold view_devices on (their groups).
         .filter(|d| authorize_quietly(&principal, Action::ViewDevices, d))
         .filter(|d| needle.is_empty() || matches_search(d, &needle))
+        .filter(|d| filter.name.as_ref().is_none_or(|name| &d.name == name))
+        .filter(|d| {
+            filter
+                .id_prefix
+                .as_ref()
+                .is_none_or(|prefix| d.id.starts_with(prefix.as_str()))
+        })
         .filter(|d| {
             filter
                 .online

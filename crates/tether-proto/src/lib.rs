@@ -8,6 +8,7 @@
 //! - [`transfer`]: flow control of a file transfer (chunks, window, acks), shared by the CLI and
 //!   the hub.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
+//! - [`clock`]: the wall clock as Unix seconds or milliseconds, read the same way everywhere.
 //! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
 //! - [`audit`], [`audit_checkpoint`]: the audit log's hash chain and its signed checkpoints,
 //!   computed alike by the hub (which writes them) and the CLI (which verifies them); behind the
@@ -21,6 +22,7 @@ pub mod audit;
 #[cfg(feature = "audit")]
 pub mod audit_checkpoint;
 pub mod auth;
+pub mod clock;
 pub mod control;
 pub mod envelope;
 pub mod file_transfer;
