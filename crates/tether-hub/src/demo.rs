@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::Stdio};
 
 use anyhow::Context as _;
 
-use crate::{ServeOptions, config::HubConfig, passwords, secrets, store::Store};
+use crate::{ServeOptions, config::HubConfig, domain::passwords, service::secrets, store::Store};
 
 const DEMO_USER: &str = "demo";
 const DEMO_DEVICE: &str = "demo-device";

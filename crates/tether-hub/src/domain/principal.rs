@@ -1,0 +1,341 @@
+//! Who is calling, and what they may do: the [`Principal`] every HTTP endpoint and WebSocket
+//! upgrade resolves its caller to, and [`authorize`] — the one place where permission rules live.
+//! A user's roles, device groups and approved access are loaded with the principal
+//! ([`crate::domain::roles::Grants`]) and re-loaded by live connections when a
+//! [`Revocation::Access`] says they changed.
+
+use crate::{
+    domain::device::DeviceRecord, domain::failure::Failure, domain::roles::Grants, domain::user::UserRecord,
+};
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User {
+        user: UserRecord,
+        credential: Credential,
+        /// What the user holds where, as loaded with the credential.
+        grants: Grants,
+    },
+    Device {
+        device_id: String,
+    },
+}
+
+/// How a user authenticated: which revocations reach the connection, and what it may do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// A login session (its token's hash).
+    Session { token_hash: String },
+    /// A personal access token, limited to its permissions.
+    Token { id: String, permissions: Vec<Action> },
+}
+
+/// What an administrator (or the user) withdrew; live connections it reaches end at once (on
+/// every replica: the router's NATS bus relays them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Revocation {
+    /// One access token.
+    Token { id: String },
+    /// Every credential of a user (disabled).
+    User { user_id: String },
+    /// A user's login sessions, except one (revoke-sessions, password change); tokens stay.
+    Sessions { user_id: String, except: Option<String> },
+    /// What a user (or, with `None`, anyone) may do changed: roles, grants, device tags, approval
+    /// policies, or an approved access that expired. Live connections re-check their access.
+    Access { user_id: Option<String> },
+}
+
+impl Revocation {
+    /// What a connection it ends is told.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Revocation::Token { .. } => "access revoked: the access token was revoked",
+            Revocation::User { .. } => "access revoked: the account was disabled",
+            Revocation::Sessions { .. } => "access revoked: the login session was revoked",
+            Revocation::Access { .. } => "access revoked: the user's roles or access grants changed",
+        }
+    }
+    /// Whether this revocation withdraws `principal`'s access.
+    pub fn reaches(&self, principal: &Principal) -> bool {
+        let Principal::User { user, credential, .. } = principal else {
+            return false;
+        };
+        match (self, credential) {
+            (Revocation::Token { id }, Credential::Token { id: used, .. }) => id == used,
+            (Revocation::User { user_id }, _) => *user_id == user.id,
+            (Revocation::Sessions { user_id, except }, Credential::Session { token_hash }) => {
+                *user_id == user.id && except.as_ref() != Some(token_hash)
+            }
+            (Revocation::Access { user_id }, _) => user_id.as_ref().is_none_or(|id| *id == user.id),
+            _ => false,
+        }
+    }
+}
+
+impl Principal {
+    pub fn describe(&self) -> String {
+        match self {
+            Principal::User {
+                user,
+                credential: Credential::Token { .. },
+                ..
+            } => {
+                format!("the access token of user {}", user.name)
+            }
+            Principal::User { user, .. } => format!("user {}", user.name),
+            Principal::Device { device_id } => format!("device {device_id}"),
+        }
+    }
+}
+
+/// Everything a caller can ask to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ViewDevices,
+    ManageDevices,
+    Terminal,
+    FileRead,
+    FileWrite,
+    PortForward,
+    ViewAudit,
+    ViewRecordings,
+    ManageUsers,
+    ApproveAccess,
+    /// Hold the device leg of a device (only that device itself may).
+    ConnectAsDevice,
+}
+
+/// The permissions a token can carry, by name.
+pub const PERMISSIONS: &[(&str, Action)] = &[
+    ("view_devices", Action::ViewDevices),
+    ("manage_devices", Action::ManageDevices),
+    ("terminal", Action::Terminal),
+    ("file_read", Action::FileRead),
+    ("file_write", Action::FileWrite),
+    ("port_forward", Action::PortForward),
+    ("view_audit", Action::ViewAudit),
+    ("view_recordings", Action::ViewRecordings),
+    ("manage_users", Action::ManageUsers),
+    ("approve_access", Action::ApproveAccess),
+];
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        PERMISSIONS
+            .iter()
+            .find(|(_, action)| *action == self)
+            .map(|(name, _)| *name)
+            .unwrap_or("connect_as_device")
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        PERMISSIONS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, action)| *action)
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::ViewDevices => "view devices",
+            Action::ManageDevices => "manage devices",
+            Action::Terminal => "open a terminal",
+            Action::FileRead => "read files",
+            Action::FileWrite => "write files",
+            Action::PortForward => "forward ports",
+            Action::ViewAudit => "view the audit log",
+            Action::ViewRecordings => "view session recordings",
+            Action::ManageUsers => "manage users",
+            Action::ApproveAccess => "approve access requests",
+            Action::ConnectAsDevice => "connect as the device",
+        }
+    }
+}
+
+/// The single authorization decision. Deny unless a rule allows.
+pub fn authorize(
+    principal: &Principal,
+    action: Action,
+    device: Option<&DeviceRecord>,
+) -> Result<(), Failure> {
+    if decide(principal, action, device) {
+        return Ok(());
+    }
+    if let Principal::User { grants, .. } = principal
+        && grants.two_factor_pending
+    {
+        return Err(Failure::forbidden(
+            "this hub requires two-factor authentication: enrol with `tether 2fa enrol` first",
+        ));
+    }
+    let target = device
+        .map(|d| format!(" on device {}", d.name))
+        .unwrap_or_default();
+    tracing::warn!(
+        "refused: {} may not {}{}",
+        principal.describe(),
+        action.describe(),
+        target
+    );
+    Err(Failure::forbidden(format!(
+        "{} may not {}{}",
+        principal.describe(),
+        action.describe(),
+        target
+    )))
+}
+
+/// The rules. Deny unless one allows.
+fn decide(principal: &Principal, action: Action, device: Option<&DeviceRecord>) -> bool {
+    match principal {
+        // A device token grants the device leg of that one device and nothing else.
+        Principal::Device { device_id } => {
+            action == Action::ConnectAsDevice && device.is_some_and(|d| &d.id == device_id)
+        }
+        Principal::User {
+            user,
+            credential,
+            grants,
+        } => {
+            // An access token can do at most what it names.
+            if let Credential::Token { permissions, .. } = credential
+                && !permissions.contains(&action)
+            {
+                return false;
+            }
+            !user.disabled && grants.allow(action, device, tether_proto::clock::unix_millis())
+        }
+    }
+}
+
+/// The same decision, without logging a refusal (for probing which features a caller has).
+pub fn authorize_quietly(principal: &Principal, action: Action, device: &DeviceRecord) -> bool {
+    decide(principal, action, Some(device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grants the store loads for an administrator, or an operator on every device.
+    fn grants(admin: bool) -> Grants {
+        let role = &crate::domain::roles::builtin_roles()[if admin { 0 } else { 1 }];
+        Grants {
+            standing: vec![crate::domain::roles::Grant {
+                permissions: role.permissions.clone(),
+                scope: crate::domain::roles::Scope::AllDevices,
+                expires_at: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn user(admin: bool, disabled: bool) -> Principal {
+        Principal::User {
+            grants: grants(admin),
+            user: UserRecord {
+                id: "u".into(),
+                name: "u".into(),
+                password_hash: String::new(),
+                admin,
+                disabled,
+            },
+            credential: Credential::Session {
+                token_hash: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let device = Principal::Device {
+            device_id: "d".into(),
+        };
+        for action in [Action::ViewDevices, Action::ManageDevices, Action::Terminal] {
+            assert!(authorize(&device, action, None).is_err());
+            assert!(authorize(&device, action, Some(&record("d"))).is_err());
+            assert!(authorize(&user(true, true), action, None).is_err());
+            assert!(authorize(&user(true, false), action, None).is_ok());
+        }
+        assert!(authorize(&user(false, false), Action::Terminal, None).is_ok());
+        assert!(authorize(&user(false, false), Action::ManageDevices, None).is_err());
+    }
+
+    fn record(id: &str) -> DeviceRecord {
+        DeviceRecord::accepted_for_test(id, &[])
+    }
+
+    #[test]
+    fn a_device_token_reaches_only_its_own_device_leg() {
+        let device = Principal::Device {
+            device_id: "d".into(),
+        };
+        assert!(authorize(&device, Action::ConnectAsDevice, Some(&record("d"))).is_ok());
+        assert!(authorize(&device, Action::ConnectAsDevice, Some(&record("e"))).is_err());
+        assert!(authorize(&user(true, false), Action::ConnectAsDevice, Some(&record("d"))).is_err());
+    }
+
+    #[test]
+    fn a_token_does_at_most_what_it_names() {
+        let Principal::User { user, .. } = user(false, false) else {
+            unreachable!()
+        };
+        let token = Principal::User {
+            user,
+            grants: grants(false),
+            credential: Credential::Token {
+                id: "t".into(),
+                permissions: vec![Action::ViewDevices, Action::ManageDevices],
+            },
+        };
+        assert!(authorize(&token, Action::ViewDevices, None).is_ok());
+        assert!(
+            authorize(&token, Action::Terminal, None).is_err(),
+            "not named by the token"
+        );
+        assert!(
+            authorize(&token, Action::ManageDevices, None).is_err(),
+            "named, but not the user's"
+        );
+    }
+
+    #[test]
+    fn revocations_reach_the_right_connections() {
+        let session = user(false, false);
+        let Principal::User { user: account, .. } = session.clone() else {
+            unreachable!()
+        };
+        let token = Principal::User {
+            user: account,
+            grants: grants(false),
+            credential: Credential::Token {
+                id: "t".into(),
+                permissions: vec![],
+            },
+        };
+        assert!(Revocation::Token { id: "t".into() }.reaches(&token));
+        assert!(!Revocation::Token { id: "t".into() }.reaches(&session));
+        assert!(Revocation::User { user_id: "u".into() }.reaches(&token));
+        assert!(
+            Revocation::Sessions {
+                user_id: "u".into(),
+                except: None
+            }
+            .reaches(&session)
+        );
+        assert!(
+            !Revocation::Sessions {
+                user_id: "u".into(),
+                except: None
+            }
+            .reaches(&token)
+        );
+        assert!(
+            !Revocation::Sessions {
+                user_id: "u".into(),
+                except: Some(String::new())
+            }
+            .reaches(&session)
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET /api/management/v1/sessions/detached`: terminals whose operator left without ending
+//! them (a dropped connection, a closed laptop lid), which the device keeps for its grace period
+//! and the owner can re-attach (`?attach=SID` on the session WebSocket). Users see their own;
+//! those who may view every recording see everyone's.
+
+use axum::{Json, extract::State};
+use serde::Serialize;
+use tether_proto::clock::unix_millis;
+
+use crate::{
+    domain::principal::Action, domain::principal::Principal, domain::principal::authorize,
+    http::error::ApiError, http::extract::UserCaller, http::state::AppState,
+};
+
+#[derive(Serialize)]
+pub struct DetachedSession {
+    sid: String,
+    device_id: String,
+    device_name: String,
+    user_id: String,
+    created_at: i64,
+    detached_at: i64,
+    /// When the hub stops waiting for it (the device's own grace period decides, too).
+    expires_at: i64,
+}
+
+#[derive(Serialize)]
+pub struct DetachedList {
+    sessions: Vec<DetachedSession>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<DetachedList>, ApiError> {
+    let user = match &principal {
+        Principal::User { user, .. } if authorize(&principal, Action::ViewRecordings, None).is_err() => {
+            Some(user.id.clone())
+        }
+        _ => None,
+    };
+    let grace = (state.config.terminal_grace_period_secs as i64).saturating_mul(1000);
+    let since = unix_millis() - grace;
+    let rows = state.store.detached_sessions(user.as_deref(), since).await?;
+    let mut sessions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let device_name = state
+            .store
+            .device(&row.device_id)
+            .await?
+            .map(|device| device.name)
+            .unwrap_or_default();
+        let detached_at = row.detached_at.unwrap_or(row.created_at);
+        sessions.push(DetachedSession {
+            sid: row.sid,
+            device_id: row.device_id,
+            device_name,
+            user_id: row.user_id,
+            created_at: row.created_at,
+            detached_at,
+            expires_at: detached_at + grace,
+        });
+    }
+    Ok(Json(DetachedList { sessions }))
+}

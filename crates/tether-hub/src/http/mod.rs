@@ -1,0 +1,27 @@
+//! The HTTP face of the hub (axum): the TLS accept loop, routes, extractors, error mapping, and
+//! one handler file per resource.
+
+pub mod access;
+pub mod audit;
+pub mod connection_limits;
+pub mod detached;
+pub mod device_auth;
+pub mod device_connect;
+pub mod error;
+pub mod extract;
+pub mod file_descriptors;
+pub mod file_download;
+pub mod files;
+pub mod install;
+pub mod install_tokens;
+pub mod management;
+pub mod refusal_audit;
+pub mod roles;
+pub mod server;
+pub mod sessions;
+pub mod state;
+pub mod terminal;
+pub mod two_factor;
+pub mod users;
+pub mod web_assets;
+pub mod web_session;

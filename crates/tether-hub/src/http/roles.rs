@@ -1,0 +1,272 @@
+//! The role and device-group API: roles (built-in and custom), a user's role grants, device
+//! tags, and which groups require approval. Every change is audited before it takes effect and
+//! re-checks live connections at once ([`Revocation::Access`]).
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+
+use crate::{
+    domain::audit::Object,
+    domain::audit::RequestContext,
+    domain::principal::Action,
+    domain::roles::Role,
+    domain::roles::RoleGrant,
+    domain::roles::Scope,
+    domain::roles::valid_tag,
+    http::error::ApiError,
+    http::extract::UserCaller,
+    http::state::AppState,
+    http::users::managed_user,
+    service::auth::permit,
+    service::roles::{access_changed, grants_of, parse_permission_names, validate_grants},
+};
+
+fn role_object(name: &str) -> Object {
+    Object {
+        kind: Some("role"),
+        id: Some(name.to_owned()),
+        name: Some(name.to_owned()),
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct RoleList {
+    roles: Vec<Role>,
+}
+
+pub async fn list_roles(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<RoleList>, ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    Ok(Json(RoleList {
+        roles: state.store.roles().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct NewRole {
+    name: String,
+    permissions: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn create_role(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Json(request): Json<NewRole>,
+) -> Result<(StatusCode, Json<Role>), ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    let name = request.name.trim();
+    if valid_tag(name).is_err() || name.contains('=') {
+        return Err(ApiError::bad_request(
+            "a role name is 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let permissions = parse_permission_names(&request.permissions)?;
+    if permissions.is_empty() {
+        return Err(ApiError::bad_request("a role needs at least one permission"));
+    }
+    if state.store.roles().await?.iter().any(|r| r.name == name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("role {name} exists")));
+    }
+    let details =
+        serde_json::json!({ "permissions": request.permissions, "description": request.description });
+    crate::service::audit::record_success(
+        &state,
+        &principal,
+        &context,
+        "role.create",
+        role_object(name),
+        details,
+    )
+    .await?;
+    state
+        .store
+        .create_role(name, &permissions, &request.description)
+        .await?;
+    let role = Role {
+        name: name.to_owned(),
+        permissions,
+        description: request.description,
+        builtin: false,
+    };
+    Ok((StatusCode::CREATED, Json(role)))
+}
+
+pub async fn delete_role(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    let roles = state.store.roles().await?;
+    match roles.iter().find(|r| r.name == name) {
+        None => return Err(ApiError::not_found(format!("no role {name}"))),
+        Some(role) if role.builtin => {
+            return Err(ApiError::bad_request(format!(
+                "{name} is a built-in role and cannot be deleted"
+            )));
+        }
+        Some(_) => {}
+    }
+    crate::service::audit::record_success(
+        &state,
+        &principal,
+        &context,
+        "role.delete",
+        role_object(&name),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.store.delete_role(&name).await?;
+    access_changed(&state, None);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Serialize, Deserialize)]
+pub struct RoleGrants {
+    grants: Vec<RoleGrant>,
+}
+
+pub async fn user_roles(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+) -> Result<Json<RoleGrants>, ApiError> {
+    let user = managed_user(&state, &principal, &context, &name).await?;
+    Ok(Json(RoleGrants {
+        grants: grants_of(&state, &user).await?,
+    }))
+}
+
+/// Replaces a user's role grants.
+pub async fn set_user_roles(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(name): Path<String>,
+    Json(request): Json<RoleGrants>,
+) -> Result<Json<RoleGrants>, ApiError> {
+    let user = managed_user(&state, &principal, &context, &name).await?;
+    let grants = validate_grants(&state.store, &request.grants).await?;
+    let details = serde_json::json!({ "grants": grants, "previous": grants_of(&state, &user).await? });
+    crate::service::audit::record_success(
+        &state,
+        &principal,
+        &context,
+        "user.roles",
+        Object::user(Some(&user.id), &user.name),
+        details,
+    )
+    .await?;
+    state.store.set_role_grants(&user.id, &grants).await?;
+    access_changed(&state, Some(&user.id));
+    let user = state.store.user_by_id(&user.id).await?.unwrap_or(user);
+    Ok(Json(RoleGrants {
+        grants: grants_of(&state, &user).await?,
+    }))
+}
+
+#[derive(serde::Serialize, Deserialize)]
+pub struct Tags {
+    tags: Vec<String>,
+}
+
+/// Sets a device's tags (its groups).
+pub async fn set_device_tags(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+    Json(request): Json<Tags>,
+) -> Result<Json<Tags>, ApiError> {
+    let device = state
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+    permit(&state, &principal, &context, Action::ManageDevices, Some(&device)).await?;
+    for tag in &request.tags {
+        valid_tag(tag).map_err(ApiError::bad_request)?;
+    }
+    let mut tags = request.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let details = serde_json::json!({ "tags": tags, "previous": device.tags });
+    crate::service::audit::record_success(
+        &state,
+        &principal,
+        &context,
+        "device.tags",
+        Object::device(&device.id, &device.name),
+        details,
+    )
+    .await?;
+    state.store.set_device_tags(&id, &tags).await?;
+    access_changed(&state, None);
+    Ok(Json(Tags { tags }))
+}
+
+#[derive(serde::Serialize)]
+pub struct Policies {
+    require_approval: Vec<String>,
+}
+
+pub async fn list_policies(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+) -> Result<Json<Policies>, ApiError> {
+    permit(&state, &principal, &context, Action::ViewDevices, None).await?;
+    Ok(Json(Policies {
+        require_approval: state.store.approval_policies().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct PolicyChange {
+    scope: String,
+    require_approval: bool,
+}
+
+/// Requires approval on a group (or stops requiring it).
+pub async fn set_policy(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Json(request): Json<PolicyChange>,
+) -> Result<Json<Policies>, ApiError> {
+    permit(&state, &principal, &context, Action::ManageUsers, None).await?;
+    let scope = Scope::parse(&request.scope).map_err(ApiError::bad_request)?;
+    if scope == Scope::AllDevices {
+        return Err(ApiError::bad_request(
+            "approval is required per group (tag:NAME) or device, not on every device at once",
+        ));
+    }
+    let object = Object {
+        kind: Some("group"),
+        id: Some(scope.text()),
+        name: Some(scope.text()),
+    };
+    let details = serde_json::json!({ "require_approval": request.require_approval });
+    crate::service::audit::record_success(&state, &principal, &context, "policy.approval", object, details)
+        .await?;
+    state
+        .store
+        .set_approval_policy(&scope.text(), request.require_approval)
+        .await?;
+    access_changed(&state, None);
+    Ok(Json(Policies {
+        require_approval: state.store.approval_policies().await?,
+    }))
+}

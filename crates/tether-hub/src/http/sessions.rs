@@ -1,0 +1,266 @@
+//! Terminal sessions for auditors: the list, a recording streamed from any moment, its asciicast
+//! v2 export, and a read-only live view of a running session.
+
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{
+        Path, Query, State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
+    domain::audit::RequestContext, domain::principal::Action, domain::principal::Principal,
+    domain::principal::authorize, domain::recording_format::Record, http::error::ApiError,
+    http::extract::UserCaller, http::state::AppState, relay::recording::LiveEvent, relay::recording::player,
+    service::auth::permit, store::TerminalSessionRecord,
+};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    device: Option<String>,
+    user: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct SessionJson {
+    #[serde(flatten)]
+    session: TerminalSessionRecord,
+    live: bool,
+}
+
+#[derive(Serialize)]
+pub struct SessionList {
+    sessions: Vec<SessionJson>,
+}
+
+/// Auditors see every session; other users only their own.
+fn own_sessions_only(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::User { user, .. } if authorize(principal, Action::ViewRecordings, None).is_err() => {
+            Some(user.id.clone())
+        }
+        _ => None,
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    UserCaller(principal): UserCaller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let user = own_sessions_only(&principal).or(query.user);
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let sessions = state.store.terminal_sessions(query.device, user, limit).await?;
+    let sessions = sessions
+        .into_iter()
+        .map(|session| SessionJson {
+            // With several replicas, another one may be recording it: open means live there.
+            live: state.live.is_live(&session.sid)
+                || (state.router.bus().is_some() && session.ended_at.is_none()),
+            session,
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// Loads a session the caller may view, recording the viewing in the audit log.
+async fn viewable(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    sid: &str,
+    action: &'static str,
+) -> Result<TerminalSessionRecord, ApiError> {
+    let session = state
+        .store
+        .terminal_session(sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no terminal session {sid}")))?;
+    permit(state, principal, context, Action::ViewRecordings, None).await?;
+    let object = Object::device(&session.device_id, &session.device_name);
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        action,
+        object,
+        Outcome::Success,
+    )
+    .session(sid);
+    state.store.record_audit(event).await?;
+    Ok(session)
+}
+
+#[derive(Deserialize)]
+pub struct RecordingQuery {
+    /// Start here (milliseconds since the session began); the first record is the screen then.
+    from_ms: Option<u64>,
+}
+
+/// Runs a blocking producer of text lines on a thread and streams them as a response body.
+fn stream_lines<I>(lines: impl FnOnce() -> std::io::Result<I> + Send + 'static) -> Body
+where
+    I: Iterator<Item = std::io::Result<String>>,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
+    tokio::task::spawn_blocking(move || {
+        let lines = match lines() {
+            Ok(lines) => lines,
+            Err(error) => return drop(sender.blocking_send(Err(error))),
+        };
+        for line in lines {
+            let item = line.map(|mut text| {
+                text.push('\n');
+                Bytes::from(text)
+            });
+            if sender.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ))
+}
+
+pub async fn recording(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(sid): Path<String>,
+    Query(query): Query<RecordingQuery>,
+) -> Result<Response, ApiError> {
+    let session = viewable(&state, &principal, &context, &sid, "recording.view").await?;
+    let directory = state.recordings_dir.join(&sid);
+    let from_ms = query.from_ms.unwrap_or(0);
+    let header = serde_json::json!({
+        "sid": session.sid,
+        "width": session.width,
+        "height": session.height,
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
+        "live": state.live.is_live(&sid),
+    })
+    .to_string();
+    let body = stream_lines(move || {
+        let playback = player::Playback::open(&directory, from_ms)?;
+        let encode = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+        let records = playback.map(move |record| {
+            record.map(|record| {
+                match record {
+                    Record::Keyframe { time_ms, width, height, screen } => {
+                        serde_json::json!({ "t": time_ms, "k": "screen", "w": width, "h": height, "d": encode(&screen) })
+                    }
+                    Record::Output { time_ms, data } => serde_json::json!({ "t": time_ms, "k": "o", "d": encode(&data) }),
+                    Record::Input { time_ms, data } => serde_json::json!({ "t": time_ms, "k": "i", "d": encode(&data) }),
+                    Record::Resize { time_ms, width, height } => {
+                        serde_json::json!({ "t": time_ms, "k": "r", "w": width, "h": height })
+                    }
+                }
+                .to_string()
+            })
+        });
+        Ok(std::iter::once(Ok(header)).chain(records))
+    });
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+pub async fn asciicast(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let session = viewable(&state, &principal, &context, &sid, "recording.export").await?;
+    let directory = state.recordings_dir.join(&sid);
+    let body = stream_lines(move || {
+        player::asciicast_lines(&directory, session.started_at, session.command.as_deref())
+    });
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-asciicast"),
+    );
+    let disposition = format!("attachment; filename=\"{sid}.cast\"");
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// A read-only live view: a text frame `{"width","height"}`, the screen as a binary frame, then
+/// output as binary frames and resizes as text frames `{"resize": [w, h]}`. Anything the watcher
+/// sends is ignored: a watcher cannot type into the session.
+pub async fn watch(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(sid): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    viewable(&state, &principal, &context, &sid, "session.watch").await?;
+    let snapshot = match (state.live.watch(&sid).await, state.router.bus()) {
+        (Some(snapshot), _) => Some(snapshot),
+        // Served by another replica?
+        (None, Some(bus)) => crate::relay::router::live_watch::remote(bus, &sid).await,
+        (None, None) => None,
+    };
+    let Some(snapshot) = snapshot else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("session {sid} is not live (replay its recording)"),
+        ));
+    };
+    Ok(upgrade.on_upgrade(move |socket| relay_watch(socket, snapshot)))
+}
+
+async fn relay_watch(socket: WebSocket, snapshot: crate::relay::recording::Snapshot) {
+    let (mut sink, mut stream) = socket.split();
+    let size = serde_json::json!({ "width": snapshot.width, "height": snapshot.height }).to_string();
+    if sink.send(Message::Text(size.into())).await.is_err()
+        || sink.send(Message::Binary(snapshot.screen.into())).await.is_err()
+    {
+        return;
+    }
+    let mut events = snapshot.events;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let message = match event {
+                    Ok(LiveEvent::Output(data)) => Message::Binary(data.as_ref().clone().into()),
+                    Ok(LiveEvent::Resize(width, height)) => {
+                        Message::Text(serde_json::json!({ "resize": [width, height] }).to_string().into())
+                    }
+                    // A watcher too slow to keep up skips ahead rather than slowing the session.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => {
+                        let frame = CloseFrame { code: 1000, reason: "the session ended".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        return;
+                    }
+                };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+            inbound = stream.next() => match inbound {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}

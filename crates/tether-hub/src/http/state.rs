@@ -1,0 +1,21 @@
+//! The state every request handler shares: the hub, and what only HTTP serves (the installer).
+
+use std::{ops::Deref, sync::Arc};
+
+use crate::{http::install::Installer, service::Hub};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    /// The one-line install: the hub's certificate pins and the agent binaries' hashes.
+    pub installer: Arc<Installer>,
+}
+
+/// Handlers reach the hub's parts as `state.store`, `state.router`, `state.tokens`.
+impl Deref for AppState {
+    type Target = Hub;
+
+    fn deref(&self) -> &Hub {
+        &self.hub
+    }
+}

@@ -1,0 +1,244 @@
+//! Browser sessions: the web UI logs in with a cookie instead of a bearer token.
+//!
+//! - The login session token lives in a `__Host-` cookie (`Secure`, `HttpOnly`,
+//!   `SameSite=Strict`, `Path=/`), so page scripts never see it.
+//! - Cross-site request forgery: a cookie-authenticated request that changes state (any method
+//!   but GET/HEAD/OPTIONS) must carry `X-CSRF-Token`, a value derived from the session token and
+//!   given to the page at login (and by `GET /auth/web/session`); another site can neither read
+//!   it nor set the header.
+//! - A cookie-authenticated request with an `Origin` header must come from the hub's own origin
+//!   (`https://` + `Host`); a WebSocket upgrade must carry a matching `Origin` (browsers always
+//!   send one), which refuses cross-site WebSocket hijacking.
+//!
+//! Bearer tokens (the CLI) are untouched: a request with `Authorization` never looks at cookies.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tether_proto::api;
+
+use crate::{
+    domain::audit::RequestContext, domain::principal::Credential, domain::principal::Principal,
+    http::error::ApiError, http::extract::UserCaller, http::management, http::state::AppState,
+};
+
+/// The cookie's name; the `__Host-` prefix makes browsers insist on `Secure`, `Path=/` and no
+/// `Domain`, so no sibling host can plant or read it.
+pub const COOKIE: &str = "__Host-tether_session";
+/// The header carrying the CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What the page learns about its session (never the session token itself).
+#[derive(Debug, Serialize)]
+pub struct WebSession {
+    pub user: api::User,
+    pub csrf_token: String,
+    /// Unix seconds; the page returns to the login form when the hub says the session is gone.
+    pub expires_at: Option<i64>,
+}
+
+/// The CSRF token of a session: one-way from the session token, so it needs no storage and
+/// reveals nothing about the token.
+pub fn csrf_token(session_token: &str) -> String {
+    hex::encode(Sha256::digest(format!("tether-csrf\0{session_token}").as_bytes()))
+}
+
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    // Constant time for equal lengths: the comparison must not leak how much matched.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The session token from the request's cookie, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether `Origin` names the hub itself (`https://` + the `Host` the browser asked for).
+fn origin_matches(headers: &HeaderMap) -> Option<bool> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    Some(host.is_some_and(|host| origin.eq_ignore_ascii_case(&format!("https://{host}"))))
+}
+
+fn refuse(why: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, why)
+}
+
+/// The hook for [`crate::service::auth`]: the session token of a cookie-authenticated request that passed
+/// the browser checks (Origin, CSRF); `Ok(None)` when there is no cookie.
+pub fn cookie_session(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Some(token) = session_cookie(&parts.headers) else {
+        return Ok(None);
+    };
+    let path = parts.uri.path();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    match origin_matches(&parts.headers) {
+        Some(true) => {}
+        Some(false) => {
+            tracing::warn!("refused a cross-origin browser request to {path}");
+            return Err(refuse("cross-origin request refused"));
+        }
+        None if is_upgrade => {
+            tracing::warn!("refused a browser WebSocket upgrade to {path} without Origin");
+            return Err(refuse(
+                "a WebSocket upgrade with a session cookie needs an Origin",
+            ));
+        }
+        None => {}
+    }
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !same_bytes(sent, csrf_token(&token).as_bytes()) {
+            tracing::warn!("refused a browser request to {path}: missing or wrong CSRF token");
+            return Err(refuse("missing or wrong CSRF token"));
+        }
+    }
+    Ok(Some(token))
+}
+
+fn cookie_header(value: &str, max_age_secs: i64) -> HeaderValue {
+    let cookie =
+        format!("{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `POST /auth/web/login`: the password login of `POST /auth/login`, answered with a cookie.
+/// (When a second factor exists, this is where its step goes: answer "second factor needed"
+/// without a cookie, and set the cookie once the factor is checked.)
+pub async fn login(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Json(request): Json<api::LoginRequest>,
+) -> Result<Response, ApiError> {
+    // Login CSRF: another site must not log the browser into an account of its choosing.
+    if origin_matches(&headers) == Some(false) {
+        return Err(refuse("cross-origin login refused"));
+    }
+    let Json(session) = management::login(State(state), context, Json(request)).await?;
+    let body = WebSession {
+        user: session.user,
+        csrf_token: csrf_token(&session.token),
+        expires_at: Some(session.expires_at),
+    };
+    let max_age = (session.expires_at - tether_proto::clock::unix_seconds()).max(0);
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie_header(&session.token, max_age));
+    Ok(response)
+}
+
+/// `GET /auth/web/session`: who the cookie belongs to, and the page's CSRF token (a page that
+/// was reloaded lost it). 401 when there is no live session: the page shows the login form.
+pub async fn session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<WebSession>, ApiError> {
+    let expired = || ApiError::new(StatusCode::UNAUTHORIZED, "not logged in or session expired");
+    let token = session_cookie(&headers).ok_or_else(expired)?;
+    match state.store.principal_for_token(&token).await? {
+        Some(Principal::User {
+            user,
+            credential: Credential::Session { .. },
+            ..
+        }) => Ok(Json(WebSession {
+            user: api::User {
+                id: user.id,
+                name: user.name,
+                admin: user.admin,
+            },
+            csrf_token: csrf_token(&token),
+            expires_at: None,
+        })),
+        _ => Err(expired()),
+    }
+}
+
+/// `POST /auth/web/logout`: ends the session (CSRF-checked like every state change) and
+/// clears the cookie.
+pub async fn logout(
+    state: State<AppState>,
+    context: RequestContext,
+    caller: UserCaller,
+) -> Result<Response, ApiError> {
+    let status = management::logout(state, context, caller).await?;
+    let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie_header("", 0));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/api/management/v1/devices");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    const COOKIE_HEADER: &str = "other=1; __Host-tether_session=tts_secret";
+
+    #[test]
+    fn no_cookie_means_no_browser_session() {
+        assert_eq!(cookie_session(&parts(Method::POST, &[])).unwrap(), None);
+    }
+
+    #[test]
+    fn state_changes_need_the_csrf_token() {
+        let cookie = ("cookie", COOKIE_HEADER);
+        assert!(cookie_session(&parts(Method::POST, &[cookie])).is_err());
+        assert!(cookie_session(&parts(Method::POST, &[cookie, ("x-csrf-token", "nope")])).is_err());
+        let good = csrf_token("tts_secret");
+        let token = cookie_session(&parts(Method::POST, &[cookie, ("x-csrf-token", &good)])).unwrap();
+        assert_eq!(token.as_deref(), Some("tts_secret"));
+        assert!(cookie_session(&parts(Method::GET, &[cookie])).unwrap().is_some());
+    }
+
+    #[test]
+    fn websocket_upgrades_need_the_hubs_own_origin() {
+        let cookie = ("cookie", COOKIE_HEADER);
+        let upgrade = ("upgrade", "websocket");
+        let host = ("host", "hub.example:8443");
+        assert!(cookie_session(&parts(Method::GET, &[cookie, upgrade, host])).is_err());
+        let evil = ("origin", "https://evil.example");
+        assert!(cookie_session(&parts(Method::GET, &[cookie, upgrade, host, evil])).is_err());
+        let own = ("origin", "https://hub.example:8443");
+        assert!(
+            cookie_session(&parts(Method::GET, &[cookie, upgrade, host, own]))
+                .unwrap()
+                .is_some()
+        );
+    }
+}

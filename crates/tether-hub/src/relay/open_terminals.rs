@@ -1,0 +1,157 @@
+//! Terminals a hub stopped under (SIGKILL, power loss) get their `terminal.close`.
+//!
+//! While a terminal is open its row in `open_terminals` names the hub process serving it (the
+//! replica id, from `DATA_DIR/replica-id`). At start, the hub closes the rows it left: one
+//! `terminal.close` with outcome `interrupted` each, the output bytes and duration taken from the
+//! recording, and the recording's session row ended with them. A replica sharing a PostgreSQL
+//! database closes only its own rows: the others' terminals may be live.
+//!
+//! A shell that survives the restart (session survival, `resumable_sessions`) is closed the same
+//! way, marked `resumable`: the hub process that relayed it is gone, and a re-attach opens the
+//! next part with its own `terminal.open` (`resumed`).
+
+use std::{io, path::Path};
+use tether_proto::clock::unix_millis;
+
+use serde_json::json;
+
+use crate::{
+    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
+    relay::Relay, relay::recording::player, store::terminals::OpenTerminal,
+};
+
+/// The file in the data directory that names this hub process's replica.
+const REPLICA_ID_FILE: &str = "replica-id";
+
+/// This hub's replica id: read from the data directory, or made (and kept, mode 0600) at the
+/// first start.
+pub fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(REPLICA_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(anyhow::anyhow!("reading {}: {error}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|error| anyhow::anyhow!("writing {}: {error}", path.display()))?;
+    io::Write::write_all(&mut file, format!("{id}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok(id)
+}
+
+/// What a terminal's audit event means for its row, taken before the event is recorded.
+pub enum Tracking {
+    Opened(Box<OpenTerminal>),
+    Closed { sid: String },
+}
+
+impl Tracking {
+    /// The row change `event` calls for, if it opens or closes a terminal.
+    pub fn of(state: &Relay, event: &NewEvent) -> Option<Tracking> {
+        let sid = event.session_id.clone()?;
+        match (event.action, event.outcome) {
+            ("terminal.open", Outcome::Success) => Some(Tracking::Opened(Box::new(OpenTerminal {
+                id: uuid::Uuid::now_v7().to_string(),
+                sid,
+                replica_id: state.replica_id.to_string(),
+                actor_id: event.actor.id.clone(),
+                actor_name: event.actor.name.clone(),
+                client_address: event.actor.client_address.clone(),
+                user_agent: event.actor.user_agent.clone(),
+                device_id: event.object.id.clone().unwrap_or_default(),
+                device_name: event.object.name.clone().unwrap_or_default(),
+                command: event.details["command"].as_str().map(str::to_owned),
+                opened_at: unix_millis(),
+            }))),
+            ("terminal.close", _) => Some(Tracking::Closed { sid }),
+            _ => None,
+        }
+    }
+
+    /// Applies it, once the event is recorded.
+    pub async fn apply(self, state: &Relay) -> anyhow::Result<()> {
+        match self {
+            Tracking::Opened(terminal) => state.store.insert_open_terminal(&terminal).await,
+            Tracking::Closed { sid } => state.store.delete_open_terminal(&sid, &state.replica_id).await,
+        }
+    }
+}
+
+/// At start: closes the terminals this replica left open. Returns how many. A terminal whose
+/// event cannot be written stays open, to be closed at the next start.
+pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
+    let left = state.store.open_terminals(&state.replica_id).await?;
+    let mut closed = 0;
+    for terminal in left {
+        let recordings = state.store.unfinished_terminal_sessions(&terminal.sid).await?;
+        let mut bytes_out: Option<u64> = None;
+        let mut duration_ms: Option<u64> = None;
+        for recording in &recordings {
+            let (bytes, last_ms) = player::output_totals(&state.recordings_dir.join(&recording.sid))
+                .unwrap_or_else(|error| {
+                    tracing::warn!("recording {}: {error}", recording.sid);
+                    (0, 0)
+                });
+            *bytes_out.get_or_insert(0) += bytes;
+            *duration_ms.get_or_insert(0) += last_ms;
+            let ended_at = recording.started_at + last_ms as i64;
+            state
+                .store
+                .end_terminal_session(&recording.sid, ended_at, bytes)
+                .await?;
+        }
+        let resumable = state
+            .store
+            .resumable_session(&terminal.sid)
+            .await?
+            .is_some_and(|session| session.ended_at.is_none());
+        let actor = Actor {
+            kind: "user",
+            id: terminal.actor_id.clone(),
+            name: terminal.actor_name.clone(),
+            client_address: terminal.client_address.clone(),
+            user_agent: terminal.user_agent.clone(),
+        };
+        let details = json!({
+            "reason": "the hub stopped while the terminal was open (closed at the hub's next start)",
+            "bytes_out": bytes_out,
+            "duration_ms": duration_ms,
+            "command": terminal.command,
+            "resumable": resumable,
+            "opened_at": terminal.opened_at,
+        });
+        let event = NewEvent::new(
+            actor,
+            "terminal.close",
+            Object::device(&terminal.device_id, &terminal.device_name),
+            Outcome::Interrupted,
+        )
+        .details(details)
+        .session(&terminal.sid);
+        if let Err(error) = state.store.record_audit(event).await {
+            tracing::error!(
+                "session {}: cannot record its interrupted terminal: {}",
+                terminal.sid,
+                error.message
+            );
+            continue;
+        }
+        state
+            .store
+            .delete_open_terminal(&terminal.sid, &terminal.replica_id)
+            .await?;
+        tracing::info!(
+            "session {}: closed its terminal, interrupted by the previous stop of the hub",
+            terminal.sid
+        );
+        closed += 1;
+    }
+    Ok(closed)
+}

@@ -1,0 +1,33 @@
+//! Authorization with its audit trail: [`permit`] is [`crate::domain::principal::authorize`]
+//! plus a refusal event in the audit log.
+
+use crate::{
+    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
+    domain::audit::RequestContext, domain::device::DeviceRecord, domain::failure::Failure,
+    domain::principal::Action, domain::principal::Principal, domain::principal::authorize, relay::Relay,
+};
+
+/// [`authorize`], recording a refusal in the audit log.
+pub async fn permit(
+    relay: &Relay,
+    principal: &Principal,
+    context: &RequestContext,
+    action: Action,
+    device: Option<&DeviceRecord>,
+) -> Result<(), Failure> {
+    let Err(refusal) = authorize(principal, action, device) else {
+        return Ok(());
+    };
+    let object = device
+        .map(|d| Object::device(&d.id, &d.name))
+        .unwrap_or_else(Object::none);
+    let event = NewEvent::new(
+        Actor::principal(principal, context),
+        "authorization",
+        object,
+        Outcome::Refused,
+    )
+    .details(serde_json::json!({ "permission": action.describe(), "reason": refusal.message }));
+    relay.store.record_audit(event).await?;
+    Err(refusal)
+}
