@@ -6,18 +6,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tether_proto::api::{
+    AccessDecision, AccessRequest, AccessRequestList, ApprovalPolicies, Empty, NewAccessRequest,
+    PolicyChange,
+    paths::{
+        ACCESS_POLICIES_PATH, ACCESS_REQUESTS_PATH, access_approve_path, access_deny_path,
+        access_request_path, access_revoke_path, segment,
+    },
+};
 
 use crate::{
     api::Api,
     output::{print_listing, say, tell},
     resolve::resolve,
-    tokens::{parse_duration_secs, table, utc},
+    tokens::{hub_integer, parse_duration_secs, table, utc},
 };
-
-const REQUESTS_PATH: &str = "/api/management/v1/access/requests";
-const POLICIES_PATH: &str = "/api/management/v1/access/policies";
 
 pub const ACCESS_HELP: &str = "\
 A group that requires approval (`tether access require tag:NAME`) is reached (terminal, files,
@@ -84,26 +87,6 @@ pub enum AccessCommand {
     Policies,
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct AccessRequest {
-    id: String,
-    user_name: String,
-    scope: String,
-    permissions: Vec<String>,
-    duration_secs: i64,
-    reason: String,
-    status: String,
-    created_at: i64,
-    decided_by: Option<String>,
-    note: Option<String>,
-    expires_at: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RequestList {
-    requests: Vec<AccessRequest>,
-}
-
 pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
     match command {
         AccessCommand::Request {
@@ -120,10 +103,13 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
                 (None, Some(group)) => group,
                 (None, None) => bail!("name a --device or a --group"),
             };
-            let body = serde_json::json!({
-                "scope": scope, "permissions": permissions, "duration_secs": duration, "reason": reason,
-            });
-            let mut request: AccessRequest = api.post(REQUESTS_PATH, &body).await?;
+            let body = NewAccessRequest {
+                scope,
+                permissions,
+                duration_secs: hub_integer(duration),
+                reason,
+            };
+            let mut request: AccessRequest = api.post(ACCESS_REQUESTS_PATH, &body).await?;
             if !json {
                 tell!("Requested access {} (pending).", request.id);
             }
@@ -133,7 +119,7 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
                 }
                 while request.status == "pending" {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    request = api.get(&format!("{REQUESTS_PATH}/{}", request.id)).await?;
+                    request = api.get(&access_request_path(&segment(&request.id))).await?;
                 }
             }
             if json {
@@ -149,50 +135,40 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
         }
         AccessCommand::List { all, json } => {
             let path = if all {
-                format!("{REQUESTS_PATH}?all=true")
+                format!("{ACCESS_REQUESTS_PATH}?all=true")
             } else {
-                REQUESTS_PATH.to_owned()
+                ACCESS_REQUESTS_PATH.to_owned()
             };
-            let answer: Value = api.get(&path).await?;
+            let list: AccessRequestList = api.get(&path).await?;
             let text = if json {
-                serde_json::to_string_pretty(&answer["requests"])? + "\n"
+                serde_json::to_string_pretty(&list.requests)? + "\n"
             } else {
-                let list: RequestList =
-                    serde_json::from_value(answer).context("unexpected answer to listing requests")?;
                 request_table(&list.requests)
             };
             print_listing(&text).context("writing to stdout")?;
         }
         AccessCommand::Approve { id, note } => {
             let request: AccessRequest = api
-                .post(
-                    &format!("{REQUESTS_PATH}/{id}/approve"),
-                    &serde_json::json!({ "note": note }),
-                )
+                .post(&access_approve_path(&segment(&id)), &AccessDecision { note })
                 .await?;
             tell!("{}", outcome(&request));
         }
         AccessCommand::Deny { id, note } => {
             let request: AccessRequest = api
-                .post(
-                    &format!("{REQUESTS_PATH}/{id}/deny"),
-                    &serde_json::json!({ "note": note }),
-                )
+                .post(&access_deny_path(&segment(&id)), &AccessDecision { note })
                 .await?;
             tell!("{}", outcome(&request));
         }
         AccessCommand::Revoke { id } => {
-            let request: AccessRequest = api
-                .post(&format!("{REQUESTS_PATH}/{id}/revoke"), &serde_json::json!({}))
-                .await?;
+            let request: AccessRequest = api.post(&access_revoke_path(&segment(&id)), &Empty {}).await?;
             tell!("{}", outcome(&request));
         }
         AccessCommand::Require { group } => set_policy(api, &group, true).await?,
         AccessCommand::Unrequire { group } => set_policy(api, &group, false).await?,
         AccessCommand::Policies => {
-            let answer: Value = api.get(POLICIES_PATH).await?;
-            for scope in answer["require_approval"].as_array().into_iter().flatten() {
-                tell!("{}", scope.as_str().unwrap_or_default());
+            let policies: ApprovalPolicies = api.get(ACCESS_POLICIES_PATH).await?;
+            for scope in &policies.require_approval {
+                tell!("{scope}");
             }
         }
     }
@@ -200,8 +176,11 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
 }
 
 async fn set_policy(api: &Api, group: &str, require: bool) -> Result<()> {
-    let body = serde_json::json!({ "scope": group, "require_approval": require });
-    let _: Value = api.put(POLICIES_PATH, &body).await?;
+    let body = PolicyChange {
+        scope: group.to_owned(),
+        require_approval: require,
+    };
+    let _: ApprovalPolicies = api.put(ACCESS_POLICIES_PATH, &body).await?;
     if require {
         tell!("Access to {group} now needs an approved request.");
     } else {

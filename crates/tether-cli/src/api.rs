@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
-use tether_proto::api::{ApiError, DEVICES_PATH, Device, DeviceList};
+use tether_proto::api::{ApiError, Device, DeviceList, DeviceQuery};
 
 use crate::{failure, hub::Hub};
 
@@ -142,11 +142,11 @@ impl Api {
 
     /// All devices, or those with one status.
     pub async fn devices(&self, status: Option<&str>) -> Result<Vec<Device>> {
-        let path = match status {
-            Some(status) => format!("{DEVICES_PATH}?status={status}"),
-            None => DEVICES_PATH.to_owned(),
+        let query = DeviceQuery {
+            status: status.map(str::to_owned),
+            ..DeviceQuery::default()
         };
-        Ok(self.get::<DeviceList>(&path).await?.devices)
+        Ok(self.get::<DeviceList>(&query.path()).await?.devices)
     }
 }
 

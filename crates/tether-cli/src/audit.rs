@@ -6,8 +6,11 @@ use std::{io::IsTerminal, io::Write, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Deserialize;
 use serde_json::Value;
+use tether_proto::api::{
+    AuditEvent, AuditQuery, EventPage, Verification,
+    paths::{self, AUDIT_EVENTS_PATH, AUDIT_EXPORT_PATH, AUDIT_VERIFY_PATH},
+};
 
 use crate::{
     api::{Api, HttpError},
@@ -15,15 +18,11 @@ use crate::{
     hub::{Authenticated, HubOptions, authenticated},
     output::{print_listing, tell},
     resolve::resolve,
-    time_text::{now_millis, parse_duration_millis, parse_rfc3339, utc_millis},
+    time_text::{parse_duration_millis, parse_rfc3339, utc_millis},
 };
 
-const EVENTS_PATH: &str = "/api/management/v1/audit/events";
-const EXPORT_PATH: &str = "/api/management/v1/audit/export";
-const VERIFY_PATH: &str = "/api/management/v1/audit/verify";
-
 /// The most events the hub returns in one page.
-const MAX_PAGE: u64 = 1000;
+const MAX_PAGE: i64 = 1000;
 
 pub const AUDIT_HELP: &str = "\
 Reading the audit log needs an administrator's login.
@@ -127,12 +126,6 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-#[derive(Deserialize)]
-struct EventPage {
-    events: Vec<Value>,
-    next_before: Option<i64>,
-}
-
 pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
     let login = authenticated(options)?;
     let api = Api::new(&login.hub, Some(login.token.clone()))?;
@@ -143,7 +136,7 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
             limit,
             all,
         } => {
-            let query = query_pairs(&api, &filters).await?;
+            let query = audit_query(&api, &filters).await?;
             list(
                 &api,
                 query,
@@ -158,7 +151,7 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
             output,
             filters,
         } => {
-            let mut query = query_pairs(&api, &filters).await?;
+            let mut query = audit_query(&api, &filters).await?.pairs();
             let format = match format {
                 ExportFormat::Csv => "csv",
                 ExportFormat::Jsonl => "jsonl",
@@ -179,67 +172,41 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
     }
 }
 
-/// The filters as query parameters; `--device` is resolved against the device list, and a
+/// The filters as the hub's query; `--device` is resolved against the device list, and a
 /// query that matches no device is passed as-is (the id of a removed device).
-async fn query_pairs(api: &Api, filters: &Filters) -> Result<Vec<(&'static str, String)>> {
-    let mut pairs = Vec::new();
-    if let Some(from) = filters.since {
-        pairs.push(("from", from.to_string()));
-    }
-    if let Some(to) = filters.until {
-        pairs.push(("to", to.to_string()));
-    }
-    if let Some(actor) = &filters.actor {
-        pairs.push(("actor", actor.clone()));
-    }
-    if let Some(query) = &filters.device {
-        let devices = api.devices(None).await?;
-        let id = match resolve(&devices, query) {
-            Ok(device) => device.id.clone(),
-            Err(error) if error.to_string().starts_with("no device matches") => query.clone(),
-            Err(error) => return Err(error),
-        };
-        pairs.push(("device", id));
-    }
-    if let Some(action) = &filters.action {
-        pairs.push(("action", action.clone()));
-    }
-    if let Some(session) = &filters.session {
-        pairs.push(("session", session.clone()));
-    }
-    if let Some(outcome) = filters.outcome {
-        pairs.push(("outcome", outcome.as_str().to_owned()));
-    }
-    Ok(pairs)
-}
-
-fn encode_query(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(key, value)| format!("{key}={}", percent_encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
+async fn audit_query(api: &Api, filters: &Filters) -> Result<AuditQuery> {
+    let device = match &filters.device {
+        Some(query) => {
+            let devices = api.devices(None).await?;
+            Some(match resolve(&devices, query) {
+                Ok(device) => device.id.clone(),
+                Err(error) if error.to_string().starts_with("no device matches") => query.clone(),
+                Err(error) => return Err(error),
+            })
         }
-    }
-    out
+        None => None,
+    };
+    Ok(AuditQuery {
+        from: filters.since,
+        to: filters.until,
+        actor: filters.actor.clone(),
+        device,
+        action: filters.action.clone(),
+        session: filters.session.clone(),
+        outcome: filters.outcome.map(|outcome| outcome.as_str().to_owned()),
+        before: None,
+        limit: None,
+    })
 }
 
 /// Fetches up to `limit` events (all of them with `None`), newest first, following pages.
-async fn list(api: &Api, query: Vec<(&'static str, String)>, limit: Option<u64>, json: bool) -> Result<()> {
-    let mut events: Vec<Value> = Vec::new();
-    let mut before: Option<i64> = None;
+async fn list(api: &Api, mut query: AuditQuery, limit: Option<u64>, json: bool) -> Result<()> {
+    let mut events: Vec<AuditEvent> = Vec::new();
     loop {
         let wanted = match limit {
             Some(limit) => {
                 let left = limit.saturating_sub(events.len() as u64);
+                let left = i64::try_from(left).unwrap_or(MAX_PAGE);
                 if left == 0 {
                     break;
                 }
@@ -247,17 +214,13 @@ async fn list(api: &Api, query: Vec<(&'static str, String)>, limit: Option<u64>,
             }
             None => MAX_PAGE,
         };
-        let mut pairs = query.clone();
-        if let Some(before) = before {
-            pairs.push(("before", before.to_string()));
-        }
-        pairs.push(("limit", wanted.to_string()));
+        query.limit = Some(wanted);
         let page: EventPage = api
-            .get(&format!("{EVENTS_PATH}?{}", encode_query(&pairs)))
+            .get(&format!("{AUDIT_EVENTS_PATH}?{}", paths::query(&query.pairs())))
             .await?;
         events.extend(page.events);
         match page.next_before {
-            Some(next) => before = Some(next),
+            Some(next) => query.before = Some(next),
             None => break,
         }
     }
@@ -274,12 +237,13 @@ async fn list(api: &Api, query: Vec<(&'static str, String)>, limit: Option<u64>,
     print_listing(&text).context("writing to stdout")
 }
 
-fn text<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
-    event.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+/// The text, unless it is absent or empty.
+fn text(value: Option<&str>) -> Option<&str> {
+    value.filter(|text| !text.is_empty())
 }
 
 /// The event table; with a terminal `width`, DETAILS is cut to fit it.
-fn table(events: &[Value], width: Option<usize>) -> String {
+fn table(events: &[AuditEvent], width: Option<usize>) -> String {
     let mut rows = vec![[
         "TIME".to_owned(),
         "ACTOR".to_owned(),
@@ -289,21 +253,20 @@ fn table(events: &[Value], width: Option<usize>) -> String {
         "DETAILS".to_owned(),
     ]];
     for event in events {
-        let time = event.get("time").and_then(Value::as_i64).unwrap_or(0);
-        let actor = text(event, "actor_name")
-            .or_else(|| text(event, "actor_id"))
-            .or_else(|| text(event, "actor_kind"))
+        let actor = text(event.actor_name.as_deref())
+            .or_else(|| text(event.actor_id.as_deref()))
+            .or_else(|| text(Some(&event.actor_kind)))
             .unwrap_or("-");
-        let object = text(event, "object_name")
-            .or_else(|| text(event, "object_id"))
+        let object = text(event.object_name.as_deref())
+            .or_else(|| text(event.object_id.as_deref()))
             .unwrap_or("-");
         rows.push([
-            utc_millis(time),
+            utc_millis(event.time),
             actor.to_owned(),
-            text(event, "action").unwrap_or("-").to_owned(),
+            text(Some(&event.action)).unwrap_or("-").to_owned(),
             object.to_owned(),
-            text(event, "outcome").unwrap_or("-").to_owned(),
-            compact_details(event.get("details")),
+            text(Some(&event.outcome)).unwrap_or("-").to_owned(),
+            compact_details(Some(&event.details)),
         ]);
     }
     crate::output::table(&rows, width)
@@ -343,7 +306,7 @@ pub(crate) async fn export_response(
         .build()
         .context("cannot set up the HTTP client")?;
     let base = login.hub.url.to_string();
-    let url = format!("{base}{EXPORT_PATH}?{}", encode_query(query));
+    let url = format!("{base}{AUDIT_EXPORT_PATH}?{}", paths::query(query));
     let response = http
         .get(&url)
         .bearer_auth(&login.token)
@@ -397,26 +360,10 @@ async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<
     result
 }
 
-#[derive(Deserialize)]
-struct Verification {
-    ok: bool,
-    checked: i64,
-    problem: Option<Problem>,
-}
-
-#[derive(Deserialize)]
-struct Problem {
-    seq: i64,
-    kind: String,
-    detail: String,
-}
-
 async fn verify(api: &Api, json: bool) -> Result<i32> {
-    let value: Value = api.get(VERIFY_PATH).await?;
-    let verification: Verification = serde_json::from_value(value.clone())
-        .context("unexpected answer from the hub to the verification")?;
+    let verification: Verification = api.get(AUDIT_VERIFY_PATH).await?;
     if json {
-        print_listing(&(serde_json::to_string_pretty(&value)? + "\n")).context("writing to stdout")?;
+        print_listing(&(serde_json::to_string_pretty(&verification)? + "\n")).context("writing to stdout")?;
     } else if verification.ok {
         tell!("audit log intact: {} events checked", verification.checked);
     } else {
@@ -435,7 +382,7 @@ async fn verify(api: &Api, json: bool) -> Result<i32> {
 
 /// `--since`/`--until`: a duration before now or an RFC 3339 time, as unix milliseconds.
 fn parse_time(text: &str) -> Result<i64> {
-    parse_time_at(text, now_millis())
+    parse_time_at(text, tether_proto::clock::unix_millis())
 }
 
 fn parse_time_at(text: &str, now: i64) -> Result<i64> {
@@ -504,19 +451,33 @@ mod tests {
             ("actor", "a b&c".to_owned()),
             ("action", "device.accept".to_owned()),
         ];
-        assert_eq!(encode_query(&pairs), "actor=a%20b%26c&action=device.accept");
+        assert_eq!(paths::query(&pairs), "actor=a%20b%26c&action=device.accept");
+    }
+
+    /// An event with the fields `partial` gives, the others empty.
+    fn event(partial: Value) -> AuditEvent {
+        let mut full = serde_json::json!({
+            "seq": 1, "id": "e1", "time": 0, "actor_kind": "", "actor_id": null, "actor_name": null,
+            "client_address": null, "user_agent": null, "action": "", "object_kind": null,
+            "object_id": null, "object_name": null, "outcome": "", "details": {}, "session_id": null,
+            "prev_hash": "", "hash": ""
+        });
+        for (key, value) in partial.as_object().expect("an object") {
+            full[key] = value.clone();
+        }
+        serde_json::from_value(full).expect("an audit event")
     }
 
     #[test]
     fn table_falls_back_to_ids_and_kinds() {
-        let events = vec![serde_json::json!({
+        let events = vec![event(serde_json::json!({
             "time": 0, "actor_kind": "anonymous", "actor_name": null, "action": "authentication",
             "object_id": null, "outcome": "refused", "details": {"reason": "bad token"}
-        })];
-        let long = vec![serde_json::json!({
+        }))];
+        let long = vec![event(serde_json::json!({
             "time": 0, "actor_kind": "system", "action": "x", "outcome": "success",
             "details": {"reason": "a reason that is far too long to fit in a narrow terminal"}
-        })];
+        }))];
         assert_eq!(
             table(&events, None),
             "TIME                 ACTOR      ACTION          OBJECT  OUTCOME  DETAILS\n\

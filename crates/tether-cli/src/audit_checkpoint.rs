@@ -8,6 +8,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use tether_proto::{
+    api::{
+        Empty,
+        paths::{AUDIT_ANCHOR_PATH, AUDIT_CHECKPOINTS_PATH},
+    },
     audit::AuditEvent,
     audit_checkpoint::{Anchor, CheckpointVerification, CheckpointWalk, Statement},
 };
@@ -17,12 +21,9 @@ use crate::{
     time_text::utc_millis,
 };
 
-const CHECKPOINTS_PATH: &str = "/api/management/v1/audit/checkpoints";
-const ANCHOR_PATH: &str = "/api/management/v1/audit/anchor";
-
 /// Prints a fresh checkpoint as one JSON line (append it to a file kept off the hub).
 pub async fn checkpoint(api: &Api) -> Result<i32> {
-    let statement: Statement = api.post(CHECKPOINTS_PATH, &serde_json::json!({})).await?;
+    let statement: Statement = api.post(AUDIT_CHECKPOINTS_PATH, &Empty {}).await?;
     println!("{}", serde_json::to_string(&statement)?);
     Ok(0)
 }
@@ -56,9 +57,9 @@ pub async fn verify(api: &Api, login: &Authenticated, file: &Path, json: bool) -
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        let anchor: Anchor = api.get(ANCHOR_PATH).await?;
+        let anchor: Anchor = api.get(AUDIT_ANCHOR_PATH).await?;
         let result = walk_export(login, anchor.clone(), checkpoints.clone()).await?;
-        let now: Anchor = api.get(ANCHOR_PATH).await?;
+        let now: Anchor = api.get(AUDIT_ANCHOR_PATH).await?;
         if now == anchor || attempt == 2 {
             break result;
         }

@@ -107,10 +107,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "tether-cli-test-{name}-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
+            tether_proto::clock::unix_millis()
         ));
         dir.join("tether")
     }

@@ -2,11 +2,13 @@
 //! removing one device.
 
 use anyhow::{Context, Result};
-use tether_proto::api::{Device, device_path};
+use tether_proto::api::{
+    Device,
+    paths::{device_accept_path, device_path, device_reject_path, segment},
+};
 
 use crate::{
     api::Api,
-    hub::unix_now,
     output::{self, print_listing, tell},
     resolve::resolve_strictly,
 };
@@ -23,7 +25,7 @@ pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
     let text = if json {
         serde_json::to_string_pretty(&devices)? + "\n"
     } else {
-        table(&devices, unix_now())
+        table(&devices, tether_proto::clock::unix_seconds())
     };
     print_listing(&text).context("writing to stdout")
 }
@@ -31,18 +33,18 @@ pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
 pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
     let devices = api.devices(None).await?;
     let device = resolve_strictly(&devices, query)?;
-    let path = device_path(&device.id);
+    let id = segment(&device.id);
     let verb = match decision {
         Decision::Accept => {
-            api.post_empty(&format!("{path}/accept")).await?;
+            api.post_empty(&device_accept_path(&id)).await?;
             "Accepted"
         }
         Decision::Reject => {
-            api.post_empty(&format!("{path}/reject")).await?;
+            api.post_empty(&device_reject_path(&id)).await?;
             "Rejected"
         }
         Decision::Remove => {
-            api.delete(&path).await?;
+            api.delete(&device_path(&id)).await?;
             "Removed"
         }
     };

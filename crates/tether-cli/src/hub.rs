@@ -80,7 +80,7 @@ pub fn authenticated(options: &HubOptions) -> Result<Authenticated> {
             hub.url
         );
     };
-    if credentials.expires_at <= unix_now() {
+    if credentials.expires_at <= tether_proto::clock::unix_seconds() {
         bail!(
             "your login to {} as {} has expired; log in again with `tether login`",
             hub.url,
@@ -97,11 +97,4 @@ pub fn authenticated(options: &HubOptions) -> Result<Authenticated> {
 pub fn authenticated_api(options: &HubOptions) -> Result<crate::api::Api> {
     let login = authenticated(options)?;
     crate::api::Api::new(&login.hub, Some(login.token))
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or(0)
 }

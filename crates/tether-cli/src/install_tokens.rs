@@ -4,17 +4,21 @@
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tether_proto::{
+    api::{
+        CreatedInstallToken, InstallToken, InstallTokenList, NewInstallToken,
+        paths::{INSTALL_TOKENS_PATH, install_token_path, segment},
+    },
+    clock::unix_seconds,
+};
 
 use crate::{
     api::Api,
-    hub::{HubOptions, authenticated, unix_now},
+    hub::{HubOptions, authenticated},
     output::{print_listing, say, tell},
-    tokens::{table, utc},
+    tokens::{hub_integer, table, utc},
 };
-
-pub const INSTALL_TOKENS_PATH: &str = "/api/management/v1/install-tokens";
 
 pub const INSTALL_COMMAND_HELP: &str = "\
 Prints one line to paste on a device (as root): it downloads the install script from the hub,
@@ -50,41 +54,6 @@ pub struct InstallCommand {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct CreateRequest<'a> {
-    tags: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_in_secs: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uses: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Created {
-    id: String,
-    token: String,
-    tags: Vec<String>,
-    max_uses: i64,
-    expires_at: i64,
-    public_key_pin: String,
-}
-
-#[derive(Deserialize)]
-struct TokenList {
-    install_tokens: Vec<TokenInfo>,
-}
-
-#[derive(Deserialize)]
-struct TokenInfo {
-    id: String,
-    tags: Vec<String>,
-    max_uses: i64,
-    uses: i64,
-    created_by: String,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
 /// Characters allowed in what goes into the printed shell line unquoted-safe (inside '...').
 fn shell_safe(text: &str) -> bool {
     !text.is_empty()
@@ -102,14 +71,12 @@ pub async fn install_command(options: &HubOptions, command: InstallCommand) -> R
         None => login.hub.url.to_string(),
     };
     let api = Api::new(&login.hub, Some(login.token))?;
-    let request = CreateRequest {
-        tags: &command.tags,
-        expires_in_secs: command.expires,
-        uses: command.uses,
+    let request = NewInstallToken {
+        tags: command.tags.clone(),
+        expires_in_secs: command.expires.map(hub_integer),
+        uses: command.uses.map(hub_integer),
     };
-    let answer: Value = api.post(INSTALL_TOKENS_PATH, &request).await?;
-    let created: Created = serde_json::from_value(answer.clone())
-        .context("unexpected answer from the hub to creating an enrolment token")?;
+    let created: CreatedInstallToken = api.post(INSTALL_TOKENS_PATH, &request).await?;
     let mut line = format!(
         "curl -fsSL --proto '=https' --pinnedpubkey 'sha256//{}' -k '{hub_url}/install/agent.sh' | sh -s -- --token '{}'",
         created.public_key_pin, created.token
@@ -124,7 +91,7 @@ pub async fn install_command(options: &HubOptions, command: InstallCommand) -> R
         );
     }
     if command.json {
-        let mut answer = answer;
+        let mut answer = serde_json::to_value(&created)?;
         answer["command"] = Value::String(line);
         print_listing(&(serde_json::to_string_pretty(&answer)? + "\n")).context("writing to stdout")?;
         return Ok(0);
@@ -149,29 +116,23 @@ pub async fn run(options: &HubOptions, command: InstallTokensCommand) -> Result<
     let api = Api::new(&login.hub, Some(login.token))?;
     match command {
         InstallTokensCommand::List { json } => {
-            let answer: Value = api.get(INSTALL_TOKENS_PATH).await?;
+            let list: InstallTokenList = api.get(INSTALL_TOKENS_PATH).await?;
             let text = if json {
-                serde_json::to_string_pretty(&answer["install_tokens"])? + "\n"
+                serde_json::to_string_pretty(&list.install_tokens)? + "\n"
             } else {
-                let list: TokenList = serde_json::from_value(answer)
-                    .context("unexpected answer from the hub to listing enrolment tokens")?;
-                token_table(&list.install_tokens, unix_now())
+                token_table(&list.install_tokens, unix_seconds())
             };
             print_listing(&text).context("writing to stdout")?;
         }
         InstallTokensCommand::Revoke { id } => {
-            api.delete(&format!(
-                "{INSTALL_TOKENS_PATH}/{}",
-                crate::users::encode_segment(&id)
-            ))
-            .await?;
+            api.delete(&install_token_path(&segment(&id))).await?;
             tell!("Revoked enrolment token {id}.");
         }
     }
     Ok(0)
 }
 
-fn token_table(tokens: &[TokenInfo], now: i64) -> String {
+fn token_table(tokens: &[InstallToken], now: i64) -> String {
     let mut rows = vec![
         ["ID", "TAGS", "USES", "EXPIRES", "CREATED BY", "STATE"]
             .map(str::to_owned)
@@ -209,13 +170,15 @@ mod tests {
 
     #[test]
     fn the_table_shows_uses_and_state() {
-        let token = |uses, revoked_at| TokenInfo {
+        let token = |uses, revoked_at| InstallToken {
             id: "i1".into(),
             tags: vec!["site-a".into()],
             max_uses: 1,
             uses,
             created_by: "alice".into(),
+            created_at: 0,
             expires_at: 86_400,
+            last_used_at: None,
             revoked_at,
         };
         let text = token_table(&[token(0, None), token(1, None), token(0, Some(5))], 100);

@@ -3,7 +3,10 @@
 
 use anyhow::{Result, bail};
 use reqwest::StatusCode;
-use tether_proto::api::{LOGIN_PATH, LOGOUT_PATH, LoginRequest, LoginResponse};
+use tether_proto::api::{
+    LoginRequest, LoginResponse,
+    paths::{LOGIN_PATH, LOGOUT_PATH},
+};
 
 /// What the hub answers a login that lacks its second factor.
 const CODE_REQUIRED: &str = "two-factor code required";

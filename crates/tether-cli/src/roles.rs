@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tether_proto::api::device_path;
+use tether_proto::api::{
+    DeviceTags, NewRole, Role, RoleList,
+    paths::{ROLES_PATH, device_tags_path, role_path, segment},
+};
 
 use crate::{
     api::Api,
@@ -13,8 +14,6 @@ use crate::{
     resolve::resolve,
     tokens::table,
 };
-
-const ROLES_PATH: &str = "/api/management/v1/roles";
 
 pub const ROLES_HELP: &str = "\
 Permissions: view_devices, manage_devices, terminal, file_read, file_write, port_forward,
@@ -49,30 +48,13 @@ pub enum RolesCommand {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-struct Role {
-    name: String,
-    permissions: Vec<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    builtin: bool,
-}
-
-#[derive(Deserialize)]
-struct RoleList {
-    roles: Vec<Role>,
-}
-
 pub async fn run(api: &Api, command: RolesCommand) -> Result<()> {
     match command {
         RolesCommand::List { json } => {
-            let answer: Value = api.get(ROLES_PATH).await?;
+            let list: RoleList = api.get(ROLES_PATH).await?;
             let text = if json {
-                serde_json::to_string_pretty(&answer["roles"])? + "\n"
+                serde_json::to_string_pretty(&list.roles)? + "\n"
             } else {
-                let list: RoleList =
-                    serde_json::from_value(answer).context("unexpected answer to listing roles")?;
                 role_table(&list.roles)
             };
             print_listing(&text).context("writing to stdout")?;
@@ -82,17 +64,16 @@ pub async fn run(api: &Api, command: RolesCommand) -> Result<()> {
             permissions,
             description,
         } => {
-            let request = Role {
+            let request = NewRole {
                 name: name.clone(),
                 permissions,
                 description,
-                builtin: false,
             };
             let created: Role = api.post(ROLES_PATH, &request).await?;
             tell!("Created role {name}: {}.", created.permissions.join(", "));
         }
         RolesCommand::Delete { name } => {
-            api.delete(&format!("{ROLES_PATH}/{name}")).await?;
+            api.delete(&role_path(&segment(&name))).await?;
             tell!("Deleted role {name}.");
         }
     }
@@ -119,16 +100,10 @@ fn role_table(roles: &[Role]) -> String {
 pub async fn set_tags(api: &Api, query: &str, tags: Vec<String>) -> Result<()> {
     let devices = api.devices(None).await?;
     let device = resolve(&devices, query)?;
-    let answer: Value = api
-        .put(
-            &format!("{}/tags", device_path(&device.id)),
-            &serde_json::json!({ "tags": tags }),
-        )
+    let answer: DeviceTags = api
+        .put(&device_tags_path(&segment(&device.id)), &DeviceTags { tags })
         .await?;
-    let tags: Vec<&str> = answer["tags"]
-        .as_array()
-        .map(|tags| tags.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let tags = answer.tags;
     if tags.is_empty() {
         tell!("Device {} ({}) has no tags.", device.id, device.name);
     } else {

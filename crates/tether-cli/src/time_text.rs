@@ -3,13 +3,6 @@
 
 use anyhow::{Context, Result, bail};
 
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Days since 1970-01-01 to (year, month, day).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let days = days + 719_468;

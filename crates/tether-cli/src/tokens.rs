@@ -3,17 +3,18 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tether_proto::api::{
+    AccessToken, CreatedToken, NewToken, TokenList,
+    paths::{TOKENS_PATH, segment, token_path, with_query},
+};
+use tether_proto::clock::unix_seconds;
 
 use crate::{
     api::Api,
-    hub::{HubOptions, authenticated, unix_now},
+    hub::{HubOptions, authenticated},
     output::{print_listing, say, tell},
     time_text::{parse_duration_millis, utc_millis},
 };
-
-pub const TOKENS_PATH: &str = "/api/management/v1/tokens";
 
 pub const TOKENS_HELP: &str = "\
 A token acts for the user who created it, with at most the permissions it was given:
@@ -58,41 +59,6 @@ pub enum TokensCommand {
     },
 }
 
-#[derive(Serialize)]
-struct CreateRequest<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    permissions: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_in_secs: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Created {
-    id: String,
-    token: String,
-    expires_at: i64,
-}
-
-#[derive(Deserialize)]
-struct TokenList {
-    tokens: Vec<TokenInfo>,
-}
-
-#[derive(Deserialize)]
-struct TokenInfo {
-    id: String,
-    name: String,
-    #[serde(default)]
-    permissions: Vec<String>,
-    #[serde(default)]
-    expires_at: Option<i64>,
-    #[serde(default)]
-    last_used_at: Option<i64>,
-    #[serde(default)]
-    revoked: bool,
-}
-
 pub async fn run(options: &HubOptions, command: TokensCommand) -> Result<i32> {
     let login = authenticated(options)?;
     let api = Api::new(&login.hub, Some(login.token))?;
@@ -105,7 +71,7 @@ pub async fn run(options: &HubOptions, command: TokensCommand) -> Result<i32> {
         } => create(&api, &name, &permissions, expires, json).await?,
         TokensCommand::List { user, json } => list(&api, user.as_deref(), json).await?,
         TokensCommand::Revoke { id } => {
-            api.delete(&format!("{TOKENS_PATH}/{id}")).await?;
+            api.delete(&token_path(&segment(&id))).await?;
             tell!("Revoked token {id}.");
         }
     }
@@ -119,17 +85,15 @@ async fn create(
     expires: Option<u64>,
     json: bool,
 ) -> Result<()> {
-    let request = CreateRequest {
-        name,
-        permissions: (!permissions.is_empty()).then_some(permissions),
-        expires_in_secs: expires,
+    let request = NewToken {
+        name: name.to_owned(),
+        permissions: (!permissions.is_empty()).then(|| permissions.to_vec()),
+        expires_in_secs: expires.map(hub_integer),
     };
-    let answer: Value = api.post(TOKENS_PATH, &request).await?;
+    let created: CreatedToken = api.post(TOKENS_PATH, &request).await?;
     if json {
-        return print_listing(&(serde_json::to_string_pretty(&answer)? + "\n")).context("writing to stdout");
+        return print_listing(&(serde_json::to_string_pretty(&created)? + "\n")).context("writing to stdout");
     }
-    let created: Created =
-        serde_json::from_value(answer).context("unexpected answer from the hub to creating a token")?;
     tell!("Token: {}", created.token);
     tell!("Id: {}", created.id);
     tell!("Expires: {}", utc(created.expires_at));
@@ -138,22 +102,17 @@ async fn create(
 }
 
 async fn list(api: &Api, user: Option<&str>, json: bool) -> Result<()> {
-    let path = match user {
-        Some(name) => format!("{TOKENS_PATH}?user={}", crate::users::encode_segment(name)),
-        None => TOKENS_PATH.to_owned(),
-    };
-    let answer: Value = api.get(&path).await?;
+    let pairs: Vec<(&str, &str)> = user.map(|name| ("user", name)).into_iter().collect();
+    let list: TokenList = api.get(&with_query(TOKENS_PATH, &pairs)).await?;
     let text = if json {
-        serde_json::to_string_pretty(&answer["tokens"])? + "\n"
+        serde_json::to_string_pretty(&list.tokens)? + "\n"
     } else {
-        let list: TokenList =
-            serde_json::from_value(answer).context("unexpected answer from the hub to listing tokens")?;
-        token_table(&list.tokens, unix_now())
+        token_table(&list.tokens, unix_seconds())
     };
     print_listing(&text).context("writing to stdout")
 }
 
-fn token_table(tokens: &[TokenInfo], now: i64) -> String {
+fn token_table(tokens: &[AccessToken], now: i64) -> String {
     let mut rows = vec![
         ["ID", "NAME", "PERMISSIONS", "EXPIRES", "LAST USED", "STATE"]
             .map(str::to_owned)
@@ -162,7 +121,7 @@ fn token_table(tokens: &[TokenInfo], now: i64) -> String {
     for token in tokens {
         let state = if token.revoked {
             "revoked"
-        } else if token.expires_at.is_some_and(|at| at <= now) {
+        } else if token.expires_at <= now {
             "expired"
         } else {
             "active"
@@ -175,12 +134,18 @@ fn token_table(tokens: &[TokenInfo], now: i64) -> String {
             } else {
                 token.permissions.join(",")
             },
-            token.expires_at.map(utc).unwrap_or_else(|| "never".to_owned()),
+            utc(token.expires_at),
             crate::devices::last_seen(token.last_used_at, now),
             state.to_owned(),
         ]);
     }
     table(&rows)
+}
+
+/// A count or duration the CLI parsed, as the hub's signed integer (the hub refuses what is
+/// too large).
+pub fn hub_integer(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
@@ -226,11 +191,12 @@ mod tests {
 
     #[test]
     fn the_token_table_shows_state_and_permissions() {
-        let token = |revoked, expires_at| TokenInfo {
+        let token = |revoked, expires_at| AccessToken {
             id: "t1".into(),
             name: "ci".into(),
             permissions: vec!["view_devices".into(), "terminal".into()],
-            expires_at: Some(expires_at),
+            created_at: 0,
+            expires_at,
             last_used_at: None,
             revoked,
         };

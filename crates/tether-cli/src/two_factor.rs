@@ -4,15 +4,17 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::Value;
+use tether_proto::api::{
+    Empty, RecoveryCodes, TwoFactorCode, TwoFactorEnrolment, TwoFactorSetting,
+    paths::{
+        TWO_FACTOR_CONFIRM_PATH, TWO_FACTOR_DISABLE_PATH, TWO_FACTOR_ENROL_PATH, TWO_FACTOR_SETTING_PATH,
+    },
+};
 
 use crate::{
     api::Api,
     output::{print_listing, tell},
 };
-
-const TWO_FACTOR_PATH: &str = "/api/management/v1/auth/2fa";
-const SETTING_PATH: &str = "/api/management/v1/settings/two-factor";
 
 pub const TWO_FACTOR_HELP: &str = "\
 Enrol: `tether 2fa enrol`, scan the QR code (or type the secret) in an authenticator app, then
@@ -47,45 +49,35 @@ pub enum TwoFactorCommand {
 pub async fn run(api: &Api, command: TwoFactorCommand) -> Result<()> {
     match command {
         TwoFactorCommand::Enrol { json } => {
-            let answer: Value = api
-                .post(&format!("{TWO_FACTOR_PATH}/enrol"), &serde_json::json!({}))
-                .await?;
+            let answer: TwoFactorEnrolment = api.post(TWO_FACTOR_ENROL_PATH, &Empty {}).await?;
             if json {
                 return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
             }
-            let uri = answer["otpauth_uri"].as_str().unwrap_or_default();
+            let uri = &answer.otpauth_uri;
             // The QR code is drawn here from block characters and newlines; only its text is foreign.
             print_listing(&format!("{}\n", qr_code(uri)))?;
-            tell!("Secret: {}", answer["secret"].as_str().unwrap_or_default());
+            tell!("Secret: {}", answer.secret);
             tell!("URI:    {uri}");
             tell!("Then run `tether 2fa confirm CODE` with the code your app shows.");
         }
         TwoFactorCommand::Confirm { code, json } => {
-            let answer: Value = api
-                .post(
-                    &format!("{TWO_FACTOR_PATH}/confirm"),
-                    &serde_json::json!({ "code": code }),
-                )
-                .await?;
+            let answer: RecoveryCodes = api.post(TWO_FACTOR_CONFIRM_PATH, &TwoFactorCode { code }).await?;
             if json {
                 return Ok(print_listing(&(serde_json::to_string_pretty(&answer)? + "\n"))?);
             }
             tell!("Two-factor authentication is on. Recovery codes (each works once; shown only now):");
-            for code in answer["recovery_codes"].as_array().into_iter().flatten() {
-                tell!("  {}", code.as_str().unwrap_or_default());
+            for code in &answer.recovery_codes {
+                tell!("  {code}");
             }
         }
         TwoFactorCommand::Disable { code } => {
-            api.post_no_content(
-                &format!("{TWO_FACTOR_PATH}/disable"),
-                &serde_json::json!({ "code": code }),
-            )
-            .await?;
+            api.post_no_content(TWO_FACTOR_DISABLE_PATH, &TwoFactorCode { code })
+                .await?;
             tell!("Two-factor authentication is off.");
         }
         TwoFactorCommand::Require { off } => {
-            let _: Value = api
-                .put(SETTING_PATH, &serde_json::json!({ "required": !off }))
+            let _: TwoFactorSetting = api
+                .put(TWO_FACTOR_SETTING_PATH, &TwoFactorSetting { required: !off })
                 .await?;
             if off {
                 tell!("Two-factor authentication is optional again.");

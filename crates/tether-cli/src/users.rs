@@ -3,8 +3,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tether_proto::api::{
+    Empty, NewUser, PasswordChange, RevokedSessions, RoleGrant, RoleGrants, UserList, UserSummary,
+    paths::{self, PASSWORD_PATH, USERS_PATH, segment},
+};
 
 use crate::{
     api::Api,
@@ -13,9 +15,6 @@ use crate::{
     password,
     tokens::{table, utc},
 };
-
-const USERS_PATH: &str = "/api/management/v1/users";
-const PASSWORD_PATH: &str = "/api/management/v1/auth/password";
 
 pub const USERS_HELP: &str = "\
 Administering users needs the manage_users permission (administrators have it).
@@ -88,34 +87,6 @@ pub enum UsersCommand {
     },
 }
 
-#[derive(Deserialize)]
-struct UserList {
-    users: Vec<UserInfo>,
-}
-
-#[derive(Deserialize)]
-struct UserInfo {
-    id: String,
-    name: String,
-    #[serde(default)]
-    disabled: bool,
-    #[serde(default)]
-    created_at: Option<i64>,
-    #[serde(default)]
-    roles: Vec<RoleGrant>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RoleGrant {
-    role: String,
-    scope: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RoleGrants {
-    grants: Vec<RoleGrant>,
-}
-
 /// `operator on tag:a, auditor on *`, or `-`.
 fn describe_grants(grants: &[RoleGrant]) -> String {
     if grants.is_empty() {
@@ -126,25 +97,6 @@ fn describe_grants(grants: &[RoleGrant]) -> String {
         .map(|g| format!("{} on {}", g.role, g.scope))
         .collect();
     words.join(", ")
-}
-
-#[derive(Serialize)]
-struct NewUser<'a> {
-    name: &'a str,
-    password: &'a str,
-    role: &'a str,
-    groups: &'a [String],
-}
-
-#[derive(Deserialize)]
-struct Revoked {
-    revoked: u64,
-}
-
-#[derive(Serialize)]
-struct PasswordChange {
-    current_password: String,
-    new_password: String,
 }
 
 pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
@@ -175,16 +127,17 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
                 role.unwrap_or_default()
             };
             let request = NewUser {
-                name: &name,
-                password: &password,
-                role: &role,
-                groups: &groups,
+                name: name.clone(),
+                password,
+                admin: false,
+                role: Some(role),
+                groups,
             };
-            let added: UserInfo = api.post(USERS_PATH, &request).await?;
+            let added: UserSummary = api.post(USERS_PATH, &request).await?;
             tell!("Added user {name} ({}).", describe_grants(&added.roles));
         }
         UsersCommand::Roles { name, json } => {
-            let answer: RoleGrants = api.get(&user_path(&name, "roles")).await?;
+            let answer: RoleGrants = api.get(&paths::user_roles_path(&segment(&name))).await?;
             let text = if json {
                 serde_json::to_string_pretty(&answer.grants)? + "\n"
             } else {
@@ -213,25 +166,25 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
                 })
                 .collect();
             let answer: RoleGrants = api
-                .put(&user_path(&name, "roles"), &RoleGrants { grants })
+                .put(&paths::user_roles_path(&segment(&name)), &RoleGrants { grants })
                 .await?;
             tell!("{name} now holds: {}.", describe_grants(&answer.grants));
         }
         UsersCommand::Disable { name } => {
-            let _: Value = api
-                .post(&user_path(&name, "disable"), &serde_json::json!({}))
+            let _: UserSummary = api
+                .post(&paths::user_disable_path(&segment(&name)), &Empty {})
                 .await?;
             tell!("Disabled user {name}; their sessions were ended.");
         }
         UsersCommand::Enable { name } => {
-            let _: Value = api
-                .post(&user_path(&name, "enable"), &serde_json::json!({}))
+            let _: UserSummary = api
+                .post(&paths::user_enable_path(&segment(&name)), &Empty {})
                 .await?;
             tell!("Enabled user {name}.");
         }
         UsersCommand::RevokeSessions { name } => {
-            let answer: Revoked = api
-                .post(&user_path(&name, "revoke-sessions"), &serde_json::json!({}))
+            let answer: RevokedSessions = api
+                .post(&paths::user_revoke_sessions_path(&segment(&name)), &Empty {})
                 .await?;
             tell!("Revoked {} login session(s) of {name}.", answer.revoked);
         }
@@ -239,36 +192,17 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn user_path(name: &str, action: &str) -> String {
-    format!("{USERS_PATH}/{}/{action}", encode_segment(name))
-}
-
-/// Percent-encodes a user name for one path segment (or a query value).
-pub fn encode_segment(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 async fn list(api: &Api, json: bool) -> Result<()> {
-    let answer: Value = api.get(USERS_PATH).await?;
+    let list: UserList = api.get(USERS_PATH).await?;
     let text = if json {
-        serde_json::to_string_pretty(&answer["users"])? + "\n"
+        serde_json::to_string_pretty(&list.users)? + "\n"
     } else {
-        let list: UserList =
-            serde_json::from_value(answer).context("unexpected answer from the hub to listing users")?;
         user_table(&list.users)
     };
     print_listing(&text).context("writing to stdout")
 }
 
-fn user_table(users: &[UserInfo]) -> String {
+fn user_table(users: &[UserSummary]) -> String {
     let mut rows = vec![
         ["ID", "NAME", "ROLES", "STATE", "CREATED"]
             .map(str::to_owned)
@@ -280,7 +214,7 @@ fn user_table(users: &[UserInfo]) -> String {
             user.name.clone(),
             describe_grants(&user.roles),
             if user.disabled { "disabled" } else { "active" }.to_owned(),
-            user.created_at.map(utc).unwrap_or_else(|| "-".to_owned()),
+            utc(user.created_at),
         ]);
     }
     table(&rows)
@@ -316,22 +250,23 @@ mod tests {
     #[test]
     fn user_names_are_encoded_for_the_path() {
         assert_eq!(
-            user_path("bob", "disable"),
+            paths::user_disable_path(&segment("bob")),
             "/api/management/v1/users/bob/disable"
         );
         assert_eq!(
-            user_path("a b/c", "enable"),
+            paths::user_enable_path(&segment("a b/c")),
             "/api/management/v1/users/a%20b%2Fc/enable"
         );
     }
 
     #[test]
     fn the_user_table_shows_role_and_state() {
-        let user = |name: &str, role: &str, disabled| UserInfo {
+        let user = |name: &str, role: &str, disabled| UserSummary {
             id: "u1".into(),
             name: name.into(),
+            admin: false,
             disabled,
-            created_at: Some(0),
+            created_at: 0,
             roles: vec![RoleGrant {
                 role: role.into(),
                 scope: "*".into(),

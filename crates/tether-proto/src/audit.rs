@@ -2,39 +2,12 @@
 //! an export of it locally): the event as stored, its hash, and the walk that names the first
 //! modified, removed or reordered event. Pure computation, no I/O.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// The hash before the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit event, as stored and as the API returns it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AuditEvent {
-    pub seq: i64,
-    pub id: String,
-    /// Unix milliseconds.
-    pub time: i64,
-    /// `user`, `device`, `system` or `anonymous`.
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub client_address: Option<String>,
-    pub user_agent: Option<String>,
-    /// e.g. `login`, `device.accept`, `terminal.open`, `file.download`.
-    pub action: String,
-    /// `device`, `user`, `session`, ...
-    pub object_kind: Option<String>,
-    pub object_id: Option<String>,
-    pub object_name: Option<String>,
-    /// `success`, `failure`, `refused` or `interrupted`.
-    pub outcome: String,
-    /// A JSON object with the action's particulars (path, size, reason...).
-    pub details: serde_json::Value,
-    pub session_id: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
-}
+pub use crate::api::audit::AuditEvent;
 
 impl AuditEvent {
     /// The hash of this event's content and its predecessor's hash. Field order is fixed here:
@@ -62,22 +35,7 @@ impl AuditEvent {
     }
 }
 
-/// What a verification found.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verification {
-    pub ok: bool,
-    pub checked: i64,
-    /// The first broken event: `modified`, `removed` or `reordered`.
-    pub problem: Option<Problem>,
-}
-
-/// One inconsistency, at the event (or checkpoint) `seq`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Problem {
-    pub seq: i64,
-    pub kind: String,
-    pub detail: String,
-}
+pub use crate::api::audit::{Problem, Verification};
 
 impl Problem {
     pub fn new(seq: i64, kind: &str, detail: String) -> Problem {

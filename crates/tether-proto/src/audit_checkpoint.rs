@@ -20,15 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, ChainWalk, GENESIS_HASH, Problem};
 
-/// What a [`Statement`] attests.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StatementKind {
-    /// The chain's head.
-    Checkpoint,
-    /// The last event retention deleted (the chain's new anchor).
-    Anchor,
-}
+pub use crate::api::audit::{Anchor, Statement, StatementKind};
 
 impl StatementKind {
     fn as_str(self) -> &'static str {
@@ -37,21 +29,6 @@ impl StatementKind {
             StatementKind::Anchor => "anchor",
         }
     }
-}
-
-/// A signed statement about event `seq` of the chain; exported as one JSON line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Statement {
-    pub kind: StatementKind,
-    pub seq: i64,
-    /// The event's hash (hex).
-    pub hash: String,
-    /// When it was signed, Unix milliseconds.
-    pub time: i64,
-    /// The Ed25519 public key that signed it (hex).
-    pub public_key: String,
-    /// The signature (hex) of [`Statement::message`].
-    pub signature: String,
 }
 
 /// Why a statement is not acceptable.
@@ -107,15 +84,6 @@ fn message(kind: StatementKind, seq: i64, hash: &str, time: i64) -> Vec<u8> {
         kind.as_str()
     )
     .into_bytes()
-}
-
-/// The chain's anchor as stored: the `seq` and hash of the last deleted event (0 and the
-/// genesis hash when nothing was ever deleted), and the hub's signed statement of it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Anchor {
-    pub seq: i64,
-    pub hash: String,
-    pub statement: Option<Statement>,
 }
 
 impl Anchor {

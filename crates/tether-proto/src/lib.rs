@@ -9,7 +9,8 @@
 //!   the hub.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
 //! - [`clock`]: the wall clock as Unix seconds or milliseconds, read the same way everywhere.
-//! - [`api`]: JSON types of the hub's management API, shared by the hub and the CLI.
+//! - [`api`]: the hub's management API, defined once: every request and response body (one
+//!   module per resource) and every path, shared by the hub and the CLI.
 //! - [`audit`], [`audit_checkpoint`]: the audit log's hash chain and its signed checkpoints,
 //!   computed alike by the hub (which writes them) and the CLI (which verifies them); behind the
 //!   `audit` feature, which the agent leaves off.

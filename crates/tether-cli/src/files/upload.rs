@@ -25,11 +25,8 @@ pub fn upload_id() -> String {
     let random = File::open("/dev/urandom").and_then(|mut source| source.read_exact(&mut bytes));
     if random.is_err() {
         // Unique enough for one device's uploads in flight.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_nanos())
-            .unwrap_or(0);
-        bytes = ((now as u64) ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
+        let now = tether_proto::clock::unix_millis().unsigned_abs();
+        bytes = (now ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
     }
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -10,7 +10,14 @@ use std::{io::IsTerminal, io::Write, path::PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tether_proto::{
+    api::{
+        DetachedList, SessionList, SessionQuery, TerminalSession,
+        paths::{DETACHED_SESSIONS_PATH, segment, session_asciicast_path},
+    },
+    clock::unix_millis,
+};
 
 use crate::{
     api::Api,
@@ -18,10 +25,8 @@ use crate::{
     output::print_listing,
     resolve::resolve,
     sessions::recording::{format_bytes, format_duration},
-    time_text::{now_millis, utc_millis as format_time},
+    time_text::utc_millis as format_time,
 };
-
-pub const SESSIONS_PATH: &str = "/api/management/v1/sessions";
 
 pub const SESSIONS_HELP: &str = "\
 SESSION is a session id or a unique prefix of one (see `tether sessions list`).
@@ -71,34 +76,6 @@ pub enum SessionsCommand {
     },
 }
 
-/// One session as the hub lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub sid: String,
-    pub device_id: String,
-    #[serde(default)]
-    pub device_name: String,
-    pub user_id: String,
-    #[serde(default)]
-    pub user_name: String,
-    pub command: Option<String>,
-    pub started_at: i64,
-    pub ended_at: Option<i64>,
-    pub bytes_out: i64,
-    pub width: i64,
-    pub height: i64,
-    pub live: bool,
-    /// Kept on its device after its operator's connection was lost: `tether terminal DEVICE
-    /// --attach SESSION` takes it back.
-    #[serde(default)]
-    pub detached: bool,
-}
-
-#[derive(Deserialize)]
-struct SessionList {
-    sessions: Vec<SessionInfo>,
-}
-
 pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> {
     let login = authenticated(options)?;
     let api = Api::new(&login.hub, Some(login.token.clone()))?;
@@ -128,26 +105,17 @@ pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> 
     }
 }
 
-/// A terminal the device keeps for re-attaching, as the hub lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DetachedSession {
-    pub sid: String,
-    pub device_id: String,
-    #[serde(default)]
-    pub device_name: String,
-    pub user_id: String,
-    pub created_at: i64,
-    pub detached_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Deserialize)]
-struct DetachedList {
-    sessions: Vec<DetachedSession>,
+/// A recorded session as listed here: the hub's, and whether its device keeps it for
+/// re-attaching (`tether terminal DEVICE --attach SESSION` takes it back).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedSession {
+    #[serde(flatten)]
+    pub session: TerminalSession,
+    pub detached: bool,
 }
 
 async fn detached(api: &Api, json: bool) -> Result<()> {
-    let list: DetachedList = api.get(&format!("{SESSIONS_PATH}/detached")).await?;
+    let list: DetachedList = api.get(DETACHED_SESSIONS_PATH).await?;
     let text = if json {
         serde_json::to_string_pretty(&list.sessions)? + "\n"
     } else {
@@ -190,23 +158,13 @@ async fn fetch(
     device: Option<&str>,
     user: Option<&str>,
     limit: Option<u32>,
-) -> Result<Vec<SessionInfo>> {
-    let mut pairs = Vec::new();
-    if let Some(device) = device {
-        pairs.push(format!("device={}", percent_encode(device)));
-    }
-    if let Some(user) = user {
-        pairs.push(format!("user={}", percent_encode(user)));
-    }
-    if let Some(limit) = limit {
-        pairs.push(format!("limit={limit}"));
-    }
-    let path = if pairs.is_empty() {
-        SESSIONS_PATH.to_owned()
-    } else {
-        format!("{SESSIONS_PATH}?{}", pairs.join("&"))
+) -> Result<Vec<TerminalSession>> {
+    let query = SessionQuery {
+        device: device.map(str::to_owned),
+        user: user.map(str::to_owned),
+        limit: limit.map(i64::from),
     };
-    Ok(api.get::<SessionList>(&path).await?.sessions)
+    Ok(api.get::<SessionList>(&query.path()).await?.sessions)
 }
 
 async fn list(
@@ -229,25 +187,29 @@ async fn list(
         }
         None => None,
     };
-    let mut sessions = fetch(api, device.as_deref(), user, limit).await?;
+    let sessions = fetch(api, device.as_deref(), user, limit).await?;
     // Best effort: an older hub has no list of detached sessions.
-    if let Ok(detached) = api
-        .get::<DetachedList>(&format!("{SESSIONS_PATH}/detached"))
+    let detached = api
+        .get::<DetachedList>(DETACHED_SESSIONS_PATH)
         .await
-    {
-        for session in &mut sessions {
-            session.detached = detached.sessions.iter().any(|d| d.sid == session.sid);
-        }
-    }
+        .map(|list| list.sessions)
+        .unwrap_or_default();
+    let sessions: Vec<ListedSession> = sessions
+        .into_iter()
+        .map(|session| ListedSession {
+            detached: detached.iter().any(|d| d.sid == session.sid),
+            session,
+        })
+        .collect();
     let text = if json {
         serde_json::to_string_pretty(&sessions)? + "\n"
     } else {
-        table(&sessions, now_millis())
+        table(&sessions, unix_millis())
     };
     print_listing(&text).context("writing to stdout")
 }
 
-fn table(sessions: &[SessionInfo], now: i64) -> String {
+fn table(sessions: &[ListedSession], now: i64) -> String {
     let mut rows = vec![
         [
             "SESSION",
@@ -261,7 +223,8 @@ fn table(sessions: &[SessionInfo], now: i64) -> String {
         ]
         .map(str::to_owned),
     ];
-    for session in sessions {
+    for listed in sessions {
+        let session = &listed.session;
         let end = session.ended_at.unwrap_or(now);
         let or_id = |name: &str, id: &str| {
             if name.is_empty() {
@@ -277,7 +240,7 @@ fn table(sessions: &[SessionInfo], now: i64) -> String {
             format_time(session.started_at),
             format_duration(end.saturating_sub(session.started_at).max(0) as u64),
             format_bytes(session.bytes_out.max(0) as u64),
-            match (session.live, session.detached) {
+            match (session.live, listed.detached) {
                 (true, _) => "live",
                 (false, true) => "detached",
                 (false, false) => "ended",
@@ -303,7 +266,7 @@ pub async fn resolve_sid(api: &Api, query: &str) -> Result<String> {
     if sessions.iter().any(|session| session.sid == query) {
         return Ok(query.to_owned());
     }
-    let matches: Vec<&SessionInfo> = sessions
+    let matches: Vec<&TerminalSession> = sessions
         .iter()
         .filter(|session| session.sid.starts_with(query))
         .collect();
@@ -333,7 +296,7 @@ pub async fn resolve_sid(api: &Api, query: &str) -> Result<String> {
 /// Streams the asciicast export to `output` (or stdout); a partial file is removed on failure.
 async fn export(login: &Authenticated, sid: &str, output: Option<PathBuf>) -> Result<()> {
     let client = recording::streaming_client(login)?;
-    let mut response = recording::get(&client, login, &format!("{SESSIONS_PATH}/{sid}/asciicast")).await?;
+    let mut response = recording::get(&client, login, &session_asciicast_path(&segment(sid))).await?;
     let to_stdout = output.is_none();
     let mut sink: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -371,36 +334,27 @@ async fn export(login: &Authenticated, sid: &str, output: Option<PathBuf>) -> Re
     result
 }
 
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn table_shows_state_and_command() {
-        let session = |sid: &str, command: Option<&str>, ended_at: Option<i64>| SessionInfo {
-            sid: sid.to_owned(),
-            device_id: "dev-1".to_owned(),
-            device_name: "pump".to_owned(),
-            user_id: "u1".to_owned(),
-            user_name: "alice".to_owned(),
-            command: command.map(str::to_owned),
-            started_at: 1_714_564_800_000,
-            ended_at,
-            bytes_out: 2048,
-            width: 80,
-            height: 24,
-            live: ended_at.is_none(),
+        let session = |sid: &str, command: Option<&str>, ended_at: Option<i64>| ListedSession {
+            session: TerminalSession {
+                sid: sid.to_owned(),
+                device_id: "dev-1".to_owned(),
+                device_name: "pump".to_owned(),
+                user_id: "u1".to_owned(),
+                user_name: "alice".to_owned(),
+                command: command.map(str::to_owned),
+                started_at: 1_714_564_800_000,
+                ended_at,
+                bytes_out: 2048,
+                width: 80,
+                height: 24,
+                live: ended_at.is_none(),
+            },
             detached: false,
         };
         let text = table(

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use tether_proto::api::{
+    RecordingHeader, RecordingRecord,
+    paths::{segment, session_recording_path},
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{api::HttpError, failure, hub::Authenticated};
@@ -43,35 +46,14 @@ impl Record {
     }
 }
 
-/// The first line of the stream.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Header {
-    pub started_at: i64,
-    pub ended_at: Option<i64>,
-}
-
-impl Header {
-    /// How long the recording is (so far), in milliseconds.
-    pub fn duration_ms(&self) -> u64 {
-        let end = self.ended_at.unwrap_or_else(crate::time_text::now_millis);
-        end.saturating_sub(self.started_at).max(0) as u64
-    }
-}
-
-#[derive(Deserialize)]
-struct Line {
-    t: u64,
-    k: String,
-    #[serde(default)]
-    d: Option<String>,
-    #[serde(default)]
-    w: Option<u16>,
-    #[serde(default)]
-    h: Option<u16>,
+/// How long the recording (whose first line is `header`) is so far, in milliseconds.
+pub fn duration_ms(header: &RecordingHeader) -> u64 {
+    let end = header.ended_at.unwrap_or_else(tether_proto::clock::unix_millis);
+    end.saturating_sub(header.started_at).max(0) as u64
 }
 
 fn parse_record(line: &str) -> Result<Option<Record>> {
-    let line: Line = serde_json::from_str(line).context("unexpected record in the recording")?;
+    let line: RecordingRecord = serde_json::from_str(line).context("unexpected record in the recording")?;
     let data = || -> Result<Vec<u8>> { base64_decode(line.d.as_deref().unwrap_or("")) };
     Ok(Some(match line.k.as_str() {
         "screen" => Record::Screen {
@@ -131,7 +113,7 @@ pub fn reading_error(login: &Authenticated, error: reqwest::Error) -> anyhow::Er
 
 /// A recording being read on a task; dropping it stops the download.
 pub struct RecordStream {
-    pub header: Header,
+    pub header: RecordingHeader,
     records: mpsc::Receiver<Result<Record>>,
     task: JoinHandle<()>,
 }
@@ -150,12 +132,12 @@ impl RecordStream {
         sid: &str,
         from_ms: u64,
     ) -> Result<RecordStream> {
-        let path = format!("{}/{sid}/recording?from_ms={from_ms}", super::SESSIONS_PATH);
+        let path = format!("{}?from_ms={from_ms}", session_recording_path(&segment(sid)));
         let mut response = get(client, login, &path).await?;
         let mut lines = LineSplitter::default();
         let header = loop {
             if let Some(line) = lines.next_line() {
-                break serde_json::from_str::<Header>(&line)
+                break serde_json::from_str::<RecordingHeader>(&line)
                     .context("unexpected recording header from the hub")?;
             }
             match response

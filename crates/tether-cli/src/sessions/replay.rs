@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use super::{
-    recording::{Record, RecordStream, parse_offset, streaming_client},
+    recording::{self, Record, RecordStream, parse_offset, streaming_client},
     resolve_sid,
     watch::CLEAR,
 };
@@ -92,7 +92,7 @@ pub async fn run(options: &HubOptions, args: ReplayArgs) -> Result<i32> {
         anchor_instant: Instant::now(),
         skipped: 0,
         last_time: from,
-        duration: stream.header.duration_ms(),
+        duration: recording::duration_ms(&stream.header),
     };
     let raw_mode = if interactive {
         Some(RawMode::enable()?)
@@ -311,7 +311,7 @@ impl Player<'_> {
                                         _ => position.saturating_sub(SEEK_STEP_MS),
                                     };
                                     stream = RecordStream::open(self.login, self.client, self.sid, target).await?;
-                                    self.duration = self.duration.max(stream.header.duration_ms());
+                                    self.duration = self.duration.max(recording::duration_ms(&stream.header));
                                     pending = None;
                                     self.skipped = 0;
                                     self.last_time = target;

@@ -5,8 +5,11 @@ use std::{io::IsTerminal, time::Duration};
 
 use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tether_net::{NetError, Proxy, connect_websocket};
+use tether_proto::api::{
+    WatchMessage,
+    paths::{segment, session_watch_path},
+};
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::interval,
@@ -29,17 +32,12 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 pub const CLEAR: &[u8] = b"\x1b[H\x1b[2J";
 const CTRL_C: u8 = 0x03;
 
-#[derive(Deserialize)]
-struct Control {
-    resize: Option<(u16, u16)>,
-}
-
 pub async fn run(login: &Authenticated, sid: &str) -> Result<i32> {
     let hub = &login.hub;
     let proxy = Proxy::from_env(&hub.url.host);
     let socket = connect_websocket(
         &hub.url,
-        &format!("{}/{sid}/watch", super::SESSIONS_PATH),
+        &session_watch_path(&segment(sid)),
         &login.token,
         hub.tls.clone(),
         proxy.as_ref(),
@@ -82,7 +80,10 @@ pub async fn run(login: &Authenticated, sid: &str) -> Result<i32> {
                 Some(Ok(Message::Text(text))) => {
                     // `{"width","height"}` first, then `{"resize": [w, h]}`: the local terminal
                     // cannot be resized from here, so sizes are only noted in the log.
-                    if let Ok(Control { resize: Some((width, height)) }) = serde_json::from_str(&text) {
+                    if let Ok(WatchMessage {
+                        resize: Some((width, height)),
+                        ..
+                    }) = serde_json::from_str(&text) {
                         tracing::debug!("the session was resized to {width}x{height}");
                     }
                 }

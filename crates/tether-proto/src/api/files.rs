@@ -1,0 +1,46 @@
+//! The HTTP file API (`.../deviceconnect/devices/{id}/download` and `/upload`): its query
+//! parameters and the JSON answer of an upload. File data itself is not JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// The query of `GET`/`HEAD .../download`: the file on the device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DownloadQuery {
+    pub path: String,
+}
+
+/// What an upload carries besides its data: multipart fields (Mender's form) or, for a raw
+/// body, query parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UploadFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Octal permission bits, e.g. `644` or `0644`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+/// The answer to an upload (201): where the file went, its size and SHA-256 (hex).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadSummary {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::testing::round_trip;
+
+    #[test]
+    fn the_file_shapes_are_pinned() {
+        round_trip::<UploadSummary>(r#"{"path":"/tmp/a","size":3,"sha256":"ba7816bf"}"#);
+        round_trip::<UploadFields>(r#"{"path":"/tmp/a","uid":0,"gid":0,"mode":"0644"}"#);
+        round_trip::<DownloadQuery>(r#"{"path":"/etc/hostname"}"#);
+    }
+}
