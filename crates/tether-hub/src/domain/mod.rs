@@ -10,6 +10,7 @@ pub mod enrolment_limits;
 pub mod failure;
 pub mod login_throttle;
 pub mod passwords;
+pub mod permissions;
 pub mod principal;
 pub mod recording_format;
 pub mod roles;

@@ -8,7 +8,7 @@
 //!
 //! Everything here is pure: [`Grants`] is loaded once per connection and asked per message.
 
-use crate::{domain::device::DeviceRecord, domain::principal::Action};
+use crate::{domain::device::DeviceRecord, domain::permissions::Action};
 
 /// Which devices a grant covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn builtin_roles() -> Vec<Role> {
     vec![
         role(
             "admin",
-            crate::domain::principal::PERMISSIONS
+            crate::domain::permissions::PERMISSIONS
                 .iter()
                 .map(|(_, action)| *action)
                 .collect(),

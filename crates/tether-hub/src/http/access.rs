@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Outcome, domain::audit::RequestContext,
-    domain::principal::Action, domain::principal::Principal, domain::principal::authorize,
+    domain::permissions::Action, domain::principal::Principal, domain::principal::authorize,
     domain::roles::Scope, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
     service::access::request_object, service::auth::permit, service::roles::access_changed,
     service::roles::parse_permission_names, store::access::AccessRequest,

@@ -13,7 +13,7 @@ use tether_proto::audit_checkpoint::{Anchor, Statement};
 
 use crate::{
     domain::audit, domain::audit::AuditEvent, domain::audit::RequestContext, domain::audit::Verification,
-    domain::principal::Action, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
+    domain::permissions::Action, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
     service::auth::permit, store::AuditFilter, store::optional_number,
 };
 

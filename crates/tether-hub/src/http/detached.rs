@@ -8,7 +8,7 @@ use serde::Serialize;
 use tether_proto::clock::unix_millis;
 
 use crate::{
-    domain::principal::Action, domain::principal::Principal, domain::principal::authorize,
+    domain::permissions::Action, domain::principal::Principal, domain::principal::authorize,
     http::error::ApiError, http::extract::UserCaller, http::state::AppState,
 };
 

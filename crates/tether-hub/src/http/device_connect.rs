@@ -10,7 +10,7 @@ use axum::{
 
 use crate::{
     domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
-    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::principal::Action,
+    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::permissions::Action,
     domain::principal::Principal, domain::principal::authorize, http::error::ApiError,
     http::extract::bearer_token, http::state::AppState, relay::device_leg::serve,
 };

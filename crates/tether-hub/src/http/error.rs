@@ -14,6 +14,10 @@ use tether_proto::api;
 
 use crate::{domain::failure::Failure, domain::failure::Kind};
 
+/// The reason of an error answer, for the refusal audit layer (`http::refusal_audit`).
+#[derive(Clone)]
+pub struct Reason(pub String);
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -50,7 +54,7 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let reason = crate::http::refusal_audit::Reason(self.message.clone());
+        let reason = Reason(self.message.clone());
         let mut response = (self.status, Json(api::ApiError { error: self.message })).into_response();
         // For the refusal audit layer, which records the refusals no handler recorded.
         response.extensions_mut().insert(reason);

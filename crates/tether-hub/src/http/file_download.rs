@@ -18,7 +18,7 @@ use tether_proto::{
 
 use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
-    domain::device::DeviceRecord, domain::principal::Action, domain::session_limits::SessionSlot,
+    domain::device::DeviceRecord, domain::permissions::Action, domain::session_limits::SessionSlot,
     http::error::ApiError, http::extract::UserCaller, http::files::DeviceSession, http::files::TransferEvent,
     http::files::device_for, http::files::require_accepted, http::state::AppState,
 };

@@ -25,7 +25,7 @@ use tether_proto::{
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::device::DeviceRecord, domain::device::DeviceStatus,
-    domain::principal::Action, domain::session_limits::SessionSlot, http::error::ApiError,
+    domain::permissions::Action, domain::session_limits::SessionSlot, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, relay::router::Lane, relay::router::Router,
     relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::handshake,
     service::auth::permit,

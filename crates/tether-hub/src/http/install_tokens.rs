@@ -16,7 +16,7 @@ use tether_proto::clock::unix_millis;
 
 use crate::{
     domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
-    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::principal::Action,
+    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::permissions::Action,
     domain::principal::Principal, domain::roles::valid_tag, domain::tokens::hash_token,
     domain::tokens::new_enrolment_token, http::error::ApiError, http::extract::UserCaller,
     http::state::AppState, service::auth::permit, store::install_tokens::InstallTokenRecord,

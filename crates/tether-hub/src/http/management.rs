@@ -15,7 +15,7 @@ use tether_proto::api;
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::device::DeviceRecord, domain::device::DeviceStatus,
-    domain::passwords, domain::principal::Action, domain::principal::Credential,
+    domain::passwords, domain::permissions::Action, domain::principal::Credential,
     domain::principal::Principal, domain::principal::authorize_quietly, domain::roles::Scope,
     domain::tokens::hash_token, domain::tokens::new_session_token, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, service::auth::permit,

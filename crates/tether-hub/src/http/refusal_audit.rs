@@ -43,10 +43,6 @@ pub const PER_ADDRESS: u32 = 20;
 /// Unauthenticated refusals recorded in total per window.
 pub const TOTAL: u32 = 600;
 
-/// The reason of an error answer, for the layer (set by [`crate::http::error::ApiError`]).
-#[derive(Clone)]
-pub struct Reason(pub String);
-
 /// The layer: serves the request, then records its refusal if no handler did.
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
@@ -65,7 +61,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     }
     let reason = response
         .extensions()
-        .get::<Reason>()
+        .get::<crate::http::error::Reason>()
         .map(|reason| reason.0.clone())
         .unwrap_or_else(|| status.to_string());
     let caller = audit.caller.lock().unwrap_or_else(|e| e.into_inner()).take();

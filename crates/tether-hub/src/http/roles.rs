@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::{
     domain::audit::Object,
     domain::audit::RequestContext,
-    domain::principal::Action,
+    domain::permissions::Action,
     domain::roles::Role,
     domain::roles::RoleGrant,
     domain::roles::Scope,

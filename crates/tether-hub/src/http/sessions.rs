@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::audit::RequestContext, domain::principal::Action, domain::principal::Principal,
+    domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
     domain::principal::authorize, domain::recording_format::Record, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, relay::recording::LiveEvent, relay::recording::player,
     service::auth::permit, store::TerminalSessionRecord,

@@ -9,7 +9,7 @@ use axum::{
 };
 
 use crate::{
-    domain::audit::RequestContext, domain::device::DeviceStatus, domain::principal::Action,
+    domain::audit::RequestContext, domain::device::DeviceStatus, domain::permissions::Action,
     domain::principal::Principal, domain::principal::authorize_quietly, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, relay::user_leg::serve, service::auth::permit,
 };

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{
     domain::audit::Object,
     domain::audit::RequestContext,
-    domain::principal::Action,
+    domain::permissions::Action,
     domain::principal::Credential,
     domain::principal::Principal,
     domain::tokens::hash_token,

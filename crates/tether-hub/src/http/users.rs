@@ -12,8 +12,8 @@ use tether_proto::clock::unix_millis;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::audit::RequestContext, domain::passwords, domain::principal::Action,
-    domain::principal::Credential, domain::principal::PERMISSIONS, domain::principal::Principal,
+    domain::audit::RequestContext, domain::passwords, domain::permissions::Action,
+    domain::permissions::PERMISSIONS, domain::principal::Credential, domain::principal::Principal,
     domain::principal::Revocation, domain::tokens::hash_token, domain::tokens::new_access_token,
     domain::user::UserRecord, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
     service::auth::permit, store::AccessTokenRecord, store::UserSummary,

@@ -11,7 +11,7 @@ use tether_proto::{
 
 use crate::{
     domain::audit, domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object,
-    domain::audit::Outcome, domain::principal::Action, relay::Relay, relay::open_terminals,
+    domain::audit::Outcome, domain::permissions::Action, relay::Relay, relay::open_terminals,
     relay::user_leg::Ending, relay::user_leg::Session, relay::user_leg::Sink,
     relay::user_leg::end_with_error, relay::user_leg::send,
 };

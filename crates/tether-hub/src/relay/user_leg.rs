@@ -25,7 +25,7 @@ use tokio::{sync::broadcast::error::RecvError, time::Instant};
 
 use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
-    domain::principal::Action, domain::principal::Principal, domain::principal::Revocation,
+    domain::permissions::Action, domain::principal::Principal, domain::principal::Revocation,
     domain::principal::authorize_quietly, domain::recording_format::SessionInfo, relay::Relay,
     relay::recording, relay::recording::RecordingHandle, relay::relay_audit, relay::relay_audit::Refusal,
     relay::relay_audit::malformed_forward, relay::relay_audit::record_all,

@@ -4,7 +4,7 @@
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::device::DeviceRecord, domain::failure::Failure,
-    domain::principal::Action, domain::principal::Principal, domain::principal::authorize, relay::Relay,
+    domain::permissions::Action, domain::principal::Principal, domain::principal::authorize, relay::Relay,
 };
 
 /// [`authorize`], recording a refusal in the audit log.

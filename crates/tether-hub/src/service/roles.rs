@@ -2,7 +2,7 @@
 //! them, and telling live connections that access changed.
 
 use crate::{
-    domain::failure::Failure, domain::principal::Action, domain::principal::PERMISSIONS,
+    domain::failure::Failure, domain::permissions::Action, domain::permissions::PERMISSIONS,
     domain::principal::Revocation, domain::roles::RoleGrant, domain::roles::Scope, domain::user::UserRecord,
     relay::Relay, service::Hub, store::Store,
 };

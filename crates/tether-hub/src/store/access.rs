@@ -6,7 +6,7 @@ use sqlx::Row;
 use tether_proto::clock::unix_millis;
 
 use crate::{
-    domain::principal::Action, domain::roles, domain::roles::Grant, domain::roles::Grants,
+    domain::permissions::Action, domain::roles, domain::roles::Grant, domain::roles::Grants,
     domain::roles::Role, domain::roles::RoleGrant, domain::roles::Scope, domain::user::UserRecord,
     store::Store, store::split_list,
 };

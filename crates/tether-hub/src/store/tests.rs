@@ -24,7 +24,7 @@ async fn check_all(store: &Store) {
 /// Roles, grants, tags, approval policies and requests, and the second factor.
 async fn access_control(store: &Store) {
     use crate::{
-        domain::principal::Action, domain::roles::RoleGrant, domain::roles::Scope,
+        domain::permissions::Action, domain::roles::RoleGrant, domain::roles::Scope,
         store::access::AccessRequest,
     };
     store.upsert_user("carol", "hash", false).await.unwrap();
