@@ -3,6 +3,8 @@
 //! - [`value`]: the msgpack data model, with explicit integer widths where the stock agent
 //!   checks Go types strictly.
 //! - [`envelope`]: the Mender remote-terminal message (`hdr` + `body`), encoded and decoded.
+//! - [`compact`]: the same messages in the compact encoding of version 3 (session handles,
+//!   small integer kinds, varints), with the per-connection session tables it needs.
 //! - [`control`], [`shell`], [`file_transfer`], [`port_forward`]: typed messages of the control
 //!   (0xFFFF), shell (1), file transfer (2) and port forward (3) protocols.
 //! - [`transfer`]: flow control of a file transfer (chunks, window, acks), shared by the CLI and
@@ -24,6 +26,7 @@ pub mod audit;
 pub mod audit_checkpoint;
 pub mod auth;
 pub mod clock;
+pub mod compact;
 pub mod control;
 pub mod envelope;
 pub mod file_transfer;
@@ -50,6 +53,8 @@ pub mod version {
     pub const MENDER: u32 = 1;
     /// Mender's protocol plus Tether's negotiated extensions (see `docs/protocol.md`).
     pub const TETHER: u32 = 2;
+    /// Version 2 in the compact encoding (`tether_proto::compact`); specified, not yet spoken.
+    pub const COMPACT: u32 = 3;
 }
 
 /// The largest frame a stock `mender-connect` accepts; it drops its connection on anything larger.
