@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::Stdio};
 
 use anyhow::Context as _;
 
-use crate::{ServeOptions, config::HubConfig, domain::passwords, service::secrets, store::Store};
+use crate::{config::HubConfig, domain::passwords, service::secrets, store::Store};
 
 const DEMO_USER: &str = "demo";
 const DEMO_DEVICE: &str = "demo-device";
@@ -23,14 +23,13 @@ pub async fn run(data_dir: PathBuf, mut config: HubConfig, listen: SocketAddr) -
     }
 
     let (ready_sender, ready) = tokio::sync::oneshot::channel();
-    let options = ServeOptions {
-        listen: Some(listen),
-        ..Default::default()
-    };
-    let hub = tokio::spawn(crate::serve(
-        data_dir.clone(),
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let hub = tokio::spawn(crate::serve_until(
         config,
-        options,
+        listener,
+        crate::shutdown_signal(),
         Some(ready_sender),
     ));
     let listening = match ready.await {

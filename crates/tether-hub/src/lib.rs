@@ -99,25 +99,48 @@ pub struct Listening {
     pub certificate: PathBuf,
 }
 
-pub async fn serve(
-    data_dir: PathBuf,
-    mut config: HubConfig,
-    options: ServeOptions,
+impl ServeOptions {
+    /// Command-line flags win over the file and the environment.
+    pub fn apply(self, config: &mut HubConfig) {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if self.tls_cert.is_some() {
+            config.tls_cert = self.tls_cert;
+            config.tls_key = self.tls_key;
+        }
+        if self.provisioning_key.is_some() {
+            config.provisioning_key = self.provisioning_key;
+        }
+        if self.nats_url.is_some() {
+            config.nats_url = self.nats_url;
+        }
+    }
+}
+
+/// `tether-hub serve`: binds `config.listen` and serves until SIGINT or SIGTERM.
+pub async fn run(mut config: HubConfig, options: ServeOptions) -> anyhow::Result<()> {
+    options.apply(&mut config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    serve(config, listener).await
+}
+
+/// Runs a hub on `listener` (its data in `config.data_dir`) until SIGINT or SIGTERM.
+pub async fn serve(config: HubConfig, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    serve_until(config, listener, shutdown_signal(), None).await
+}
+
+/// [`serve`] until `shutdown` resolves; `ready` hears once the hub accepts connections (and
+/// means that the caller creates the users: no first administrator is made).
+pub async fn serve_until(
+    config: HubConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<Listening>>,
 ) -> anyhow::Result<()> {
-    if let Some(listen) = options.listen {
-        config.listen = listen;
-    }
-    if options.tls_cert.is_some() {
-        config.tls_cert = options.tls_cert;
-        config.tls_key = options.tls_key;
-    }
-    if options.provisioning_key.is_some() {
-        config.provisioning_key = options.provisioning_key;
-    }
-    if options.nats_url.is_some() {
-        config.nats_url = options.nats_url;
-    }
+    let data_dir = config.data_dir.clone();
     // Before anything is opened: the connection cap is derived from the limit.
     let open_file_limit = file_descriptors::raise_open_file_limit();
     let store = open_store(&data_dir, &config).await?;
@@ -147,9 +170,6 @@ pub async fn serve(
             .await?;
         println!("created the first administrator: user admin, password {password} (shown once)");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let certificate_der = std::fs::read(&tls.certificate)?;
     let fingerprint =
@@ -227,7 +247,7 @@ pub async fn serve(
         acceptor,
         server::routes(state),
         connections,
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     tracing::info!("shutting down: closing device connections");
@@ -277,7 +297,7 @@ fn connection_settings(config: &HubConfig, open_file_limit: u64) -> server::Conn
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(signal) => signal,

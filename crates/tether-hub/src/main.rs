@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
-use tether_hub::{ServeOptions, add_user, config::HubConfig, demo, serve};
+use tether_hub::{ServeOptions, add_user, config::HubConfig, demo, run};
 
 #[derive(Parser)]
 #[command(
@@ -101,10 +101,11 @@ fn main() -> anyhow::Result<()> {
     if arguments.database_url.is_some() {
         config.database_url = arguments.database_url;
     }
+    config.data_dir = data_dir.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match arguments.command {
-            Command::Serve(options) => serve(data_dir, config, options, None).await,
+            Command::Serve(options) => run(config, options).await,
             Command::User {
                 command:
                     UserCommand::Add {

@@ -13,6 +13,10 @@ use values::Source;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
+    /// Where the database, TLS certificate, keys and recordings live: from `--data-dir` (or
+    /// `TETHER_HUB_DATA_DIR`), never from the file.
+    #[serde(skip)]
+    pub data_dir: PathBuf,
     /// Address to listen on (HTTPS and WebSockets).
     pub listen: SocketAddr,
     /// PEM certificate chain and key; when absent, a self-signed certificate is created in the
@@ -127,6 +131,7 @@ pub struct HubConfig {
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
+            data_dir: PathBuf::from("tether-hub"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             tls_cert: None,
             tls_key: None,
