@@ -309,6 +309,11 @@ try {
   await page.click('#disconnect');
   await page.waitForSelector('#terminal-status[data-state=ended]', { timeout: LIMIT });
   await page.goto(`${url}/#/recordings`);
+  // The hub ends the recording once the device has stopped the shell: refresh until it has.
+  for (let attempt = 1; !(await page.waitForSelector('#recordings a[data-play]', { timeout: 3000 }).catch(() => null)); attempt += 1) {
+    if (attempt >= 10) throw new Error('the recording never became playable');
+    await page.click('button:text("Refresh")');
+  }
   const play = await page.waitForSelector('#recordings a[data-play]', { timeout: LIMIT });
   await play.click();
   // The recording ends on the uploaded file's text (the last command cleared the screen first).
