@@ -126,7 +126,6 @@ try {
   await page.fill('#password', 'not-the-password');
   await page.click('form.login button[type=submit]');
   await page.waitForFunction(() => /invalid username or password/.test(document.querySelector('#login-error')?.textContent || ''), null, { timeout: LIMIT });
-
   begin('log in');
   await page.fill('#password', env('TETHER_PASSWORD'));
   await page.click('form.login button[type=submit]');
@@ -141,7 +140,6 @@ try {
     throw new Error(`unexpected Content-Security-Policy: ${policy}`);
   }
   await page.waitForSelector('#devices', { timeout: LIMIT });
-
   begin('accept the pending device');
   await page.click(`button[data-accept="${device}"]`, { timeout: LIMIT });
   await page.waitForSelector(`tr[data-device="${device}"] a[data-open]`, { timeout: LIMIT });
@@ -162,7 +160,6 @@ try {
   await shots('devices');
   await page.fill('#device-search', device);
   await page.waitForFunction(() => document.querySelectorAll('#devices tbody tr[data-device]').length === 1, null, { timeout: LIMIT });
-
   begin('open its terminal and run echo hello-$RANDOM');
   await page.click(`tr[data-device="${device}"] a[data-open]`);
   await page.click('#connect', { timeout: LIMIT });
@@ -174,7 +171,6 @@ try {
   await typeLine('echo a_b_c');
   await waitScreen('#terminal', /^a_b_c$/m, 'a_b_c');
   await check('underscores are drawn in the terminal', () => assertUnderscoresDrawn('#terminal'));
-
   begin('leaving a running shell asks first (header link, closing the page)');
   await check('a header link asks before ending the shell, and staying keeps it', async () => {
     const here = page.url();
@@ -203,7 +199,6 @@ try {
     if (!prevented) throw new Error('beforeunload lets the page go without asking');
   });
   await page.click('#terminal');
-
   begin('resizing the window changes stty size');
   await typeLine('clear; stty size');
   const before = (await waitScreen('#terminal', /^(\d+ \d+)$/m, 'stty size'))[1];
@@ -217,7 +212,6 @@ try {
   }
   if (after === before) throw new Error(`stty size stayed ${before} after the window was resized`);
   log(`stty size ${before} -> ${after}`);
-
   begin('run vim and quit it');
   await typeLine('clear; vim -u NONE /tmp/tether-web-vim-test');
   await waitScreen('#terminal', /^~\s*$/m, 'vim start');
@@ -235,7 +229,6 @@ try {
     }
   }
   await shot('terminal');
-
   begin('a second shell is refused by the device limit, with a clear message');
   const second = await context.newPage();
   await second.goto(page.url());
@@ -245,7 +238,6 @@ try {
   if (!/refused the shell/.test(refusal)) throw new Error(`unexpected refusal message: ${refusal}`);
   log(refusal);
   await second.close();
-
   begin('watch the running session live, read-only');
   const watcher = await context.newPage();
   await watcher.setViewportSize({ width: 900, height: 600 });
