@@ -1,17 +1,31 @@
 // The hub's JSON API from the browser: the session cookie travels by itself (HttpOnly), and
-// every state-changing request carries the CSRF token the hub gave at login. A 401 anywhere
-// means the session is gone: back to the login page with a message.
+// every state-changing request carries the CSRF token the hub gave at login.
+//
+// Three outcomes are kept apart, because mixing them logged operators out on a hub restart or
+// a mistyped code: the hub is unreachable (a network error, or a proxy's non-JSON 502/503/504:
+// the login is untouched, keep retrying), the session has ended (the hub's session endpoint
+// itself answers 401), and a request refused for its own reasons (a wrong current password or
+// 2FA code is a 401 too, but the session is still good: show the error).
 
 export const API = '/api/management/v1';
 
 let csrfToken = null;
 let currentUser = null;
 let onExpired = () => {};
+let reachable = true;
+const reachabilityListeners = [];
 
 export class HttpError extends Error {
   constructor(status, message) {
     super(message);
     this.status = status;
+  }
+}
+
+/** No answer from the hub itself: says nothing about the login. */
+export class HubUnreachable extends Error {
+  constructor() {
+    super('Hub unreachable, retrying…');
   }
 }
 
@@ -38,6 +52,21 @@ export function sessionExpired(message = 'Your session has ended; please log in 
   onExpired(message);
 }
 
+/** `handler(true|false)` hears whenever the hub stops or starts answering. */
+export function whenReachability(handler) {
+  reachabilityListeners.push(handler);
+}
+
+export function hubReachable() {
+  return reachable;
+}
+
+function noteReachable(value) {
+  if (value === reachable) return;
+  reachable = value;
+  for (const handler of reachabilityListeners) handler(value);
+}
+
 async function errorOf(response) {
   try {
     const body = await response.json();
@@ -46,22 +75,55 @@ async function errorOf(response) {
   return new HttpError(response.status, `${response.status} ${response.statusText}`);
 }
 
-/** A JSON request; `expectLogin: false` keeps a 401 from redirecting (the login form itself). */
+/** The hub answers every error in JSON; a gateway error page comes from a proxy before it. */
+function fromProxy(response) {
+  const type = response.headers.get('content-type') || '';
+  return [502, 503, 504].includes(response.status) && !type.includes('json');
+}
+
+/** `fetch`, with "the hub did not answer" turned into [`HubUnreachable`]. */
+export async function hubFetch(url, init) {
+  let response;
+  try {
+    response = await fetch(url, { credentials: 'same-origin', ...init });
+  } catch (failure) {
+    if (init && init.signal && init.signal.aborted) throw failure;
+    noteReachable(false);
+    throw new HubUnreachable();
+  }
+  if (fromProxy(response)) {
+    noteReachable(false);
+    throw new HubUnreachable();
+  }
+  noteReachable(true);
+  return response;
+}
+
+/**
+ * After a 401: whether the session really ended (the session endpoint says so too). A 401 for
+ * a wrong password or code leaves the session alone; the caller shows the hub's message.
+ */
+export async function expiredAfterUnauthorized() {
+  if ((await checkSession()) !== 'expired') return false;
+  sessionExpired();
+  return true;
+}
+
+/** A JSON request; `expectLogin: false` keeps a 401 from logging out (the login form itself). */
 export async function request(method, path, body, { expectLogin = true } = {}) {
   const headers = { Accept: 'application/json' };
   if (method !== 'GET' && method !== 'HEAD') Object.assign(headers, csrfHeaders());
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const response = await fetch(path.startsWith('/') ? path : `${API}/${path}`, {
+  const response = await hubFetch(path.startsWith('/') ? path : `${API}/${path}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: 'same-origin',
   });
-  if (response.status === 401 && expectLogin) {
-    sessionExpired();
-    throw await errorOf(response);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401 && expectLogin) await expiredAfterUnauthorized();
+    throw error;
   }
-  if (!response.ok) throw await errorOf(response);
   if (response.status === 204) return null;
   const type = response.headers.get('content-type') || '';
   return type.includes('json') ? response.json() : response.text();
@@ -74,15 +136,21 @@ export const put = (path, body) => request('PUT', path, body);
 /** The hub's answer to a login without a code, for a user with two-factor authentication. */
 export const CODE_REQUIRED = 'two-factor code required';
 
-/** The session behind the cookie, or null (a fresh page, an expired session). */
-export async function restoreSession() {
+/**
+ * Asks the hub about the session behind the cookie: 'valid' (and remembers it), 'expired'
+ * (a 401: no session, or an ended one) or 'unknown' (unreachable, or an error of the hub's:
+ * keep the login and ask again later).
+ */
+export async function checkSession() {
   try {
-    const session = await request('GET', 'auth/web/session', undefined, { expectLogin: false });
-    setSession(session);
-    return session;
-  } catch {
-    setSession(null);
-    return null;
+    setSession(await request('GET', 'auth/web/session', undefined, { expectLogin: false }));
+    return 'valid';
+  } catch (failure) {
+    if (failure instanceof HttpError && failure.status === 401) {
+      setSession(null);
+      return 'expired';
+    }
+    return 'unknown';
   }
 }
 

@@ -1,9 +1,14 @@
 // The UI's entry: restores the session from the cookie, then routes `#/page/...` to a page.
-// Each page is a function (container, ...route parameters) that may return a cleanup function.
+// Each page is a function (container, ...route parameters) that may return a cleanup function,
+// or {cleanup, leaving}: `leaving()` names what leaving the page would end (a running shell),
+// and the page asks before letting the user go (a header link, Back, closing the tab).
+//
+// An unreachable hub (restarting, a network cut) is not a logout: a banner says so and the page
+// keeps asking until the hub answers, keeping the login and whatever the page was doing.
 
 import '@xterm/xterm/css/xterm.css';
 import './style.css';
-import { logout, restoreSession, user, whenExpired } from './api.js';
+import { checkSession, hubReachable, logout, user, whenExpired, whenReachability } from './api.js';
 import { loginPage } from './pages/login.js';
 import { devicesPage } from './pages/devices.js';
 import { devicePage } from './pages/device.js';
@@ -27,21 +32,37 @@ const pages = {
   access: accessPage,
 };
 
+/** Longest pause between two questions to an unreachable hub. */
+const MAX_RETRY_MS = 3000;
+
 const app = document.getElementById('app');
 const top = document.getElementById('top');
+const banner = document.getElementById('hub-status');
 let cleanup = null;
+let leaving = null;
 let notice = '';
+/** The route shown, to return to when the user stays on a page after all. */
+let shownHash = location.hash;
 
 function show(render, ...parameters) {
   if (cleanup) cleanup();
   cleanup = null;
+  leaving = null;
   app.replaceChildren();
   const result = render(app, ...parameters);
   if (typeof result === 'function') cleanup = result;
+  else if (result) ({ cleanup = null, leaving = null } = result);
+}
+
+/** True when the user agrees to leave the page (or nothing would be lost). */
+function mayLeave() {
+  const loss = leaving && leaving();
+  return !loss || window.confirm(`${loss}\n\nLeave anyway?`);
 }
 
 function route() {
   const [name, ...parameters] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  shownHash = location.hash;
   const signedIn = user();
   top.hidden = !signedIn;
   if (!signedIn) {
@@ -72,11 +93,59 @@ whenExpired((message) => {
 });
 
 document.getElementById('logout').addEventListener('click', async () => {
+  if (!mayLeave()) return;
   await logout().catch(() => {});
   notice = 'You have logged out.';
   location.hash = '#/login';
   route();
 });
 
-window.addEventListener('hashchange', route);
-restoreSession().then(route);
+window.addEventListener('hashchange', () => {
+  if (location.hash === shownHash) return;
+  if (!mayLeave()) {
+    // Stay: put the shown page's address back without routing again.
+    history.replaceState(null, '', shownHash || '#/');
+    return;
+  }
+  route();
+});
+
+window.addEventListener('beforeunload', (event) => {
+  if (leaving && leaving()) {
+    event.preventDefault();
+    // Older browsers show the dialog only for a non-empty returnValue.
+    event.returnValue = '';
+  }
+});
+
+let probing = false;
+/** While the hub does not answer, asks for the session now and then; it stops once it does. */
+async function probe() {
+  if (probing) return;
+  probing = true;
+  for (let delay = 500; !hubReachable(); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    // The hub is back and says the login ended meanwhile (revoked, expired): log out now.
+    if ((await checkSession()) === 'expired' && !top.hidden) {
+      notice = 'Your session has ended; please log in again.';
+      route();
+    }
+  }
+  probing = false;
+}
+
+whenReachability((answering) => {
+  banner.hidden = answering;
+  if (!answering) probe();
+});
+
+async function start() {
+  app.replaceChildren(Object.assign(document.createElement('p'), { className: 'notice', textContent: 'Connecting to the hub…' }));
+  // Until the hub answers, the login is neither valid nor ended: wait for a verdict.
+  for (let delay = 500; (await checkSession()) === 'unknown'; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  route();
+}
+
+start();

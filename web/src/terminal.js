@@ -1,28 +1,93 @@
 // A browser terminal on a device: xterm.js over the hub's user-leg WebSocket (the cookie
 // authenticates it; the hub checks Origin). The fit addon makes the remote PTY follow the
-// window; selecting copies, Ctrl+Shift+C/V copy and paste.
+// window; selecting copies, Ctrl+Shift+C/V copy and paste; Esc then Tab (or Shift+Tab) moves
+// the focus out of the terminal, which otherwise keeps every key for the shell.
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
-import { API, get, restoreSession, sessionExpired, websocketUrl } from './api.js';
+import { API, checkSession, get, sessionExpired, websocketUrl } from './api.js';
 import { interpret, parse, shellData, shellNew, shellResize, shellStop } from './envelope.js';
 
-export function createTerminal(element, options = {}) {
+/** What moves the focus out of a terminal, as the page tells its users. */
+export const LEAVE_KEYS = 'Esc then Tab leaves the terminal';
+
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+/** Focuses the next (`step` 1) or previous (-1) focusable element outside `element`. */
+function focusOutside(element, step) {
+  const candidates = [...document.querySelectorAll(FOCUSABLE)]
+    .filter((candidate) => !element.contains(candidate) && candidate.getClientRects().length > 0);
+  const after = (candidate) => element.compareDocumentPosition(candidate) & Node.DOCUMENT_POSITION_FOLLOWING;
+  const target = step > 0
+    ? candidates.find(after) || candidates[0]
+    : candidates.filter((candidate) => !after(candidate)).pop() || candidates[candidates.length - 1];
+  if (target) target.focus();
+  else document.activeElement.blur();
+}
+
+const MODIFIERS = ['Shift', 'Control', 'Alt', 'Meta'];
+
+/**
+ * The terminal's own keys: Esc then Tab leaves it (Esc still reaches the shell: vim needs it;
+ * only the Tab right after is taken), and with `clipboard` Ctrl+Shift+C / Ctrl+Shift+V.
+ */
+function keyHandler(terminal, element, clipboard) {
+  let afterEscape = false;
+  return (event) => {
+    if (event.type !== 'keydown') return true;
+    const plain = !event.ctrlKey && !event.altKey && !event.metaKey;
+    if (event.key === 'Tab' && plain && afterEscape) {
+      afterEscape = false;
+      event.preventDefault();
+      focusOutside(element, event.shiftKey ? -1 : 1);
+      return false;
+    }
+    if (!MODIFIERS.includes(event.key)) afterEscape = event.key === 'Escape' && plain && !event.shiftKey;
+    if (!clipboard || !event.ctrlKey || !event.shiftKey) return true;
+    if (event.code === 'KeyC') {
+      const selection = terminal.getSelection();
+      if (selection) navigator.clipboard.writeText(selection).catch(() => {});
+      return false;
+    }
+    // The browser's own paste follows (xterm.js handles it); only keep ^V from the shell.
+    if (event.code === 'KeyV') return false;
+    return true;
+  };
+}
+
+/**
+ * An xterm.js terminal in `element`; `clipboard` adds copy on selection and Ctrl+Shift+C/V.
+ * The terminal is also `element.terminal`, for the browser tests and the console.
+ */
+export function createTerminal(element, options = {}, { clipboard = false } = {}) {
   const terminal = new Terminal({
     cursorBlink: true,
     fontSize: 14,
     fontFamily: 'ui-monospace, Menlo, Consolas, monospace',
+    // Rows exactly one font height tall (the default, 1.0) cut off what a font draws at the
+    // bottom of its descent: DejaVu Sans Mono's underscore vanished.
+    lineHeight: 1.2,
     scrollback: 5000,
     ...options,
   });
   const fit = new FitAddon();
   terminal.loadAddon(fit);
   terminal.open(element);
+  terminal.attachCustomKeyEventHandler(keyHandler(terminal, element, clipboard));
+  if (clipboard) {
+    terminal.onSelectionChange(() => {
+      const selection = terminal.getSelection();
+      if (selection && navigator.clipboard) navigator.clipboard.writeText(selection).catch(() => {});
+    });
+  }
+  element.terminal = terminal;
   return { terminal, fit };
 }
 
 /** How long a lost session keeps trying to re-attach (the agent keeps a shell 5 min by default). */
 const REATTACH_FOR_MS = 15 * 60 * 1000;
+/** A hub and an online device that refuse a re-attach this often in a row: the shell is gone. */
+const REFUSALS_TO_GIVE_UP = 3;
 /** Keys typed while reconnecting, sent once back (more is dropped, with a notice). */
 const MAX_PENDING_INPUT = 256;
 
@@ -41,6 +106,8 @@ export function connectTerminal(device, terminal, fit, report) {
   let nextOffset = 0;
   let lostSince = 0;
   let retryDelay = 250;
+  /** Re-attaches refused in a row while the hub answered and the device was online. */
+  let refusedOnline = 0;
   const pending = [];
   const encoder = new TextEncoder();
   report('connecting', `Connecting to ${device.name}…`);
@@ -76,6 +143,7 @@ export function connectTerminal(device, terminal, fit, report) {
     if (lostSince) report('connected', `Connected to ${device.name} (reconnected)`);
     lostSince = 0;
     retryDelay = 250;
+    refusedOnline = 0;
   };
 
   const input = terminal.onData((data) => { if (sid) send(shellData(sid, encoder.encode(data))); });
@@ -112,7 +180,8 @@ export function connectTerminal(device, terminal, fit, report) {
             report('connected', `Connected to ${device.name}`);
           }
           while (pending.length) sendNow(pending.shift());
-          terminal.focus();
+          // Only the first start takes the focus: a re-attach must not pull it back.
+          if (!resuming) terminal.focus();
           break;
         case 'refused':
           finish('failed', resuming ? `The session could not be resumed: ${meaning.text}` : `The device refused the shell: ${meaning.text}`);
@@ -141,56 +210,96 @@ export function connectTerminal(device, terminal, fit, report) {
           break;
       }
     });
-    socket.addEventListener('close', (event) => closed(event, opened));
+    socket.addEventListener('close', () => closed(opened));
   }
 
-  async function closed(event, opened) {
+  /** The device as the hub lists it now, or null (gone, or not visible any more). */
+  async function lookUp() {
+    const list = await get(`devices?id_prefix=${encodeURIComponent(device.id)}`);
+    return list.devices.find((d) => d.id === device.id) || null;
+  }
+
+  /** The login ended: stop here, and let the page return to the login form. */
+  function loggedOut() {
+    over = true;
+    sessionExpired();
+  }
+
+  async function closed(opened) {
     if (over) return;
-    if (sid && started) {
-      // The connection to the hub dropped under a live shell: re-attach, like mosh.
+    if (sid) {
+      // A shell was started: it outlives this connection on the device, so re-attach (like
+      // mosh), whatever broke: the hub restarting, the network, the device's own link.
+      const wasStarted = started;
       started = false;
       if (!lostSince) lostSince = Date.now();
       if (Date.now() - lostSince > REATTACH_FOR_MS) {
-        finish('ended', 'Connection to the hub lost; gave up reconnecting.');
+        finish('ended', 'Connection lost; gave up reconnecting.');
         return;
       }
-      report('reconnecting', 'Connection to the hub lost; reconnecting…');
-      retry();
-      return;
-    }
-    if (sid && lostSince && !opened) {
-      // A refused re-attach: the session is gone, or the login expired.
-      if (!(await restoreSession())) {
-        over = true;
-        sessionExpired();
-        return;
-      }
-      if (Date.now() - lostSince > REATTACH_FOR_MS) {
-        finish('ended', 'Connection to the hub lost; gave up reconnecting.');
+      if (opened || wasStarted) {
+        report('reconnecting', 'Connection to the hub lost; reconnecting…');
+      } else if (!(await explainRefusedReattach())) {
         return;
       }
       retry();
-      return;
-    }
-    if (started) {
-      finish('ended', event.reason ? `Connection closed: ${event.reason}` : 'Connection to the hub lost.');
       return;
     }
     // A refused upgrade tells the browser nothing: ask the hub why.
-    if (!(await restoreSession())) {
-      over = true;
-      sessionExpired();
-      return;
-    }
+    const session = await checkSession();
+    if (over) return;
+    if (session === 'expired') return loggedOut();
+    if (session === 'unknown') return finish('failed', 'Hub unreachable: could not open a session.');
     let why = 'Could not open a session on the device.';
     try {
-      const list = await get(`devices?search=${encodeURIComponent(device.id)}`);
-      const found = list.devices.find((d) => d.id === device.id);
+      const found = await lookUp();
       if (!found) why = 'The device no longer exists.';
       else if (found.status !== 'accepted') why = `The device is ${found.status}.`;
       else if (!found.online) why = `${device.name} is offline.`;
     } catch { /* keep the generic reason */ }
     finish('failed', why);
+  }
+
+  /**
+   * A re-attach was refused before the upgrade: says why and returns true to keep trying, or
+   * ends the session (false). An unreachable hub and an offline device are waited for; a hub
+   * that answers, with the device online, and still refuses has no shell to give back.
+   */
+  async function explainRefusedReattach() {
+    const session = await checkSession();
+    if (over) return false;
+    if (session === 'expired') {
+      loggedOut();
+      return false;
+    }
+    if (session === 'unknown') {
+      report('reconnecting', 'Hub unreachable, retrying…');
+      return true;
+    }
+    let found;
+    try {
+      found = await lookUp();
+    } catch {
+      report('reconnecting', 'Reconnecting…');
+      return true;
+    }
+    if (over) return false;
+    if (!found || found.status !== 'accepted') {
+      finish('ended', found ? `The device is ${found.status}.` : 'The device no longer exists.');
+      return false;
+    }
+    if (!found.online) {
+      refusedOnline = 0;
+      report('reconnecting', `${device.name} is offline; waiting for it to come back…`);
+      return true;
+    }
+    refusedOnline += 1;
+    if (refusedOnline >= REFUSALS_TO_GIVE_UP) {
+      finish('ended', 'The shell can no longer be re-attached (it ended, or its grace period passed).');
+      return false;
+    }
+    report('reconnecting', 'Reconnecting…');
+    return true;
   }
 
   function retry() {
@@ -216,23 +325,4 @@ export function connectTerminal(device, terminal, fit, report) {
       resize.dispose();
     },
   };
-}
-
-/** Copy on selection, Ctrl+Shift+C / Ctrl+Shift+V, as terminal users expect. */
-export function enableClipboard(terminal) {
-  terminal.onSelectionChange(() => {
-    const selection = terminal.getSelection();
-    if (selection && navigator.clipboard) navigator.clipboard.writeText(selection).catch(() => {});
-  });
-  terminal.attachCustomKeyEventHandler((event) => {
-    if (event.type !== 'keydown' || !event.ctrlKey || !event.shiftKey) return true;
-    if (event.code === 'KeyC') {
-      const selection = terminal.getSelection();
-      if (selection) navigator.clipboard.writeText(selection).catch(() => {});
-      return false;
-    }
-    // The browser's own paste follows (xterm.js handles it); only keep ^V from the shell.
-    if (event.code === 'KeyV') return false;
-    return true;
-  });
 }

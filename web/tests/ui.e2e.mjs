@@ -6,13 +6,17 @@
 //   TETHER_DOWNLOAD_SHA256, TETHER_UPLOAD_TEXT, TETHER_SCREENSHOTS (directory),
 //   TETHER_OFFLINE_DEVICE (an accepted device whose agent is stopped), TETHER_REJECT_DEVICE
 //   (another pending device, to reject), TETHER_OPERATOR and TETHER_OPERATOR_PASSWORD (a user
-//   with the operator role, who enrols 2FA and requests access).
-// Exits 0 when every step passed; otherwise prints the failed step and exits 1.
+//   with the operator role, who enrols 2FA and requests access), TETHER_CONTROL (a directory:
+//   the script asks the test to SIGKILL and restart the hub by printing `[ui.e2e] control: WHAT`
+//   and waits for TETHER_CONTROL/WHAT.done).
+// Exits 0 when every step and check passed. A failed step stops the run; a failed check (one
+// behaviour, e.g. an issue's bug) is reported and the run goes on, so one run shows them all.
 
-import { createHash, createHmac } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { chromium } from 'playwright-core';
+import * as helpers from './helpers.mjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -25,11 +29,34 @@ const root = env('TETHER_DEVICE_ROOT');
 const screenshots = env('TETHER_SCREENSHOTS');
 mkdirSync(screenshots, { recursive: true });
 rmSync(`${screenshots}/failure.png`, { force: true });
-const LIMIT = 30000;
+const { LIMIT, totp } = helpers;
 
 let step = 'start';
 const log = (text) => console.log(`[ui.e2e] ${text}`);
 const begin = (name) => { step = name; log(name); };
+const failedChecks = [];
+
+/** Runs one check; a failure is recorded and reported, and the script goes on. */
+async function check(name, action) {
+  try {
+    await action();
+    log(`check passed: ${name}`);
+  } catch (error) {
+    failedChecks.push(name);
+    console.error(`[ui.e2e] CHECK FAILED: ${name}: ${error.message}`);
+  }
+}
+
+/** Asks the Rust test to act on the hub (`kill-hub`, `restart-hub`) and waits until it has. */
+async function control(what) {
+  const done = `${env('TETHER_CONTROL')}/${what}.done`;
+  log(`control: ${what}`);
+  const deadline = Date.now() + 120000;
+  while (!existsSync(done)) {
+    if (Date.now() > deadline) throw new Error(`the test did not ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -49,37 +76,35 @@ page.on('console', (message) => { if (message.type() === 'error') consoleErrors.
 
 const shot = (name, fullPage = false) => page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png', fullPage });
 
-/** The visible rows of the xterm.js terminal in `selector`, as text lines. */
-const screen = (selector, on = page) => on.evaluate((sel) => {
-  const rows = document.querySelector(`${sel} .xterm-rows`);
-  return rows ? Array.from(rows.children, (row) => row.textContent.replace(/\u00a0/g, ' ').trimEnd()).join('\n') : '';
-}, selector);
-
-async function waitScreen(selector, pattern, what, on = page, limit = LIMIT) {
-  const deadline = Date.now() + limit;
-  let text = '';
-  while (Date.now() < deadline) {
-    text = await screen(selector, on);
-    const match = text.match(pattern);
-    if (match) return match;
-    await on.waitForTimeout(100);
-  }
-  throw new Error(`${what}: ${pattern} never appeared; the screen was:\n${text}`);
+/**
+ * Screenshots of the page as it is, at 1400×900 (NAME.png) and 400 px wide (NAME-400.png),
+ * checking that nothing is wider than a 400 px screen; then the viewport is put back.
+ */
+async function shots(name, on = page) {
+  const viewport = on.viewportSize();
+  await on.setViewportSize({ width: 1400, height: 900 });
+  await on.waitForTimeout(200);
+  await on.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
+  await on.setViewportSize({ width: 400, height: 800 });
+  await on.waitForTimeout(200);
+  await on.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
+  await check(`the ${name} page fits a 400 px screen`, async () => {
+    const width = await on.evaluate(() => document.documentElement.scrollWidth);
+    if (width > 400) {
+      const wide = await on.evaluate(() => [...document.querySelectorAll('body *')]
+        .filter((element) => element.getBoundingClientRect().right > 401)
+        .slice(0, 5).map((element) => `${element.tagName.toLowerCase()}#${element.id}.${element.className}`).join(', '));
+      throw new Error(`the page is ${width} px wide at 400 px (too wide: ${wide})`);
+    }
+  });
+  await on.setViewportSize(viewport);
 }
 
-/** RFC 6238 TOTP (HMAC-SHA1, 30 s steps, 6 digits) of a base32 secret, at `seconds`. */
-function totp(secret, seconds) {
-  let bits = '';
-  for (const char of secret.replace(/=+$/, '').toUpperCase()) {
-    bits += 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(char).toString(2).padStart(5, '0');
-  }
-  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(seconds / 30)));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
+const bufferLines = (selector, on = page) => helpers.bufferLines(selector, on);
+const assertUnderscoresDrawn = (selector, on = page) => helpers.assertUnderscoresDrawn(selector, on);
+const screen = (selector, on = page) => helpers.screen(selector, on);
+const waitScreen = (selector, pattern, what, on = page, limit = LIMIT) => helpers.waitScreen(selector, pattern, what, on, limit);
+const upgradeStatus = (path, origin, cookie) => helpers.upgradeStatus(url, path, origin, cookie);
 
 async function logIn(name, password) {
   await page.fill('#username', name);
@@ -92,33 +117,15 @@ async function typeLine(line) {
   await page.keyboard.press('Enter');
 }
 
-/** A WebSocket upgrade sent from Node with the browser's cookie and a chosen Origin. */
-function upgradeStatus(path, origin, cookie) {
-  return new Promise((resolve, reject) => {
-    const request = https.request(`${url}${path}`, {
-      rejectUnauthorized: false,
-      headers: {
-        Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
-        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', Origin: origin, Cookie: cookie,
-      },
-    });
-    request.on('response', (response) => { response.resume(); resolve(response.statusCode); });
-    request.on('upgrade', (response, socket) => { socket.destroy(); resolve(response.statusCode); });
-    request.on('error', reject);
-    request.end();
-  });
-}
-
 try {
   begin('a wrong password shows an error');
   await page.goto(url);
   await page.waitForSelector('#username', { timeout: LIMIT });
-  await shot('login');
+  await shots('login');
   await page.fill('#username', env('TETHER_USER'));
   await page.fill('#password', 'not-the-password');
   await page.click('form.login button[type=submit]');
   await page.waitForFunction(() => /invalid username or password/.test(document.querySelector('#login-error')?.textContent || ''), null, { timeout: LIMIT });
-
   begin('log in');
   await page.fill('#password', env('TETHER_PASSWORD'));
   await page.click('form.login button[type=submit]');
@@ -133,7 +140,6 @@ try {
     throw new Error(`unexpected Content-Security-Policy: ${policy}`);
   }
   await page.waitForSelector('#devices', { timeout: LIMIT });
-
   begin('accept the pending device');
   await page.click(`button[data-accept="${device}"]`, { timeout: LIMIT });
   await page.waitForSelector(`tr[data-device="${device}"] a[data-open]`, { timeout: LIMIT });
@@ -149,8 +155,11 @@ try {
     const rows = document.querySelectorAll('#devices tbody tr[data-device]');
     return rows.length === 1 && rows[0].dataset.device === name && /online/.test(rows[0].textContent);
   }, device, { timeout: LIMIT });
-  await shot('devices');
-
+  await page.fill('#device-search', '');
+  await page.waitForFunction(() => document.querySelectorAll('#devices tbody tr[data-device]').length >= 3, null, { timeout: LIMIT });
+  await shots('devices');
+  await page.fill('#device-search', device);
+  await page.waitForFunction(() => document.querySelectorAll('#devices tbody tr[data-device]').length === 1, null, { timeout: LIMIT });
   begin('open its terminal and run echo hello-$RANDOM');
   await page.click(`tr[data-device="${device}"] a[data-open]`);
   await page.click('#connect', { timeout: LIMIT });
@@ -159,7 +168,37 @@ try {
   await typeLine('echo hello-$RANDOM');
   const hello = (await waitScreen('#terminal', /^(hello-\d+)$/m, 'echo'))[1];
   log(`saw ${hello}`);
-
+  await typeLine('echo a_b_c');
+  await waitScreen('#terminal', /^a_b_c$/m, 'a_b_c');
+  await check('underscores are drawn in the terminal', () => assertUnderscoresDrawn('#terminal'));
+  begin('leaving a running shell asks first (header link, closing the page)');
+  await check('a header link asks before ending the shell, and staying keeps it', async () => {
+    const here = page.url();
+    let asked = '';
+    const answer = (dialog) => { asked = dialog.message(); dialog.dismiss(); };
+    page.once('dialog', answer);
+    await page.click('header nav a[href="#/audit"]');
+    await page.waitForTimeout(500);
+    page.off('dialog', answer);
+    if (!/still running/.test(asked)) throw new Error(`no confirmation before leaving (asked: ${JSON.stringify(asked)})`);
+    if (page.url() !== here) throw new Error(`the page left for ${page.url()} though the user stayed`);
+    if (!(await page.isVisible('#terminal-status[data-state=connected]'))) throw new Error('the shell did not survive staying');
+  });
+  if (!(await page.isVisible('#terminal-status[data-state=connected]'))) {
+    // The shell was lost (the check above failed): a new one for the steps that follow.
+    await page.goBack();
+    await page.click('#connect', { timeout: LIMIT });
+    await page.waitForSelector('#terminal-status[data-state=connected]', { timeout: LIMIT });
+  }
+  await check('closing or reloading the page asks first (beforeunload)', async () => {
+    const prevented = await page.evaluate(() => {
+      const event = new Event('beforeunload', { cancelable: true });
+      window.dispatchEvent(event);
+      return event.defaultPrevented;
+    });
+    if (!prevented) throw new Error('beforeunload lets the page go without asking');
+  });
+  await page.click('#terminal');
   begin('resizing the window changes stty size');
   await typeLine('clear; stty size');
   const before = (await waitScreen('#terminal', /^(\d+ \d+)$/m, 'stty size'))[1];
@@ -173,7 +212,6 @@ try {
   }
   if (after === before) throw new Error(`stty size stayed ${before} after the window was resized`);
   log(`stty size ${before} -> ${after}`);
-
   begin('run vim and quit it');
   await typeLine('clear; vim -u NONE /tmp/tether-web-vim-test');
   await waitScreen('#terminal', /^~\s*$/m, 'vim start');
@@ -191,7 +229,6 @@ try {
     }
   }
   await shot('terminal');
-
   begin('a second shell is refused by the device limit, with a clear message');
   const second = await context.newPage();
   await second.goto(page.url());
@@ -201,7 +238,6 @@ try {
   if (!/refused the shell/.test(refusal)) throw new Error(`unexpected refusal message: ${refusal}`);
   log(refusal);
   await second.close();
-
   begin('watch the running session live, read-only');
   const watcher = await context.newPage();
   await watcher.setViewportSize({ width: 900, height: 600 });
@@ -212,7 +248,10 @@ try {
   await page.click('#terminal');
   await typeLine('echo watched-$((6*7))');
   await waitScreen('#watch', /^watched-42$/m, 'live view', watcher);
-  await watcher.screenshot({ path: `${screenshots}/watch.png`, type: 'png' });
+  await typeLine('echo a_b_c');
+  await waitScreen('#watch', /^a_b_c$/m, 'a_b_c in the live view', watcher);
+  await check('underscores are drawn in the live view', () => assertUnderscoresDrawn('#watch', watcher));
+  await shots('watch', watcher);
   await watcher.close();
 
   begin('upload a file by picking it');
@@ -220,7 +259,7 @@ try {
   await page.setInputFiles('#upload-file', { name: 'web-upload.txt', mimeType: 'text/plain', buffer: Buffer.from(env('TETHER_UPLOAD_TEXT')) });
   await page.waitForSelector('#upload-status[data-done]', { timeout: LIMIT });
   await page.click('#terminal');
-  await typeLine(`clear; cat ${root}/web-upload.txt; echo`);
+  await typeLine(`clear; echo a_b_c; cat ${root}/web-upload.txt; echo`);
   await waitScreen('#terminal', new RegExp(env('TETHER_UPLOAD_TEXT')), 'uploaded file on the device');
 
   begin('upload a file by dropping it');
@@ -246,17 +285,27 @@ try {
   const downloaded = await download.path();
   const sum = createHash('sha256').update(readFileSync(downloaded)).digest('hex');
   if (sum !== env('TETHER_DOWNLOAD_SHA256')) throw new Error(`downloaded sha256 ${sum}, expected ${env('TETHER_DOWNLOAD_SHA256')}`);
+  await check('the download status says the download is complete', async () => {
+    await page.waitForSelector('#download-status[data-done]', { timeout: 10000 }).catch(() => {});
+    const said = await page.textContent('#download-status');
+    if (!/^Downloaded from-device\.bin \(\d/.test(said)) throw new Error(`the status says: ${said}`);
+  });
   begin('tag the device (administrator)');
   await page.fill('#device-tags-input', 'site-a, lab');
   await page.click('button:text("Save tags")');
   await page.waitForFunction(() => [...document.querySelectorAll('#device-tags .tag')].map((t) => t.textContent).join(',') === 'site-a,lab', null, { timeout: LIMIT });
   await page.evaluate(() => window.scrollTo(0, 0));
-  await shot('device');
+  await shots('device');
 
   begin('disconnect and play the recorded session');
   await page.click('#disconnect');
   await page.waitForSelector('#terminal-status[data-state=ended]', { timeout: LIMIT });
   await page.goto(`${url}/#/recordings`);
+  // The hub ends the recording once the device has stopped the shell: refresh until it has.
+  for (let attempt = 1; !(await page.waitForSelector('#recordings a[data-play]', { timeout: 3000 }).catch(() => null)); attempt += 1) {
+    if (attempt >= 10) throw new Error('the recording never became playable');
+    await page.click('button:text("Refresh")');
+  }
   const play = await page.waitForSelector('#recordings a[data-play]', { timeout: LIMIT });
   await play.click();
   // The recording ends on the uploaded file's text (the last command cleared the screen first).
@@ -270,12 +319,30 @@ try {
   await page.selectOption('#speed', '8');
   await page.click('#play');
   await waitScreen('#player', uploaded, 'playback after seeking');
-  await shot('player');
+  await check('underscores are drawn in the player', () => assertUnderscoresDrawn('#player'));
+  await shots('player');
+  await page.goto(`${url}/#/recordings`);
+  await page.waitForSelector('#recordings a[data-play]', { timeout: LIMIT });
+  await shots('recordings');
 
   begin('an audit event for the terminal');
   await page.goto(`${url}/#/audit`);
   await page.waitForSelector('#audit tr[data-action="terminal.open"]', { timeout: LIMIT });
-  await shot('audit');
+  await shots('audit');
+  const deviceId = (await page.evaluate((name) => fetch(`/api/management/v1/devices?name=${encodeURIComponent(name)}`).then((r) => r.json()), device)).devices[0].id;
+  for (const [how, text] of [['name', device], ['id prefix', deviceId.slice(0, 13)]]) {
+    await check(`the audit log's device filter takes a device ${how}`, async () => {
+      await page.fill('#audit-device', text);
+      await page.dispatchEvent('#audit-device', 'change');
+      await page.waitForFunction((id) => {
+        const rows = [...document.querySelectorAll('#audit tbody tr')];
+        return rows.length > 0 && rows.some((row) => row.dataset.action === 'terminal.open')
+          && (document.querySelector('#audit-export-csv')?.href || '').includes(`device=${id}`);
+      }, deviceId, { timeout: 10000 });
+    });
+  }
+  await page.fill('#audit-device', '');
+  await page.dispatchEvent('#audit-device', 'change');
   begin('filter the audit log and export it');
   await page.fill('#audit-action', 'file.upload');
   await page.dispatchEvent('#audit-action', 'change');
@@ -322,7 +389,16 @@ try {
   await page.click('#tokens tr[data-token="ci-script"] button:text("Revoke")');
   await page.waitForFunction(() => /revoked/.test(document.querySelector('#tokens tr[data-token="ci-script"]')?.textContent || ''), null, { timeout: LIMIT });
   if (await bearer(secret) !== 401) throw new Error('the revoked token still works');
-  await shot('account');
+  await shots('account');
+  await check('a wrong current password shows an error and keeps the login', async () => {
+    await page.fill('#current-password', 'not-my-password');
+    await page.fill('#new-password', 'a-new-password-never-set-1');
+    await page.click('button:text("Change password")');
+    await page.waitForFunction(() => document.querySelector('#username') || /password/i.test(document.querySelector('#password-message')?.textContent || ''), null, { timeout: 10000 });
+    if (await page.isVisible('#username')) throw new Error('the page logged out');
+    log(`wrong current password: ${await page.textContent('#password-message')}`);
+  });
+  if (await page.isVisible('#username')) await logIn(env('TETHER_USER'), env('TETHER_PASSWORD'));
 
   begin('create a user with a role on a group and disable it');
   await page.goto(`${url}/#/users`);
@@ -334,7 +410,17 @@ try {
   await page.waitForFunction(() => document.querySelector('#users tr[data-user="bob"] input.grants')?.value === 'operator@tag:site-a', null, { timeout: LIMIT });
   await page.click('#users tr[data-user="bob"] button:text("Disable")', { timeout: LIMIT });
   await page.waitForFunction(() => /disabled/.test(document.querySelector('#users tr[data-user="bob"]')?.textContent || ''), null, { timeout: LIMIT });
-  await shot('users');
+  await check('a grant without tag: is refused with what is wrong', async () => {
+    await page.fill('#users tr[data-user="bob"] input.grants', 'operator@site-a');
+    await page.click('#users tr[data-user="bob"] button:text("Save")');
+    await page.waitForFunction(() => (document.querySelector('#users-error')?.textContent || '') + (document.querySelector('#users-message')?.textContent || ''), null, { timeout: 10000 });
+    const said = await page.textContent('#users-error');
+    if (!/tag:site-a/.test(said)) throw new Error(`no error naming tag:site-a (error: ${JSON.stringify(said)}, message: ${JSON.stringify(await page.textContent('#users-message'))})`);
+    const stored = await page.evaluate(() => fetch('/api/management/v1/users').then((r) => r.json()));
+    const grants = stored.users.find((u) => u.name === 'bob').roles.map((g) => `${g.role}@${g.scope}`).join(', ');
+    if (grants !== 'operator@tag:site-a') throw new Error(`bob's grants became ${grants}`);
+  });
+  await shots('users');
 
   begin('a state change without the CSRF token is refused');
   const forged = await page.evaluate(() => fetch('/api/management/v1/auth/web/logout', { method: 'POST' }).then((r) => r.status));
@@ -380,9 +466,26 @@ try {
   begin('enrol two-factor authentication on the Account page');
   await page.goto(`${url}/#/account`);
   await page.click('#two-factor-enrol', { timeout: LIMIT });
-  const totpSecret = (await (await page.waitForSelector('#two-factor-secret', { timeout: LIMIT })).textContent()).trim();
+  let totpSecret = (await (await page.waitForSelector('#two-factor-secret', { timeout: LIMIT })).textContent()).trim();
   await page.waitForSelector('#two-factor-qr[src^="data:image/"]', { timeout: LIMIT });
-  await shot('account-2fa', true);
+  await shots('account-2fa');
+  await check('a wrong 2FA enrolment code shows an error and keeps the login', async () => {
+    const near = [-60, -30, 0, 30, 60].map((shift) => totp(totpSecret, Date.now() / 1000 + shift));
+    let wrong = 200000;
+    while (near.includes(String(wrong))) wrong += 1;
+    await page.fill('#two-factor-code', String(wrong));
+    await page.click('#two-factor button:text("Confirm")');
+    await page.waitForFunction(() => document.querySelector('#username') || document.querySelector('#two-factor-message.error')?.textContent, null, { timeout: 10000 });
+    if (await page.isVisible('#username')) throw new Error('the page logged out');
+    log(`wrong enrolment code: ${await page.textContent('#two-factor-message')}`);
+  });
+  if (await page.isVisible('#username')) {
+    await logIn(operator, operatorPassword);
+    await page.waitForSelector('#devices', { timeout: LIMIT });
+    await page.goto(`${url}/#/account`);
+    await page.click('#two-factor-enrol', { timeout: LIMIT });
+    totpSecret = (await (await page.waitForSelector('#two-factor-secret', { timeout: LIMIT })).textContent()).trim();
+  }
   await page.fill('#two-factor-code', totp(totpSecret, Date.now() / 1000));
   await page.click('#two-factor button:text("Confirm")');
   await page.waitForSelector('#recovery-codes li', { timeout: LIMIT });
@@ -418,10 +521,69 @@ try {
   await page.fill(`${pendingRow} input.note`, 'ok for today', { timeout: LIMIT });
   await page.click(`${pendingRow} button:text("Approve")`);
   await page.waitForSelector(`${pendingRow} [data-status="approved"]`, { timeout: LIMIT });
-  await shot('access', true);
+  await shots('access');
+
+  begin('Esc then Tab moves the focus out of the terminal');
+  await page.goto(`${url}/#/device/${id}`);
+  await page.click('#connect', { timeout: LIMIT });
+  await page.waitForSelector('#terminal-status[data-state=connected]', { timeout: LIMIT });
+  await page.click('#terminal');
+  await check('Esc then Tab moves the focus out of the terminal; Tab alone stays in it', async () => {
+    const inTerminal = () => page.evaluate(() => document.querySelector('#terminal').contains(document.activeElement));
+    await page.keyboard.type('ech');
+    await page.keyboard.press('Tab');
+    if (!(await inTerminal())) throw new Error('a plain Tab left the terminal');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Tab');
+    if (await inTerminal()) throw new Error('Esc then Tab did not leave the terminal');
+    const told = await page.textContent('#terminal-keys').catch(() => '');
+    if (!/Esc then Tab/.test(told)) throw new Error(`the page does not say how to leave the terminal: ${told}`);
+  });
+  await page.click('#terminal');
+  // Ctrl+C (a signal, past readline's Esc prefix) drops the half-typed line.
+  await page.keyboard.press('Control+C');
+
+  begin('a terminal survives a hub SIGKILL and restart: the login stays, every line shows exactly once');
+  const lines = 150;
+  await page.evaluate(() => {
+    window.sawLoginForm = false;
+    new MutationObserver(() => { if (document.querySelector('#username')) window.sawLoginForm = true; })
+      .observe(document.body, { childList: true, subtree: true });
+  });
+  await typeLine(`clear; for i in $(seq 1 ${lines}); do echo line-$i; sleep 0.2; done; echo counted-$((${lines}*2))`);
+  await waitScreen('#terminal', /^line-10$/m, 'the counter');
+  await check('the terminal re-attaches after the hub restarts, with every line once', async () => {
+    await control('kill-hub');
+    await page.waitForSelector('#hub-status:text("Hub unreachable")', { state: 'visible', timeout: LIMIT });
+    await page.waitForSelector('#terminal-status[data-state=reconnecting]', { timeout: LIMIT });
+    log(`while the hub is down: ${await page.textContent('#terminal-status')}`);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shots('hub-unreachable');
+    await control('restart-hub');
+    await page.waitForSelector('#hub-status', { state: 'hidden', timeout: 120000 });
+    await page.waitForSelector('#terminal-status[data-state=connected]', { timeout: 120000 });
+    const deadline = Date.now() + 120000;
+    while (!(await bufferLines('#terminal')).includes(`counted-${lines * 2}`)) {
+      if (Date.now() > deadline) throw new Error(`the counter never finished:\n${(await bufferLines('#terminal')).join('\n')}`);
+      await page.waitForTimeout(500);
+    }
+    const shown = await bufferLines('#terminal');
+    const wrong = [];
+    for (let i = 1; i <= lines; i += 1) {
+      const times = shown.filter((line) => line === `line-${i}`).length;
+      if (times !== 1) wrong.push(`line-${i} ×${times}`);
+    }
+    if (wrong.length) throw new Error(`lines missing or repeated: ${wrong.slice(0, 20).join(', ')}`);
+    if (await page.evaluate(() => window.sawLoginForm)) throw new Error('the login form appeared: the login was dropped');
+    await typeLine('echo typed-$((2+3))');
+    await waitScreen('#terminal', /^typed-5$/m, 'typing after the restart');
+  });
+  await page.click('#disconnect');
+  await page.waitForSelector('#terminal-status[data-state=ended]', { timeout: LIMIT });
 
   const unexpected = consoleErrors.filter((text) => /Content Security Policy|Refused to/i.test(text));
   if (unexpected.length) throw new Error(`the browser reported policy violations: ${unexpected.join('; ')}`);
+  if (failedChecks.length) throw new Error(`${failedChecks.length} check(s) failed: ${failedChecks.join('; ')}`);
   log('all steps passed');
   await browser.close();
   process.exit(0);

@@ -9,8 +9,14 @@
 //! code is refused), and the administrator approves the request on the Access page; it checks that
 //! a cross-origin WebSocket upgrade and a request without the CSRF token are refused, that a
 //! logged-out page cannot reach the API, and that a refused second shell, an offline device and a
-//! revoked session get clear messages. Screenshots of the main pages land in
-//! `target/web-screenshots/`.
+//! revoked session get clear messages. Issue 19's checks: underscores drawn in the terminal, the
+//! live view and the player; leaving a running shell asks first; Esc then Tab leaves the
+//! terminal; the download says when it is complete; the audit log's device filter takes a name
+//! or an id prefix; a grant without `tag:` is refused; a wrong current password or 2FA
+//! enrolment code does not log out; every page fits 400 px; and a terminal running a counter
+//! survives a SIGKILL and restart of the hub (asked for by the script, done here), keeping the
+//! login, with every line shown exactly once. Screenshots of every page at 1400×900 and 400 px
+//! wide land in `target/web-screenshots/`.
 //!
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
 //! `npm run build`; `scripts/test` provides all of them.
@@ -28,7 +34,9 @@ use tether_e2e::{
 };
 
 /// Give-up limit for the whole browser script on a loaded 2-core machine.
-const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+const SCRIPT_LIMIT: Duration = Duration::from_secs(480);
+/// How the script asks the test to act on the hub (`kill-hub`, `restart-hub`).
+const CONTROL_PREFIX: &str = "[ui.e2e] control: ";
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
@@ -47,7 +55,7 @@ fn the_web_ui_drives_a_device_end_to_end() {
         "{chromium} is missing: install the Debian package `chromium` (scripts/test does)"
     );
 
-    let hub = Hub::start_default();
+    let mut hub = Hub::start_default();
     let password = "pw-web-correct-horse-battery";
     hub.add_user("webadmin", true, password);
     let operator_password = "pw-operator-correct-horse";
@@ -80,6 +88,8 @@ fn the_web_ui_drives_a_device_end_to_end() {
             .then_some(())
     });
     let upload_text = format!("uploaded-through-the-browser-{}", std::process::id());
+    let control = device_tmp.path().join("control");
+    std::fs::create_dir(&control).unwrap();
     let screenshots = tether_e2e::bin_dir()
         .parent()
         .expect("target dir")
@@ -102,12 +112,29 @@ fn the_web_ui_drives_a_device_end_to_end() {
         .env("TETHER_REJECT_DEVICE", &unwanted.name)
         .env("TETHER_OPERATOR", "weboperator")
         .env("TETHER_OPERATOR_PASSWORD", operator_password)
+        .env("TETHER_CONTROL", &control)
         .env("CHROMIUM", &chromium);
     let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
     let started = Instant::now();
+    let mut handled = 0;
     let status = loop {
         if let Some(status) = script.try_wait() {
             break Some(status);
+        }
+        // The script asks for what only the test can do to the hub.
+        let output = script.stdout();
+        let requests: Vec<&str> = output
+            .lines()
+            .filter_map(|line| line.strip_prefix(CONTROL_PREFIX))
+            .collect();
+        for request in requests.iter().skip(handled) {
+            match request.trim() {
+                "kill-hub" => hub.kill(),
+                "restart-hub" => hub.restart(),
+                other => panic!("the browser script asked for an unknown action {other:?}"),
+            }
+            std::fs::write(control.join(format!("{}.done", request.trim())), b"").unwrap();
+            handled += 1;
         }
         if started.elapsed() > SCRIPT_LIMIT {
             script.kill();
@@ -134,23 +161,29 @@ fn the_web_ui_drives_a_device_end_to_end() {
     assert_eq!(uploaded, upload_text);
     let dropped = std::fs::read_to_string(root.join("web-dropped.txt")).expect("the dropped file");
     assert_eq!(dropped, format!("dropped-{upload_text}"));
-    for page in [
-        "login",
-        "devices",
-        "terminal",
-        "watch",
-        "device",
-        "player",
-        "audit",
-        "account",
-        "users",
-        "account-2fa",
-        "account-2fa-codes",
-        "access",
-    ] {
+    for page in ["terminal", "account-2fa-codes"] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
             "screenshot of {page} missing"
         );
+    }
+    // Every page at 1400×900 and at 400 px wide.
+    for page in [
+        "login",
+        "devices",
+        "watch",
+        "device",
+        "player",
+        "recordings",
+        "audit",
+        "account",
+        "users",
+        "account-2fa",
+        "access",
+        "hub-unreachable",
+    ] {
+        for name in [format!("{page}.png"), format!("{page}-400.png")] {
+            assert!(screenshots.join(&name).is_file(), "screenshot {name} missing");
+        }
     }
 }

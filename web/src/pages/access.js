@@ -5,6 +5,7 @@
 
 import { HttpError, get, post } from '../api.js';
 import { h, when } from '../dom.js';
+import { scopeProblem } from '../scopes.js';
 
 const PERMISSIONS = ['terminal', 'file_read', 'file_write', 'port_forward'];
 const DURATIONS = [['15 minutes', 900], ['1 hour', 3600], ['4 hours', 14400], ['1 day', 86400], ['7 days', 604800]];
@@ -32,7 +33,7 @@ export function accessPage(container) {
   const own = h('tbody');
   const everyone = h('tbody');
   const approvals = h('section', { class: 'panel', id: 'access-approvals', hidden: true }, h('h2', {}, 'Requests to decide (approver)'),
-    h('table', { id: 'access-all' }, h('thead', {}, h('tr', {}, HEADINGS.map((t) => h('th', {}, t)))), everyone));
+    h('div', { class: 'table-scroll' }, h('table', { id: 'access-all' }, h('thead', {}, h('tr', {}, HEADINGS.map((t) => h('th', {}, t)))), everyone)));
 
   async function act(request, verb, body) {
     error.textContent = '';
@@ -97,6 +98,11 @@ export function accessPage(container) {
     error.textContent = '';
     const permissions = boxes.filter((box) => box.checked).map((box) => box.value);
     try {
+      const problem = await scopeProblem(scope.value, { unseen: true });
+      if (problem) {
+        error.textContent = problem;
+        return;
+      }
       const created = await post('access/requests', { scope: scope.value.trim(), permissions, duration_secs: Number(length.value), reason: reason.value });
       message.textContent = `Requested access to ${created.scope}; an approver will decide.`;
       reason.value = '';
@@ -114,7 +120,7 @@ export function accessPage(container) {
       h('p', { class: 'notice' }, 'Time-limited access to a device or a group of devices, granted when an approver agrees.'), form),
     h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'access-refresh', onclick: load }, 'Refresh'), message), error,
     h('section', { class: 'panel' }, h('h2', {}, 'My requests'),
-      h('table', { id: 'access-mine' }, h('thead', {}, h('tr', {}, HEADINGS.map((t) => h('th', {}, t)))), own)),
+      h('div', { class: 'table-scroll' }, h('table', { id: 'access-mine' }, h('thead', {}, h('tr', {}, HEADINGS.map((t) => h('th', {}, t)))), own))),
     approvals);
   load();
 }

@@ -57,13 +57,13 @@ function tokensPanel() {
   return h('section', { class: 'panel' }, h('h2', {}, 'Access tokens'),
     h('p', { class: 'notice' }, 'For scripts and the CLI (TETHER_TOKEN); a token can do at most what it names, and never more than you.'),
     form, h('div', { class: 'toolbar' }, boxes), created, error,
-    h('table', { id: 'tokens' }, h('thead', {}, h('tr', {}, ['Name', 'Permissions', 'Created', 'Expires', 'Last used', ''].map((t) => h('th', {}, t)))), body));
+    h('div', { class: 'table-scroll' }, h('table', { id: 'tokens' }, h('thead', {}, h('tr', {}, ['Name', 'Permissions', 'Created', 'Expires', 'Last used', ''].map((t) => h('th', {}, t)))), body)));
 }
 
 function passwordPanel() {
   const current = h('input', { type: 'password', id: 'current-password', autocomplete: 'current-password', required: true });
   const next = h('input', { type: 'password', id: 'new-password', autocomplete: 'new-password', required: true });
-  const message = h('p', { class: 'notice' });
+  const message = h('p', { class: 'notice', id: 'password-message', role: 'status' });
   const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
     event.preventDefault();
     try {

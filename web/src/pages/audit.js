@@ -1,8 +1,11 @@
 // The audit log: filters (time range, actor, device, action, outcome), older pages, and
 // export as CSV or JSON Lines with the same filters (a plain download: the cookie goes along).
+// The device filter takes a name or an id prefix, like the CLI; a text that names no current
+// device still filters as an id (the events of a removed device keep its id).
 
 import { API, get } from '../api.js';
 import { h, when } from '../dom.js';
+import { findDevice } from '../devices_lookup.js';
 
 function millis(value) {
   return value ? String(new Date(value).getTime()) : '';
@@ -13,12 +16,16 @@ export function auditPage(container) {
     from: h('input', { type: 'datetime-local', id: 'audit-from' }),
     to: h('input', { type: 'datetime-local', id: 'audit-to' }),
     actor: h('input', { id: 'audit-actor', placeholder: 'actor', size: 12 }),
-    device: h('input', { id: 'audit-device', placeholder: 'device', size: 12 }),
+    device: h('input', { id: 'audit-device', placeholder: 'device name or id', size: 16 }),
     action: h('input', { id: 'audit-action', placeholder: 'action, e.g. terminal.open', size: 18 }),
     outcome: h('select', { id: 'audit-outcome' }, ['', 'success', 'failure', 'refused', 'interrupted'].map((o) => h('option', { value: o }, o || 'any outcome'))),
   };
   const body = h('tbody');
-  const error = h('p', { class: 'error' });
+  const error = h('p', { class: 'error', id: 'audit-error' });
+  const deviceNote = h('p', { class: 'notice', id: 'audit-device-note' });
+  /** The device filter as typed, and the id it resolved to. */
+  let deviceText = '';
+  let deviceId = '';
   const older = h('button', { type: 'button', hidden: true }, 'Older events');
   const csv = h('a', { class: 'button', id: 'audit-export-csv' }, 'Export CSV');
   const jsonl = h('a', { class: 'button', id: 'audit-export-jsonl' }, 'Export JSON Lines');
@@ -27,7 +34,8 @@ export function auditPage(container) {
   function filters() {
     const query = new URLSearchParams();
     for (const [name, input] of Object.entries(fields)) {
-      const value = name === 'from' || name === 'to' ? millis(input.value) : input.value.trim();
+      let value = name === 'from' || name === 'to' ? millis(input.value) : input.value.trim();
+      if (name === 'device') value = deviceId;
       if (value) query.set(name, value);
     }
     return query;
@@ -71,14 +79,50 @@ export function auditPage(container) {
     }
   }
 
-  for (const input of Object.values(fields)) input.addEventListener('change', () => { updateExports(); load(); });
+  /** Resolves the device filter (a name, an id or an id prefix) to the id the hub filters by. */
+  async function resolveDevice() {
+    const text = fields.device.value.trim();
+    if (text === deviceText) return true;
+    deviceText = text;
+    deviceId = '';
+    deviceNote.textContent = '';
+    if (!text) return true;
+    try {
+      const found = await findDevice(text);
+      if (found.device) {
+        deviceId = found.device.id;
+        deviceNote.textContent = found.device.id === text ? '' : `Device ${found.device.name} (${found.device.id}).`;
+        return true;
+      }
+      if (/ambiguous/.test(found.error)) {
+        error.textContent = found.error;
+        body.replaceChildren();
+        return false;
+      }
+      deviceId = text;
+      deviceNote.textContent = `${found.error} Filtering by it as a device id (a removed device's events keep its id).`;
+      return true;
+    } catch (failure) {
+      deviceText = '';
+      error.textContent = failure.message;
+      return false;
+    }
+  }
+
+  async function refilter() {
+    if (!(await resolveDevice())) return;
+    updateExports();
+    load();
+  }
+
+  for (const input of Object.values(fields)) input.addEventListener('change', refilter);
   older.addEventListener('click', () => load(true));
   updateExports();
   container.append(h('h1', {}, 'Audit log'),
     h('div', { class: 'toolbar' }, 'From', fields.from, 'to', fields.to, fields.actor, fields.device, fields.action, fields.outcome,
       h('button', { type: 'button', onclick: () => load() }, 'Refresh'), csv, jsonl),
-    error,
-    h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', 'Object', 'Outcome', 'Details'].map((t) => h('th', {}, t)))), body),
+    deviceNote, error,
+    h('div', { class: 'table-scroll' }, h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', 'Object', 'Outcome', 'Details'].map((t) => h('th', {}, t)))), body)),
     h('div', { class: 'pager' }, older));
   load();
 }

@@ -1,10 +1,14 @@
 // One device: a terminal (connect, reconnect, follows the window's size), file download by
 // path and upload by picking or dropping (with progress) through the hub's HTTP file API, and
-// the `tether port-forward` command to copy.
+// the `tether port-forward` command to copy. Leaving the page with a shell running asks first
+// (main.js): the shell would end.
 
-import { API, csrfHeaders, get, put, sessionExpired, user } from '../api.js';
+import { API, HubUnreachable, csrfHeaders, expiredAfterUnauthorized, get, hubFetch, put, user } from '../api.js';
 import { ago, copyButton, h } from '../dom.js';
-import { connectTerminal, createTerminal, enableClipboard } from '../terminal.js';
+import { LEAVE_KEYS, connectTerminal, createTerminal } from '../terminal.js';
+
+/** Larger downloads go to the browser's own download manager instead of memory. */
+const IN_PAGE_DOWNLOAD_LIMIT = 256 * 1024 * 1024;
 
 function filesUrl(device, what) {
   return `${API}/deviceconnect/devices/${encodeURIComponent(device.id)}/${what}`;
@@ -16,19 +20,22 @@ function terminalPanel(device) {
   const connectButton = h('button', { type: 'button', class: 'primary', id: 'connect' }, 'Connect terminal');
   const disconnectButton = h('button', { type: 'button', id: 'disconnect', disabled: true }, 'Disconnect');
   const panel = h('section', { class: 'panel' },
-    h('div', { class: 'status-line' }, connectButton, disconnectButton, status), box);
+    h('div', { class: 'status-line' }, connectButton, disconnectButton, status), box,
+    h('p', { class: 'notice hint', id: 'terminal-keys' }, `${LEAVE_KEYS} (Esc then Shift+Tab: backwards); Ctrl+Shift+C / Ctrl+Shift+V copy and paste.`));
   let terminal = null;
   let fit = null;
   let session = null;
+  let state = 'idle';
 
   const refit = () => { if (fit) fit.fit(); };
   const observer = new ResizeObserver(refit);
 
-  function report(state, text) {
+  function report(now, text) {
+    state = now;
     status.textContent = text;
     status.className = state === 'failed' ? 'error' : 'notice';
     status.dataset.state = state;
-    const live = state === 'connecting' || state === 'connected';
+    const live = state === 'connecting' || state === 'connected' || state === 'reconnecting';
     connectButton.disabled = live;
     disconnectButton.disabled = !live;
     connectButton.textContent = state === 'connecting' || state === 'connected' ? 'Connect terminal' : (terminal && state !== 'idle' ? 'Reconnect' : 'Connect terminal');
@@ -36,8 +43,7 @@ function terminalPanel(device) {
 
   connectButton.addEventListener('click', () => {
     if (!terminal) {
-      ({ terminal, fit } = createTerminal(box));
-      enableClipboard(terminal);
+      ({ terminal, fit } = createTerminal(box, {}, { clipboard: true }));
       observer.observe(box);
       window.addEventListener('resize', refit);
     } else {
@@ -51,6 +57,11 @@ function terminalPanel(device) {
 
   return {
     panel,
+    /** What leaving would end, or null. */
+    leaving() {
+      const live = state === 'connecting' || state === 'connected' || state === 'reconnecting';
+      return live ? `The shell on ${device.name} is still running: leaving this page ends it.` : null;
+    },
     cleanup() {
       if (session) session.disconnect();
       observer.disconnect();
@@ -60,30 +71,101 @@ function terminalPanel(device) {
   };
 }
 
+/** "22 bytes", "1.5 MiB": sizes as people read them. */
+function bytes(count) {
+  if (count < 1024) return `${count} bytes`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = count / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Hands `blob` to the browser as a saved file named `name`. */
+function save(blob, name) {
+  const href = URL.createObjectURL(blob);
+  const link = h('a', { href, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The browser has taken its copy once the click's task has run.
+  setTimeout(() => URL.revokeObjectURL(href), 60000);
+}
+
+/**
+ * Download by path: a HEAD first turns a refusal into a message; then the file is read here,
+ * with progress, and saved once complete, so the page can say it is done (or that it broke
+ * off). Files beyond the in-page limit go to the browser's download manager instead.
+ */
 function downloadPanel(device) {
   const path = h('input', { id: 'download-path', placeholder: '/absolute/path/on/the/device', size: 40 });
-  const message = h('span', { class: 'notice', id: 'download-status' });
-  const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
-    event.preventDefault();
+  const progress = h('progress', { max: 1, value: 0, hidden: true, id: 'download-progress' });
+  const message = h('span', { class: 'notice', id: 'download-status', role: 'status' });
+  const say = (text, failed = false) => {
+    message.className = failed ? 'error' : 'notice';
+    message.textContent = text;
+  };
+  const refused = async (response, what) => {
+    if (response.status === 401 && (await expiredAfterUnauthorized())) return;
+    const answer = await response.json().catch(() => ({}));
+    say(answer.error || `${what} refused (${response.status})`, true);
+  };
+
+  async function download() {
     const url = `${filesUrl(device, 'download')}?path=${encodeURIComponent(path.value)}`;
-    message.className = 'notice';
-    message.textContent = 'Checking…';
-    // A HEAD first turns a refusal into a message instead of a downloaded error page.
-    const check = await fetch(url, { method: 'HEAD', credentials: 'same-origin' });
-    if (check.status === 401) return sessionExpired();
-    if (!check.ok) {
-      const answer = await fetch(url, { credentials: 'same-origin' }).then((r) => r.json()).catch(() => ({}));
-      message.className = 'error';
-      message.textContent = answer.error || `download refused (${check.status})`;
+    const name = path.value.split('/').pop() || 'download';
+    delete message.dataset.done;
+    progress.hidden = true;
+    say('Checking…');
+    const check = await hubFetch(url, { method: 'HEAD' });
+    if (!check.ok) return refused(await hubFetch(url), 'download');
+    const size = Number(check.headers.get('content-length') || NaN);
+    if (size > IN_PAGE_DOWNLOAD_LIMIT) {
+      const link = h('a', { href: url, download: name });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      say(`${name} (${bytes(size)}) was handed to the browser's downloads: see its download list.`);
+      message.dataset.done = 'browser';
       return;
     }
-    const size = check.headers.get('content-length');
-    message.textContent = `Downloading${size ? ` ${size} bytes` : ''}…`;
-    const link = h('a', { href: url, download: path.value.split('/').pop() || 'download' });
-    document.body.append(link);
-    link.click();
-    link.remove();
-  } }, path, h('button', { type: 'submit', id: 'download' }, 'Download'), message);
+    say(`Downloading ${name}${Number.isFinite(size) ? ` (${bytes(size)})` : ''}…`);
+    const response = await hubFetch(url);
+    if (!response.ok) return refused(response, 'download');
+    const reader = response.body.getReader();
+    const chunks = [];
+    let received = 0;
+    progress.hidden = !Number.isFinite(size) || size === 0;
+    progress.value = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      if (size) progress.value = received / size;
+    }
+    // The hub ends the body short when it could not finish (or audit) the transfer.
+    if (Number.isFinite(size) && received !== size) {
+      say(`Download of ${name} broke off after ${bytes(received)} of ${bytes(size)}.`, true);
+      return;
+    }
+    save(new Blob(chunks), name);
+    progress.value = 1;
+    say(`Downloaded ${name} (${bytes(received)}).`);
+    message.dataset.done = 'true';
+  }
+
+  const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await download();
+    } catch (failure) {
+      say(failure instanceof HubUnreachable ? 'Download failed: hub unreachable.' : `Download failed: ${failure.message}`, true);
+    }
+  } }, path, h('button', { type: 'submit', id: 'download' }, 'Download'), progress, message);
   return h('div', {}, h('h2', {}, 'Download a file'), form);
 }
 
@@ -117,7 +199,6 @@ function uploadPanel(device) {
     request.addEventListener('load', () => {
       let answer = {};
       try { answer = JSON.parse(request.responseText); } catch { /* not JSON */ }
-      if (request.status === 401) return sessionExpired();
       if (request.status >= 200 && request.status < 300) {
         progress.value = 1;
         message.textContent = `Uploaded ${answer.path || target} (${answer.size ?? file.size} bytes, sha256 ${String(answer.sha256 || '').slice(0, 12)}…)`;
@@ -125,6 +206,8 @@ function uploadPanel(device) {
       } else {
         message.className = 'error';
         message.textContent = answer.error || `upload failed (${request.status})`;
+        // Only an ended session logs out; another 401 is this upload's own refusal.
+        if (request.status === 401) expiredAfterUnauthorized();
       }
     });
     request.addEventListener('error', () => {
@@ -181,7 +264,7 @@ export function devicePage(container, id) {
   const heading = h('h1', {}, 'Device');
   const details = h('p', { class: 'notice' });
   container.append(heading, details);
-  get(`devices?search=${encodeURIComponent(id)}`).then((list) => {
+  get(`devices?id_prefix=${encodeURIComponent(id)}`).then((list) => {
     const device = list.devices.find((d) => d.id === id);
     if (!device) {
       details.className = 'error';
@@ -198,5 +281,8 @@ export function devicePage(container, id) {
     details.className = 'error';
     details.textContent = failure.message;
   });
-  return () => terminal && terminal.cleanup();
+  return {
+    cleanup: () => terminal && terminal.cleanup(),
+    leaving: () => terminal && terminal.leaving(),
+  };
 }

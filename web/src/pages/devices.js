@@ -92,9 +92,9 @@ export function devicesPage(container) {
     h('div', { class: 'toolbar' }, search, status, online,
       h('button', { type: 'button', onclick: load }, 'Refresh')),
     error,
-    h('table', { id: 'devices' },
+    h('div', { class: 'table-scroll' }, h('table', { id: 'devices' },
       h('thead', {}, h('tr', {}, ['Status', 'Name', 'Admission', 'Last seen', 'Agent', 'Tags · identity', ''].map((t) => h('th', {}, t)))),
-      body),
+      body)),
     h('div', { class: 'pager' }, previous, next, summary));
   load();
   const timer = setInterval(load, 10000);

@@ -37,6 +37,6 @@ export function recordingsPage(container, device) {
   container.append(h('h1', {}, device ? 'Recorded sessions of a device' : 'Recorded sessions'),
     h('div', { class: 'toolbar' }, h('button', { type: 'button', onclick: load }, 'Refresh')),
     error,
-    h('table', { id: 'recordings' }, h('thead', {}, h('tr', {}, ['Started', 'User', 'Device', 'Command', 'Duration', 'Output', ''].map((t) => h('th', {}, t)))), body));
+    h('div', { class: 'table-scroll' }, h('table', { id: 'recordings' }, h('thead', {}, h('tr', {}, ['Started', 'User', 'Device', 'Command', 'Duration', 'Output', ''].map((t) => h('th', {}, t)))), body)));
   load();
 }
