@@ -14,13 +14,10 @@ mod connection;
 mod consent;
 mod file_transfer;
 mod identity;
-mod output_buffer;
 mod port_forward;
 mod sessions;
 mod settings;
 mod shell;
-mod shell_stream;
-mod shell_task;
 mod state;
 
 use std::process::ExitCode;

@@ -290,5 +290,4 @@ async fn renew_when_due(authenticator: &Authenticator, tokens: &mut TokenStore, 
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
 mod tests;
