@@ -4,8 +4,16 @@
 //!
 //! `main.rs` parses the command line ([`args`]) and calls [`run`] for the agent itself, or
 //! [`answer`] and [`pending`] for the local consent commands; every other module is private.
+//!
+//! The modules, roughly from the bottom up: `state`, `account`, `backoff`, `identity` and
+//! `allow_list` (files, users, retry delays, the device key, forwarding rules); `consent`
+//! (local approval of sessions, whose settings `config` embeds); `config`, `args` and
+//! `settings` (what the agent may do); `auth` (device tokens); `shell`, `file_transfer` and
+//! `port_forward` (the features); `sessions` (the session table routing to them); `connection`
+//! (the link to the hub). `layers_tests.rs` fails on an import cycle between them.
 
 mod account;
+mod allow_list;
 pub mod args;
 mod auth;
 mod backoff;
@@ -99,3 +107,7 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
     });
     Ok(receiver)
 }
+
+#[cfg(test)]
+#[path = "layers_tests.rs"]
+mod layers_tests;

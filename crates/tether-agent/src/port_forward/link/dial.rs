@@ -13,7 +13,7 @@ use tokio::{
     time::timeout,
 };
 
-use super::super::allow::AllowList;
+use crate::allow_list::AllowList;
 
 /// How long dialling a TCP target may take, all resolved addresses together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -33,7 +33,7 @@ use self::{
     dial::{Socket, open, show},
     pump::{Traffic, Window, idle_expired, pump_tcp, pump_udp},
 };
-use super::allow::AllowList;
+use crate::allow_list::AllowList;
 
 /// Forwards of ours a version-2 hub may leave unacknowledged, whatever their size: tiny reads
 /// must not let the bookkeeping grow to a million entries within the byte window.
