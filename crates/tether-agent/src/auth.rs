@@ -9,6 +9,7 @@ use tether_net::{HubUrl, Proxy};
 use tether_proto::auth::{
     AUTH_PATH, AuthRefusal, AuthRequest, DeviceClaims, SIGNATURE_HEADER, unverified_claims,
 };
+use tether_proto::clock::unix_seconds;
 
 use crate::state;
 
@@ -217,7 +218,7 @@ impl TokenStore {
     /// Keeps a new token, in memory and on disk (a write failure is only logged: the token still
     /// works for this run).
     pub fn store(&mut self, text: &str) {
-        let Some(token) = Token::parse(text, unix_now()) else {
+        let Some(token) = Token::parse(text, unix_seconds()) else {
             return;
         };
         if let Err(error) = state::write_atomic(&self.path, token.text.as_bytes()) {
@@ -239,13 +240,6 @@ fn modified_unix_time(path: &std::path::Path) -> i64 {
         .and_then(|metadata| metadata.modified())
         .ok()
         .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
 
@@ -339,7 +333,7 @@ pub mod tests {
         let dir = TempDir::new("token");
         let mut store = TokenStore::load(&dir.0);
         assert!(store.usable(0).is_none());
-        let now = unix_now();
+        let now = unix_seconds();
         store.store(&fake_token(now, now + 1000));
         let reloaded = TokenStore::load(&dir.0);
         assert_eq!(reloaded.usable(now + 10).unwrap().claims.exp, now + 1000);

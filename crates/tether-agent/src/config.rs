@@ -113,7 +113,7 @@ impl Default for TerminalConfig {
 pub struct PortForwardConfig {
     pub enabled: bool,
     /// Targets that may be dialled: addresses, CIDR blocks or host names, each optionally with
-    /// `:PORT` or `:LOW-HIGH` (see `crate::port_forward::AllowList`).
+    /// `:PORT` or `:LOW-HIGH` (see `crate::allow_list::AllowList`).
     pub allow: Vec<String>,
     /// Forwarded connections (TCP and UDP) open at once on this device.
     pub max_connections: usize,
@@ -225,7 +225,7 @@ impl Config {
         if files.umask > 0o777 {
             bail!("file_transfer.umask must be at most 0o777");
         }
-        crate::port_forward::AllowList::parse(&self.port_forward.allow).map_err(anyhow::Error::msg)?;
+        crate::allow_list::AllowList::parse(&self.port_forward.allow).map_err(anyhow::Error::msg)?;
         self.consent.validate().map_err(anyhow::Error::msg)?;
         if self.port_forward.max_connections == 0 {
             bail!(

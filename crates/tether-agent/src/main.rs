@@ -1,37 +1,11 @@
-//! `tether-agent`: the Tether device agent. It keeps one WebSocket open to a hub and runs the
-//! shells that operators ask for, speaking Mender's remote-terminal protocol plus Tether's
-//! negotiated extensions (see `docs/protocol.md`).
+//! `tether-agent`: the Tether device agent (the library, `lib.rs`, says what it does).
 //!
-//! This file reads the command line, sets up logging and the device identity, and runs the
-//! connection loop on a single-threaded runtime until SIGTERM or SIGINT.
-
-mod account;
-mod args;
-mod auth;
-mod backoff;
-mod config;
-mod connection;
-mod consent;
-mod file_transfer;
-mod identity;
-mod output_buffer;
-mod port_forward;
-mod sessions;
-mod settings;
-mod shell;
-mod shell_stream;
-mod shell_task;
-mod state;
+//! This file reads the command line, sets up logging and runs the agent on a single-threaded
+//! runtime until SIGTERM or SIGINT, or runs one of the local consent commands.
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::watch,
-};
-
-use crate::{args::Command, settings::Settings};
+use tether_agent::args::{self, Command};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -39,14 +13,14 @@ async fn main() -> ExitCode {
         Ok(Command::Run(args)) => args,
         Ok(Command::Answer { sid, approve, args }) => {
             return local(|| {
-                consent::answer(&Settings::data_dir(args)?, &sid, approve)?;
+                tether_agent::answer(args, &sid, approve)?;
                 println!("session {sid} {}", if approve { "approved" } else { "denied" });
                 Ok(())
             });
         }
         Ok(Command::Pending(args)) => {
             return local(|| {
-                for request in consent::pending(&Settings::data_dir(args)?)? {
+                for request in tether_agent::pending(args)? {
                     println!("{}", request.trim().replace('\n', ", "));
                 }
                 Ok(())
@@ -66,7 +40,7 @@ async fn main() -> ExitCode {
         }
     };
     init_logging();
-    match run(args).await {
+    match tether_agent::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -95,66 +69,6 @@ fn local(command: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(args: args::Args) -> anyhow::Result<()> {
-    let settings = Settings::load(args)?;
-    state::ensure_private_dir(&settings.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
-    let key = identity::load_or_create_key(&settings.data_dir)?;
-    let attributes = identity::attributes(settings.identity.as_ref());
-    let id_data = serde_json::to_string(&attributes)?;
-    let tls = tether_net::client_config(&settings.trust).context("cannot set up TLS")?;
-    let public_key_pem = key.public_key_pem();
-    let authenticator = auth::Authenticator::new(
-        key,
-        public_key_pem,
-        id_data.clone(),
-        settings.provisioning_key.clone(),
-        tls.clone(),
-    )?
-    .with_enrolment_token(settings.enrolment_token.clone())?;
-    if settings.terminal.enabled
-        && let Err(problem) = account::shell_account(settings.terminal.user.as_deref())
-    {
-        tracing::warn!("shells will be refused: {problem}");
-    }
-    if settings.file_transfer.enabled {
-        // Resolved again when serving; checked here so that a bad owner or group stops the start.
-        file_transfer::Policy::new(&settings.file_transfer).map_err(anyhow::Error::msg)?;
-    }
-    tracing::info!(
-        "tether-agent {} starting: identity {id_data}, data in {}",
-        env!("CARGO_PKG_VERSION"),
-        settings.data_dir.display()
-    );
-    let tokens = auth::TokenStore::load(&settings.data_dir);
-    let shutdown = shutdown_signal()?;
-    let agent = connection::Agent {
-        settings,
-        tls,
-        authenticator,
-        tokens,
-    };
-    connection::run(agent, shutdown).await;
-    Ok(())
-}
-
-/// A flag that turns true on SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let (sender, receiver) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-        let _ = sender.send(true);
-        // Keep the sender alive: a dropped sender would read as "never".
-        std::future::pending::<()>().await
-    });
-    Ok(receiver)
 }
 
 /// Logs to stderr; the filter comes from TETHER_AGENT_LOG, else RUST_LOG, else `info`.

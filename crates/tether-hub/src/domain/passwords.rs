@@ -1,14 +1,13 @@
 //! Password hashing with argon2id (the crate's defaults: 19 MiB, 2 passes).
 
-use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, password_hash::SaltString};
+use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
 use rand::RngCore as _;
 
 pub fn hash(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hashed = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+    let hashed: PasswordHash = Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
     Ok(hashed.to_string())
 }

@@ -3,7 +3,6 @@
 //! `port_forward.max_connections`). Each connection runs in its own task ([`link`]); the table
 //! only routes the hub's messages to it and ends it with its session.
 
-mod allow;
 mod link;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -14,9 +13,8 @@ use tether_proto::{
 };
 use tokio::sync::mpsc;
 
-pub use self::allow::AllowList;
 use self::link::{Delivery, Link, LinkHandle, Options};
-use crate::config::PortForwardConfig;
+use crate::{allow_list::AllowList, config::PortForwardConfig};
 
 pub struct PortForwards {
     enabled: bool,

@@ -19,7 +19,7 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
-use crate::output_buffer::OutputBuffer;
+use super::output_buffer::OutputBuffer;
 
 struct State {
     buffer: OutputBuffer,

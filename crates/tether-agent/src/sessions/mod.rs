@@ -21,9 +21,7 @@ use crate::{
     consent::{self, Consent, ConsentConfig},
     file_transfer::{self, FileTransfers},
     port_forward::PortForwards,
-    shell,
-    shell_stream::{Destination, ShellStream},
-    shell_task::{self, Input, Limits, Output, ShellHandle},
+    shell::{self, Destination, Input, Limits, Output, ShellHandle, ShellStream},
 };
 
 /// Largest `shell` body to a version-1 session: the frame must stay under the stock 8 KiB.
@@ -388,14 +386,14 @@ impl Sessions {
             Some(command) => {
                 let exec = shell::spawn_exec(terminal, &command)?;
                 tracing::info!("session {sid}: user {user_id:?} runs a command");
-                shell_task::start_exec(exec, user_id.to_owned(), output, limits)
+                shell::start_exec(exec, user_id.to_owned(), output, limits)
             }
             None => {
                 let width = width.filter(|w| *w > 0).unwrap_or(terminal.width);
                 let height = height.filter(|h| *h > 0).unwrap_or(terminal.height);
                 let interactive = shell::spawn_interactive(terminal, width, height)?;
                 tracing::info!("session {sid}: shell started for user {user_id:?}");
-                shell_task::start_interactive(interactive, user_id.to_owned(), output, limits)
+                shell::start_interactive(interactive, user_id.to_owned(), output, limits)
             }
         };
         self.shells.insert(sid.to_owned(), handle);
@@ -588,5 +586,4 @@ fn describe(error: ProtoError) -> String {
 }
 
 #[cfg(test)]
-#[path = "sessions_tests.rs"]
 mod tests;

@@ -5,7 +5,7 @@ use std::{cell::Cell, sync::Arc, time::Duration};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tether_net::{HubUrl, NetError, Proxy, WebSocket};
-use tether_proto::{Envelope, auth::DEVICE_CONNECT_PATH};
+use tether_proto::{Envelope, auth::DEVICE_CONNECT_PATH, clock::unix_seconds};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::{mpsc, watch},
@@ -14,7 +14,7 @@ use tokio::{
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
 use crate::{
-    auth::{Authenticator, TokenStore, unix_now},
+    auth::{Authenticator, TokenStore},
     backoff::Backoff,
     sessions::Sessions,
     settings::Settings,
@@ -108,7 +108,7 @@ async fn requested(shutdown: &mut watch::Receiver<bool>) {
 impl Agent {
     /// A token that is neither near expiry nor due for renewal; asks the hub for one if needed.
     async fn token_for(&mut self, hub: &HubUrl) -> Result<String, String> {
-        let now = unix_now();
+        let now = unix_seconds();
         if let Some(token) = self.tokens.usable(now)
             && now < token.renew_at()
         {
@@ -269,7 +269,7 @@ async fn renew_when_due(authenticator: &Authenticator, tokens: &mut TokenStore, 
     const MIN_WAIT: Duration = Duration::from_secs(10);
     loop {
         let wait = match tokens.current() {
-            Some(token) => Duration::from_secs((token.renew_at() - unix_now()).max(0) as u64),
+            Some(token) => Duration::from_secs((token.renew_at() - unix_seconds()).max(0) as u64),
             None => Duration::from_secs(u32::MAX.into()),
         };
         sleep(wait.max(MIN_WAIT)).await;
@@ -290,5 +290,4 @@ async fn renew_when_due(authenticator: &Authenticator, tokens: &mut TokenStore, 
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
 mod tests;

@@ -21,9 +21,9 @@ use tokio::{
     time::{Instant, sleep_until, timeout},
 };
 
-use crate::{
-    shell::{Exec, Interactive},
-    shell_stream::{Destination, ShellStream},
+use super::{
+    spawn::{Exec, Interactive},
+    stream::{Destination, ShellStream},
 };
 
 /// After the shell exits, output still buffered is forwarded until this long passes without any.
