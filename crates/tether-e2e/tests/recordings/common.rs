@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::StreamExt;
 use serde_json::Value;
 use tether_e2e::{Agent, Cli, Hub, HubOptions, WAIT, wait_for};
 

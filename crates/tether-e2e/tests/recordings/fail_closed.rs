@@ -1,6 +1,5 @@
 //! Recording fails closed: a terminal that cannot be recorded is refused.
 
-use base64::Engine as _;
 use tether_e2e::HubOptions;
 
 use crate::common::*;

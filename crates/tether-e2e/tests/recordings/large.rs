@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tether_e2e::HubOptions;
 
 use crate::common::*;

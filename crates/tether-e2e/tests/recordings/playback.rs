@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tether_e2e::{HubOptions, PtySession};
 
