@@ -1,0 +1,13 @@
+//! Terminal session recordings: what the hub records is exactly what the user's terminal
+//! received (exec output, interactive output with its resizes), `tether replay` plays it back,
+//! `tether sessions export` writes an asciicast that `asciinema` accepts, seeking into a large
+//! recording does not stream it from the start, and `tether sessions watch` follows a live
+//! session without being able to type into it.
+//!
+//! One test binary (CI time), a module per concern.
+
+mod common;
+mod fail_closed;
+mod large;
+mod playback;
+mod watch;
