@@ -1,0 +1,79 @@
+//! The version handshake with the device, and the wait for its local consent.
+
+use std::time::Duration;
+
+use tether_proto::{Envelope, control::Control, protocol, value::Value, version};
+use tokio::time::Instant;
+
+use crate::relay::router::{Lane, SessionEvent, SessionLink};
+
+use super::{Sink, send};
+
+/// How long a device may take to answer the `open` handshake before we assume version 1.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a device may keep a session waiting for local consent.
+const MAX_CONSENT_WAIT_SECS: u64 = 600;
+
+/// Offers versions 1 and 2; returns the device's `accept` (to forward) and the chosen version.
+/// The `open` names the user (for the device's consent prompt); a device that asks for local
+/// approval (`wait`) gets the time it announces, and `user` (when given) is told.
+pub(crate) async fn handshake(
+    link: &mut SessionLink,
+    sid: &str,
+    user_name: &str,
+    mut user: Option<&mut Sink>,
+) -> Result<(Envelope, u32), String> {
+    let open = Control::Open {
+        versions: vec![version::MENDER, version::TETHER],
+    };
+    let mut open = open.to_envelope(sid);
+    open.props.set("user_name", Value::Str(user_name.to_owned()));
+    if !link.send(Lane::Interactive, open).await {
+        return Err("the device went offline".into());
+    }
+    let mut deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let event = match tokio::time::timeout_at(deadline, link.events.recv()).await {
+            // A device that ignores `open` speaks version 1.
+            Err(_) => {
+                let accept = Control::Accept {
+                    version: version::MENDER,
+                    protocols: vec![protocol::SHELL],
+                };
+                return Ok((accept.to_envelope(sid), version::MENDER));
+            }
+            Ok(None) => return Err("the device went offline".into()),
+            Ok(Some(event)) => event,
+        };
+        match event {
+            SessionEvent::DeviceGone(reason) | SessionEvent::DeviceKicked(reason) => return Err(reason),
+            SessionEvent::Superseded => return Err("the session was re-attached elsewhere".into()),
+            SessionEvent::Message(envelope) if envelope.proto == protocol::CONTROL => {
+                match Control::from_envelope(&envelope) {
+                    Ok(Control::Accept { version, .. })
+                        if version == version::MENDER || version == version::TETHER =>
+                    {
+                        return Ok((envelope, version));
+                    }
+                    Ok(Control::Accept { version, .. }) => {
+                        return Err(format!(
+                            "the device chose protocol version {version}, which the hub does not speak"
+                        ));
+                    }
+                    Ok(Control::Error(body)) => {
+                        return Err(format!("the device refused the session: {}", body.err));
+                    }
+                    Ok(Control::Wait { timeout_secs, .. }) => {
+                        let granted = Duration::from_secs(timeout_secs.min(MAX_CONSENT_WAIT_SECS));
+                        deadline = Instant::now() + granted + HANDSHAKE_TIMEOUT;
+                        if let Some(sink) = user.as_deref_mut() {
+                            send(sink, &envelope).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            SessionEvent::Message(_) => {}
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The user leg: `GET /api/management/v1/deviceconnect/devices/{id}/connect`. One WebSocket is
+//! one session on one device: the hub assigns its `sid`, performs the version handshake with the
+//! device, stamps the user on every message, relays both ways, and ends the device's side when
+//! the user leaves.
+//!
+//! Version-2 interactive shells survive a drop of either leg (see `docs/protocol.md`, session
+//! survival): when the user's leg drops the device is told to `detach` and keep the shell; the
+//! user re-attaches with `?attach=SID&offset=N`. When the device's leg drops the session waits
+//! for the device to come back and asks it to `resume` from the last offset relayed.
+
+use std::time::Duration;
+use tether_proto::clock::unix_millis;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
+use tether_proto::{
+    Envelope,
+    control::{Control, ErrorBody},
+    protocol,
+    shell::{self, Shell},
+    version,
+};
+use tokio::{sync::broadcast::error::RecvError, time::Instant};
+
+use crate::{
+    domain::audit::Actor, domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
+    domain::permissions::Action, domain::principal::Principal, domain::principal::Revocation, relay::Relay,
+    relay::recording::RecordingHandle, relay::relay_audit, relay::relay_audit::record_all,
+    relay::router::Lane, relay::router::SessionEvent, relay::router::SessionLink,
+    relay::session_audit::SessionAudit,
+};
+
+mod forward;
+mod handshake;
+mod resume;
+
+use forward::{forward, recheck, record_terminal};
+pub(crate) use handshake::handshake;
+use resume::{await_device, end_resumable, observe_shell};
+
+pub(crate) type Sink = SplitSink<WebSocket, Message>;
+
+pub(crate) async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
+    sink.send(Message::Binary(envelope.encode().into())).await.is_ok()
+}
+
+/// Tells the user what ended the session, then closes the WebSocket.
+pub(crate) async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
+    let error = Control::Error(ErrorBody {
+        err: why.to_owned(),
+        close: true,
+        ..Default::default()
+    });
+    let _ = send(sink, &error.to_envelope(sid)).await;
+    let frame = CloseFrame {
+        code: 1000,
+        reason: why.chars().take(120).collect::<String>().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// What the session knows about its device's side.
+#[derive(Default)]
+struct DeviceSide {
+    version: u32,
+    shell_running: bool,
+    /// The user asked for an interactive shell (not a command).
+    interactive: bool,
+    /// The device runs a shell that survives drops (version 2, interactive): recorded in
+    /// `resumable_sessions`.
+    resumable: bool,
+    /// Stream offset after the last output byte relayed to the user.
+    next_offset: u64,
+}
+
+pub async fn serve(
+    state: &Relay,
+    device: &DeviceRecord,
+    principal: &Principal,
+    context: &RequestContext,
+    sid: &str,
+    resume: Option<u64>,
+    socket: WebSocket,
+) -> String {
+    let user_id = match principal {
+        Principal::User { user, .. } => user.id.as_str(),
+        Principal::Device { .. } => return "devices do not open sessions".into(),
+    };
+    let (mut sink, mut stream) = socket.split();
+    let Some(mut link) = state.router.open_session(&device.id, sid).await else {
+        let why = format!("device {} went offline", device.name);
+        end_with_error(&mut sink, sid, &why).await;
+        return why;
+    };
+    let user_name = match principal {
+        Principal::User { user, .. } => user.name.clone(),
+        Principal::Device { .. } => String::new(),
+    };
+    let reason = match handshake(&mut link, sid, &user_name, Some(&mut sink)).await {
+        Ok((accept, version)) => {
+            if resume.is_some() && version != version::TETHER {
+                let why = "the device no longer speaks protocol version 2: its session cannot be resumed";
+                end_with_error(&mut sink, sid, why).await;
+                state.router.close_link(sid, &link).await;
+                return why.into();
+            }
+            if send(&mut sink, &accept).await {
+                let mut side = DeviceSide {
+                    version,
+                    ..DeviceSide::default()
+                };
+                let actor = Actor::principal(principal, context);
+                let audit = SessionAudit::new(actor, Object::device(&device.id, &device.name), sid);
+                let mut session = Session {
+                    device: device.clone(),
+                    principal: principal.clone(),
+                    used: Vec::new(),
+                    context,
+                    user_id,
+                    sid,
+                    audit,
+                    recording: None,
+                    requested_shell: None,
+                    resumed: resume.is_some(),
+                };
+                if let Some(offset) = resume {
+                    session.audit.resume();
+                    side.shell_running = true;
+                    side.interactive = true;
+                    side.resumable = true;
+                    side.next_offset = offset;
+                    session.requested_shell = Some((80, 24, None));
+                    if let Err(error) = state.store.set_session_detached(sid, None).await {
+                        tracing::warn!("session {sid}: {error:#}");
+                    }
+                    tracing::info!("session {sid}: re-attached, resuming output from offset {offset}");
+                    link.send(Lane::Interactive, Shell::Resume { offset }.to_envelope(sid))
+                        .await;
+                }
+                let reason = relay(state, &mut session, &mut link, &mut sink, &mut stream, &mut side).await;
+                let detach = reason.detachable && side.resumable && side.shell_running;
+                let text = if detach {
+                    format!("{} (the shell is kept for re-attaching)", reason.text)
+                } else {
+                    reason.text.clone()
+                };
+                relay_audit::record_ending(state, sid, session.audit.session_ended(&text)).await;
+                if reason.superseded {
+                    // Another connection of the same user took the session over.
+                } else if detach {
+                    link.send(Lane::Interactive, Shell::Detach.to_envelope(sid)).await;
+                    if let Err(error) = state.store.set_session_detached(sid, Some(unix_millis())).await {
+                        tracing::warn!("session {sid}: {error:#}");
+                    }
+                } else {
+                    end_resumable(state, sid, &mut side).await;
+                }
+                if !reason.device_gone && !reason.superseded && !detach {
+                    // The user left or misbehaved: end the device's side of the session.
+                    if side.shell_running {
+                        let stop = Shell::Stop {
+                            user_id: Some(user_id.to_owned()),
+                            status: Some(shell::status::ERROR),
+                            text: b"user disconnected".to_vec(),
+                            exit_status: None,
+                        };
+                        link.send(Lane::Interactive, stop.to_envelope(sid)).await;
+                    }
+                    link.send(Lane::Interactive, Control::Close.to_envelope(sid))
+                        .await;
+                }
+                text
+            } else {
+                "the user disconnected".into()
+            }
+        }
+        Err(why) => {
+            end_with_error(&mut sink, sid, &why).await;
+            why
+        }
+    };
+    state.router.close_link(sid, &link).await;
+    reason
+}
+
+/// Why the relay ended, and what is left to do on the device's side.
+#[derive(Default)]
+pub(crate) struct Ending {
+    text: String,
+    device_gone: bool,
+    /// The user's leg dropped (not a choice, a refusal or a revocation): a resumable shell is
+    /// detached rather than ended.
+    detachable: bool,
+    /// A newer link of the same session took over: leave the device alone.
+    superseded: bool,
+}
+
+impl Ending {
+    pub(crate) fn user(text: impl Into<String>) -> Self {
+        Ending {
+            text: text.into(),
+            ..Ending::default()
+        }
+    }
+
+    fn user_lost(text: impl Into<String>) -> Self {
+        Ending {
+            text: text.into(),
+            detachable: true,
+            ..Ending::default()
+        }
+    }
+
+    fn device_gone(text: String) -> Self {
+        Ending {
+            text,
+            device_gone: true,
+            ..Ending::default()
+        }
+    }
+}
+
+/// Who and what a session is about.
+pub(crate) struct Session<'a> {
+    /// The device and the caller as last checked (re-read when access changes).
+    pub(crate) device: DeviceRecord,
+    pub(crate) principal: Principal,
+    /// The permissions this session has used: they must hold for it to go on.
+    pub(crate) used: Vec<Action>,
+    pub(crate) context: &'a RequestContext,
+    pub(crate) user_id: &'a str,
+    pub(crate) sid: &'a str,
+    pub(crate) audit: SessionAudit,
+    /// The terminal being recorded, once the device confirmed it.
+    pub(crate) recording: Option<RecordingHandle>,
+    /// Size and command of a shell the user asked for, until the device answers.
+    pub(crate) requested_shell: Option<(u16, u16, Option<String>)>,
+    /// A re-attach: the shell was started (and its first part recorded) by an earlier link.
+    pub(crate) resumed: bool,
+}
+
+async fn relay(
+    state: &Relay,
+    session: &mut Session<'_>,
+    link: &mut SessionLink,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    side: &mut DeviceSide,
+) -> Ending {
+    let sid = session.sid;
+    let device_name = session.device.name.clone();
+    let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
+    let mut ticker = tokio::time::interval(keepalive / 4);
+    let mut last_heard = Instant::now();
+    let mut revocations = state.revocations.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            event = link.events.recv() => match event {
+                Some(SessionEvent::Message(mut envelope)) => {
+                    if envelope.proto == protocol::SHELL
+                        && !observe_shell(state, session, side, &mut envelope).await
+                    {
+                        continue;
+                    }
+                    // Fail closed: what the audit log cannot record does not reach the user.
+                    if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
+                        return ending;
+                    }
+                    if let Err(why) = record_terminal(state, session, &envelope).await {
+                        end_with_error(sink, sid, &why).await;
+                        return Ending::user(why);
+                    }
+                    if !send(sink, &envelope).await {
+                        return Ending::user_lost("the user disconnected");
+                    }
+                }
+                Some(SessionEvent::Superseded) => {
+                    return Ending {
+                        text: "re-attached from another connection".into(),
+                        superseded: true,
+                        ..Ending::default()
+                    };
+                }
+                Some(SessionEvent::DeviceGone(reason)) if side.resumable && side.shell_running => {
+                    if let Err(ending) = await_device(state, session, link, sink, stream, side, &reason).await {
+                        return ending;
+                    }
+                }
+                None if side.resumable && side.shell_running => {
+                    if let Err(ending) = await_device(state, session, link, sink, stream, side, "went offline").await {
+                        return ending;
+                    }
+                }
+                Some(SessionEvent::DeviceGone(reason) | SessionEvent::DeviceKicked(reason)) => {
+                    let why = format!("device {device_name}: {reason}");
+                    end_with_error(sink, sid, &why).await;
+                    return Ending::device_gone(why);
+                }
+                None => {
+                    let why = format!("device {device_name} went offline");
+                    end_with_error(sink, sid, &why).await;
+                    return Ending::device_gone(why);
+                }
+            },
+            inbound = stream.next() => {
+                last_heard = Instant::now();
+                match inbound {
+                    None | Some(Err(_)) => return Ending::user_lost("the user disconnected"),
+                    Some(Ok(Message::Close(_))) => return Ending::user("the user disconnected"),
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let envelope = match Envelope::decode(&bytes) {
+                            Ok(envelope) => envelope,
+                            Err(error) => {
+                                let why = format!("malformed message: {error}");
+                                end_with_error(sink, sid, &why).await;
+                                return Ending::user(why);
+                            }
+                        };
+                                                if let Some(ending) = forward(state, session, envelope, link, sink, side).await {
+                            return ending;
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        let why = "text frames are not part of the protocol (binary msgpack only)";
+                        end_with_error(sink, sid, why).await;
+                        return Ending::user(why);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            revocation = revocations.recv() => {
+                // Withdrawn credentials end their live sessions at once; a missed notice
+                // (lagged) is settled against the database.
+                let why = match revocation {
+                    // Roles, grants or tags changed: go on only if what the session uses still holds.
+                    Ok(Revocation::Access { .. }) | Err(RecvError::Lagged(_)) => recheck(state, session).await,
+                    Ok(revocation) if revocation.reaches(&session.principal) => Some(revocation.describe().to_owned()),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    end_with_error(sink, sid, &why).await;
+                    return Ending::user(why);
+                }
+            }
+            _ = ticker.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= keepalive * 2 {
+                    return Ending::user_lost(format!("the user was silent for {} s", silent.as_secs()));
+                }
+                if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ending::user_lost("the user disconnected");
+                }
+            }
+        }
+    }
+}
