@@ -242,14 +242,7 @@ pub async fn serve_until(
     let checkpoint_store = state.store.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
     let connections = connection_settings(&state.config, open_file_limit);
-    server::serve(
-        listener,
-        acceptor,
-        server::routes(state),
-        connections,
-        shutdown,
-    )
-    .await?;
+    server::serve(listener, acceptor, server::routes(state), connections, shutdown).await?;
     tracing::info!("shutting down: closing device connections");
     let spread = Duration::from_secs(shutdown_spread_secs);
     router.kick_all("the hub is shutting down", spread).await;

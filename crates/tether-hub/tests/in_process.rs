@@ -36,7 +36,16 @@ async fn a_hub_runs_in_process_and_stops_when_told() {
     })
     .expect("a client trusting the hub's own certificate");
     let request = |path: &'static str| {
-        tether_net::http_request(&url, tls.clone(), None, "GET", path, &[], b"", Duration::from_secs(20))
+        tether_net::http_request(
+            &url,
+            tls.clone(),
+            None,
+            "GET",
+            path,
+            &[],
+            b"",
+            Duration::from_secs(20),
+        )
     };
 
     let (status, body) = request("/healthz").await.expect("GET /healthz");

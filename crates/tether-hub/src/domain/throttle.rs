@@ -109,6 +109,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         self.lock().len()
     }
 
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Makes room for one more bucket: drops the refilled ones and, if still full, the one
     /// closest to refilled (the least active key), never everyone.
     fn make_room(&self, buckets: &mut HashMap<K, Instant>, now: Instant) {
