@@ -1,6 +1,6 @@
 //! The SQL of one-time enrolment tokens (migration 0015): created by an administrator for the
 //! one-line install, stored as a SHA-256 hash only, spent one use per enrolled device. Same rules
-//! as `store.rs`: portable SQL.
+//! as `store/mod.rs`: portable SQL.
 
 use sqlx::Row as _;
 
@@ -161,61 +161,5 @@ impl Store {
                 max_uses: row.try_get("max_uses")?,
             }
         })
-    }
-}
-
-/// Spending, expiry and revocation; run on both backends by `store_tests.rs`.
-#[cfg(test)]
-pub mod tests {
-    use super::Spend;
-    use crate::store::Store;
-    use tether_proto::clock::unix_millis;
-
-    pub async fn install_tokens(store: &Store) {
-        let now = unix_millis();
-        let tags = vec!["site-a".to_owned()];
-        store
-            .create_install_token("t1", "h1", &tags, 1, "alice", now, now + 60_000)
-            .await
-            .unwrap();
-        store
-            .create_install_token("t2", "h2", &tags, 5, "alice", now, now + 1)
-            .await
-            .unwrap();
-        store
-            .create_install_token("t3", "h3", &[], 5, "alice", now, now + 60_000)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.spend_install_token("h1", now).await.unwrap(),
-            Spend::Spent {
-                id: "t1".into(),
-                tags: tags.clone()
-            }
-        );
-        assert_eq!(
-            store.spend_install_token("h1", now).await.unwrap(),
-            Spend::UsedUp {
-                id: "t1".into(),
-                max_uses: 1
-            }
-        );
-        assert_eq!(
-            store.spend_install_token("h2", now + 1).await.unwrap(),
-            Spend::Expired { id: "t2".into() }
-        );
-        assert!(store.revoke_install_token("t3", now).await.unwrap());
-        assert!(!store.revoke_install_token("t3", now).await.unwrap());
-        assert_eq!(
-            store.spend_install_token("h3", now).await.unwrap(),
-            Spend::Revoked { id: "t3".into() }
-        );
-        assert_eq!(
-            store.spend_install_token("nope", now).await.unwrap(),
-            Spend::Unknown
-        );
-        let listed = store.install_tokens().await.unwrap();
-        assert_eq!(listed.len(), 3);
-        assert_eq!(store.install_token("t1").await.unwrap().unwrap().uses, 1);
     }
 }

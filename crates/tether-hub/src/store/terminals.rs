@@ -1,10 +1,148 @@
-//! The SQL of open terminals (migration 0011): which terminals a hub process serves, so that the
-//! next start of a hub that stopped under them can close them. Same rules as `store.rs`: portable
-//! SQL (`$N` placeholders, TEXT and BIGINT).
+//! The SQL of terminals: the terminal session rows of recordings (listed, ended, deleted after
+//! retention), and open terminals (migration 0011): which terminals a hub process serves, so that
+//! the next start of a hub that stopped under them can close them. Same rules as `store/mod.rs`:
+//! portable SQL (`$N` placeholders, TEXT and BIGINT).
 
-use sqlx::Row;
+use sqlx::Row as _;
+use tether_proto::clock::unix_millis;
 
 use crate::store::Store;
+
+/// A terminal session, as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TerminalSessionRecord {
+    pub sid: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub command: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub bytes_out: i64,
+    pub width: i64,
+    pub height: i64,
+}
+
+fn terminal_session_from_row(row: &sqlx::any::AnyRow) -> Result<TerminalSessionRecord, sqlx::Error> {
+    Ok(TerminalSessionRecord {
+        sid: row.try_get("sid")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
+        user_id: row.try_get("user_id")?,
+        user_name: row.try_get("user_name")?,
+        command: row.try_get("command")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        bytes_out: row.try_get("bytes_out")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
+    })
+}
+
+macro_rules! terminal_session_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT sid, device_id, device_name, user_id, user_name, command, started_at, ended_at, bytes_out, \
+             width, height FROM terminal_sessions ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    pub async fn insert_terminal_session(
+        &self,
+        info: &crate::domain::recording_format::SessionInfo,
+        started_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO terminal_sessions (sid, device_id, device_name, user_id, user_name, command, started_at, \
+             bytes_out, width, height) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+        )
+        .bind(&info.sid)
+        .bind(&info.device_id)
+        .bind(&info.device_name)
+        .bind(&info.user_id)
+        .bind(&info.user_name)
+        .bind(&info.command)
+        .bind(started_at)
+        .bind(info.width as i64)
+        .bind(info.height as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn end_terminal_session(&self, sid: &str, ended_at: i64, bytes_out: u64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE terminal_sessions SET ended_at = $1, bytes_out = $2 WHERE sid = $3")
+            .bind(ended_at)
+            .bind(bytes_out as i64)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn terminal_session(&self, sid: &str) -> anyhow::Result<Option<TerminalSessionRecord>> {
+        let row = sqlx::query(terminal_session_select!("WHERE sid = $1"))
+            .bind(sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(terminal_session_from_row).transpose()?)
+    }
+
+    /// Sessions newest first, optionally of one device or user.
+    pub async fn terminal_sessions(
+        &self,
+        device: Option<String>,
+        user: Option<String>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<TerminalSessionRecord>> {
+        let rows = sqlx::query(terminal_session_select!(
+            "WHERE ($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR user_id = $2 OR user_name = $2) \
+             ORDER BY started_at DESC LIMIT $3"
+        ))
+        .bind(device)
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(terminal_session_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the records of sessions that ended before `before` (Unix ms); returns their ids,
+    /// whose recordings the caller deletes.
+    pub async fn delete_terminal_sessions_ended_before(&self, before: i64) -> anyhow::Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT sid FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await?;
+        let sids: Vec<String> = rows
+            .iter()
+            .map(|row| row.try_get("sid"))
+            .collect::<Result<_, _>>()?;
+        sqlx::query("DELETE FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(sids)
+    }
+
+    /// Sessions that never ended (the hub stopped under them): marked ended now.
+    pub async fn close_abandoned_terminal_sessions(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query("UPDATE terminal_sessions SET ended_at = $1 WHERE ended_at IS NULL")
+            .bind(unix_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
 
 /// A terminal whose `terminal.open` was recorded and whose `terminal.close` was not (yet).
 #[derive(Debug, Clone, PartialEq)]

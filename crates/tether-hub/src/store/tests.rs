@@ -1,5 +1,9 @@
 //! The storage tests, run on both backends: the embedded SQLite file and a real PostgreSQL
 //! cluster started by the test (tether-e2e's guard). One list of checks, two stores.
+//!
+//! Convention for `store/`, unit tests: a `tests.rs` sibling declared `#[cfg(test)] mod tests;`.
+//! This one file holds the tests of every table family's file, so that each check runs on both
+//! backends.
 
 use crate::{
     domain::audit::AuditEvent, domain::audit::GENESIS_HASH, domain::audit::verify,
@@ -18,7 +22,7 @@ async fn check_all(store: &Store) {
     open_terminals(store).await;
     access_tokens(store).await;
     access_control(store).await;
-    crate::store::install_tokens::tests::install_tokens(store).await;
+    install_tokens(store).await;
 }
 
 /// Roles, grants, tags, approval policies and requests, and the second factor.
@@ -421,6 +425,87 @@ async fn access_tokens(store: &Store) {
     store.revoke_access_token("t1").await.unwrap();
     assert!(!store.access_token_active("t1").await.unwrap());
     assert!(store.access_token_user("token-hash").await.unwrap().is_none());
+}
+
+/// Enrolment tokens: spending, expiry and revocation.
+async fn install_tokens(store: &Store) {
+    use crate::store::install_tokens::Spend;
+    let now = unix_millis();
+    let tags = vec!["site-a".to_owned()];
+    store
+        .create_install_token("t1", "h1", &tags, 1, "alice", now, now + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_install_token("t2", "h2", &tags, 5, "alice", now, now + 1)
+        .await
+        .unwrap();
+    store
+        .create_install_token("t3", "h3", &[], 5, "alice", now, now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.spend_install_token("h1", now).await.unwrap(),
+        Spend::Spent {
+            id: "t1".into(),
+            tags: tags.clone()
+        }
+    );
+    assert_eq!(
+        store.spend_install_token("h1", now).await.unwrap(),
+        Spend::UsedUp {
+            id: "t1".into(),
+            max_uses: 1
+        }
+    );
+    assert_eq!(
+        store.spend_install_token("h2", now + 1).await.unwrap(),
+        Spend::Expired { id: "t2".into() }
+    );
+    assert!(store.revoke_install_token("t3", now).await.unwrap());
+    assert!(!store.revoke_install_token("t3", now).await.unwrap());
+    assert_eq!(
+        store.spend_install_token("h3", now).await.unwrap(),
+        Spend::Revoked { id: "t3".into() }
+    );
+    assert_eq!(
+        store.spend_install_token("nope", now).await.unwrap(),
+        Spend::Unknown
+    );
+    let listed = store.install_tokens().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(store.install_token("t1").await.unwrap().unwrap().uses, 1);
+}
+
+/// SQLite only: withdrawing tokens with their account.
+#[tokio::test]
+async fn disabling_revokes_tokens_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("hub.db")).await.unwrap();
+    store.upsert_user("alice", "hash", false).await.unwrap();
+    let alice = store.user_by_name("alice").await.unwrap().unwrap();
+    let later = unix_millis() + 60_000;
+    for (id, hash) in [("t1", "h1"), ("t2", "h2")] {
+        store
+            .create_access_token(id, &alice.id, id, hash, "view_devices", later)
+            .await
+            .unwrap();
+    }
+    store.revoke_access_token("t2").await.unwrap();
+    assert_eq!(store.disable_user(&alice.id).await.unwrap(), ["t1"]);
+    store.set_user_disabled(&alice.id, false).await.unwrap();
+    assert!(store.access_token_user("h1").await.unwrap().is_none());
+    assert!(!store.access_token_active("t1").await.unwrap());
+
+    // An account disabled the old way (flag only) loses its tokens at the next start.
+    store
+        .create_access_token("t3", &alice.id, "t3", "h3", "view_devices", later)
+        .await
+        .unwrap();
+    store.set_user_disabled(&alice.id, true).await.unwrap();
+    assert_eq!(store.revoke_tokens_of_disabled_users().await.unwrap(), 1);
+    store.set_user_disabled(&alice.id, false).await.unwrap();
+    assert!(store.access_token_user("h3").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -1,0 +1,332 @@
+//! The SQL of the audit log: appending to its hash chain (one writer at a time in this process,
+//! an advisory lock across PostgreSQL replicas), querying events by filter for the API and for
+//! exports, and the chain's anchor, which retention pruning moves past the deleted events with
+//! the hub's signed statement of what it deleted (migration 0012). Same rules as `store/mod.rs`:
+//! portable SQL.
+
+use sqlx::Row as _;
+use tether_proto::audit_checkpoint::{Anchor, Statement};
+
+use crate::{
+    domain::audit::AuditEvent, domain::audit::NewEvent, domain::failure::Failure, store::Backend,
+    store::Store,
+};
+
+/// The PostgreSQL advisory lock that serializes audit appends across replicas (any constant
+/// works; this one spells "tether" in ASCII).
+const AUDIT_CHAIN_LOCK: i64 = 0x7465_7468_6572;
+
+/// Filters of an audit query; every field is optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    /// Unix milliseconds, inclusive.
+    #[serde(deserialize_with = "optional_number")]
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    #[serde(deserialize_with = "optional_number")]
+    pub to: Option<i64>,
+    /// A user or device id, or a user name.
+    pub actor: Option<String>,
+    /// The object's id (a device id for device actions).
+    pub device: Option<String>,
+    pub action: Option<String>,
+    pub session: Option<String>,
+    pub outcome: Option<String>,
+    /// Return events with `seq` below this (pagination, newest first).
+    #[serde(deserialize_with = "optional_number")]
+    pub before: Option<i64>,
+}
+
+/// An optional integer given as a number or as text: query strings carry only text, and serde
+/// cannot tell which a flattened field is.
+pub fn optional_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(i64),
+        Text(String),
+    }
+    match <Option<NumberOrText> as serde::Deserialize>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(number)) => Ok(Some(number)),
+        Some(NumberOrText::Text(text)) if text.is_empty() => Ok(None),
+        Some(NumberOrText::Text(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a whole number"))),
+    }
+}
+
+fn audit_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent, sqlx::Error> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        time: row.try_get("time")?,
+        actor_kind: row.try_get("actor_kind")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_name: row.try_get("actor_name")?,
+        client_address: row.try_get("client_address")?,
+        user_agent: row.try_get("user_agent")?,
+        action: row.try_get("action")?,
+        object_kind: row.try_get("object_kind")?,
+        object_id: row.try_get("object_id")?,
+        object_name: row.try_get("object_name")?,
+        outcome: row.try_get("outcome")?,
+        // A row edited into invalid JSON still loads; its hash will not match.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        session_id: row.try_get("session_id")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+macro_rules! audit_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, action, \
+             object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash FROM audit_events ",
+            $rest
+        )
+    };
+}
+
+/// The insert of one audit event, for the pool or a transaction.
+fn insert_audit_event_query(
+    event: &AuditEvent,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, time, actor_kind, actor_id, actor_name, client_address, user_agent, \
+         action, object_kind, object_id, object_name, outcome, details, session_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(event.seq)
+    .bind(&event.id)
+    .bind(event.time)
+    .bind(&event.actor_kind)
+    .bind(&event.actor_id)
+    .bind(&event.actor_name)
+    .bind(&event.client_address)
+    .bind(&event.user_agent)
+    .bind(&event.action)
+    .bind(&event.object_kind)
+    .bind(&event.object_id)
+    .bind(&event.object_name)
+    .bind(&event.outcome)
+    .bind(event.details.to_string())
+    .bind(&event.session_id)
+    .bind(&event.prev_hash)
+    .bind(&event.hash)
+}
+
+/// The last event's `seq` and hash, else the anchor's, else the genesis.
+async fn audit_head(connection: &mut sqlx::AnyConnection) -> anyhow::Result<(i64, String)> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *connection)
+        .await?;
+    if let Some(row) = head {
+        return Ok((row.try_get("seq")?, row.try_get("hash")?));
+    }
+    let anchor = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        .fetch_optional(&mut *connection)
+        .await?;
+    Ok(match anchor {
+        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+        None => (0, crate::domain::audit::GENESIS_HASH.to_owned()),
+    })
+}
+
+impl Store {
+    /// Appends an event to the chain and commits it. Errors mean the action must not proceed.
+    pub async fn record_audit(&self, event: NewEvent) -> Result<(), Failure> {
+        crate::domain::audit::note_recorded(event.outcome);
+        // One writer at a time in this process; the store serializes replicas (the chain needs the
+        // previous hash).
+        let _chain = self.audit_chain.lock().await;
+        let build = |seq: i64, prev_hash: String| {
+            let mut stored = AuditEvent {
+                seq,
+                id: uuid::Uuid::now_v7().to_string(),
+                time: tether_proto::clock::unix_millis(),
+                actor_kind: event.actor.kind.to_owned(),
+                actor_id: event.actor.id,
+                actor_name: event.actor.name,
+                client_address: event.actor.client_address,
+                user_agent: event.actor.user_agent,
+                action: event.action.to_owned(),
+                object_kind: event.object.kind.map(str::to_owned),
+                object_id: event.object.id,
+                object_name: event.object.name,
+                outcome: event.outcome.as_str().to_owned(),
+                details: event.details,
+                session_id: event.session_id,
+                prev_hash,
+                hash: String::new(),
+            };
+            stored.hash = stored.compute_hash();
+            stored
+        };
+        match self.append_audit_event(build).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::error!("audit log unavailable: {error:#}");
+                Err(crate::domain::audit::unavailable())
+            }
+        }
+    }
+
+    /// Where the chain starts: the anchor left by retention pruning, or the genesis.
+    pub async fn audit_anchor(&self) -> anyhow::Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+            None => (0, crate::domain::audit::GENESIS_HASH.to_owned()),
+        })
+    }
+
+    /// Appends one event to the hash chain: `make(seq, prev_hash)` builds it from the current
+    /// head. On PostgreSQL, one transaction under a transaction-scoped advisory lock serializes
+    /// appends from every replica, so the chain stays gapless and linear. On SQLite the caller's
+    /// process-wide lock (`Store::audit_chain`, taken by `record_audit`) serializes them; a read-then-write
+    /// transaction there would fail with SQLITE_BUSY whenever another write commits in between.
+    pub async fn append_audit_event(
+        &self,
+        make: impl FnOnce(i64, String) -> AuditEvent,
+    ) -> anyhow::Result<AuditEvent> {
+        if self.backend == Backend::Sqlite {
+            let mut connection = self.pool.acquire().await?;
+            let (seq, hash) = audit_head(&mut connection).await?;
+            let event = make(seq + 1, hash);
+            insert_audit_event_query(&event).execute(&mut *connection).await?;
+            return Ok(event);
+        }
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_CHAIN_LOCK)
+            .execute(&mut *transaction)
+            .await?;
+        let (seq, hash) = audit_head(&mut transaction).await?;
+        let event = make(seq + 1, hash);
+        insert_audit_event_query(&event)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(event)
+    }
+
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub async fn audit_events(&self, filter: &AuditFilter, limit: i64) -> anyhow::Result<Vec<AuditEvent>> {
+        let newest_first = sqlx::query(audit_select!(
+            "WHERE ($1 IS NULL OR time >= $1) AND ($2 IS NULL OR time < $2) \
+             AND ($3 IS NULL OR actor_id = $3 OR actor_name = $3) AND ($4 IS NULL OR object_id = $4) \
+             AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR session_id = $6) \
+                          AND ($7 IS NULL OR outcome = $7) AND ($8 IS NULL OR seq < $8) ORDER BY seq DESC LIMIT $9"
+        ));
+        self.filtered_audit(newest_first, filter, filter.before, limit)
+            .await
+    }
+
+    /// Events matching `filter` with `seq` above `after`, oldest first (exports).
+    pub async fn audit_events_oldest_first(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let oldest_first = sqlx::query(audit_select!(
+            "WHERE ($1 IS NULL OR time >= $1) AND ($2 IS NULL OR time < $2) \
+             AND ($3 IS NULL OR actor_id = $3 OR actor_name = $3) AND ($4 IS NULL OR object_id = $4) \
+             AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR session_id = $6) \
+             AND ($7 IS NULL OR outcome = $7) AND seq > $8 ORDER BY seq LIMIT $9"
+        ));
+        self.filtered_audit(oldest_first, filter, Some(after), limit)
+            .await
+    }
+
+    async fn filtered_audit(
+        &self,
+        query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+        filter: &AuditFilter,
+        seq_bound: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let rows = query
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.actor.clone())
+            .bind(filter.device.clone())
+            .bind(filter.action.clone())
+            .bind(filter.session.clone())
+            .bind(filter.outcome.clone())
+            .bind(seq_bound)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Events in chain order with `seq` above `after`, at most `limit` (for verification).
+    pub async fn audit_events_after(&self, after: i64, limit: i64) -> anyhow::Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(audit_select!("WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// The chain's anchor with its signed statement (the genesis when nothing was pruned). A
+    /// statement that does not parse is returned as absent: verification then names the anchor.
+    pub async fn audit_anchor_statement(&self) -> anyhow::Result<Anchor> {
+        let row = sqlx::query("SELECT seq, hash, statement FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Anchor::genesis());
+        };
+        let statement: Option<String> = row.try_get("statement")?;
+        Ok(Anchor {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+            statement: statement.and_then(|text| serde_json::from_str(&text).ok()),
+        })
+    }
+
+    /// Deletes events older than `before` (Unix ms) and moves the chain's anchor past them, with
+    /// `attest(seq, hash)`'s signed statement of the last deleted event, in one transaction.
+    pub async fn prune_audit(
+        &self,
+        before: i64,
+        attest: impl FnOnce(i64, &str) -> Statement,
+    ) -> anyhow::Result<u64> {
+        let mut transaction = self.pool.begin().await?;
+        let last =
+            sqlx::query("SELECT seq, hash FROM audit_events WHERE time < $1 ORDER BY seq DESC LIMIT 1")
+                .bind(before)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(last) = last else { return Ok(0) };
+        let (seq, hash): (i64, String) = (last.try_get("seq")?, last.try_get("hash")?);
+        let statement = serde_json::to_string(&attest(seq, &hash))?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM audit_anchor")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("INSERT INTO audit_anchor (id, seq, hash, statement) VALUES (1, $1, $2, $3)")
+            .bind(seq)
+            .bind(hash)
+            .bind(statement)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+}
