@@ -30,8 +30,8 @@ use tower::ServiceExt as _;
 use crate::{
     http::access, http::audit, http::connection_limits::AddressSlot,
     http::connection_limits::ConnectionLimits, http::connection_limits::ConnectionPermit, http::device_auth,
-    http::device_connect, http::error, http::files, http::install, http::install_tokens, http::management,
-    http::refusal_audit, http::roles, http::sessions, http::state::AppState, http::terminal,
+    http::device_connect, http::devices, http::error, http::files, http::install, http::install_tokens,
+    http::login, http::refusal_audit, http::roles, http::sessions, http::state::AppState, http::terminal,
     http::two_factor, http::users, http::web_assets, http::web_session, service::secrets::TlsFiles,
 };
 
@@ -53,23 +53,23 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(auth::AUTH_PATH, post(device_auth::auth_request))
         .route(auth::DEVICE_CONNECT_PATH, get(device_connect::connect))
-        .route(api::LOGIN_PATH, post(management::login))
-        .route(api::LOGOUT_PATH, post(management::logout))
+        .route(api::LOGIN_PATH, post(login::login))
+        .route(api::LOGOUT_PATH, post(login::logout))
         .route("/api/management/v1/auth/web/login", post(web_session::login))
         .route("/api/management/v1/auth/web/logout", post(web_session::logout))
         .route("/api/management/v1/auth/web/session", get(web_session::session))
-        .route(api::DEVICES_PATH, get(management::list_devices))
+        .route(api::DEVICES_PATH, get(devices::list_devices))
         .route(
             &format!("{}/{{id}}", api::DEVICES_PATH),
-            delete(management::remove_device),
+            delete(devices::remove_device),
         )
         .route(
             &format!("{}/{{id}}/accept", api::DEVICES_PATH),
-            post(management::accept_device),
+            post(devices::accept_device),
         )
         .route(
             &format!("{}/{{id}}/reject", api::DEVICES_PATH),
-            post(management::reject_device),
+            post(devices::reject_device),
         )
         .route(&api::user_connect_path("{id}"), get(terminal::connect))
         .route("/api/management/v1/audit/events", get(audit::list))
