@@ -30,8 +30,8 @@ use tower::ServiceExt as _;
 use crate::{
     http::access, http::audit, http::connection_limits::AddressSlot,
     http::connection_limits::ConnectionLimits, http::connection_limits::ConnectionPermit, http::device_auth,
-    http::device_connect, http::error, http::files, http::install, http::install_tokens, http::management,
-    http::refusal_audit, http::roles, http::sessions, http::state::AppState, http::terminal,
+    http::device_connect, http::devices, http::error, http::files, http::install, http::install_tokens,
+    http::login, http::refusal_audit, http::roles, http::sessions, http::state::AppState, http::terminal,
     http::two_factor, http::users, http::web_assets, http::web_session, service::secrets::TlsFiles,
 };
 
@@ -44,119 +44,107 @@ pub fn routes(state: AppState) -> Router {
         .route("/install/agent.sh", get(install::script))
         .route("/install/agents/{arch}", get(install::agent_binary))
         .route(
-            "/api/management/v1/install-tokens",
+            api::paths::INSTALL_TOKENS_PATH,
             post(install_tokens::create).get(install_tokens::list),
         )
         .route(
-            "/api/management/v1/install-tokens/{id}",
+            &api::paths::install_token_path("{id}"),
             delete(install_tokens::revoke),
         )
         .route(auth::AUTH_PATH, post(device_auth::auth_request))
         .route(auth::DEVICE_CONNECT_PATH, get(device_connect::connect))
-        .route(api::LOGIN_PATH, post(management::login))
-        .route(api::LOGOUT_PATH, post(management::logout))
-        .route("/api/management/v1/auth/web/login", post(web_session::login))
-        .route("/api/management/v1/auth/web/logout", post(web_session::logout))
-        .route("/api/management/v1/auth/web/session", get(web_session::session))
-        .route(api::DEVICES_PATH, get(management::list_devices))
+        .route(api::LOGIN_PATH, post(login::login))
+        .route(api::LOGOUT_PATH, post(login::logout))
+        .route(api::paths::WEB_LOGIN_PATH, post(web_session::login))
+        .route(api::paths::WEB_LOGOUT_PATH, post(web_session::logout))
+        .route(api::paths::WEB_SESSION_PATH, get(web_session::session))
+        .route(api::DEVICES_PATH, get(devices::list_devices))
+        .route(&api::paths::device_path("{id}"), delete(devices::remove_device))
         .route(
-            &format!("{}/{{id}}", api::DEVICES_PATH),
-            delete(management::remove_device),
+            &api::paths::device_accept_path("{id}"),
+            post(devices::accept_device),
         )
         .route(
-            &format!("{}/{{id}}/accept", api::DEVICES_PATH),
-            post(management::accept_device),
-        )
-        .route(
-            &format!("{}/{{id}}/reject", api::DEVICES_PATH),
-            post(management::reject_device),
+            &api::paths::device_reject_path("{id}"),
+            post(devices::reject_device),
         )
         .route(&api::user_connect_path("{id}"), get(terminal::connect))
-        .route("/api/management/v1/audit/events", get(audit::list))
-        .route("/api/management/v1/audit/export", get(audit::export))
-        .route("/api/management/v1/audit/verify", get(audit::verify))
-        .route("/api/management/v1/audit/checkpoints", post(audit::checkpoint))
-        .route("/api/management/v1/audit/anchor", get(audit::anchor))
-        .route("/api/management/v1/sessions", get(sessions::list))
+        .route(api::paths::AUDIT_EVENTS_PATH, get(audit::list))
+        .route(api::paths::AUDIT_EXPORT_PATH, get(audit::export))
+        .route(api::paths::AUDIT_VERIFY_PATH, get(audit::verify))
+        .route(api::paths::AUDIT_CHECKPOINTS_PATH, post(audit::checkpoint))
+        .route(api::paths::AUDIT_ANCHOR_PATH, get(audit::anchor))
+        .route(api::paths::SESSIONS_PATH, get(sessions::list))
         .route(
-            "/api/management/v1/sessions/detached",
+            api::paths::DETACHED_SESSIONS_PATH,
             get(crate::http::detached::list),
         )
         .route(
-            "/api/management/v1/tokens",
+            api::paths::TOKENS_PATH,
             get(users::list_tokens).post(users::create_token),
         )
-        .route("/api/management/v1/tokens/{id}", delete(users::revoke_token))
+        .route(&api::paths::token_path("{id}"), delete(users::revoke_token))
         .route(
-            "/api/management/v1/users",
+            api::paths::USERS_PATH,
             get(users::list_users).post(users::create_user),
         )
         .route(
-            "/api/management/v1/users/{name}/disable",
+            &api::paths::user_disable_path("{name}"),
             post(users::disable_user),
         )
-        .route("/api/management/v1/users/{name}/enable", post(users::enable_user))
+        .route(&api::paths::user_enable_path("{name}"), post(users::enable_user))
         .route(
-            "/api/management/v1/users/{name}/revoke-sessions",
+            &api::paths::user_revoke_sessions_path("{name}"),
             post(users::revoke_sessions),
         )
-        .route("/api/management/v1/auth/password", post(users::change_password))
+        .route(api::paths::PASSWORD_PATH, post(users::change_password))
         .route(
-            "/api/management/v1/sessions/{sid}/recording",
+            &api::paths::session_recording_path("{sid}"),
             get(sessions::recording),
         )
         .route(
-            "/api/management/v1/sessions/{sid}/asciicast",
+            &api::paths::session_asciicast_path("{sid}"),
             get(sessions::asciicast),
         )
-        .route("/api/management/v1/sessions/{sid}/watch", get(sessions::watch))
+        .route(&api::paths::session_watch_path("{sid}"), get(sessions::watch))
         .route(
-            "/api/management/v1/deviceconnect/devices/{id}/download",
+            &api::paths::device_download_path("{id}"),
             get(files::download).head(files::download),
         )
         .route(
-            "/api/management/v1/deviceconnect/devices/{id}/upload",
+            &api::paths::device_upload_path("{id}"),
             // Uploads are streamed to the device; the device's maximum file size limits them.
             put(files::upload)
                 .post(files::upload)
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(
-            "/api/management/v1/roles",
+            api::paths::ROLES_PATH,
             get(roles::list_roles).post(roles::create_role),
         )
-        .route("/api/management/v1/roles/{name}", delete(roles::delete_role))
+        .route(&api::paths::role_path("{name}"), delete(roles::delete_role))
         .route(
-            "/api/management/v1/users/{name}/roles",
+            &api::paths::user_roles_path("{name}"),
             get(roles::user_roles).put(roles::set_user_roles),
         )
+        .route(&api::paths::device_tags_path("{id}"), put(roles::set_device_tags))
         .route(
-            &format!("{}/{{id}}/tags", api::DEVICES_PATH),
-            put(roles::set_device_tags),
-        )
-        .route(
-            "/api/management/v1/access/policies",
+            api::paths::ACCESS_POLICIES_PATH,
             get(roles::list_policies).put(roles::set_policy),
         )
         .route(
-            "/api/management/v1/access/requests",
+            api::paths::ACCESS_REQUESTS_PATH,
             get(access::list).post(access::create),
         )
-        .route("/api/management/v1/access/requests/{id}", get(access::show))
+        .route(&api::paths::access_request_path("{id}"), get(access::show))
+        .route(&api::paths::access_approve_path("{id}"), post(access::approve))
+        .route(&api::paths::access_deny_path("{id}"), post(access::deny))
+        .route(&api::paths::access_revoke_path("{id}"), post(access::revoke))
+        .route(api::paths::TWO_FACTOR_ENROL_PATH, post(two_factor::enrol))
+        .route(api::paths::TWO_FACTOR_CONFIRM_PATH, post(two_factor::confirm))
+        .route(api::paths::TWO_FACTOR_DISABLE_PATH, post(two_factor::disable))
         .route(
-            "/api/management/v1/access/requests/{id}/approve",
-            post(access::approve),
-        )
-        .route("/api/management/v1/access/requests/{id}/deny", post(access::deny))
-        .route(
-            "/api/management/v1/access/requests/{id}/revoke",
-            post(access::revoke),
-        )
-        .route("/api/management/v1/auth/2fa/enrol", post(two_factor::enrol))
-        .route("/api/management/v1/auth/2fa/confirm", post(two_factor::confirm))
-        .route("/api/management/v1/auth/2fa/disable", post(two_factor::disable))
-        .route(
-            "/api/management/v1/settings/two-factor",
+            api::paths::TWO_FACTOR_SETTING_PATH,
             get(two_factor::setting).put(two_factor::set_setting),
         )
         .fallback(web_assets::serve)

@@ -18,13 +18,13 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tether_proto::api;
 
 use crate::{
     domain::audit::RequestContext, domain::principal::Credential, domain::principal::Principal,
-    http::error::ApiError, http::extract::UserCaller, http::management, http::state::AppState,
+    http::error::ApiError, http::extract::UserCaller, http::login::user, http::state::AppState,
+    service::login,
 };
 
 /// The cookie's name; the `__Host-` prefix makes browsers insist on `Secure`, `Path=/` and no
@@ -32,15 +32,6 @@ use crate::{
 pub const COOKIE: &str = "__Host-tether_session";
 /// The header carrying the CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// What the page learns about its session (never the session token itself).
-#[derive(Debug, Serialize)]
-pub struct WebSession {
-    pub user: api::User,
-    pub csrf_token: String,
-    /// Unix seconds; the page returns to the login form when the hub says the session is gone.
-    pub expires_at: Option<i64>,
-}
 
 /// The CSRF token of a session: one-way from the session token, so it needs no storage and
 /// reveals nothing about the token.
@@ -137,13 +128,21 @@ pub async fn login(
     if origin_matches(&headers) == Some(false) {
         return Err(refuse("cross-origin login refused"));
     }
-    let Json(session) = management::login(State(state), context, Json(request)).await?;
-    let body = WebSession {
-        user: session.user,
+    let session = login::login(
+        &state,
+        &context,
+        &request.username,
+        &request.password,
+        request.code.as_deref(),
+    )
+    .await?;
+    let expires_at = session.expires_at / 1000;
+    let body = api::WebSession {
+        user: user(&session.user),
         csrf_token: csrf_token(&session.token),
-        expires_at: Some(session.expires_at),
+        expires_at: Some(expires_at),
     };
-    let max_age = (session.expires_at - tether_proto::clock::unix_seconds()).max(0);
+    let max_age = (expires_at - tether_proto::clock::unix_seconds()).max(0);
     let mut response = Json(body).into_response();
     response
         .headers_mut()
@@ -156,20 +155,16 @@ pub async fn login(
 pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<WebSession>, ApiError> {
+) -> Result<Json<api::WebSession>, ApiError> {
     let expired = || ApiError::new(StatusCode::UNAUTHORIZED, "not logged in or session expired");
     let token = session_cookie(&headers).ok_or_else(expired)?;
     match state.store.principal_for_token(&token).await? {
         Some(Principal::User {
-            user,
+            user: record,
             credential: Credential::Session { .. },
             ..
-        }) => Ok(Json(WebSession {
-            user: api::User {
-                id: user.id,
-                name: user.name,
-                admin: user.admin,
-            },
+        }) => Ok(Json(api::WebSession {
+            user: user(&record),
             csrf_token: csrf_token(&token),
             expires_at: None,
         })),
@@ -180,12 +175,12 @@ pub async fn session(
 /// `POST /auth/web/logout`: ends the session (CSRF-checked like every state change) and
 /// clears the cookie.
 pub async fn logout(
-    state: State<AppState>,
+    State(state): State<AppState>,
     context: RequestContext,
-    caller: UserCaller,
+    UserCaller(principal): UserCaller,
 ) -> Result<Response, ApiError> {
-    let status = management::logout(state, context, caller).await?;
-    let mut response = status.into_response();
+    login::logout(&state, &principal, &context).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cookie_header("", 0));

@@ -1,212 +1,38 @@
-//! The management API for operators: login, logout, devices. JSON in and out. Every action is
-//! recorded in the audit log before it is confirmed.
-
-use std::time::Duration;
-use tether_proto::clock::unix_millis;
+//! Devices as operators manage them: the list (filters, pages), accepting, rejecting and
+//! removing one. Every action is recorded in the audit log before it is confirmed.
 
 use axum::{
     Json,
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use serde::Deserialize;
 use tether_proto::api;
+use tether_proto::clock::unix_millis;
 
 use crate::{
-    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::audit::RequestContext, domain::device::DeviceRecord, domain::device::DeviceStatus,
-    domain::passwords, domain::permissions::Action, domain::principal::Credential,
-    domain::principal::Principal, domain::principal::authorize_quietly, domain::roles::Scope,
-    domain::tokens::hash_token, domain::tokens::new_session_token, http::error::ApiError,
+    domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
+    domain::device::DeviceStatus, domain::permissions::Action, domain::principal::Principal,
+    domain::principal::authorize_quietly, domain::roles::Scope, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, service::auth::permit,
 };
 
-/// Refuses a throttled login attempt (429, audited as a refused `login`).
-async fn refuse_throttled(
-    state: &AppState,
-    context: &RequestContext,
-    object: Object,
-    account: &str,
-    throttled: crate::domain::login_throttle::Throttled,
-) -> Result<ApiError, ApiError> {
-    let message = throttled.message();
-    tracing::warn!(
-        "login of {account:?} from {} throttled: {message}",
-        context.client
-    );
-    let event =
-        NewEvent::new(context.actor(""), "login", object, Outcome::Refused).details(serde_json::json!({
-            "reason": format!("too many failed logins for {}", throttled.whom),
-            "retry_after_secs": throttled.wait.as_secs().max(1),
-        }));
-    state.store.record_audit(event).await?;
-    Ok(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message))
-}
-
-pub async fn login(
-    State(state): State<AppState>,
-    context: RequestContext,
-    Json(request): Json<api::LoginRequest>,
-) -> Result<Json<api::LoginResponse>, ApiError> {
-    let config = &state.config;
-    let client = context.client;
-    let attempted = Object::user(None, &request.username);
-    if let Err(throttled) = state
-        .login_throttle
-        .check_password(client.ip(), &request.username)
-    {
-        return Err(refuse_throttled(&state, &context, attempted, &request.username, throttled).await?);
-    }
-
-    let user = state.store.user_by_name(&request.username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let password = request.password.clone();
-    let valid = tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
-        .await
-        .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
-    let user = match user {
-        Some(user) if valid && !user.disabled => user,
-        other => {
-            state
-                .login_throttle
-                .password_failed(client.ip(), &request.username);
-            tracing::warn!("failed login for {:?} from {client}", request.username);
-            let reason = match &other {
-                Some(user) if user.disabled => "account disabled",
-                Some(_) => "wrong password",
-                None => "unknown user",
-            };
-            let object = Object::user(other.as_ref().map(|u| u.id.as_str()), &request.username);
-            let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
-                .details(serde_json::json!({ "reason": reason }));
-            state.store.record_audit(event).await?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid username or password",
-            ));
-        }
-    };
-    if state.store.two_factor(&user.id).await?.enabled {
-        let object = Object::user(Some(&user.id), &user.name);
-        if let Err(throttled) = state.login_throttle.check_second_factor(&user.name) {
-            return Err(refuse_throttled(&state, &context, object, &user.name, throttled).await?);
-        }
-    }
-    match crate::service::two_factor::second_factor(&state, &user, request.code.as_deref()).await? {
-        None => {}
-        Some((why, counts)) => {
-            if counts {
-                state.login_throttle.second_factor_failed(client.ip(), &user.name);
-                tracing::warn!(
-                    "failed second factor for {:?} from {client}: {why}",
-                    request.username
-                );
-                let object = Object::user(Some(&user.id), &user.name);
-                let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
-                    .details(serde_json::json!({ "reason": why }));
-                state.store.record_audit(event).await?;
-            }
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
-        }
-    }
-    state.login_throttle.succeeded(client.ip(), &user.name);
-
-    let token = new_session_token();
-    let lifetime = Duration::from_secs(config.session_lifetime_secs);
-    let expires_at = unix_millis() + lifetime.as_millis() as i64;
-    let principal = Principal::User {
-        user: user.clone(),
-        grants: state.store.grants(&user).await?,
-        credential: Credential::Session {
-            token_hash: hash_token(&token),
-        },
-    };
-    let event = NewEvent::new(
-        Actor::principal(&principal, &context),
-        "login",
-        Object::user(Some(&user.id), &user.name),
-        Outcome::Success,
-    );
-    state.store.record_audit(event).await?;
-    state
-        .store
-        .create_session(
-            &hash_token(&token),
-            &user.id,
-            expires_at,
-            &client.to_string(),
-            context.user_agent.as_deref(),
-        )
-        .await?;
-    tracing::info!("user {} logged in from {client}", user.name);
-    Ok(Json(api::LoginResponse {
-        token,
-        expires_at: expires_at / 1000,
-        user: api::User {
-            id: user.id,
-            name: user.name,
-            admin: user.admin,
-        },
-    }))
-}
-
-pub async fn logout(
-    State(state): State<AppState>,
-    context: RequestContext,
-    UserCaller(principal): UserCaller,
-) -> Result<StatusCode, ApiError> {
-    if let Principal::User {
-        user,
-        credential: Credential::Session { token_hash },
-        ..
-    } = &principal
-    {
-        let event = NewEvent::new(
-            Actor::principal(&principal, &context),
-            "logout",
-            Object::user(Some(&user.id), &user.name),
-            Outcome::Success,
-        );
-        state.store.record_audit(event).await?;
-        state.store.delete_session(token_hash).await?;
-        tracing::info!("user {} logged out", user.name);
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn device_json(device: DeviceRecord, online: bool) -> api::Device {
+/// A device as the API shows it; `online` comes from the router.
+pub fn device(record: DeviceRecord, online: bool) -> api::Device {
     api::Device {
-        identity: serde_json::from_str(&device.identity).unwrap_or_default(),
-        id: device.id,
-        name: device.name,
-        status: device.status.as_str().to_owned(),
+        identity: serde_json::from_str(&record.identity).unwrap_or_default(),
+        id: record.id,
+        name: record.name,
+        status: record.status.as_str().to_owned(),
         online,
-        agent_version: device.agent_version,
-        created_at: device.created_at / 1000,
-        last_seen_at: device.last_seen_at.map(|t| t / 1000),
-        tags: device.tags,
+        agent_version: record.agent_version,
+        created_at: record.created_at / 1000,
+        last_seen_at: record.last_seen_at.map(|t| t / 1000),
+        tags: record.tags,
     }
 }
 
 /// Largest page of devices one request may ask for.
 const MAX_DEVICE_PAGE: usize = 1000;
-
-#[derive(Deserialize)]
-pub struct DeviceFilter {
-    status: Option<String>,
-    /// Case-insensitive text to find in the name, id, agent version or identity.
-    search: Option<String>,
-    /// Only online (`true`) or offline (`false`) devices.
-    online: Option<bool>,
-    /// Only the devices of exactly this name (the CLI's lookup of a name it was given).
-    name: Option<String>,
-    /// Only the devices whose id starts with this (a full id is its own prefix).
-    id_prefix: Option<String>,
-    /// Pagination: without `limit`, every matching device (what the CLI asks for).
-    #[serde(default)]
-    offset: usize,
-    limit: Option<usize>,
-}
 
 fn matches_search(device: &DeviceRecord, needle: &str) -> bool {
     [
@@ -223,7 +49,7 @@ pub async fn list_devices(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Query(filter): Query<DeviceFilter>,
+    Query(filter): Query<api::DeviceQuery>,
 ) -> Result<Json<api::DeviceList>, ApiError> {
     permit(&state, &principal, &context, Action::ViewDevices, None).await?;
     let status = match filter.status.as_deref() {
@@ -241,13 +67,13 @@ pub async fn list_devices(
     let looks_up = filter.name.is_some() || filter.id_prefix.is_some();
     if let (Some(limit), None, true, false) = (filter.limit, filter.online, sees_all, looks_up) {
         let limit = limit.clamp(1, MAX_DEVICE_PAGE) as i64;
-        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        let offset = i64::try_from(filter.offset.unwrap_or(0)).unwrap_or(i64::MAX);
         let (page, total) = state.store.devices_page(status, &needle, offset, limit).await?;
         let devices = page
             .into_iter()
             .map(|d| {
                 let is_online = online.contains(&d.id);
-                device_json(d, is_online)
+                device(d, is_online)
             })
             .collect();
         return Ok(Json(api::DeviceList {
@@ -282,11 +108,11 @@ pub async fn list_devices(
     let limit = filter.limit.map_or(total, |limit| limit.min(MAX_DEVICE_PAGE));
     let devices = matching
         .into_iter()
-        .skip(filter.offset)
+        .skip(filter.offset.unwrap_or(0))
         .take(limit)
         .map(|d| {
             let is_online = online.contains(&d.id);
-            device_json(d, is_online)
+            device(d, is_online)
         })
         .collect();
     Ok(Json(api::DeviceList {
@@ -338,7 +164,7 @@ pub async fn accept_device(
     device.status = DeviceStatus::Accepted;
     tracing::info!("{} accepted device {} ({id})", principal.describe(), device.name);
     let online = state.router.is_online(&id).await;
-    Ok(Json(device_json(device, online)))
+    Ok(Json(self::device(device, online)))
 }
 
 pub async fn reject_device(
@@ -360,7 +186,7 @@ pub async fn reject_device(
         )
         .await;
     tracing::info!("{} rejected device {} ({id})", principal.describe(), device.name);
-    Ok(Json(device_json(device, false)))
+    Ok(Json(self::device(device, false)))
 }
 
 pub async fn remove_device(
