@@ -17,9 +17,9 @@ use tether_proto::api::{
 
 use crate::{
     api::Api,
-    output::{print_listing, say, tell},
-    resolve::resolve,
-    tokens::{hub_integer, parse_duration_secs, table, utc},
+    output::{self, print_listing, say, tell},
+    resolve::find,
+    tokens::{hub_integer, parse_duration_secs, utc},
 };
 
 pub const ACCESS_HELP: &str = "\
@@ -99,7 +99,7 @@ pub async fn run(api: &Api, command: AccessCommand) -> Result<i32> {
             json,
         } => {
             let scope = match (device, group) {
-                (Some(device), _) => resolve(&api.devices(None).await?, &device)?.id.clone(),
+                (Some(device), _) => find(api, &device).await?.id,
                 (None, Some(group)) => group,
                 (None, None) => bail!("name a --device or a --group"),
             };
@@ -240,5 +240,5 @@ fn request_table(requests: &[AccessRequest]) -> String {
             request.reason.clone(),
         ]);
     }
-    table(&rows)
+    output::table(&rows, None)
 }

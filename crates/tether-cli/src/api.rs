@@ -146,6 +146,11 @@ impl Api {
             status: status.map(str::to_owned),
             ..DeviceQuery::default()
         };
+        self.devices_where(&query).await
+    }
+
+    /// Every device that matches `query`'s filters.
+    pub async fn devices_where(&self, query: &DeviceQuery) -> Result<Vec<Device>> {
         Ok(self.get::<DeviceList>(&query.path()).await?.devices)
     }
 }

@@ -17,7 +17,7 @@ use crate::{
     failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::{print_listing, tell},
-    resolve::resolve,
+    resolve::find,
     time_text::{parse_duration_millis, parse_rfc3339, utc_millis},
 };
 
@@ -176,14 +176,11 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
 /// query that matches no device is passed as-is (the id of a removed device).
 async fn audit_query(api: &Api, filters: &Filters) -> Result<AuditQuery> {
     let device = match &filters.device {
-        Some(query) => {
-            let devices = api.devices(None).await?;
-            Some(match resolve(&devices, query) {
-                Ok(device) => device.id.clone(),
-                Err(error) if error.to_string().starts_with("no device matches") => query.clone(),
-                Err(error) => return Err(error),
-            })
-        }
+        Some(query) => Some(match find(api, query).await {
+            Ok(device) => device.id,
+            Err(error) if error.to_string().starts_with("no device matches") => query.clone(),
+            Err(error) => return Err(error),
+        }),
         None => None,
     };
     Ok(AuditQuery {

@@ -10,7 +10,7 @@ use tether_proto::api::{
 use crate::{
     api::Api,
     output::{self, print_listing, tell},
-    resolve::resolve_strictly,
+    resolve::find_strictly,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +31,7 @@ pub async fn list(api: &Api, status: Option<&str>, json: bool) -> Result<()> {
 }
 
 pub async fn decide(api: &Api, query: &str, decision: Decision) -> Result<()> {
-    let devices = api.devices(None).await?;
-    let device = resolve_strictly(&devices, query)?;
+    let device = find_strictly(api, query).await?;
     let id = segment(&device.id);
     let verb = match decision {
         Decision::Accept => {

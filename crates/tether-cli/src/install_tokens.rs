@@ -16,8 +16,8 @@ use tether_proto::{
 use crate::{
     api::Api,
     hub::{HubOptions, authenticated},
-    output::{print_listing, say, tell},
-    tokens::{hub_integer, table, utc},
+    output::{self, print_listing, say, tell},
+    tokens::{hub_integer, utc},
 };
 
 pub const INSTALL_COMMAND_HELP: &str = "\
@@ -161,7 +161,7 @@ fn token_table(tokens: &[InstallToken], now: i64) -> String {
             state.to_owned(),
         ]);
     }
-    table(&rows)
+    output::table(&rows, None)
 }
 
 #[cfg(test)]

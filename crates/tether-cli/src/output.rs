@@ -28,8 +28,28 @@ pub fn print_listing(text: &str) -> std::io::Result<()> {
 /// Rows as columns padded to their widest cell, two spaces apart (the last column is not
 /// padded), every cell made printable first, so that a cell can neither move the cursor nor
 /// start a line of its own. With `last_width`, the last column is cut to fit a terminal that
-/// wide (at least 20 characters are kept).
+/// wide (at least 20 characters are kept). Every tabular listing of the CLI is printed here.
 pub fn table<Row: AsRef<[String]>>(rows: &[Row], last_width: Option<usize>) -> String {
+    let layout = Layout {
+        gap: "  ",
+        right_aligned: &[],
+        last_width,
+    };
+    table_with(rows, &layout)
+}
+
+/// How [`table_with`] sets the columns out.
+pub struct Layout<'a> {
+    /// What separates two columns.
+    pub gap: &'a str,
+    /// The columns (counted from 0) aligned to the right, as `ls -l` shows numbers.
+    pub right_aligned: &'a [usize],
+    /// Cut the last column to fit a terminal this wide.
+    pub last_width: Option<usize>,
+}
+
+/// [`table`] with another gap or right-aligned columns.
+pub fn table_with<Row: AsRef<[String]>>(rows: &[Row], layout: &Layout<'_>) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
@@ -51,10 +71,14 @@ pub fn table<Row: AsRef<[String]>>(rows: &[Row], last_width: Option<usize>) -> S
         let mut line = String::new();
         for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if index + 1 < row.len() {
-                line.push_str(&format!("{cell:<width$}  "));
+                if layout.right_aligned.contains(&index) {
+                    line.push_str(&format!("{cell:>width$}{}", layout.gap));
+                } else {
+                    line.push_str(&format!("{cell:<width$}{}", layout.gap));
+                }
                 continue;
             }
-            match last_width {
+            match layout.last_width {
                 Some(total) => {
                     let room = total.saturating_sub(line.chars().count()).max(20);
                     line.push_str(&truncate(cell, room));
@@ -62,7 +86,11 @@ pub fn table<Row: AsRef<[String]>>(rows: &[Row], last_width: Option<usize>) -> S
                 None => line.push_str(cell),
             }
         }
-        out.push_str(line.trim_end());
+        // Only the padding the table added goes: a last cell is shown as it is.
+        if row.last().is_none_or(String::is_empty) {
+            line.truncate(line.trim_end().len());
+        }
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -160,6 +188,23 @@ mod tests {
         assert!(
             text.ends_with("\\r\\e[2Kprod-gw\\naccepted  pending\\e]0;owned\\a\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn columns_can_be_right_aligned_with_another_gap() {
+        let rows = [
+            row(&["-rw-r--r--", "5", "a "]),
+            row(&["drwxr-xr-x", "4096", "sub"]),
+        ];
+        let layout = Layout {
+            gap: " ",
+            right_aligned: &[1],
+            last_width: None,
+        };
+        assert_eq!(
+            table_with(&rows, &layout),
+            "-rw-r--r--    5 a \ndrwxr-xr-x 4096 sub\n"
         );
     }
 

@@ -44,7 +44,7 @@ use crate::{
     failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::say,
-    resolve::resolve,
+    resolve::find,
     session::{Outgoing, Session},
 };
 
@@ -216,10 +216,8 @@ enum Listener {
 
 pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
     let login = authenticated(options)?;
-    let devices = Api::new(&login.hub, Some(login.token.clone()))?
-        .devices(None)
-        .await?;
-    let device = resolve(&devices, &request.device)?.clone();
+    let api = Api::new(&login.hub, Some(login.token.clone()))?;
+    let device = find(&api, &request.device).await?;
 
     // Listen before the session, so a port in use fails fast; connections wait in the backlog.
     let mut listeners = Vec::new();

@@ -1,10 +1,50 @@
 //! Finding the device an operator means: by full id, by name, or by a unique id prefix (ids are
-//! long; names are what people remember). Resolution is client-side, over the device list.
-//! Anyone can enrol a pending device under any name, so accepted devices come first: a pending
-//! (or rejected) device never shadows an accepted one.
+//! long; names are what people remember). The hub finds the candidates (`id_prefix=` and
+//! `name=` on the device list, so a fleet is never downloaded to look up one device); the
+//! precedence between them is decided here. Anyone can enrol a pending device under any name,
+//! so accepted devices come first: a pending (or rejected) device never shadows an accepted one.
 
 use anyhow::{Result, bail};
-use tether_proto::api::Device;
+use tether_proto::api::{Device, DeviceQuery};
+
+use crate::api::Api;
+
+/// Asks the hub for the device `query` names, with the precedence of [`resolve`].
+pub async fn find(api: &Api, query: &str) -> Result<Device> {
+    let candidates = candidates(api, query).await?;
+    resolve(&candidates, query).cloned()
+}
+
+/// [`find`] with the precedence of [`resolve_strictly`]: for accepting, rejecting or removing.
+pub async fn find_strictly(api: &Api, query: &str) -> Result<Device> {
+    let candidates = candidates(api, query).await?;
+    resolve_strictly(&candidates, query).cloned()
+}
+
+/// Every device `query` could name: those whose id starts with it (an exact id included) and
+/// those of exactly that name, each once, in the hub's order (by name).
+async fn candidates(api: &Api, query: &str) -> Result<Vec<Device>> {
+    if query.is_empty() {
+        // An empty prefix matches every device; `resolve` refuses the empty query anyway.
+        return Ok(Vec::new());
+    }
+    let by_id = DeviceQuery {
+        id_prefix: Some(query.to_owned()),
+        ..DeviceQuery::default()
+    };
+    let by_name = DeviceQuery {
+        name: Some(query.to_owned()),
+        ..DeviceQuery::default()
+    };
+    let mut found = api.devices_where(&by_id).await?;
+    for device in api.devices_where(&by_name).await? {
+        if !found.iter().any(|known| known.id == device.id) {
+            found.push(device);
+        }
+    }
+    found.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    Ok(found)
+}
 
 /// Picks the one device `query` names: an exact id first, then an exact name, then a unique
 /// id prefix. At each step accepted devices win over the others; several matches of the same

@@ -10,9 +10,8 @@ use tether_proto::api::{
 
 use crate::{
     api::Api,
-    output::{print_listing, tell},
-    resolve::resolve,
-    tokens::table,
+    output::{self, print_listing, tell},
+    resolve::find,
 };
 
 pub const ROLES_HELP: &str = "\
@@ -93,13 +92,12 @@ fn role_table(roles: &[Role]) -> String {
             role.permissions.join(","),
         ]);
     }
-    table(&rows)
+    output::table(&rows, None)
 }
 
 /// `tether devices set-tags DEVICE [TAG]...`: replaces the device's tags (none: clears them).
 pub async fn set_tags(api: &Api, query: &str, tags: Vec<String>) -> Result<()> {
-    let devices = api.devices(None).await?;
-    let device = resolve(&devices, query)?;
+    let device = find(api, query).await?;
     let answer: DeviceTags = api
         .put(&device_tags_path(&segment(&device.id)), &DeviceTags { tags })
         .await?;

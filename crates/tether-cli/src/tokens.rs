@@ -12,7 +12,7 @@ use tether_proto::clock::unix_seconds;
 use crate::{
     api::Api,
     hub::{HubOptions, authenticated},
-    output::{print_listing, say, tell},
+    output::{print_listing, say, table, tell},
     time_text::{parse_duration_millis, utc_millis},
 };
 
@@ -139,7 +139,7 @@ fn token_table(tokens: &[AccessToken], now: i64) -> String {
             state.to_owned(),
         ]);
     }
-    table(&rows)
+    table(&rows, None)
 }
 
 /// A count or duration the CLI parsed, as the hub's signed integer (the hub refuses what is
@@ -151,12 +151,6 @@ pub fn hub_integer(value: u64) -> i64 {
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc(seconds: i64) -> String {
     format!("{} UTC", utc_millis(seconds.saturating_mul(1000)))
-}
-
-/// Rows as columns padded to their widest cell (the last column is not padded), every cell
-/// made printable.
-pub fn table(rows: &[Vec<String>]) -> String {
-    crate::output::table(rows, None)
 }
 
 /// "90s", "30m", "12h", "30d", "2w", "1d12h" as seconds (a bare number is seconds).

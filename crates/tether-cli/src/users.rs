@@ -11,9 +11,9 @@ use tether_proto::api::{
 use crate::{
     api::Api,
     hub::{HubOptions, authenticated},
-    output::{print_listing, tell},
+    output::{self, print_listing, tell},
     password,
-    tokens::{table, utc},
+    tokens::utc,
 };
 
 pub const USERS_HELP: &str = "\
@@ -148,7 +148,7 @@ pub async fn run(options: &HubOptions, command: UsersCommand) -> Result<i32> {
                         .iter()
                         .map(|g| vec![g.role.clone(), g.scope.clone()]),
                 );
-                table(&rows)
+                output::table(&rows, None)
             };
             print_listing(&text).context("writing to stdout")?;
         }
@@ -217,7 +217,7 @@ fn user_table(users: &[UserSummary]) -> String {
             utc(user.created_at),
         ]);
     }
-    table(&rows)
+    output::table(&rows, None)
 }
 
 /// `tether passwd`: the current password, then the new one (two lines of stdin with

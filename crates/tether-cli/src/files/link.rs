@@ -14,7 +14,7 @@ use crate::{
     failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::say,
-    resolve::resolve,
+    resolve::find,
     session::Session,
 };
 
@@ -36,10 +36,8 @@ impl Link {
     /// Resolves `query` to a device and opens a session to it.
     pub async fn open(options: &HubOptions, query: &str) -> Result<Link> {
         let login = authenticated(options)?;
-        let devices = Api::new(&login.hub, Some(login.token.clone()))?
-            .devices(None)
-            .await?;
-        let device = resolve(&devices, query)?.clone();
+        let api = Api::new(&login.hub, Some(login.token.clone()))?;
+        let device = find(&api, query).await?;
         let session = Session::open(&login, &device, protocol::FILE_TRANSFER).await?;
         Ok(Link {
             login,

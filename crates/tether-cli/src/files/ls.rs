@@ -12,7 +12,10 @@ use super::{
     location::{Location, basename, parse},
     refused,
 };
-use crate::{hub::HubOptions, output::print_listing, printable::printable};
+use crate::{
+    hub::HubOptions,
+    output::{Layout, print_listing, table_with},
+};
 
 pub async fn run(options: &HubOptions, target: &str, json: bool) -> Result<i32> {
     let Location::Remote { device, path } = parse(target)? else {
@@ -88,7 +91,7 @@ pub async fn stat(link: &mut Link, path: &str) -> Result<FileInfo> {
     }
 }
 
-/// mode, uid, gid, size, mtime (UTC), name; numbers right-aligned, the name made printable.
+/// mode, uid, gid, size, mtime (UTC), name; numbers right-aligned, every cell made printable.
 fn table(entries: &[FileInfo], names: &[String]) -> String {
     let rows: Vec<[String; 6]> = entries
         .iter()
@@ -100,15 +103,16 @@ fn table(entries: &[FileInfo], names: &[String]) -> String {
                 entry.gid.to_string(),
                 entry.size.to_string(),
                 utc_minute(entry.modtime.0),
-                printable(name).into_owned(),
+                name.clone(),
             ]
         })
         .collect();
-    let width = |column: usize| rows.iter().map(|row| row[column].len()).max().unwrap_or(0);
-    let (uid, gid, size) = (width(1), width(2), width(3));
-    rows.iter()
-        .map(|[mode, u, g, s, time, name]| format!("{mode} {u:>uid$} {g:>gid$} {s:>size$} {time} {name}\n"))
-        .collect()
+    let layout = Layout {
+        gap: " ",
+        right_aligned: &[1, 2, 3],
+        last_width: None,
+    };
+    table_with(&rows, &layout)
 }
 
 #[cfg(test)]

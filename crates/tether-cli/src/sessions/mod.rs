@@ -22,8 +22,8 @@ use tether_proto::{
 use crate::{
     api::Api,
     hub::{Authenticated, HubOptions, authenticated},
-    output::print_listing,
-    resolve::resolve,
+    output::{self, print_listing},
+    resolve::find,
     sessions::recording::{format_bytes, format_duration},
     time_text::utc_millis as format_time,
 };
@@ -143,14 +143,9 @@ async fn detached(api: &Api, json: bool) -> Result<()> {
                 format_time(session.expires_at),
             ]);
         }
-        columns(&rows)
+        output::table(&rows, None)
     };
     print_listing(&text).context("writing to stdout")
-}
-
-/// Rows as left-aligned columns, two spaces apart, every cell made printable.
-fn columns<const N: usize>(rows: &[[String; N]]) -> String {
-    crate::output::table(rows, None)
 }
 
 async fn fetch(
@@ -177,14 +172,11 @@ async fn list(
     // A device query is resolved like everywhere else; one matching no device is passed as-is
     // (the id of a removed device).
     let device = match device {
-        Some(query) => {
-            let devices = api.devices(None).await?;
-            Some(match resolve(&devices, query) {
-                Ok(device) => device.id.clone(),
-                Err(error) if error.to_string().starts_with("no device matches") => query.to_owned(),
-                Err(error) => return Err(error),
-            })
-        }
+        Some(query) => Some(match find(api, query).await {
+            Ok(device) => device.id,
+            Err(error) if error.to_string().starts_with("no device matches") => query.to_owned(),
+            Err(error) => return Err(error),
+        }),
         None => None,
     };
     let sessions = fetch(api, device.as_deref(), user, limit).await?;
@@ -253,7 +245,7 @@ fn table(sessions: &[ListedSession], now: i64) -> String {
                 .unwrap_or_else(|| "(interactive)".to_owned()),
         ]);
     }
-    columns(&rows)
+    output::table(&rows, None)
 }
 
 /// A session id from a full id or a unique prefix of one (among the sessions the caller sees).
