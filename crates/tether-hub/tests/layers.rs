@@ -20,8 +20,15 @@ const MAX_LINES: usize = 600;
 /// Known leftovers of issue 14, still to split; anything else over the limit fails.
 const LONG_FILES_TO_SPLIT: &[&str] = &[];
 
-/// Known import circles still to break (issue 14); any other circle fails.
-const CIRCLES_TO_BREAK: &[&str] = &["tether-cli", "tether-hub"];
+/// Imports that close a known circle still to break (issue 14): (crate, from, to). The check
+/// runs without these edges, so any other circle fails.
+const CIRCLE_EDGES_TO_BREAK: &[(&str, &str, &str)] = &[
+    ("tether-cli", "hub", "api"),
+    ("tether-cli", "audit_checkpoint", "audit"),
+    ("tether-hub", "http::install", "http::state"),
+    ("tether-hub", "relay::relay_audit", "relay::user_leg"),
+    ("tether-hub", "http::files", "http::file_download"),
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -236,8 +243,11 @@ fn import_graph(crate_directory: &Path, depth: usize) -> BTreeMap<String, BTreeS
     for (module, _, text) in &files {
         let Some(from) = node(module) else { continue };
         for path in crate_paths(text) {
+            // A submodule may use what its parent defines (a layer's shared context lives in
+            // its `mod.rs`): only edges between siblings and across branches can close a circle.
             if let Some(to) = node(&path)
                 && to != from
+                && !from.starts_with(&format!("{to}::"))
             {
                 graph.entry(from.clone()).or_default().insert(to);
             }
@@ -287,10 +297,16 @@ fn no_crate_has_an_import_circle() {
         ("tether-proto", 1),
         ("tether-net", 1),
     ] {
-        let graph = import_graph(&workspace().join("crates").join(name), depth);
-        if let Some(circle) = find_circle(&graph)
-            && !CIRCLES_TO_BREAK.contains(&name)
+        let mut graph = import_graph(&workspace().join("crates").join(name), depth);
+        for (_, from, to) in CIRCLE_EDGES_TO_BREAK
+            .iter()
+            .filter(|(known, _, _)| *known == name)
         {
+            if let Some(targets) = graph.get_mut(*from) {
+                targets.remove(*to);
+            }
+        }
+        if let Some(circle) = find_circle(&graph) {
             circles.push(format!("{name}: {}", circle.join(" -> ")));
         }
     }

@@ -36,11 +36,11 @@ impl FromRequestParts<AppState> for UserCaller {
             .unwrap_or_else(|never| match never {});
         let from_cookie = match bearer_token(&parts.headers) {
             Some(_) => None,
-            None => match crate::http::web_session::cookie_session(parts) {
+            None => match crate::http::cookies::cookie_session(parts) {
                 Ok(token) => token,
                 Err(refusal) => {
                     // The refusal's event names the cookie's user when the cookie is a live session.
-                    if let Some(token) = crate::http::web_session::session_cookie(&parts.headers)
+                    if let Some(token) = crate::http::cookies::session_cookie(&parts.headers)
                         && let Ok(Some(principal)) = state.store.principal_for_token(&token).await
                     {
                         crate::domain::audit::note_caller(Actor::principal(&principal, &context));

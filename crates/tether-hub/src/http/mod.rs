@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod connection_limits;
+pub mod cookies;
 pub mod detached;
 pub mod device_auth;
 pub mod device_connect;
