@@ -42,9 +42,26 @@ pub enum Revocation {
     User { user_id: String },
     /// A user's login sessions, except one (revoke-sessions, password change); tokens stay.
     Sessions { user_id: String, except: Option<String> },
-    /// What a user (or, with `None`, anyone) may do changed: roles, grants, device tags, approval
-    /// policies, or an approved access that expired. Live connections re-check their access.
-    Access { user_id: Option<String> },
+    /// What some users may do changed: roles, grants, device tags, approval policies, or an
+    /// approved access that expired. The live connections it [`Affected`] re-check their access.
+    Access {
+        /// A message without it (from a replica of an older release) reaches everyone.
+        #[serde(default)]
+        affected: Affected,
+    },
+}
+
+/// Whose live connections re-check after an access change: only the users it can concern, so
+/// that one user's new grant does not make every live session on every replica read the database.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Affected {
+    /// Everyone's (the two-factor requirement, approval policies).
+    #[default]
+    Everyone,
+    /// These users' (their grants, a decided or expired access request, holders of a deleted role).
+    Users(Vec<String>),
+    /// Everyone's on this device (its tags, which groups it is in, changed).
+    Device(String),
 }
 
 impl Revocation {
@@ -57,8 +74,9 @@ impl Revocation {
             Revocation::Access { .. } => "access revoked: the user's roles or access grants changed",
         }
     }
-    /// Whether this revocation withdraws `principal`'s access.
-    pub fn reaches(&self, principal: &Principal) -> bool {
+    /// Whether this revocation concerns `principal`'s connection to device `device_id`: ends it
+    /// (withdrawn credentials) or makes it re-check ([`Revocation::Access`]).
+    pub fn reaches(&self, principal: &Principal, device_id: &str) -> bool {
         let Principal::User { user, credential, .. } = principal else {
             return false;
         };
@@ -68,7 +86,11 @@ impl Revocation {
             (Revocation::Sessions { user_id, except }, Credential::Session { token_hash }) => {
                 *user_id == user.id && except.as_ref() != Some(token_hash)
             }
-            (Revocation::Access { user_id }, _) => user_id.as_ref().is_none_or(|id| *id == user.id),
+            (Revocation::Access { affected }, _) => match affected {
+                Affected::Everyone => true,
+                Affected::Users(ids) => ids.contains(&user.id),
+                Affected::Device(id) => id == device_id,
+            },
             _ => false,
         }
     }
@@ -251,29 +273,61 @@ mod tests {
                 permissions: vec![],
             },
         };
-        assert!(Revocation::Token { id: "t".into() }.reaches(&token));
-        assert!(!Revocation::Token { id: "t".into() }.reaches(&session));
-        assert!(Revocation::User { user_id: "u".into() }.reaches(&token));
+        assert!(Revocation::Token { id: "t".into() }.reaches(&token, "d"));
+        assert!(!Revocation::Token { id: "t".into() }.reaches(&session, "d"));
+        assert!(Revocation::User { user_id: "u".into() }.reaches(&token, "d"));
         assert!(
             Revocation::Sessions {
                 user_id: "u".into(),
                 except: None
             }
-            .reaches(&session)
+            .reaches(&session, "d")
         );
         assert!(
             !Revocation::Sessions {
                 user_id: "u".into(),
                 except: None
             }
-            .reaches(&token)
+            .reaches(&token, "d")
         );
         assert!(
             !Revocation::Sessions {
                 user_id: "u".into(),
                 except: Some(String::new())
             }
-            .reaches(&session)
+            .reaches(&session, "d")
         );
+    }
+
+    #[test]
+    fn access_changes_reach_only_whom_they_concern() {
+        let session = user(false, false);
+        let access = |affected| Revocation::Access { affected };
+        assert!(access(Affected::Everyone).reaches(&session, "d"));
+        assert!(access(Affected::Users(vec!["x".into(), "u".into()])).reaches(&session, "d"));
+        assert!(!access(Affected::Users(vec!["x".into()])).reaches(&session, "d"));
+        assert!(access(Affected::Device("d".into())).reaches(&session, "d"));
+        assert!(!access(Affected::Device("e".into())).reaches(&session, "d"));
+        let device = Principal::Device {
+            device_id: "d".into(),
+        };
+        assert!(!access(Affected::Everyone).reaches(&device, "d"));
+    }
+
+    #[test]
+    fn access_changes_from_older_replicas_reach_everyone() {
+        // An older release sent `{"Access":{"user_id":...}}`; this one reads it as everyone's.
+        let old: Revocation = serde_json::from_str(r#"{"Access":{"user_id":"u"}}"#).unwrap();
+        assert_eq!(
+            old,
+            Revocation::Access {
+                affected: Affected::Everyone
+            }
+        );
+        let new = Revocation::Access {
+            affected: Affected::Users(vec!["u".into()]),
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<Revocation>(&text).unwrap(), new);
     }
 }

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Outcome, domain::audit::RequestContext,
-    domain::permissions::Action, domain::principal::Principal, domain::principal::authorize,
-    domain::roles::Scope, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
-    service::access::request_object, service::auth::permit, service::roles::access_changed,
-    service::roles::parse_permission_names, store::access::AccessRequest,
+    domain::permissions::Action, domain::principal::Affected, domain::principal::Principal,
+    domain::principal::authorize, domain::roles::Scope, http::error::ApiError, http::extract::UserCaller,
+    http::state::AppState, service::access::request_object, service::auth::permit,
+    service::roles::access_changed, service::roles::parse_permission_names, store::access::AccessRequest,
 };
 
 /// The shortest access one request can ask for.
@@ -297,7 +297,7 @@ async fn decide(
             "the request was decided meanwhile",
         ));
     }
-    access_changed(state, Some(&request.user_id));
+    access_changed(state, Affected::Users(vec![request.user_id.clone()]));
     tracing::info!(
         "{} {outcome} access request {id} of {}",
         principal.describe(),
@@ -347,6 +347,6 @@ pub async fn revoke(
             request.expires_at.map(|t| t * 1000),
         )
         .await?;
-    access_changed(&state, Some(&request.user_id));
+    access_changed(&state, Affected::Users(vec![request.user_id.clone()]));
     Ok(Json(find(&state, &id).await?))
 }

@@ -230,7 +230,10 @@ pub async fn auth_request(
         if sorted != device.tags {
             state.store.set_device_tags(&device.id, &sorted).await?;
             tracing::info!("device {} reports its tags: {}", device.name, sorted.join(","));
-            crate::service::roles::access_changed(&state, None);
+            crate::service::roles::access_changed(
+                &state,
+                crate::domain::principal::Affected::Device(device.id.clone()),
+            );
         }
     }
 

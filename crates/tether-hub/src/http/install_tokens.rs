@@ -240,7 +240,10 @@ async fn accept_with_tags(state: &AppState, device: &DeviceRecord, tags: &[Strin
         all.sort();
         all.dedup();
         state.store.set_device_tags(&device.id, &all).await?;
-        crate::service::roles::access_changed(state, None);
+        crate::service::roles::access_changed(
+            state,
+            crate::domain::principal::Affected::Device(device.id.clone()),
+        );
     }
     Ok(())
 }

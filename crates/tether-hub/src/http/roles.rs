@@ -13,6 +13,7 @@ use crate::{
     domain::audit::Object,
     domain::audit::RequestContext,
     domain::permissions::Action,
+    domain::principal::Affected,
     domain::roles::Role,
     domain::roles::RoleGrant,
     domain::roles::Scope,
@@ -127,8 +128,8 @@ pub async fn delete_role(
         serde_json::json!({}),
     )
     .await?;
-    state.store.delete_role(&name).await?;
-    access_changed(&state, None);
+    let holders = state.store.delete_role(&name).await?.unwrap_or_default();
+    access_changed(&state, Affected::Users(holders));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +171,7 @@ pub async fn set_user_roles(
     )
     .await?;
     state.store.set_role_grants(&user.id, &grants).await?;
-    access_changed(&state, Some(&user.id));
+    access_changed(&state, Affected::Users(vec![user.id.clone()]));
     let user = state.store.user_by_id(&user.id).await?.unwrap_or(user);
     Ok(Json(RoleGrants {
         grants: grants_of(&state, &user).await?,
@@ -213,7 +214,7 @@ pub async fn set_device_tags(
     )
     .await?;
     state.store.set_device_tags(&id, &tags).await?;
-    access_changed(&state, None);
+    access_changed(&state, Affected::Device(id.clone()));
     Ok(Json(Tags { tags }))
 }
 
@@ -265,7 +266,8 @@ pub async fn set_policy(
         .store
         .set_approval_policy(&scope.text(), request.require_approval)
         .await?;
-    access_changed(&state, None);
+    // Which devices a policy covers is not worth computing for a rare change: everyone re-checks.
+    access_changed(&state, Affected::Everyone);
     Ok(Json(Policies {
         require_approval: state.store.approval_policies().await?,
     }))

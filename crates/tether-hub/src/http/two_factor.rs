@@ -9,6 +9,7 @@ use crate::{
     domain::audit::Object,
     domain::audit::RequestContext,
     domain::permissions::Action,
+    domain::principal::Affected,
     domain::principal::Credential,
     domain::principal::Principal,
     domain::tokens::hash_token,
@@ -110,7 +111,7 @@ pub async fn confirm(
         .enable_two_factor(&user.id, step as i64, &hashes)
         .await?;
     // A user held back by "2FA required" may act from now on.
-    access_changed(&state, Some(&user.id));
+    access_changed(&state, Affected::Users(vec![user.id.clone()]));
     Ok(Json(serde_json::json!({ "recovery_codes": codes })))
 }
 
@@ -142,7 +143,7 @@ pub async fn disable(
     )
     .await?;
     state.store.disable_two_factor(&user.id).await?;
-    access_changed(&state, Some(&user.id));
+    access_changed(&state, Affected::Users(vec![user.id.clone()]));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -198,6 +199,6 @@ pub async fn set_setting(
         .store
         .set_setting(REQUIRE_TWO_FACTOR, if body.required { "true" } else { "false" })
         .await?;
-    access_changed(&state, None);
+    access_changed(&state, Affected::Everyone);
     Ok(Json(body))
 }

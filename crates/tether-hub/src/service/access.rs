@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     domain::audit::{Actor, NewEvent, Object, Outcome},
+    domain::principal::Affected,
     service::{Hub, roles::access_changed},
     store::access::AccessRequest,
 };
@@ -31,7 +32,7 @@ pub async fn expire_on_time(state: Arc<Hub>) {
             if let Err(error) = state.store.record_audit(event).await {
                 tracing::warn!("auditing an access expiry: {}", error.message);
             }
-            access_changed(&state, Some(&request.user_id));
+            access_changed(&state, Affected::Users(vec![request.user_id.clone()]));
         }
     }
 }

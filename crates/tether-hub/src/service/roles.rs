@@ -3,15 +3,16 @@
 
 use crate::{
     domain::failure::Failure, domain::permissions::Action, domain::permissions::PERMISSIONS,
-    domain::principal::Revocation, domain::roles::RoleGrant, domain::roles::Scope, domain::user::UserRecord,
-    relay::Relay, service::Hub, store::Store,
+    domain::principal::Affected, domain::principal::Revocation, domain::roles::RoleGrant,
+    domain::roles::Scope, domain::user::UserRecord, relay::Relay, service::Hub, store::Store,
 };
 
-/// Live connections re-check what they may do (`None`: everyone's).
-pub fn access_changed(state: &Relay, user_id: Option<&str>) {
-    let _ = state.revocations.send(Revocation::Access {
-        user_id: user_id.map(str::to_owned),
-    });
+/// The live connections `affected` re-check what they may do (on every replica).
+pub fn access_changed(state: &Relay, affected: Affected) {
+    if matches!(&affected, Affected::Users(ids) if ids.is_empty()) {
+        return;
+    }
+    let _ = state.revocations.send(Revocation::Access { affected });
 }
 
 /// Parses permission names, naming the unknown one and the known ones.

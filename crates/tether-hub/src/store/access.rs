@@ -101,9 +101,17 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a custom role and every grant of it; returns false when there was none.
-    pub async fn delete_role(&self, name: &str) -> anyhow::Result<bool> {
+    /// Deletes a custom role and every grant of it; returns the users who held it (`None` when
+    /// there was no such role).
+    pub async fn delete_role(&self, name: &str) -> anyhow::Result<Option<Vec<String>>> {
         let mut transaction = self.pool.begin().await?;
+        let holders = sqlx::query("SELECT DISTINCT user_id FROM role_grants WHERE role = $1")
+            .bind(name)
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|row| row.try_get("user_id"))
+            .collect::<Result<Vec<String>, _>>()?;
         let deleted = sqlx::query("DELETE FROM roles WHERE name = $1")
             .bind(name)
             .execute(&mut *transaction)
@@ -114,7 +122,7 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         transaction.commit().await?;
-        Ok(deleted > 0)
+        Ok((deleted > 0).then_some(holders))
     }
 
     // ---- role grants ----

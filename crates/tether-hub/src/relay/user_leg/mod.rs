@@ -333,10 +333,11 @@ async fn relay(
                 // Withdrawn credentials end their live sessions at once; a missed notice
                 // (lagged) is settled against the database.
                 let why = match revocation {
+                    Ok(revocation) if !revocation.reaches(&session.principal, &session.device.id) => None,
                     // Roles, grants or tags changed: go on only if what the session uses still holds.
                     Ok(Revocation::Access { .. }) | Err(RecvError::Lagged(_)) => recheck(state, session).await,
-                    Ok(revocation) if revocation.reaches(&session.principal) => Some(revocation.describe().to_owned()),
-                    _ => None,
+                    Ok(revocation) => Some(revocation.describe().to_owned()),
+                    Err(RecvError::Closed) => None,
                 };
                 if let Some(why) = why {
                     end_with_error(sink, sid, &why).await;
