@@ -1,8 +1,12 @@
 //! The msgpack data model used by the device protocol.
 //!
-//! Decoded integers keep the width they had on the wire (so that re-encoding is byte-exact), and
-//! encoders choose widths explicitly: the stock agent rejects an `offset` that is not an int64, and
-//! the reference encoder writes `hdr.proto` as a uint16. Integer variants compare by value.
+//! Re-encoding a decoded value keeps every value and the fixed widths peers depend on: an int64
+//! (`0xd3`), a uint16 (`0xcd`) and a uint32 (`0xce`) are written back as they came (the stock agent
+//! rejects an `offset` that is not an int64, and the reference encoder writes `hdr.proto` as a
+//! uint16). It is not byte-exact in general: other integers, string, binary, array, map and
+//! extension lengths and timestamps are written in their smallest form, and a float32 comes back
+//! as a float64. Map keys keep their wire order. Encoders choose the fixed widths explicitly;
+//! integer variants compare by value.
 
 use crate::Error;
 
@@ -387,6 +391,23 @@ pub fn map<const N: usize>(entries: [(&str, Option<Value>); N]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn re_encoding_keeps_fixed_widths_and_shrinks_the_rest() {
+        let round = |bytes: &[u8]| Value::decode(bytes).unwrap().encode();
+        // Fixed widths come back as they were.
+        for fixed in [&[0xd3, 0, 0, 0, 0, 0, 0, 0, 5][..], &[0xcd, 0, 5], &[0xce, 0, 0, 0, 5]] {
+            assert_eq!(round(fixed), fixed);
+        }
+        // Other widths and lengths come back in their smallest form, with the same value.
+        assert_eq!(round(&[0xd2, 0, 0, 0, 5]), [0x05]);
+        assert_eq!(round(&[0xd9, 1, b'a']), [0xa1, b'a']);
+        assert_eq!(round(&[0xdc, 0, 1, 0xc0]), [0x91, 0xc0]);
+        // A float32 comes back as the same number in a float64.
+        let float32 = [0xca, 0x3f, 0xc0, 0, 0];
+        assert_eq!(Value::decode(&round(&float32)).unwrap(), Value::Float(1.5));
+        assert_eq!(round(&float32)[0], 0xcb);
+    }
 
     #[test]
     fn forced_widths_are_byte_exact() {
