@@ -16,6 +16,7 @@ pub mod file_download;
 pub mod files;
 pub mod install;
 pub mod install_tokens;
+pub mod installer;
 pub mod login;
 pub mod refusal_audit;
 pub mod roles;
