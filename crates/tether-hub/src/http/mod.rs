@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod connection_limits;
+pub mod convert;
 pub mod cookies;
 pub mod detached;
 pub mod device_auth;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod file_descriptors;
 pub mod file_download;
+pub mod file_transfer;
 pub mod files;
 pub mod install;
 pub mod install_tokens;
