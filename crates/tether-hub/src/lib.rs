@@ -24,9 +24,9 @@ use anyhow::Context as _;
 use crate::{
     config::HubConfig, domain::audit, domain::enrolment_limits::EnrolmentLimits, domain::login_throttle,
     domain::passwords, domain::session_limits, domain::tokens, http::connection_limits,
-    http::file_descriptors, http::install, http::server, http::state::AppState, relay::open_terminals,
-    relay::recording, relay::router, relay::router::Router, service::checkpoints, service::secret_box,
-    service::secrets, store::Store,
+    http::file_descriptors, http::installer::Installer, http::server, http::state::AppState,
+    relay::open_terminals, relay::recording, relay::router, relay::router::Router, service::checkpoints,
+    service::secret_box, service::secrets, store::Store,
 };
 
 #[derive(clap::Args, Default)]
@@ -192,7 +192,7 @@ pub async fn serve_until(
     };
     let checkpointer = Arc::new(checkpoints::Checkpointer::new(audit_key, &config));
     tracing::info!("audit signing key: ed25519:{}", checkpointer.public_key());
-    let installer = install::Installer::new(&tls.certificate, config.agents_dir.clone())?;
+    let installer = Installer::new(&tls.certificate, config.agents_dir.clone())?;
     let relay = relay::Relay {
         config: Arc::new(config),
         store: store.clone(),

@@ -25,9 +25,7 @@ const LONG_FILES_TO_SPLIT: &[&str] = &[];
 const CIRCLE_EDGES_TO_BREAK: &[(&str, &str, &str)] = &[
     ("tether-cli", "hub", "api"),
     ("tether-cli", "audit_checkpoint", "audit"),
-    ("tether-hub", "http::install", "http::state"),
     ("tether-hub", "relay::relay_audit", "relay::user_leg"),
-    ("tether-hub", "http::files", "http::file_download"),
 ];
 
 fn workspace() -> PathBuf {

@@ -66,17 +66,12 @@ pub fn valid_tag(tag: &str) -> Result<&str, String> {
 }
 
 /// A named set of permissions.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Role {
     pub name: String,
-    #[serde(serialize_with = "permission_names")]
     pub permissions: Vec<Action>,
     pub description: String,
     pub builtin: bool,
-}
-
-fn permission_names<S: serde::Serializer>(actions: &[Action], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(actions.iter().map(|action| action.name()))
 }
 
 /// The roles every hub has. `admin` is also what the `users.admin` flag grants on every device.
@@ -194,7 +189,7 @@ impl Grants {
 }
 
 /// A user's role on a scope, as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoleGrant {
     pub role: String,
     pub scope: String,

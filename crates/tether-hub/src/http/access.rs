@@ -2,20 +2,19 @@
 //! reason); another user holding `approve_access` there approves or denies; the grant starts at
 //! approval and ends on time or when revoked, ending the live sessions opened under it.
 
-use tether_proto::clock::unix_millis;
+use tether_proto::{api, clock::unix_millis};
 
 use axum::{
     Json,
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use serde::Deserialize;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Outcome, domain::audit::RequestContext,
     domain::permissions::Action, domain::principal::Affected, domain::principal::Principal,
-    domain::principal::authorize, domain::roles::Scope, http::error::ApiError, http::extract::UserCaller,
-    http::state::AppState, service::access::request_object, service::auth::permit,
+    domain::principal::authorize, domain::roles::Scope, http::convert, http::error::ApiError,
+    http::extract::UserCaller, http::state::AppState, service::access::request_object, service::auth::permit,
     service::roles::access_changed, service::roles::parse_permission_names, store::access::AccessRequest,
 };
 
@@ -24,20 +23,12 @@ const MIN_DURATION_SECS: i64 = 10;
 /// The longest access one request can ask for.
 const MAX_DURATION_SECS: i64 = 7 * 86_400;
 
-#[derive(Deserialize)]
-pub struct NewRequest {
-    scope: String,
-    permissions: Vec<String>,
-    duration_secs: i64,
-    reason: String,
-}
-
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<NewRequest>,
-) -> Result<(StatusCode, Json<AccessRequest>), ApiError> {
+    Json(request): Json<api::NewAccessRequest>,
+) -> Result<(StatusCode, Json<api::AccessRequest>), ApiError> {
     let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users request access"));
     };
@@ -106,27 +97,15 @@ pub async fn create(
         stored.scope,
         stored.duration_secs
     );
-    Ok((StatusCode::CREATED, Json(stored)))
-}
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    /// Everyone's requests (approvers), instead of the caller's own.
-    #[serde(default)]
-    all: bool,
-}
-
-#[derive(serde::Serialize)]
-pub struct RequestList {
-    requests: Vec<AccessRequest>,
+    Ok((StatusCode::CREATED, Json(convert::access_request(stored))))
 }
 
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<RequestList>, ApiError> {
+    Query(query): Query<api::AccessRequestQuery>,
+) -> Result<Json<api::AccessRequestList>, ApiError> {
     let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -139,7 +118,9 @@ pub async fn list(
     } else {
         state.store.access_requests(Some(&user.id), 500).await?
     };
-    Ok(Json(RequestList { requests }))
+    Ok(Json(api::AccessRequestList {
+        requests: requests.into_iter().map(convert::access_request).collect(),
+    }))
 }
 
 /// One request: its requester, or anyone who may approve it, may read it.
@@ -148,13 +129,13 @@ pub async fn show(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
-) -> Result<Json<AccessRequest>, ApiError> {
+) -> Result<Json<api::AccessRequest>, ApiError> {
     let request = find(&state, &id).await?;
     let own = matches!(&principal, Principal::User { user, .. } if user.id == request.user_id);
     if !own {
         may_approve(&state, &principal, &context, &request).await?;
     }
-    Ok(Json(request))
+    Ok(Json(convert::access_request(request)))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<AccessRequest, ApiError> {
@@ -220,19 +201,13 @@ async fn refuse(
     Ok(ApiError::new(StatusCode::FORBIDDEN, why))
 }
 
-#[derive(Deserialize, Default)]
-pub struct Decision {
-    #[serde(default)]
-    note: Option<String>,
-}
-
 pub async fn approve(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
-    decision: Option<Json<Decision>>,
-) -> Result<Json<AccessRequest>, ApiError> {
+    decision: Option<Json<api::AccessDecision>>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
     decide(&state, &principal, &context, &id, "approved", decision).await
 }
 
@@ -241,8 +216,8 @@ pub async fn deny(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
-    decision: Option<Json<Decision>>,
-) -> Result<Json<AccessRequest>, ApiError> {
+    decision: Option<Json<api::AccessDecision>>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
     decide(&state, &principal, &context, &id, "denied", decision).await
 }
 
@@ -253,8 +228,8 @@ async fn decide(
     context: &RequestContext,
     id: &str,
     outcome: &'static str,
-    decision: Option<Json<Decision>>,
-) -> Result<Json<AccessRequest>, ApiError> {
+    decision: Option<Json<api::AccessDecision>>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
     let request = find(state, id).await?;
     may_approve(state, principal, context, &request).await?;
     let Principal::User { user, .. } = principal else {
@@ -303,7 +278,7 @@ async fn decide(
         principal.describe(),
         request.user_name
     );
-    Ok(Json(find(state, id).await?))
+    Ok(Json(convert::access_request(find(state, id).await?)))
 }
 
 /// Ends an approved access before its time: by an approver, or by the requester.
@@ -312,7 +287,7 @@ pub async fn revoke(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
-) -> Result<Json<AccessRequest>, ApiError> {
+) -> Result<Json<api::AccessRequest>, ApiError> {
     let request = find(&state, &id).await?;
     let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users revoke access"));
@@ -348,5 +323,5 @@ pub async fn revoke(
         )
         .await?;
     access_changed(&state, Affected::Users(vec![request.user_id.clone()]));
-    Ok(Json(find(&state, &id).await?))
+    Ok(Json(convert::access_request(find(&state, &id).await?)))
 }

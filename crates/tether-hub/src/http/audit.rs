@@ -8,54 +8,40 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
-use tether_proto::audit_checkpoint::{Anchor, Statement};
+use tether_proto::api;
 
 use crate::{
-    domain::audit, domain::audit::AuditEvent, domain::audit::RequestContext, domain::audit::Verification,
-    domain::permissions::Action, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
-    service::auth::permit, store::AuditFilter, store::optional_number,
+    domain::audit, domain::audit::RequestContext, domain::permissions::Action, http::convert,
+    http::error::ApiError, http::extract::UserCaller, http::state::AppState, service::auth::permit,
 };
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 const EXPORT_PAGE: i64 = 500;
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    #[serde(flatten)]
-    filter: AuditFilter,
-    #[serde(default, deserialize_with = "optional_number")]
-    limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-pub struct EventPage {
-    events: Vec<AuditEvent>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
-    next_before: Option<i64>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<EventPage>, ApiError> {
+    Query(query): Query<api::AuditQuery>,
+) -> Result<Json<api::EventPage>, ApiError> {
     permit(&state, &principal, &context, Action::ViewAudit, None).await?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let events = state.store.audit_events(&query.filter, limit).await?;
+    let events = state
+        .store
+        .audit_events(&convert::audit_filter(query), limit)
+        .await?;
     let next_before = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.seq))
         .flatten();
-    Ok(Json(EventPage { events, next_before }))
+    Ok(Json(api::EventPage { events, next_before }))
 }
 
 pub async fn verify(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<Verification>, ApiError> {
+) -> Result<Json<api::Verification>, ApiError> {
     permit(&state, &principal, &context, Action::ViewAudit, None).await?;
     let anchor = state.store.audit_anchor().await?;
     // Page through the whole chain; the verification itself keeps only the previous hash.
@@ -77,7 +63,7 @@ pub async fn checkpoint(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<Statement>, ApiError> {
+) -> Result<Json<api::Statement>, ApiError> {
     permit(&state, &principal, &context, Action::ViewAudit, None).await?;
     match state.checkpoints.checkpoint(&state.store, false).await {
         Ok(Some(statement)) => Ok(Json(statement)),
@@ -99,17 +85,9 @@ pub async fn anchor(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<Anchor>, ApiError> {
+) -> Result<Json<api::Anchor>, ApiError> {
     permit(&state, &principal, &context, Action::ViewAudit, None).await?;
     Ok(Json(state.store.audit_anchor_statement().await?))
-}
-
-#[derive(Deserialize)]
-pub struct ExportQuery {
-    #[serde(flatten)]
-    filter: AuditFilter,
-    /// `csv` or `jsonl` (default).
-    format: Option<String>,
 }
 
 const CSV_COLUMNS: &str = "seq,id,time,actor_kind,actor_id,actor_name,client_address,user_agent,action,\
@@ -123,7 +101,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn csv_line(event: &AuditEvent) -> String {
+fn csv_line(event: &api::AuditEvent) -> String {
     let optional = |value: &Option<String>| csv_field(value.as_deref().unwrap_or_default());
     format!(
         "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
@@ -151,7 +129,7 @@ pub async fn export(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Query(query): Query<ExportQuery>,
+    Query(query): Query<api::AuditExportQuery>,
 ) -> Result<Response, ApiError> {
     permit(&state, &principal, &context, Action::ViewAudit, None).await?;
     let csv = match query.format.as_deref() {
@@ -164,7 +142,7 @@ pub async fn export(
         }
     };
     let store = state.store.clone();
-    let filter = query.filter;
+    let filter = convert::audit_filter(query.filter);
     // Streamed page by page, oldest first: an export never holds the whole log in memory.
     let stream = futures_util::stream::unfold(Some(0i64), move |after| {
         let (store, filter) = (store.clone(), filter.clone());

@@ -4,35 +4,17 @@
 //! those who may view every recording see everyone's.
 
 use axum::{Json, extract::State};
-use serde::Serialize;
-use tether_proto::clock::unix_millis;
+use tether_proto::{api, clock::unix_millis};
 
 use crate::{
     domain::permissions::Action, domain::principal::Principal, domain::principal::authorize,
     http::error::ApiError, http::extract::UserCaller, http::state::AppState,
 };
 
-#[derive(Serialize)]
-pub struct DetachedSession {
-    sid: String,
-    device_id: String,
-    device_name: String,
-    user_id: String,
-    created_at: i64,
-    detached_at: i64,
-    /// When the hub stops waiting for it (the device's own grace period decides, too).
-    expires_at: i64,
-}
-
-#[derive(Serialize)]
-pub struct DetachedList {
-    sessions: Vec<DetachedSession>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
-) -> Result<Json<DetachedList>, ApiError> {
+) -> Result<Json<api::DetachedList>, ApiError> {
     let user = match &principal {
         Principal::User { user, .. } if authorize(&principal, Action::ViewRecordings, None).is_err() => {
             Some(user.id.clone())
@@ -51,7 +33,7 @@ pub async fn list(
             .map(|device| device.name)
             .unwrap_or_default();
         let detached_at = row.detached_at.unwrap_or(row.created_at);
-        sessions.push(DetachedSession {
+        sessions.push(api::DetachedSession {
             sid: row.sid,
             device_id: row.device_id,
             device_name,
@@ -61,5 +43,5 @@ pub async fn list(
             expires_at: detached_at + grace,
         });
     }
-    Ok(Json(DetachedList { sessions }))
+    Ok(Json(api::DetachedList { sessions }))
 }

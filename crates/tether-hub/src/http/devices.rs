@@ -12,24 +12,9 @@ use tether_proto::clock::unix_millis;
 use crate::{
     domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
     domain::device::DeviceStatus, domain::permissions::Action, domain::principal::Principal,
-    domain::principal::authorize_quietly, domain::roles::Scope, http::error::ApiError,
+    domain::principal::authorize_quietly, domain::roles::Scope, http::convert, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, service::auth::permit,
 };
-
-/// A device as the API shows it; `online` comes from the router.
-pub fn device(record: DeviceRecord, online: bool) -> api::Device {
-    api::Device {
-        identity: serde_json::from_str(&record.identity).unwrap_or_default(),
-        id: record.id,
-        name: record.name,
-        status: record.status.as_str().to_owned(),
-        online,
-        agent_version: record.agent_version,
-        created_at: record.created_at / 1000,
-        last_seen_at: record.last_seen_at.map(|t| t / 1000),
-        tags: record.tags,
-    }
-}
 
 /// Largest page of devices one request may ask for.
 const MAX_DEVICE_PAGE: usize = 1000;
@@ -73,7 +58,7 @@ pub async fn list_devices(
             .into_iter()
             .map(|d| {
                 let is_online = online.contains(&d.id);
-                device(d, is_online)
+                convert::device(d, is_online)
             })
             .collect();
         return Ok(Json(api::DeviceList {
@@ -112,7 +97,7 @@ pub async fn list_devices(
         .take(limit)
         .map(|d| {
             let is_online = online.contains(&d.id);
-            device(d, is_online)
+            convert::device(d, is_online)
         })
         .collect();
     Ok(Json(api::DeviceList {
@@ -164,7 +149,7 @@ pub async fn accept_device(
     device.status = DeviceStatus::Accepted;
     tracing::info!("{} accepted device {} ({id})", principal.describe(), device.name);
     let online = state.router.is_online(&id).await;
-    Ok(Json(self::device(device, online)))
+    Ok(Json(convert::device(device, online)))
 }
 
 pub async fn reject_device(
@@ -186,7 +171,7 @@ pub async fn reject_device(
         )
         .await;
     tracing::info!("{} rejected device {} ({id})", principal.describe(), device.name);
-    Ok(Json(self::device(device, false)))
+    Ok(Json(convert::device(device, false)))
 }
 
 pub async fn remove_device(

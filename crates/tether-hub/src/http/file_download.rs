@@ -9,9 +9,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::Stream;
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tether_proto::{
+    api,
     file_transfer::{FileInfo, FileTransfer, go_mode},
     version,
 };
@@ -19,17 +19,13 @@ use tether_proto::{
 use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
     domain::device::DeviceRecord, domain::permissions::Action, domain::session_limits::SessionSlot,
-    http::error::ApiError, http::extract::UserCaller, http::files::DeviceSession, http::files::TransferEvent,
-    http::files::device_for, http::files::require_accepted, http::state::AppState,
+    http::error::ApiError, http::extract::UserCaller, http::file_transfer::DeviceSession,
+    http::file_transfer::TransferEvent, http::file_transfer::device_for,
+    http::file_transfer::require_accepted, http::state::AppState,
 };
 
 /// Version-2 downloads are acknowledged at least this often.
 const ACK_EVERY: i64 = 1 << 20;
-
-#[derive(Deserialize)]
-pub struct PathQuery {
-    path: String,
-}
 
 fn header_value(text: impl ToString) -> HeaderValue {
     HeaderValue::from_str(&text.to_string()).unwrap_or_else(|_| HeaderValue::from_static("?"))
@@ -86,7 +82,7 @@ pub async fn download(
     context: RequestContext,
     method: Method,
     Path(id): Path<String>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<api::DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;

@@ -11,43 +11,19 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::{Deserialize, Serialize};
-use tether_proto::clock::unix_millis;
+use tether_proto::{api, clock::unix_millis};
 
 use crate::{
     domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
     domain::device::DeviceRecord, domain::device::DeviceStatus, domain::permissions::Action,
     domain::principal::Principal, domain::roles::valid_tag, domain::tokens::hash_token,
-    domain::tokens::new_enrolment_token, http::error::ApiError, http::extract::UserCaller,
-    http::state::AppState, service::auth::permit, store::install_tokens::InstallTokenRecord,
-    store::install_tokens::Spend,
+    domain::tokens::new_enrolment_token, http::convert, http::error::ApiError, http::extract::UserCaller,
+    http::state::AppState, service::auth::permit, store::install_tokens::Spend,
 };
 
 const DEFAULT_LIFETIME_SECS: i64 = 86_400;
 const MAX_LIFETIME_SECS: i64 = 365 * 86_400;
 const MAX_USES: i64 = 100_000;
-
-#[derive(Deserialize)]
-pub struct NewInstallToken {
-    #[serde(default)]
-    tags: Vec<String>,
-    expires_in_secs: Option<i64>,
-    uses: Option<i64>,
-}
-
-/// The answer to a creation: the token (shown once) and what an install line needs.
-#[derive(Serialize)]
-pub struct CreatedInstallToken {
-    id: String,
-    token: String,
-    tags: Vec<String>,
-    max_uses: i64,
-    expires_at: i64,
-    /// For curl's `--pinnedpubkey` (base64 SHA-256 of the hub's public key).
-    public_key_pin: String,
-    /// The hub certificate's SHA-256 (hex), the agent's `hub_fingerprint`.
-    certificate_fingerprint: String,
-}
 
 fn creator(principal: &Principal) -> String {
     match principal {
@@ -60,8 +36,8 @@ pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<NewInstallToken>,
-) -> Result<(StatusCode, Json<CreatedInstallToken>), ApiError> {
+    Json(request): Json<api::NewInstallToken>,
+) -> Result<(StatusCode, Json<api::CreatedInstallToken>), ApiError> {
     // The token can put a device into any group: only who manages every device may make one.
     permit(&state, &principal, &context, Action::ManageDevices, None).await?;
     let public_key_pin = state.installer.public_key_pin()?.to_owned();
@@ -118,7 +94,7 @@ pub async fn create(
     );
     Ok((
         StatusCode::CREATED,
-        Json(CreatedInstallToken {
+        Json(api::CreatedInstallToken {
             id,
             token,
             tags,
@@ -130,19 +106,15 @@ pub async fn create(
     ))
 }
 
-#[derive(Serialize)]
-pub struct InstallTokenList {
-    install_tokens: Vec<InstallTokenRecord>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<InstallTokenList>, ApiError> {
+) -> Result<Json<api::InstallTokenList>, ApiError> {
     permit(&state, &principal, &context, Action::ManageDevices, None).await?;
-    Ok(Json(InstallTokenList {
-        install_tokens: state.store.install_tokens().await?,
+    let tokens = state.store.install_tokens().await?;
+    Ok(Json(api::InstallTokenList {
+        install_tokens: tokens.into_iter().map(convert::install_token).collect(),
     }))
 }
 

@@ -5,18 +5,9 @@ use axum::{Json, extract::State, http::StatusCode};
 use tether_proto::api;
 
 use crate::{
-    domain::audit::RequestContext, domain::user::UserRecord, http::error::ApiError,
-    http::extract::UserCaller, http::state::AppState, service::login,
+    domain::audit::RequestContext, http::convert::user, http::error::ApiError, http::extract::UserCaller,
+    http::state::AppState, service::login,
 };
-
-/// Who is logged in, as the API shows a user.
-pub fn user(record: &UserRecord) -> api::User {
-    api::User {
-        id: record.id.clone(),
-        name: record.name.clone(),
-        admin: record.admin,
-    }
-}
 
 pub async fn login(
     State(state): State<AppState>,

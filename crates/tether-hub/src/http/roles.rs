@@ -7,17 +7,16 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::Deserialize;
+use tether_proto::api;
 
 use crate::{
     domain::audit::Object,
     domain::audit::RequestContext,
     domain::permissions::Action,
     domain::principal::Affected,
-    domain::roles::Role,
-    domain::roles::RoleGrant,
     domain::roles::Scope,
     domain::roles::valid_tag,
+    http::convert,
     http::error::ApiError,
     http::extract::UserCaller,
     http::state::AppState,
@@ -34,36 +33,24 @@ fn role_object(name: &str) -> Object {
     }
 }
 
-#[derive(serde::Serialize)]
-pub struct RoleList {
-    roles: Vec<Role>,
-}
-
 pub async fn list_roles(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<RoleList>, ApiError> {
+) -> Result<Json<api::RoleList>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
-    Ok(Json(RoleList {
-        roles: state.store.roles().await?,
+    let roles = state.store.roles().await?;
+    Ok(Json(api::RoleList {
+        roles: roles.into_iter().map(convert::role).collect(),
     }))
-}
-
-#[derive(Deserialize)]
-pub struct NewRole {
-    name: String,
-    permissions: Vec<String>,
-    #[serde(default)]
-    description: String,
 }
 
 pub async fn create_role(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<NewRole>,
-) -> Result<(StatusCode, Json<Role>), ApiError> {
+    Json(request): Json<api::NewRole>,
+) -> Result<(StatusCode, Json<api::Role>), ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     let name = request.name.trim();
     if valid_tag(name).is_err() || name.contains('=') {
@@ -93,9 +80,12 @@ pub async fn create_role(
         .store
         .create_role(name, &permissions, &request.description)
         .await?;
-    let role = Role {
+    let role = api::Role {
         name: name.to_owned(),
-        permissions,
+        permissions: permissions
+            .iter()
+            .map(|action| action.name().to_owned())
+            .collect(),
         description: request.description,
         builtin: false,
     };
@@ -133,20 +123,15 @@ pub async fn delete_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Serialize, Deserialize)]
-pub struct RoleGrants {
-    grants: Vec<RoleGrant>,
-}
-
 pub async fn user_roles(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
-) -> Result<Json<RoleGrants>, ApiError> {
+) -> Result<Json<api::RoleGrants>, ApiError> {
     let user = managed_user(&state, &principal, &context, &name).await?;
-    Ok(Json(RoleGrants {
-        grants: grants_of(&state, &user).await?,
+    Ok(Json(api::RoleGrants {
+        grants: convert::role_grants(&grants_of(&state, &user).await?),
     }))
 }
 
@@ -156,11 +141,14 @@ pub async fn set_user_roles(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
-    Json(request): Json<RoleGrants>,
-) -> Result<Json<RoleGrants>, ApiError> {
+    Json(request): Json<api::RoleGrants>,
+) -> Result<Json<api::RoleGrants>, ApiError> {
     let user = managed_user(&state, &principal, &context, &name).await?;
-    let grants = validate_grants(&state.store, &request.grants).await?;
-    let details = serde_json::json!({ "grants": grants, "previous": grants_of(&state, &user).await? });
+    let grants = validate_grants(&state.store, &convert::stored_grants(request.grants)).await?;
+    let previous = grants_of(&state, &user).await?;
+    let details = serde_json::json!({
+        "grants": convert::role_grants(&grants), "previous": convert::role_grants(&previous),
+    });
     crate::service::audit::record_success(
         &state,
         &principal,
@@ -173,14 +161,9 @@ pub async fn set_user_roles(
     state.store.set_role_grants(&user.id, &grants).await?;
     access_changed(&state, Affected::Users(vec![user.id.clone()]));
     let user = state.store.user_by_id(&user.id).await?.unwrap_or(user);
-    Ok(Json(RoleGrants {
-        grants: grants_of(&state, &user).await?,
+    Ok(Json(api::RoleGrants {
+        grants: convert::role_grants(&grants_of(&state, &user).await?),
     }))
-}
-
-#[derive(serde::Serialize, Deserialize)]
-pub struct Tags {
-    tags: Vec<String>,
 }
 
 /// Sets a device's tags (its groups).
@@ -189,8 +172,8 @@ pub async fn set_device_tags(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
-    Json(request): Json<Tags>,
-) -> Result<Json<Tags>, ApiError> {
+    Json(request): Json<api::DeviceTags>,
+) -> Result<Json<api::DeviceTags>, ApiError> {
     let device = state
         .store
         .device(&id)
@@ -215,29 +198,18 @@ pub async fn set_device_tags(
     .await?;
     state.store.set_device_tags(&id, &tags).await?;
     access_changed(&state, Affected::Device(id.clone()));
-    Ok(Json(Tags { tags }))
-}
-
-#[derive(serde::Serialize)]
-pub struct Policies {
-    require_approval: Vec<String>,
+    Ok(Json(api::DeviceTags { tags }))
 }
 
 pub async fn list_policies(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<Policies>, ApiError> {
+) -> Result<Json<api::ApprovalPolicies>, ApiError> {
     permit(&state, &principal, &context, Action::ViewDevices, None).await?;
-    Ok(Json(Policies {
+    Ok(Json(api::ApprovalPolicies {
         require_approval: state.store.approval_policies().await?,
     }))
-}
-
-#[derive(Deserialize)]
-pub struct PolicyChange {
-    scope: String,
-    require_approval: bool,
 }
 
 /// Requires approval on a group (or stops requiring it).
@@ -245,8 +217,8 @@ pub async fn set_policy(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<PolicyChange>,
-) -> Result<Json<Policies>, ApiError> {
+    Json(request): Json<api::PolicyChange>,
+) -> Result<Json<api::ApprovalPolicies>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     let scope = Scope::parse(&request.scope).map_err(ApiError::bad_request)?;
     if scope == Scope::AllDevices {
@@ -268,7 +240,7 @@ pub async fn set_policy(
         .await?;
     // Which devices a policy covers is not worth computing for a rare change: everyone re-checks.
     access_changed(&state, Affected::Everyone);
-    Ok(Json(Policies {
+    Ok(Json(api::ApprovalPolicies {
         require_approval: state.store.approval_policies().await?,
     }))
 }

@@ -30,9 +30,10 @@ use tower::ServiceExt as _;
 use crate::{
     http::access, http::audit, http::connection_limits::AddressSlot,
     http::connection_limits::ConnectionLimits, http::connection_limits::ConnectionPermit, http::device_auth,
-    http::device_connect, http::devices, http::error, http::files, http::install, http::install_tokens,
-    http::login, http::refusal_audit, http::roles, http::sessions, http::state::AppState, http::terminal,
-    http::two_factor, http::users, http::web_assets, http::web_session, service::secrets::TlsFiles,
+    http::device_connect, http::devices, http::error, http::file_download, http::files, http::install,
+    http::install_tokens, http::login, http::refusal_audit, http::roles, http::sessions,
+    http::state::AppState, http::terminal, http::two_factor, http::users, http::web_assets,
+    http::web_session, service::secrets::TlsFiles,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -109,7 +110,7 @@ pub fn routes(state: AppState) -> Router {
         .route(&api::paths::session_watch_path("{sid}"), get(sessions::watch))
         .route(
             &api::paths::device_download_path("{id}"),
-            get(files::download).head(files::download),
+            get(file_download::download).head(file_download::download),
         )
         .route(
             &api::paths::device_upload_path("{id}"),

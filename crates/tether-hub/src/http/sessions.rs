@@ -11,37 +11,17 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::{Deserialize, Serialize};
+use tether_proto::api;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
-    domain::principal::authorize, domain::recording_format::Record, http::error::ApiError,
-    http::extract::UserCaller, http::state::AppState, relay::recording::LiveEvent, relay::recording::player,
-    service::auth::permit, store::TerminalSessionRecord,
+    domain::principal::authorize, http::convert, http::error::ApiError, http::extract::UserCaller,
+    http::state::AppState, relay::recording::LiveEvent, relay::recording::player, service::auth::permit,
+    store::TerminalSessionRecord,
 };
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    device: Option<String>,
-    user: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-pub struct SessionJson {
-    #[serde(flatten)]
-    session: TerminalSessionRecord,
-    live: bool,
-}
-
-#[derive(Serialize)]
-pub struct SessionList {
-    sessions: Vec<SessionJson>,
-}
 
 /// Auditors see every session; other users only their own.
 fn own_sessions_only(principal: &Principal) -> Option<String> {
@@ -56,21 +36,21 @@ fn own_sessions_only(principal: &Principal) -> Option<String> {
 pub async fn list(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<SessionList>, ApiError> {
+    Query(query): Query<api::SessionQuery>,
+) -> Result<Json<api::SessionList>, ApiError> {
     let user = own_sessions_only(&principal).or(query.user);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let sessions = state.store.terminal_sessions(query.device, user, limit).await?;
     let sessions = sessions
         .into_iter()
-        .map(|session| SessionJson {
+        .map(|session| {
             // With several replicas, another one may be recording it: open means live there.
-            live: state.live.is_live(&session.sid)
-                || (state.router.bus().is_some() && session.ended_at.is_none()),
-            session,
+            let live = state.live.is_live(&session.sid)
+                || (state.router.bus().is_some() && session.ended_at.is_none());
+            convert::terminal_session(session, live)
         })
         .collect();
-    Ok(Json(SessionList { sessions }))
+    Ok(Json(api::SessionList { sessions }))
 }
 
 /// Loads a session the caller may view, recording the viewing in the audit log.
@@ -97,12 +77,6 @@ async fn viewable(
     .session(sid);
     state.store.record_audit(event).await?;
     Ok(session)
-}
-
-#[derive(Deserialize)]
-pub struct RecordingQuery {
-    /// Start here (milliseconds since the session began); the first record is the screen then.
-    from_ms: Option<u64>,
 }
 
 /// Runs a blocking producer of text lines on a thread and streams them as a response body.
@@ -137,37 +111,24 @@ pub async fn recording(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(sid): Path<String>,
-    Query(query): Query<RecordingQuery>,
+    Query(query): Query<api::RecordingQuery>,
 ) -> Result<Response, ApiError> {
     let session = viewable(&state, &principal, &context, &sid, "recording.view").await?;
     let directory = state.recordings_dir.join(&sid);
     let from_ms = query.from_ms.unwrap_or(0);
-    let header = serde_json::json!({
-        "sid": session.sid,
-        "width": session.width,
-        "height": session.height,
-        "started_at": session.started_at,
-        "ended_at": session.ended_at,
-        "live": state.live.is_live(&sid),
-    })
-    .to_string();
+    let header = api::RecordingHeader {
+        live: state.live.is_live(&sid),
+        sid: session.sid,
+        width: session.width,
+        height: session.height,
+        started_at: session.started_at,
+        ended_at: session.ended_at,
+    };
+    let header = serde_json::to_string(&header).unwrap_or_default();
     let body = stream_lines(move || {
         let playback = player::Playback::open(&directory, from_ms)?;
-        let encode = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
-        let records = playback.map(move |record| {
-            record.map(|record| {
-                match record {
-                    Record::Keyframe { time_ms, width, height, screen } => {
-                        serde_json::json!({ "t": time_ms, "k": "screen", "w": width, "h": height, "d": encode(&screen) })
-                    }
-                    Record::Output { time_ms, data } => serde_json::json!({ "t": time_ms, "k": "o", "d": encode(&data) }),
-                    Record::Input { time_ms, data } => serde_json::json!({ "t": time_ms, "k": "i", "d": encode(&data) }),
-                    Record::Resize { time_ms, width, height } => {
-                        serde_json::json!({ "t": time_ms, "k": "r", "w": width, "h": height })
-                    }
-                }
-                .to_string()
-            })
+        let records = playback.map(|record| {
+            record.map(|record| serde_json::to_string(&convert::recording_record(record)).unwrap_or_default())
         });
         Ok(std::iter::once(Ok(header)).chain(records))
     });
@@ -230,7 +191,12 @@ pub async fn watch(
 
 async fn relay_watch(socket: WebSocket, snapshot: crate::relay::recording::Snapshot) {
     let (mut sink, mut stream) = socket.split();
-    let size = serde_json::json!({ "width": snapshot.width, "height": snapshot.height }).to_string();
+    let size = api::WatchMessage {
+        width: Some(snapshot.width),
+        height: Some(snapshot.height),
+        resize: None,
+    };
+    let size = serde_json::to_string(&size).unwrap_or_default();
     if sink.send(Message::Text(size.into())).await.is_err()
         || sink.send(Message::Binary(snapshot.screen.into())).await.is_err()
     {
@@ -243,7 +209,8 @@ async fn relay_watch(socket: WebSocket, snapshot: crate::relay::recording::Snaps
                 let message = match event {
                     Ok(LiveEvent::Output(data)) => Message::Binary(data.as_ref().clone().into()),
                     Ok(LiveEvent::Resize(width, height)) => {
-                        Message::Text(serde_json::json!({ "resize": [width, height] }).to_string().into())
+                        let resize = api::WatchMessage { resize: Some((width, height)), ..api::WatchMessage::default() };
+                        Message::Text(serde_json::to_string(&resize).unwrap_or_default().into())
                     }
                     // A watcher too slow to keep up skips ahead rather than slowing the session.
                     Err(RecvError::Lagged(_)) => continue,

@@ -2,7 +2,7 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use crate::{http::install::Installer, service::Hub};
+use crate::{http::installer::Installer, service::Hub};
 
 #[derive(Clone)]
 pub struct AppState {

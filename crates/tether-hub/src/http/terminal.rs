@@ -7,6 +7,7 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
+use tether_proto::api;
 
 use crate::{
     domain::audit::RequestContext, domain::device::DeviceStatus, domain::permissions::Action,
@@ -14,20 +15,13 @@ use crate::{
     http::extract::UserCaller, http::state::AppState, relay::user_leg::serve, service::auth::permit,
 };
 
-/// `?attach=SID&offset=N`: re-attach to a detached terminal, replaying its output from byte N.
-#[derive(Debug, serde::Deserialize)]
-pub struct AttachQuery {
-    attach: Option<String>,
-    #[serde(default)]
-    offset: u64,
-}
-
 pub async fn connect(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
     context: RequestContext,
     Path(device_id): Path<String>,
-    Query(query): Query<AttachQuery>,
+    // `?attach=SID&offset=N`: re-attach to a detached terminal, replaying from byte N.
+    Query(query): Query<api::AttachQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let device = state

@@ -3,7 +3,7 @@
 //! second step of a login.
 
 use axum::{Json, extract::State, http::StatusCode};
-use serde::Deserialize;
+use tether_proto::api;
 
 use crate::{
     domain::audit::Object,
@@ -46,7 +46,7 @@ pub async fn enrol(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<api::TwoFactorEnrolment>, ApiError> {
     let user = session_user(&principal)?;
     if state.store.two_factor(&user.id).await?.enabled {
         return Err(ApiError::new(
@@ -67,13 +67,8 @@ pub async fn enrol(
     .await?;
     let sealed = state.secret_box.seal(&user.id, &secret);
     state.store.set_two_factor_secret(&user.id, &sealed).await?;
-    let uri = two_factor::otpauth_uri(ISSUER, &user.name, &secret);
-    Ok(Json(serde_json::json!({ "secret": secret, "otpauth_uri": uri })))
-}
-
-#[derive(Deserialize)]
-pub struct CodeBody {
-    code: String,
+    let otpauth_uri = two_factor::otpauth_uri(ISSUER, &user.name, &secret);
+    Ok(Json(api::TwoFactorEnrolment { secret, otpauth_uri }))
 }
 
 /// Confirms an enrolment with a first code: enables 2FA and returns the recovery codes (once).
@@ -81,8 +76,8 @@ pub async fn confirm(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(body): Json<CodeBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Json(body): Json<api::TwoFactorCode>,
+) -> Result<Json<api::RecoveryCodes>, ApiError> {
     let user = session_user(&principal)?;
     let stored = state.store.two_factor(&user.id).await?;
     let Some(secret) = stored.secret.filter(|_| !stored.enabled) else {
@@ -112,7 +107,9 @@ pub async fn confirm(
         .await?;
     // A user held back by "2FA required" may act from now on.
     access_changed(&state, Affected::Users(vec![user.id.clone()]));
-    Ok(Json(serde_json::json!({ "recovery_codes": codes })))
+    Ok(Json(api::RecoveryCodes {
+        recovery_codes: codes,
+    }))
 }
 
 /// Disables 2FA, with a current code (or a recovery code) as proof.
@@ -120,7 +117,7 @@ pub async fn disable(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(body): Json<CodeBody>,
+    Json(body): Json<api::TwoFactorCode>,
 ) -> Result<StatusCode, ApiError> {
     let user = session_user(&principal)?.clone();
     if !state.store.two_factor(&user.id).await?.enabled {
@@ -147,19 +144,14 @@ pub async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Serialize, Deserialize)]
-pub struct TwoFactorSetting {
-    required: bool,
-}
-
 pub async fn setting(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<TwoFactorSetting>, ApiError> {
+) -> Result<Json<api::TwoFactorSetting>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     let required = state.store.setting(REQUIRE_TWO_FACTOR).await?.as_deref() == Some("true");
-    Ok(Json(TwoFactorSetting { required }))
+    Ok(Json(api::TwoFactorSetting { required }))
 }
 
 /// Requires (or stops requiring) every user to enrol a second factor before doing anything.
@@ -167,8 +159,8 @@ pub async fn set_setting(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(body): Json<TwoFactorSetting>,
-) -> Result<Json<TwoFactorSetting>, ApiError> {
+    Json(body): Json<api::TwoFactorSetting>,
+) -> Result<Json<api::TwoFactorSetting>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     // Requiring what one lacks would lock the administrator out along with everyone else.
     if body.required

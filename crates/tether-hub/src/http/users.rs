@@ -7,16 +7,15 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use serde::Deserialize;
-use tether_proto::clock::unix_millis;
+use tether_proto::{api, clock::unix_millis};
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::passwords, domain::permissions::Action,
     domain::permissions::PERMISSIONS, domain::principal::Credential, domain::principal::Principal,
     domain::principal::Revocation, domain::tokens::hash_token, domain::tokens::new_access_token,
-    domain::user::UserRecord, http::error::ApiError, http::extract::UserCaller, http::state::AppState,
-    service::auth::permit, store::AccessTokenRecord, store::UserSummary,
+    domain::user::UserRecord, http::convert, http::error::ApiError, http::extract::UserCaller,
+    http::state::AppState, service::auth::permit,
 };
 
 const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 30 * 86_400;
@@ -37,19 +36,12 @@ fn session_user<'a>(principal: &'a Principal, what: &str) -> Result<(&'a UserRec
     }
 }
 
-#[derive(Deserialize)]
-pub struct NewToken {
-    name: String,
-    permissions: Option<Vec<String>>,
-    expires_in_secs: Option<i64>,
-}
-
 pub async fn create_token(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<NewToken>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    Json(request): Json<api::NewToken>,
+) -> Result<(StatusCode, Json<api::CreatedToken>), ApiError> {
     let (user, _) = session_user(&principal, "creating a token")?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
@@ -120,19 +112,14 @@ pub async fn create_token(
             expires_at,
         )
         .await?;
-    let body = serde_json::json!({ "id": id, "name": name, "token": token, "permissions": names, "expires_at": expires_at / 1000 });
+    let body = api::CreatedToken {
+        id,
+        name: name.to_owned(),
+        token,
+        permissions: names.iter().map(|name| (*name).to_owned()).collect(),
+        expires_at: expires_at / 1000,
+    };
     Ok((StatusCode::CREATED, Json(body)))
-}
-
-#[derive(serde::Serialize)]
-pub struct TokenList {
-    tokens: Vec<AccessTokenRecord>,
-}
-
-#[derive(Deserialize)]
-pub struct TokenListQuery {
-    /// Another user's tokens (needs the right to manage users).
-    user: Option<String>,
 }
 
 /// The caller's tokens, or with `?user=NAME` (administrators) that user's.
@@ -140,8 +127,8 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Query(query): Query<TokenListQuery>,
-) -> Result<Json<TokenList>, ApiError> {
+    Query(query): Query<api::TokenListQuery>,
+) -> Result<Json<api::TokenList>, ApiError> {
     let Principal::User { user, .. } = &principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "only users have tokens"));
     };
@@ -149,8 +136,9 @@ pub async fn list_tokens(
         Some(name) if name != user.name => managed_user(&state, &principal, &context, name).await?.id,
         _ => user.id.clone(),
     };
-    Ok(Json(TokenList {
-        tokens: state.store.access_tokens(&owner).await?,
+    let tokens = state.store.access_tokens(&owner).await?;
+    Ok(Json(api::TokenList {
+        tokens: tokens.into_iter().map(convert::access_token).collect(),
     }))
 }
 
@@ -190,44 +178,26 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Serialize)]
-pub struct UserList {
-    users: Vec<UserSummary>,
-}
-
 pub async fn list_users(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-) -> Result<Json<UserList>, ApiError> {
+) -> Result<Json<api::UserList>, ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
-    let mut users = state.store.users().await?;
-    for user in &mut users {
-        user.roles = roles_of(&state, &user.id).await?;
+    let mut users = Vec::new();
+    for user in state.store.users().await? {
+        let grants = roles_of(&state, &user.id).await?;
+        users.push(convert::user_summary(user, &grants));
     }
-    Ok(Json(UserList { users }))
-}
-
-#[derive(Deserialize)]
-pub struct NewUser {
-    name: String,
-    password: String,
-    /// The built-in admin role on every device (same as `role: "admin"`).
-    #[serde(default)]
-    admin: bool,
-    /// The user's role; none: the user reaches nothing until granted one.
-    role: Option<String>,
-    /// Where the role applies (`tag:NAME` or device ids); empty: every device.
-    #[serde(default)]
-    groups: Vec<String>,
+    Ok(Json(api::UserList { users }))
 }
 
 pub async fn create_user(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<NewUser>,
-) -> Result<(StatusCode, Json<UserSummary>), ApiError> {
+    Json(request): Json<api::NewUser>,
+) -> Result<(StatusCode, Json<api::UserSummary>), ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 64 || name.contains(char::is_whitespace) {
@@ -258,7 +228,7 @@ pub async fn create_user(
         }
         None => Vec::new(),
     };
-    let details = serde_json::json!({ "grants": grants });
+    let details = serde_json::json!({ "grants": convert::role_grants(&grants) });
     crate::service::audit::record_success(
         &state,
         &principal,
@@ -301,12 +271,12 @@ pub(crate) async fn managed_user(
 }
 
 /// The account as listed, read back from the store.
-async fn account_summary(state: &AppState, user_id: &str) -> Result<UserSummary, ApiError> {
+async fn account_summary(state: &AppState, user_id: &str) -> Result<api::UserSummary, ApiError> {
     let users = state.store.users().await?;
     let found = users.into_iter().find(|user| user.id == user_id);
-    let mut user = found.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?;
-    user.roles = roles_of(state, user_id).await?;
-    Ok(user)
+    let user = found.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished"))?;
+    let grants = roles_of(state, user_id).await?;
+    Ok(convert::user_summary(user, &grants))
 }
 
 async fn roles_of(state: &AppState, user_id: &str) -> Result<Vec<crate::domain::roles::RoleGrant>, ApiError> {
@@ -325,7 +295,7 @@ pub async fn disable_user(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
-) -> Result<Json<UserSummary>, ApiError> {
+) -> Result<Json<api::UserSummary>, ApiError> {
     set_account_enabled(&state, &principal, &context, &name, false).await
 }
 
@@ -334,7 +304,7 @@ pub async fn enable_user(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
-) -> Result<Json<UserSummary>, ApiError> {
+) -> Result<Json<api::UserSummary>, ApiError> {
     set_account_enabled(&state, &principal, &context, &name, true).await
 }
 
@@ -347,7 +317,7 @@ async fn set_account_enabled(
     context: &RequestContext,
     name: &str,
     enabled: bool,
-) -> Result<Json<UserSummary>, ApiError> {
+) -> Result<Json<api::UserSummary>, ApiError> {
     let user = managed_user(state, principal, context, name).await?;
     if !enabled && matches!(principal, Principal::User { user: me, .. } if me.id == user.id) {
         return Err(ApiError::bad_request("you cannot disable your own account"));
@@ -384,7 +354,7 @@ pub async fn revoke_sessions(
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<api::RevokedSessions>, ApiError> {
     let user = managed_user(&state, &principal, &context, &name).await?;
     crate::service::audit::record_success(
         &state,
@@ -400,20 +370,14 @@ pub async fn revoke_sessions(
         user_id: user.id.clone(),
         except: None,
     });
-    Ok(Json(serde_json::json!({ "revoked": revoked })))
-}
-
-#[derive(Deserialize)]
-pub struct PasswordChange {
-    current_password: String,
-    new_password: String,
+    Ok(Json(api::RevokedSessions { revoked }))
 }
 
 pub async fn change_password(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
-    Json(request): Json<PasswordChange>,
+    Json(request): Json<api::PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     let (user, token_hash) = session_user(&principal, "changing the password")?;
     if request.new_password.len() < 8 {

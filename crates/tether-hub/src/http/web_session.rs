@@ -24,10 +24,10 @@ use crate::{
     domain::audit::RequestContext,
     domain::principal::Credential,
     domain::principal::Principal,
+    http::convert::user,
     http::cookies::{COOKIE, csrf_token, origin_matches, refuse, session_cookie},
     http::error::ApiError,
     http::extract::UserCaller,
-    http::login::user,
     http::state::AppState,
     service::login,
 };

@@ -3,7 +3,6 @@
 //! `two_factor.rs`). Same rules as `store/mod.rs`: portable SQL (`$N` placeholders, TEXT and
 //! BIGINT).
 
-use serde::Serialize;
 use sqlx::Row;
 use tether_proto::clock::unix_millis;
 
@@ -17,7 +16,7 @@ use crate::{
 pub use super::two_factor::REQUIRE_TWO_FACTOR;
 
 /// An access request and its outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessRequest {
     pub id: String,
     pub user_id: String,

@@ -17,14 +17,11 @@ use crate::{
 const AUDIT_CHAIN_LOCK: i64 = 0x7465_7468_6572;
 
 /// Filters of an audit query; every field is optional.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     /// Unix milliseconds, inclusive.
-    #[serde(deserialize_with = "optional_number")]
     pub from: Option<i64>,
     /// Unix milliseconds, exclusive.
-    #[serde(deserialize_with = "optional_number")]
     pub to: Option<i64>,
     /// A user or device id, or a user name.
     pub actor: Option<String>,
@@ -34,28 +31,7 @@ pub struct AuditFilter {
     pub session: Option<String>,
     pub outcome: Option<String>,
     /// Return events with `seq` below this (pagination, newest first).
-    #[serde(deserialize_with = "optional_number")]
     pub before: Option<i64>,
-}
-
-/// An optional integer given as a number or as text: query strings carry only text, and serde
-/// cannot tell which a flattened field is.
-pub fn optional_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrText {
-        Number(i64),
-        Text(String),
-    }
-    match <Option<NumberOrText> as serde::Deserialize>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(NumberOrText::Number(number)) => Ok(Some(number)),
-        Some(NumberOrText::Text(text)) if text.is_empty() => Ok(None),
-        Some(NumberOrText::Text(text)) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a whole number"))),
-    }
 }
 
 fn audit_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent, sqlx::Error> {

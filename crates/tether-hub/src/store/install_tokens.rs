@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use crate::{store::Store, store::split_list};
 
 /// An enrolment token as listed (never the token itself: only its hash is stored).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstallTokenRecord {
     pub id: String,
     pub tags: Vec<String>,

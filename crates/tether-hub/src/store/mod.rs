@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 // The row types keep their `store::` paths, which callers use.
-pub use audit::{AuditFilter, optional_number};
+pub use audit::AuditFilter;
 pub use resumable::ResumableSession;
 pub use terminals::TerminalSessionRecord;
 pub use tokens::AccessTokenRecord;

@@ -9,7 +9,7 @@ use tether_proto::clock::unix_millis;
 use crate::store::Store;
 
 /// A terminal session, as listed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct TerminalSessionRecord {
     pub sid: String,
     pub device_id: String,

@@ -9,7 +9,7 @@ use tether_proto::clock::unix_millis;
 use crate::{domain::user::UserRecord, store::Store, store::users::user_from_row};
 
 /// A personal access token, as listed (never the token itself).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct AccessTokenRecord {
     pub id: String,
     pub name: String,

@@ -7,7 +7,7 @@ use tether_proto::clock::unix_millis;
 use crate::{domain::user::UserRecord, store::Store};
 
 /// A user, as listed (never the password hash).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct UserSummary {
     pub id: String,
     pub name: String,

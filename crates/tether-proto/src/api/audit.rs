@@ -42,13 +42,23 @@ pub struct EventPage {
 }
 
 /// The filters of `GET /audit/events` and `GET /audit/export` (times in Unix milliseconds).
+/// Numbers are also read from text, and empty text is no filter: a query string carries only
+/// text, and inside [`AuditExportQuery`] serde cannot tell which a field is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AuditQuery {
     /// At or after this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
     pub from: Option<i64>,
     /// Before this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
     pub to: Option<i64>,
     /// A user or device id, or a user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,11 +75,48 @@ pub struct AuditQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// Paging (events only): events with a smaller `seq`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
     pub before: Option<i64>,
     /// Paging (events only): at most this many (default 100, at most 1000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
     pub limit: Option<i64>,
+}
+
+/// The query of `GET /audit/export`: the filters of [`AuditQuery`] and the format, `csv` or
+/// `jsonl` (the default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditExportQuery {
+    #[serde(flatten)]
+    pub filter: AuditQuery,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// An optional whole number given as a number or as text (empty text: none).
+fn number_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<NumberOrText>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(number)) => Ok(Some(number)),
+        Some(NumberOrText::Text(text)) if text.is_empty() => Ok(None),
+        Some(NumberOrText::Text(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a whole number"))),
+    }
 }
 
 impl AuditQuery {
@@ -197,5 +244,26 @@ mod tests {
         };
         let keys: Vec<&str> = query.pairs().iter().map(|(key, _)| *key).collect();
         assert_eq!(keys, ["from", "actor", "outcome", "limit"]);
+    }
+
+    #[test]
+    fn the_query_shapes_are_pinned() {
+        let query: AuditQuery =
+            round_trip(r#"{"from":1714564800000,"actor":"alice","before":70,"limit":10}"#);
+        assert_eq!(query.limit, Some(10));
+        let export: AuditExportQuery = round_trip(r#"{"from":1,"outcome":"refused","format":"csv"}"#);
+        assert_eq!(
+            (export.filter.from, export.format.as_deref()),
+            (Some(1), Some("csv"))
+        );
+        round_trip::<AuditExportQuery>("{}");
+        // What a query string carries: numbers as text, and empty text for no filter.
+        let text: AuditExportQuery =
+            serde_json::from_str(r#"{"from":"5","to":"","limit":"7","format":"jsonl"}"#).unwrap();
+        assert_eq!(
+            (text.filter.from, text.filter.to, text.filter.limit),
+            (Some(5), None, Some(7))
+        );
+        assert!(serde_json::from_str::<AuditQuery>(r#"{"before":"soon"}"#).is_err());
     }
 }

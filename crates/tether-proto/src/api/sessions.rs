@@ -115,6 +115,16 @@ pub struct RecordingQuery {
     pub from_ms: Option<u64>,
 }
 
+/// The query of the session WebSocket (`.../deviceconnect/devices/{id}/connect`): re-attach to
+/// the detached terminal `attach`, replaying its output from byte `offset`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AttachQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<String>,
+    #[serde(default)]
+    pub offset: u64,
+}
+
 /// A text message of `GET /sessions/{sid}/watch`: first the size (`width`, `height`), later
 /// `resize` (`[width, height]`); binary messages carry the screen and output.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -167,5 +177,15 @@ mod tests {
         round_trip::<WatchMessage>(r#"{"width":80,"height":24}"#);
         let resize: WatchMessage = round_trip(r#"{"resize":[100,30]}"#);
         assert_eq!(resize.resize, Some((100, 30)));
+        round_trip::<RecordingQuery>(r#"{"from_ms":5000}"#);
+    }
+
+    #[test]
+    fn the_attach_query_is_pinned() {
+        let query: AttachQuery = round_trip(r#"{"attach":"s1","offset":4096}"#);
+        assert_eq!(query.attach.as_deref(), Some("s1"));
+        let bare: AttachQuery = serde_json::from_str("{}").unwrap();
+        assert_eq!(bare, AttachQuery::default());
+        round_trip::<SessionQuery>(r#"{"device":"d1","user":"bob","limit":5}"#);
     }
 }
