@@ -8,7 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use tether_proto::api::{ApiError, Device, DeviceList, DeviceQuery};
 
-use crate::{failure, hub::Hub};
+use crate::{
+    failure,
+    hub::{Authenticated, Hub, HubOptions, authenticated},
+};
 
 /// A refusal from the hub: the status and its error message.
 #[derive(Debug)]
@@ -153,6 +156,37 @@ impl Api {
     pub async fn devices_where(&self, query: &DeviceQuery) -> Result<Vec<Device>> {
         Ok(self.get::<DeviceList>(&query.path()).await?.devices)
     }
+}
+
+/// An API client for a command that needs a login (see [`authenticated`]).
+pub fn authenticated_api(options: &HubOptions) -> Result<Api> {
+    let login = authenticated(options)?;
+    Api::new(&login.hub, Some(login.token))
+}
+
+/// A GET whose answer is read as it arrives (an audit export): its own client, since the
+/// shared one's whole-request timeout would cut a long answer off; only reading stalls time out.
+pub async fn get_streamed(login: &Authenticated, path: &str) -> Result<reqwest::Response> {
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*login.hub.tls).clone())
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")?;
+    let base = login.hub.url.to_string();
+    let response = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .map_err(|error| failure::unreachable(&base, &error.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(HttpError::from_body(status, &body).into());
+    }
+    Ok(response)
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8], path: &str) -> Result<T> {

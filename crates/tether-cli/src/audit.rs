@@ -2,7 +2,7 @@
 //! exporting it (CSV or JSON Lines, streamed to stdout or a file), and verifying its hash chain
 //! (by the hub, or here against signed checkpoints: `crate::audit_checkpoint`).
 
-use std::{io::IsTerminal, io::Write, path::PathBuf, time::Duration};
+use std::{io::IsTerminal, io::Write, path::PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -13,7 +13,7 @@ use tether_proto::api::{
 };
 
 use crate::{
-    api::{Api, HttpError},
+    api::{Api, get_streamed},
     failure,
     hub::{Authenticated, HubOptions, authenticated},
     output::{print_listing, tell},
@@ -289,39 +289,11 @@ fn compact_details(details: Option<&Value>) -> String {
         .join(" ")
 }
 
-/// Requests an export (`query`), answered with a success status: its body is to be streamed.
-pub(crate) async fn export_response(
-    login: &Authenticated,
-    query: &[(&str, String)],
-) -> Result<reqwest::Response> {
-    // Not the shared client: an export may take longer than its whole-request timeout.
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls((*login.hub.tls).clone())
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(60))
-        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot set up the HTTP client")?;
-    let base = login.hub.url.to_string();
-    let url = format!("{base}{AUDIT_EXPORT_PATH}?{}", paths::query(query));
-    let response = http
-        .get(&url)
-        .bearer_auth(&login.token)
-        .send()
-        .await
-        .map_err(|error| failure::unreachable(&base, &error.without_url()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(HttpError::from_body(status, &body).into());
-    }
-    Ok(response)
-}
-
 /// Streams the export to `output` (or stdout); a partial file is removed on failure.
 async fn export(login: &Authenticated, query: &[(&str, String)], output: Option<PathBuf>) -> Result<()> {
     let base = login.hub.url.to_string();
-    let mut response = export_response(login, query).await?;
+    let path = format!("{AUDIT_EXPORT_PATH}?{}", paths::query(query));
+    let mut response = get_streamed(login, &path).await?;
     let mut sink: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

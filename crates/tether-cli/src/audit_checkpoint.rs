@@ -10,14 +10,17 @@ use anyhow::{Context, Result, bail};
 use tether_proto::{
     api::{
         Empty,
-        paths::{AUDIT_ANCHOR_PATH, AUDIT_CHECKPOINTS_PATH},
+        paths::{self, AUDIT_ANCHOR_PATH, AUDIT_CHECKPOINTS_PATH, AUDIT_EXPORT_PATH},
     },
     audit::AuditEvent,
     audit_checkpoint::{Anchor, CheckpointVerification, CheckpointWalk, Statement},
 };
 
 use crate::{
-    api::Api, audit::export_response, failure, hub::Authenticated, output::print_listing,
+    api::{Api, get_streamed},
+    failure,
+    hub::Authenticated,
+    output::print_listing,
     time_text::utc_millis,
 };
 
@@ -80,7 +83,11 @@ async fn walk_export(
 ) -> Result<CheckpointVerification> {
     let mut walk = CheckpointWalk::new(anchor, checkpoints);
     let base = login.hub.url.to_string();
-    let mut response = export_response(login, &[("format", "jsonl".to_owned())]).await?;
+    let path = format!(
+        "{AUDIT_EXPORT_PATH}?{}",
+        paths::query(&[("format", "jsonl".to_owned())])
+    );
+    let mut response = get_streamed(login, &path).await?;
     let mut pending: Vec<u8> = Vec::new();
     let mut step = |line: &[u8]| -> Result<()> {
         if line.iter().all(u8::is_ascii_whitespace) {

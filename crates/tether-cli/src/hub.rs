@@ -92,9 +92,3 @@ pub fn authenticated(options: &HubOptions) -> Result<Authenticated> {
         token: credentials.token,
     })
 }
-
-/// An API client for a command that needs a login (see [`authenticated`]).
-pub fn authenticated_api(options: &HubOptions) -> Result<crate::api::Api> {
-    let login = authenticated(options)?;
-    crate::api::Api::new(&login.hub, Some(login.token))
-}

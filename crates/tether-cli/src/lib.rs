@@ -40,9 +40,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tether_proto::api::Device;
 
 use crate::{
-    api::Api,
+    api::{Api, authenticated_api},
     devices::Decision,
-    hub::{HubOptions, authenticated, authenticated_api},
+    hub::{HubOptions, authenticated},
     output::say,
     resolve::find,
     session::Session,

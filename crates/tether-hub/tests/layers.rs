@@ -17,17 +17,6 @@ const HUB_LAYERS: &[&str] = &["config", "domain", "store", "relay", "service", "
 /// Longest source file allowed anywhere in the workspace.
 const MAX_LINES: usize = 600;
 
-/// Known leftovers of issue 14, still to split; anything else over the limit fails.
-const LONG_FILES_TO_SPLIT: &[&str] = &[];
-
-/// Imports that close a known circle still to break (issue 14): (crate, from, to). The check
-/// runs without these edges, so any other circle fails.
-const CIRCLE_EDGES_TO_BREAK: &[(&str, &str, &str)] = &[
-    ("tether-cli", "hub", "api"),
-    ("tether-cli", "audit_checkpoint", "audit"),
-    ("tether-hub", "relay::relay_audit", "relay::user_leg"),
-];
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -295,15 +284,7 @@ fn no_crate_has_an_import_circle() {
         ("tether-proto", 1),
         ("tether-net", 1),
     ] {
-        let mut graph = import_graph(&workspace().join("crates").join(name), depth);
-        for (_, from, to) in CIRCLE_EDGES_TO_BREAK
-            .iter()
-            .filter(|(known, _, _)| *known == name)
-        {
-            if let Some(targets) = graph.get_mut(*from) {
-                targets.remove(*to);
-            }
-        }
+        let graph = import_graph(&workspace().join("crates").join(name), depth);
         if let Some(circle) = find_circle(&graph) {
             circles.push(format!("{name}: {}", circle.join(" -> ")));
         }
@@ -320,7 +301,6 @@ fn no_source_file_is_over_600_lines() {
     let long: Vec<String> = files
         .iter()
         .filter(|file| !file.components().any(|part| part.as_os_str() == "target"))
-        .filter(|file| !LONG_FILES_TO_SPLIT.iter().any(|known| file.ends_with(known)))
         .filter_map(|file| {
             let lines = fs::read_to_string(file).ok()?.lines().count();
             (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", file.display()))

@@ -103,7 +103,7 @@ pub async fn download(
             }
         }
     };
-    let actual = format!("{:x}", hasher.finalize());
+    let actual = hex::encode(hasher.finalize());
     if let Some(expected) = expected
         && !expected.eq_ignore_ascii_case(&actual)
     {

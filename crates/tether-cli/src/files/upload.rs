@@ -49,8 +49,18 @@ fn read_up_to(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
 fn hash_prefix(file: &mut File, length: u64) -> std::io::Result<Sha256> {
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
+    // Read by hand: digest 0.11's hashers are not `io::Write`.
     let mut limited = file.by_ref().take(length);
-    std::io::copy(&mut limited, &mut hasher)?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match limited.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..read]);
+    }
     file.seek(SeekFrom::Start(length))?;
     Ok(hasher)
 }
@@ -107,7 +117,7 @@ pub async fn upload(link: &mut Link, local: &Path, remote: &str, progress: &Prog
                 let read = read_up_to(&mut file, &mut buffer)
                     .with_context(|| format!("reading {}", local.display()))?;
                 if read == 0 {
-                    let sha256 = format!("{:x}", hasher.clone().finalize());
+                    let sha256 = hex::encode(hasher.clone().finalize());
                     link.send(&flow.finish(Some(sha256)));
                 } else {
                     hasher.update(&buffer[..read]);
@@ -123,7 +133,7 @@ pub async fn upload(link: &mut Link, local: &Path, remote: &str, progress: &Prog
                 .on_message(message)
                 .map_err(|error| transfer_failed(&link.label, remote, error))?
             {
-                UploadStep::Done => return Ok(format!("{:x}", hasher.finalize())),
+                UploadStep::Done => return Ok(hex::encode(hasher.finalize())),
                 UploadStep::Continue => {}
             }
         };

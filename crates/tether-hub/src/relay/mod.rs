@@ -4,7 +4,6 @@
 pub mod device_leg;
 pub mod open_terminals;
 pub mod recording;
-pub mod relay_audit;
 pub mod router;
 pub mod session_audit;
 pub mod user_leg;

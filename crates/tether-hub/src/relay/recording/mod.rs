@@ -5,6 +5,7 @@
 
 pub mod player;
 pub mod recorder;
+mod thread_receiver;
 
 use std::{collections::HashMap, sync::Mutex};
 

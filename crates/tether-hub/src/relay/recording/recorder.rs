@@ -1,5 +1,6 @@
-//! Writes one session's recording. A task per session owns the files and a terminal emulator
-//! (for keyframes); the session's relay feeds it through a channel and never blocks on disk.
+//! Writes one session's recording. A thread per session owns the files and a terminal emulator
+//! (for keyframes), so compression and disk writes never run on the runtime's worker threads;
+//! the session's relay feeds it through a bounded channel and never blocks on disk.
 
 use std::{
     fs::File,
@@ -14,6 +15,7 @@ use tether_proto::clock::unix_millis;
 use flate2::{Compression, write::GzEncoder};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::thread_receiver::{Received, ThreadReceiver};
 use crate::{domain::recording_format::Record, domain::recording_format::segment_name};
 use crate::{domain::recording_format::SessionInfo, relay::Relay};
 
@@ -72,16 +74,37 @@ impl RecordingHandle {
 /// Starts recording a session. The recording ends when the handle is dropped.
 pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<RecordingHandle> {
     let directory = state.recordings_dir.join(&info.sid);
-    std::fs::create_dir_all(&directory)?;
+    tokio::fs::create_dir_all(&directory).await?;
     state.store.insert_terminal_session(&info, unix_millis()).await?;
     let (sender, receiver) = mpsc::channel(QUEUE);
-    state.live.insert(&info.sid, sender.downgrade());
     let recorder = Recorder::new(directory, info.width, info.height)?;
+    let (finished, bytes_out) = oneshot::channel();
+    let writer = std::thread::Builder::new()
+        .name("recording".to_owned())
+        .spawn(move || {
+            let _ = finished.send(recorder.run(receiver));
+        });
+    if let Err(error) = writer {
+        // Nothing will be written: the session's record is closed now.
+        if let Err(error) = state
+            .store
+            .end_terminal_session(&info.sid, unix_millis(), 0)
+            .await
+        {
+            tracing::warn!("recording {}: {error:#}", info.sid);
+        }
+        return Err(anyhow::Error::new(error).context("cannot start the recording's writer thread"));
+    }
+    state.live.insert(&info.sid, sender.downgrade());
     let record_input = state.config.record_input;
     let state = state.clone();
     let sid = info.sid.clone();
     tokio::spawn(async move {
-        let bytes_out = recorder.run(receiver).await;
+        // The writer answers once the last segment is finished and synced.
+        let bytes_out = bytes_out.await.unwrap_or_else(|_| {
+            tracing::error!("recording {sid}: the writer thread stopped before finishing");
+            0
+        });
         state.live.remove(&sid);
         if let Err(error) = state
             .store
@@ -139,17 +162,20 @@ impl Recorder {
     }
 
     /// Processes commands until the session drops its handle; returns the output byte count.
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> u64 {
+    /// Runs on the recording's own thread, where waiting for the disk holds up no other task.
+    fn run(mut self, commands: mpsc::Receiver<Command>) -> u64 {
+        let mut commands = ThreadReceiver::new(commands);
         let mut failed = false;
-        let mut ticker = tokio::time::interval(FLUSH_EVERY);
+        let mut next_tick = Instant::now();
         loop {
-            let result = tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => self.handle(command),
-                    None => break,
-                },
+            let result = match commands.receive_until(next_tick) {
+                Received::Message(command) => self.handle(command),
+                Received::Closed => break,
                 // Quiet sessions are flushed too, so a crash loses at most a second.
-                _ = ticker.tick() => self.flush(),
+                Received::TimedOut => {
+                    next_tick = Instant::now() + FLUSH_EVERY;
+                    self.flush()
+                }
             };
             if let Err(error) = result {
                 if !failed {
@@ -246,5 +272,84 @@ impl Recorder {
         self.segment_bytes = 0;
         self.segment_started = Instant::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use flate2::read::GzDecoder;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_writer_thread_records_what_the_relay_sends_and_finishes_its_segment() {
+        let directory = std::env::temp_dir().join(format!("tether-recorder-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let recorder = Recorder::new(directory.clone(), 80, 24).unwrap();
+        let writer = std::thread::spawn(move || recorder.run(receiver));
+        sender.send(Command::Output(b"hello".to_vec())).await.unwrap();
+        sender.send(Command::Resize(100, 30)).await.unwrap();
+        let (reply, answer) = oneshot::channel();
+        sender.send(Command::Subscribe(reply)).await.unwrap();
+        let snapshot = answer.await.unwrap();
+        assert_eq!((snapshot.width, snapshot.height), (100, 30));
+        assert!(String::from_utf8_lossy(&snapshot.screen).contains("hello"));
+        // Dropping the last sender ends the recording: the thread finishes the segment.
+        drop(sender);
+        assert_eq!(writer.join().unwrap(), 5);
+        let segments: Vec<PathBuf> = std::fs::read_dir(&directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        // A finished gzip stream (a missing trailer would be an error here).
+        let mut whole = Vec::new();
+        GzDecoder::new(File::open(&segments[0]).unwrap())
+            .read_to_end(&mut whole)
+            .unwrap();
+        let mut reader = GzDecoder::new(File::open(&segments[0]).unwrap());
+        let mut records = Vec::new();
+        while let Some(record) = Record::read(&mut reader).unwrap() {
+            records.push(record);
+        }
+        assert!(matches!(&records[..], [
+            Record::Keyframe { width: 80, height: 24, .. },
+            Record::Output { data, .. },
+            Record::Resize { width: 100, height: 30, .. },
+        ] if data == b"hello"));
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_quiet_session_is_flushed_within_about_a_second() {
+        let directory = std::env::temp_dir().join(format!("tether-recorder-quiet-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let recorder = Recorder::new(directory.clone(), 80, 24).unwrap();
+        let writer = std::thread::spawn(move || recorder.run(receiver));
+        sender.send(Command::Output(b"quiet".to_vec())).await.unwrap();
+        tokio::time::sleep(FLUSH_EVERY + Duration::from_millis(500)).await;
+        // Read while the segment is still open, as after a crash: the output is on disk.
+        let segment = std::fs::read_dir(&directory)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut reader = flate2::read::GzDecoder::new(File::open(&segment).unwrap());
+        let mut records = Vec::new();
+        while let Ok(Some(record)) = Record::read(&mut reader) {
+            records.push(record);
+        }
+        assert!(
+            matches!(&records[..], [Record::Keyframe { .. }, Record::Output { data, .. }] if data == b"quiet"),
+            "{records:?}"
+        );
+        drop(sender);
+        writer.join().unwrap();
+        std::fs::remove_dir_all(&directory).unwrap();
     }
 }

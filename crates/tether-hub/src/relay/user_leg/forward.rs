@@ -13,12 +13,15 @@ use tether_proto::{
 
 use crate::{
     domain::permissions::Action, domain::principal::Principal, domain::principal::authorize_quietly,
-    domain::recording_format::SessionInfo, relay::Relay, relay::recording, relay::relay_audit::Refusal,
-    relay::relay_audit::malformed_forward, relay::relay_audit::refuse_message, relay::router::Lane,
+    domain::recording_format::SessionInfo, relay::Relay, relay::recording, relay::router::Lane,
     relay::router::SessionLink,
 };
 
-use super::{DeviceSide, Ending, Session, Sink, send};
+use super::{
+    DeviceSide, Ending, Session, Sink,
+    audit::{Refusal, malformed_forward, refuse_message},
+    send,
+};
 
 /// Largest `shell` body sent to a version-1 (stock) agent: its frames must stay under 8 KiB.
 const VERSION_1_SHELL_CHUNK: usize = 4096;

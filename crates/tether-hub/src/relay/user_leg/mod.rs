@@ -25,15 +25,16 @@ use tokio::{sync::broadcast::error::RecvError, time::Instant};
 use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
     domain::permissions::Action, domain::principal::Principal, domain::principal::Revocation, relay::Relay,
-    relay::recording::RecordingHandle, relay::relay_audit, relay::relay_audit::record_all,
-    relay::router::Lane, relay::router::SessionEvent, relay::router::SessionLink,
-    relay::session_audit::SessionAudit,
+    relay::recording::RecordingHandle, relay::router::Lane, relay::router::SessionEvent,
+    relay::router::SessionLink, relay::session_audit::SessionAudit,
 };
 
+mod audit;
 mod forward;
 mod handshake;
 mod resume;
 
+use audit::record_all;
 use forward::{forward, recheck, record_terminal};
 pub(crate) use handshake::handshake;
 use resume::{await_device, end_resumable, observe_shell};
@@ -144,7 +145,7 @@ pub async fn serve(
                 } else {
                     reason.text.clone()
                 };
-                relay_audit::record_ending(state, sid, session.audit.session_ended(&text)).await;
+                audit::record_ending(state, sid, session.audit.session_ended(&text)).await;
                 if reason.superseded {
                     // Another connection of the same user took the session over.
                 } else if detach {

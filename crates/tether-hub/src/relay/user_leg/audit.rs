@@ -12,9 +12,9 @@ use tether_proto::{
 use crate::{
     domain::audit, domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object,
     domain::audit::Outcome, domain::permissions::Action, relay::Relay, relay::open_terminals,
-    relay::user_leg::Ending, relay::user_leg::Session, relay::user_leg::Sink,
-    relay::user_leg::end_with_error, relay::user_leg::send,
 };
+
+use super::{Ending, Session, Sink, end_with_error, send};
 
 /// Records a session's events; when the audit log fails, the session ends (fail closed).
 pub(crate) async fn record_all(
