@@ -396,7 +396,11 @@ mod tests {
     fn re_encoding_keeps_fixed_widths_and_shrinks_the_rest() {
         let round = |bytes: &[u8]| Value::decode(bytes).unwrap().encode();
         // Fixed widths come back as they were.
-        for fixed in [&[0xd3, 0, 0, 0, 0, 0, 0, 0, 5][..], &[0xcd, 0, 5], &[0xce, 0, 0, 0, 5]] {
+        for fixed in [
+            &[0xd3, 0, 0, 0, 0, 0, 0, 0, 5][..],
+            &[0xcd, 0, 5],
+            &[0xce, 0, 0, 0, 5],
+        ] {
             assert_eq!(round(fixed), fixed);
         }
         // Other widths and lengths come back in their smallest form, with the same value.
