@@ -37,8 +37,8 @@ table gives each device's outcome (exit N, offline, refused, timed out, no tethe
 failed, interrupted) and duration. --output-dir DIR writes each device's output to DIR/NAME.out
 instead; --json prints one JSON object per device ({device, device_id, outcome, exit_status,
 duration_ms, reason?, output_file?}) instead of the table, with the output lines on stderr.
-Exits 0 only when the command exited 0 on every device (1 otherwise, 130 after Ctrl-C, which
-stops the command everywhere).";
+Exits 0 only when the command exited 0 on every device: 255 if the hub could not be reached,
+130 after Ctrl-C (which stops the command everywhere), 1 otherwise.";
 
 /// The options of the `--group` form of `tether exec`.
 #[derive(Args, Debug, Clone)]
