@@ -1,5 +1,9 @@
 //! `tether exec DEVICE -- COMMAND...`: runs one command on the device (a version-2 extension,
 //! so only with a tether-agent), streams its output, and exits with its exit status.
+//!
+//! The steps on an open session ([`start`], [`follow`]) are shared with `tether exec --group`
+//! ([`crate::fleet_exec`]), which runs them on many devices at once with its own output and
+//! its own reasons to stop.
 
 use std::io::IsTerminal;
 
@@ -8,6 +12,7 @@ use tether_proto::{api::Device, shell::Shell, shell::status, version};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    failure::refusal,
     messages::Event,
     output::{say, window_size, write_stdout},
     quoting::command_line,
@@ -18,7 +23,7 @@ use crate::{
 pub const TRANSPORT_FAILURE: i32 = 255;
 
 pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Result<i32> {
-    if session.version < version::TETHER {
+    if !speaks_exec(&session) {
         let spoken = session.version;
         session.close().await;
         bail!(
@@ -27,6 +32,53 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
             device.name
         );
     }
+    start(&session, words);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let signalled = async {
+        tokio::select! {
+            _ = interrupt.recv() => libc::SIGINT,
+            _ = terminate.recv() => libc::SIGTERM,
+            _ = hangup.recv() => libc::SIGHUP,
+        }
+    };
+    let mut output = |bytes: &[u8]| write_stdout(bytes);
+    let mut notice = |text: &str| say!("tether: {text}");
+    match follow(&mut session, &device.name, &mut output, &mut notice, signalled).await? {
+        Ending::Exited(code) => {
+            session.close().await;
+            Ok(code)
+        }
+        Ending::Abnormal(text) => {
+            session.close().await;
+            say!("tether: the command ended abnormally: {text}");
+            Ok(TRANSPORT_FAILURE)
+        }
+        // Ctrl-C here means "stop the command", not just "stop watching it".
+        Ending::Stopped(signalled) => {
+            session.stop().await;
+            Ok(128 + signalled)
+        }
+        Ending::OutputFailed(error) => {
+            session.stop().await;
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                // Like a command killed by SIGPIPE (`tether exec ... | head`).
+                return Ok(128 + libc::SIGPIPE);
+            }
+            Err(error).context("writing to stdout")
+        }
+    }
+}
+
+/// Whether the device's agent runs commands (a tether-agent, protocol version 2); a stock
+/// mender-connect only offers interactive shells.
+pub fn speaks_exec(session: &Session) -> bool {
+    session.version >= version::TETHER
+}
+
+/// Asks the device to run `words` (quoted for its shell as [`command_line`] says).
+pub fn start(session: &Session, words: &[String]) {
     // The command may format for the width of the operator's terminal, if there is one.
     let (width, height) = if std::io::stdout().is_terminal() {
         window_size()
@@ -41,43 +93,52 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
         status: None,
         text: Vec::new(),
     });
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let signalled = loop {
+}
+
+/// How a command followed by [`follow`] ended. The session is left to the caller: closed after
+/// an end, stopped (which ends the command) otherwise.
+pub enum Ending<Stop> {
+    /// The command exited with this status (128 + N when killed by signal N).
+    Exited(i32),
+    /// The device ended the command without an exit status, saying why.
+    Abnormal(String),
+    /// The caller's `stop` came first, with its value.
+    Stopped(Stop),
+    /// `output` failed.
+    OutputFailed(std::io::Error),
+}
+
+/// Passes the command's output to `output` and the session's notices to `notice` until the
+/// command ends or `stop` resolves. Errors are those of [`Session::next`], and a refusal of the
+/// shell by the device.
+pub async fn follow<Stop>(
+    session: &mut Session,
+    device_name: &str,
+    output: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    notice: &mut dyn FnMut(&str),
+    stop: impl Future<Output = Stop>,
+) -> Result<Ending<Stop>> {
+    tokio::pin!(stop);
+    loop {
         tokio::select! {
             event = session.next() => match event? {
                 Event::Started => {}
                 Event::Output(bytes, _) => {
-                    if let Err(error) = write_stdout(&bytes) {
-                        session.stop().await;
-                        if error.kind() == std::io::ErrorKind::BrokenPipe {
-                            // Like a command killed by SIGPIPE (`tether exec ... | head`).
-                            return Ok(128 + libc::SIGPIPE);
-                        }
-                        return Err(error).context("writing to stdout");
+                    if let Err(error) = output(&bytes) {
+                        return Ok(Ending::OutputFailed(error));
                     }
                 }
-                Event::Refused(text) => bail!("{} refused the shell: {text}", device.name),
+                Event::Refused(text) => return Err(refusal(format!("{device_name} refused the shell: {text}"))),
                 Event::Ended { status, text, exit_status } => {
-                    session.close().await;
                     return Ok(match exit_status {
-                        Some(code) => u8::try_from(code).map_or(TRANSPORT_FAILURE, i32::from),
-                        None if status == Some(status::ERROR) => {
-                            say!("tether: the command ended abnormally: {text}");
-                            TRANSPORT_FAILURE
-                        }
-                        None => 0,
+                        Some(code) => Ending::Exited(u8::try_from(code).map_or(TRANSPORT_FAILURE, i32::from)),
+                        None if status == Some(status::ERROR) => Ending::Abnormal(text),
+                        None => Ending::Exited(0),
                     });
                 }
-                Event::Notice(text) | Event::Reconnecting(text) => say!("tether: {text}"),
+                Event::Notice(text) | Event::Reconnecting(text) => notice(&text),
             },
-            _ = interrupt.recv() => break libc::SIGINT,
-            _ = terminate.recv() => break libc::SIGTERM,
-            _ = hangup.recv() => break libc::SIGHUP,
+            stopped = &mut stop => return Ok(Ending::Stopped(stopped)),
         }
-    };
-    // Ctrl-C here means "stop the command", not just "stop watching it".
-    session.stop().await;
-    Ok(128 + signalled)
+    }
 }

@@ -12,6 +12,7 @@ mod escape;
 mod exec;
 mod failure;
 mod files;
+mod fleet_exec;
 mod hub;
 mod input;
 mod install_tokens;
@@ -147,14 +148,20 @@ enum Command {
         #[arg(long, value_name = "SESSION")]
         attach: Option<String>,
     },
-    /// Run one command on a device and exit with its status
+    /// Run one command on a device (or on every device of a group) and exit with its status
     #[command(
-        after_help = EXEC_HELP,
-        override_usage = "tether exec [OPTIONS] <DEVICE> -- <COMMAND>..."
+        after_help = format!("{EXEC_HELP}\n\n{}", fleet_exec::FLEET_HELP),
+        override_usage = "tether exec [OPTIONS] <DEVICE> -- <COMMAND>...\n       \
+                          tether exec [OPTIONS] --group <GROUP> -- <COMMAND>...",
+        // `exec --group G -- COMMAND...`: without DEVICE, the words after `--` are the command.
+        allow_missing_positional = true
     )]
     Exec {
         /// Device id, unique id prefix, or name
-        device: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        device: Option<String>,
+        #[command(flatten)]
+        fleet: fleet_exec::FleetArgs,
         /// The command and its arguments (after `--`)
         #[arg(
             required = true,
@@ -382,7 +389,15 @@ async fn run(cli: Cli) -> Result<i32> {
             let device = find(&api, &device).await?;
             return terminal::run(login, &device, attach).await;
         }
-        Command::Exec { device, command } => {
+        Command::Exec {
+            device,
+            fleet,
+            command,
+        } => {
+            let Some(device) = device else {
+                let group = fleet.group.clone().unwrap_or_default();
+                return fleet_exec::run(&options, &group, &fleet, command).await;
+            };
             let (session, device) = open_session(&options, &device).await?;
             return exec::run(session, &device, &command).await;
         }

@@ -11,6 +11,7 @@ pub mod device_auth;
 pub mod device_connect;
 pub mod devices;
 pub mod error;
+pub mod exec_runs;
 pub mod extract;
 pub mod file_descriptors;
 pub mod file_download;

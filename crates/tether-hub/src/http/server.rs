@@ -70,6 +70,7 @@ pub fn routes(state: AppState) -> Router {
             post(devices::reject_device),
         )
         .route(&api::user_connect_path("{id}"), get(terminal::connect))
+        .route(api::paths::EXEC_RUNS_PATH, post(crate::http::exec_runs::create))
         .route(api::paths::AUDIT_EVENTS_PATH, get(audit::list))
         .route(api::paths::AUDIT_EXPORT_PATH, get(audit::export))
         .route(api::paths::AUDIT_VERIFY_PATH, get(audit::verify))

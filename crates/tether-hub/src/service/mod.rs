@@ -6,6 +6,7 @@ pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod checkpoints;
+pub mod exec_runs;
 pub mod login;
 pub mod roles;
 pub mod secret_box;

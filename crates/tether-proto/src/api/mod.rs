@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod devices;
+pub mod exec_runs;
 pub mod files;
 pub mod install_tokens;
 pub mod login;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use access::*;
 pub use audit::*;
 pub use devices::*;
+pub use exec_runs::*;
 pub use files::*;
 pub use install_tokens::*;
 pub use login::*;

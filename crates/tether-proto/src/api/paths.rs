@@ -28,6 +28,8 @@ pub const ACCESS_POLICIES_PATH: &str = "/api/management/v1/access/policies";
 pub const ACCESS_REQUESTS_PATH: &str = "/api/management/v1/access/requests";
 pub const SESSIONS_PATH: &str = "/api/management/v1/sessions";
 pub const DETACHED_SESSIONS_PATH: &str = "/api/management/v1/sessions/detached";
+/// `POST`: one command across a device group (see [`super::exec_runs`]).
+pub const EXEC_RUNS_PATH: &str = "/api/management/v1/exec-runs";
 
 pub const AUDIT_EVENTS_PATH: &str = "/api/management/v1/audit/events";
 pub const AUDIT_EXPORT_PATH: &str = "/api/management/v1/audit/export";
@@ -198,5 +200,6 @@ mod tests {
             "/api/management/v1/users/a%20b/disable"
         );
         assert!(LOGIN_PATH.starts_with(MANAGEMENT) && AUDIT_ANCHOR_PATH.starts_with(MANAGEMENT));
+        assert!(EXEC_RUNS_PATH.starts_with(MANAGEMENT));
     }
 }
