@@ -45,7 +45,7 @@ pub use nats::Nats;
 pub use netns::Namespace;
 pub use openssl_key::OpensslKey;
 pub use postgres::Postgres;
-pub use process::{Proc, hermetic};
+pub use process::{Proc, hermetic, run_with_deadline};
 pub use pty::PtySession;
 
 /// How long a helper waits for something expected (a line, a device, a process) before giving up.

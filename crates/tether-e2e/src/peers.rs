@@ -428,7 +428,7 @@ impl Sshd {
                      AuthorizedKeysFile {authorized}\nStrictModes no\nUsePAM no\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-                     AllowUsers {user}\nLogLevel VERBOSE\n",
+                     AllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
                     host = host_key.display(),
                     authorized = authorized.display(),
                 ),
