@@ -17,9 +17,9 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 use tether_e2e::{
-    Agent, Cli, Hub, PortForward, WAIT, hermetic,
-    peers::{Sshd, TcpEcho, sha256_file, write_deterministic_file},
-    run_with_deadline, wait_for,
+    Agent, Cli, Hub, PortForward, StockForwarder, ToolRun, WAIT, hermetic,
+    peers::{Sshd, TcpEcho, deterministic_bytes, sha256_bytes, sha256_file, write_deterministic_file},
+    run_tool, run_with_deadline, wait_for,
 };
 
 /// How long one run of a tool may take before the test gives up on it (a loaded machine).
@@ -39,7 +39,7 @@ struct Fleet {
     printed: String,
     /// The block plus what the tests need (identity, no known-hosts), for `ssh -F`.
     ssh_config: PathBuf,
-    _hub: Hub,
+    hub: Hub,
     _dir: TempDir,
 }
 
@@ -125,41 +125,13 @@ fn start_fleet() -> Option<Fleet> {
         devices,
         printed,
         ssh_config,
-        _hub: hub,
+        hub,
         _dir: dir,
     })
 }
 
-/// A finished tool run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Panics with everything printed (and the fleet's logs) unless the tool exited 0.
-    fn ok(&self, what: &str, fleet: &Fleet) -> &str {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "{what} failed:\n--- stdout ---\n{}\n--- stderr ---\n{}\n{}",
-            self.stdout,
-            self.stderr,
-            fleet.logs()
-        );
-        &self.stdout
-    }
-}
-
-fn run(command: Command, stdin: Option<&[u8]>) -> Run {
-    let (output, timed_out) = run_with_deadline(command, stdin, TOOL_LIMIT);
-    assert!(!timed_out, "a tool did not finish within {TOOL_LIMIT:?}");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+fn run(command: Command, stdin: Option<&[u8]>) -> ToolRun {
+    run_tool(command, stdin, TOOL_LIMIT)
 }
 
 #[test]
@@ -217,7 +189,10 @@ fn ssh_runs_a_command_on_each_device_and_returns_its_exit_status() {
     ssh.arg(format!("{}@{}", fleet.sshd.user, fleet.host(1)))
         .arg("id -un");
     let run = run(ssh, None);
-    assert_eq!(run.ok("ssh user@host", &fleet), format!("{}\n", fleet.sshd.user));
+    assert_eq!(
+        run.ok("ssh user@host", || fleet.logs()),
+        format!("{}\n", fleet.sshd.user)
+    );
 }
 
 #[test]
@@ -237,7 +212,7 @@ fn scp_copies_both_ways_and_the_checksums_match() {
         .arg(&config)
         .arg(&local)
         .arg(format!("{}:{}/", fleet.host(0), remote_dir.display()));
-    run(upload, None).ok("scp upload", &fleet);
+    run(upload, None).ok("scp upload", || fleet.logs());
     let uploaded = remote_dir.join("firmware.bin");
     assert_eq!(sha256_file(&uploaded), sha256_file(&local));
 
@@ -248,7 +223,7 @@ fn scp_copies_both_ways_and_the_checksums_match() {
         .arg(&config)
         .arg(format!("{}:{}", fleet.host(1), uploaded.display()))
         .arg(&back);
-    run(download, None).ok("scp download", &fleet);
+    run(download, None).ok("scp download", || fleet.logs());
     assert_eq!(sha256_file(&back), sha256_file(&local));
 }
 
@@ -280,7 +255,7 @@ fn sftp_runs_a_batch() {
         .arg(&batch)
         .arg(fleet.host(0));
     let run = run(sftp, None);
-    let listing = run.ok("sftp -b", &fleet);
+    let listing = run.ok("sftp -b", || fleet.logs());
     assert!(
         listing.contains("pump.conf"),
         "the batch's ls shows the file:\n{listing}"
@@ -300,7 +275,7 @@ fn rsync(fleet: &Fleet, source: &Path, host: &str, destination: &Path) -> String
         .arg(format!("ssh -F {}", fleet.ssh_config.display()))
         .arg(format!("{}/", source.display()))
         .arg(format!("{host}:{}/", destination.display()));
-    run(rsync, None).ok("rsync", fleet).to_owned()
+    run(rsync, None).ok("rsync", || fleet.logs()).to_owned()
 }
 
 /// The files (not directories) an itemized rsync run sent (`<f...` lines).
@@ -423,7 +398,7 @@ fn ansible_pings_two_devices_and_runs_a_playbook() {
     let mut ping = ansible("ansible");
     ping.args(["devices", "-m", "ping"]);
     let ping = run(ping, None);
-    let pinged = ping.ok("ansible -m ping", &fleet);
+    let pinged = ping.ok("ansible -m ping", || fleet.logs());
     for index in 0..2 {
         assert!(
             pinged.contains(&format!("{} | SUCCESS", fleet.host(index))),
@@ -435,7 +410,7 @@ fn ansible_pings_two_devices_and_runs_a_playbook() {
     let mut play = ansible("ansible-playbook");
     play.arg(&playbook);
     let play = run(play, None);
-    let recap = play.ok("ansible-playbook", &fleet);
+    let recap = play.ok("ansible-playbook", || fleet.logs());
     for index in 0..2 {
         let host = fleet.host(index);
         let line = recap
@@ -561,4 +536,54 @@ fn a_proxied_connection_is_audited_as_a_forward_like_port_forward() {
     let opens = forward_events(&fleet.cli, "port_forward.open", &target);
     assert_eq!(opens.len(), 2, "{opens:#?}");
     assert_eq!(detail_names(&opens[0]), detail_names(&opens[1]), "{opens:#?}");
+}
+
+#[test]
+fn ssh_works_through_a_stock_protocol_1_device() {
+    let Some(fleet) = fleet() else { return };
+    let stock = StockForwarder::start(&fleet.hub, &fleet.cli);
+    let host = format!("{}.tether", stock.name);
+
+    let mut ssh = fleet.ssh();
+    ssh.arg(&host).arg("echo stock-$((6*7)); exit 5");
+    let status = run(ssh, None);
+    assert_eq!(status.code, Some(5), "{}\n{}", status.stderr, fleet.logs());
+    assert_eq!(status.stdout, "stock-42\n");
+
+    // Bytes both ways, in many 4 KiB forwards with one in flight: up through stdin, back as a
+    // checksum; then down from a file.
+    let input = deterministic_bytes(0x51, 300_000);
+    let mut ssh = fleet.ssh();
+    ssh.arg(&host).arg("sha256sum");
+    let checksum = run(ssh, Some(&input));
+    let digest = checksum.ok("ssh sha256sum through the stock device", || fleet.logs());
+    assert_eq!(
+        digest.split_whitespace().next(),
+        Some(sha256_bytes(&input).as_str())
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("log.bin");
+    write_deterministic_file(&file, 0x52, 200_000);
+    let mut ssh = fleet.ssh();
+    ssh.arg(&host).arg(format!("cat {}", file.display()));
+    let (output, timed_out) = run_with_deadline(ssh, None, TOOL_LIMIT);
+    assert!(!timed_out && output.status.success(), "{output:?}");
+    assert_eq!(sha256_bytes(&output.stdout), sha256_file(&file));
+    assert_eq!(
+        stock.violations(),
+        Vec::<String>::new(),
+        "version 1's flow control was broken"
+    );
+
+    // Once the device is gone, the proxy is refused by the hub, with the reason.
+    let name = stock.name.clone();
+    drop(stock);
+    fleet.cli.wait_device(&name, "offline", |device| !device.online);
+    let offline = fleet.cli.run(&["proxy", &host, "22"]);
+    assert_eq!(offline.code, Some(1), "{offline}");
+    assert!(offline.stdout.is_empty(), "{offline}");
+    assert!(
+        offline.stderr.contains(&format!("device {name} is offline")),
+        "{offline}"
+    );
 }
