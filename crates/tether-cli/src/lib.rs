@@ -202,7 +202,7 @@ enum Command {
     #[command(name = "ssh-config", after_help = ssh_config::SSH_CONFIG_HELP)]
     SshConfig {
         /// The user to log in as on the devices (ssh's User)
-        #[arg(long, value_name = "USER")]
+        #[arg(long, value_name = "USER", value_parser = ssh_config::parse_user)]
         user: Option<String>,
         /// The port sshd listens on, on the devices (ssh's Port; default 22)
         #[arg(long, value_name = "PORT")]

@@ -48,7 +48,8 @@ pub fn run(options: &HubOptions, request: &Request) -> Result<i32> {
         ca: ca.as_deref(),
         token_in_environment: std::env::var_os("TETHER_TOKEN").is_some_and(|token| !token.is_empty()),
     };
-    if config::load(&config_dir)?.is_none() && !setup.token_in_environment {
+    // Only a hint: the block is right whatever the login's state, which may change later.
+    if matches!(config::load(&config_dir), Ok(None)) && !setup.token_in_environment {
         say!("tether: note: not logged in yet; run `tether login USER` before using ssh");
     }
     crate::output::print_listing(&block(&setup, request))?;
@@ -97,7 +98,7 @@ fn block(setup: &Setup<'_>, request: &Request) -> String {
     text.push_str(&format!("Host *{SSH_SUFFIX}\n"));
     text.push_str(&format!("    ProxyCommand {}\n", proxy_command.join(" ")));
     if let Some(user) = &request.user {
-        text.push_str(&format!("    User {}\n", config_word(user)));
+        text.push_str(&format!("    User {user}\n"));
     }
     if let Some(port) = request.port {
         text.push_str(&format!("    Port {port}\n"));
@@ -105,12 +106,16 @@ fn block(setup: &Setup<'_>, request: &Request) -> String {
     text
 }
 
-/// A value for an `ssh_config` keyword: double-quoted when it has a space.
-fn config_word(word: &str) -> String {
-    if word.contains(char::is_whitespace) {
-        format!("\"{}\"", word.replace('"', ""))
+/// `--user`: written as one `ssh_config` word, so nothing that would end or quote it.
+pub fn parse_user(text: &str) -> Result<String, String> {
+    let plain = !text.is_empty()
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '#'));
+    if plain {
+        Ok(text.to_owned())
     } else {
-        word.to_owned()
+        Err("a user name without spaces, quotes, `#` or control characters".into())
     }
 }
 
@@ -173,5 +178,14 @@ mod tests {
         assert!(text.contains("    User root\n"), "{text}");
         assert!(text.contains("    Port 2222\n"), "{text}");
         assert!(text.contains("TETHER_TOKEN is not written here"), "{text}");
+    }
+
+    #[test]
+    fn a_user_name_must_stay_one_word() {
+        assert_eq!(parse_user("root").as_deref(), Ok("root"));
+        assert_eq!(parse_user("ops.team-1").as_deref(), Ok("ops.team-1"));
+        for bad in ["", "a b", "a\"b", "it's", "x#y", "a\nb"] {
+            assert!(parse_user(bad).is_err(), "{bad:?}");
+        }
     }
 }
