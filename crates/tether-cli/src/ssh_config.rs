@@ -97,6 +97,10 @@ fn block(setup: &Setup<'_>, request: &Request) -> String {
     }
     text.push_str(&format!("Host *{SSH_SUFFIX}\n"));
     text.push_str(&format!("    ProxyCommand {}\n", proxy_command.join(" ")));
+    // Bytes every minute: the agent closes a forward idle for port_forward.idle_timeout_secs
+    // (10 minutes by default), which would end a quiet ssh session.
+    text.push_str("    # traffic on quiet sessions: agents close forwards idle for 10 minutes by default\n");
+    text.push_str("    ServerAliveInterval 60\n");
     if let Some(user) = &request.user {
         text.push_str(&format!("    User {user}\n"));
     }
@@ -151,6 +155,7 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("\n    ServerAliveInterval 60\n"), "{text}");
         assert!(!text.contains("User "), "{text}");
         assert!(!text.contains("Port "), "{text}");
     }
