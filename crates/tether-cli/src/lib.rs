@@ -22,12 +22,14 @@ mod output;
 mod password;
 mod port_forward;
 mod printable;
+mod proxy;
 mod quoting;
 mod raw_mode;
 mod resolve;
 mod roles;
 mod session;
 mod sessions;
+mod ssh_config;
 mod terminal;
 mod time_text;
 mod tokens;
@@ -190,6 +192,28 @@ enum Command {
         /// Log each connection (open, close, byte counts) to stderr
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Connect stdin and stdout to a TCP port reached from a device (ssh's ProxyCommand)
+    #[command(after_help = proxy::PROXY_HELP)]
+    Proxy {
+        /// Device id, unique id prefix, or name (a trailing `.tether` is taken off)
+        device: String,
+        /// [HOST:]PORT as reached from the device, e.g. 22 or 10.0.0.5:502
+        #[arg(value_name = "TARGET", value_parser = port_forward::parse_remote)]
+        target: (String, u16),
+        /// Say on stderr how the connection ended, with byte counts
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print an ssh_config block to reach devices as NAME.tether with ssh, scp, rsync, Ansible
+    #[command(name = "ssh-config", after_help = ssh_config::SSH_CONFIG_HELP)]
+    SshConfig {
+        /// The user to log in as on the devices (ssh's User)
+        #[arg(long, value_name = "USER", value_parser = ssh_config::parse_user)]
+        user: Option<String>,
+        /// The port sshd listens on, on the devices (ssh's Port; default 22)
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
     },
     /// Copy files to or from a device, like scp
     #[command(after_help = CP_HELP)]
@@ -414,6 +438,22 @@ async fn run(cli: Cli) -> Result<i32> {
                 verbose,
             };
             return port_forward::run(&options, request).await;
+        }
+        Command::Proxy {
+            device,
+            target: (host, port),
+            verbose,
+        } => {
+            let request = proxy::Request {
+                device,
+                host,
+                port,
+                verbose,
+            };
+            return proxy::run(&options, request).await;
+        }
+        Command::SshConfig { user, port } => {
+            return ssh_config::run(&options, &ssh_config::Request { user, port });
         }
         Command::Cp {
             recursive,

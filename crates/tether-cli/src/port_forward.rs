@@ -37,7 +37,8 @@ use tokio::{
     time::{sleep, timeout},
 };
 
-pub use mapping::{Mapping, parse as parse_mapping};
+pub use mapping::{Mapping, host_port, parse as parse_mapping, parse_remote};
+pub use tcp::{End, pump};
 
 use crate::{
     api::{Api, HttpError},
@@ -69,6 +70,15 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link over `outgoing`, for a session that negotiated `version`.
+    pub fn new(outgoing: Outgoing, version: u32) -> Link {
+        Link {
+            outgoing,
+            version,
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub fn send(&self, message: &PortForward) {
         self.outgoing
             .send_envelope(&message.to_envelope(self.outgoing.sid()));
@@ -118,6 +128,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// What the connections to `device` share, before any session is up.
+    pub fn new(device: String, verbose: bool) -> Shared {
+        Shared {
+            device,
+            verbose,
+            link: watch::Sender::new(None),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
     /// A fresh `connection_id`, unique for the life of the command.
     pub fn connection_id(&self) -> String {
         self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
@@ -243,12 +263,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let shared = Arc::new(Shared {
-        device: device.name.clone(),
-        verbose: request.verbose,
-        link: watch::Sender::new(None),
-        next_id: AtomicU64::new(1),
-    });
+    let shared = Arc::new(Shared::new(device.name.clone(), request.verbose));
     for (listener, mapping) in listeners {
         let (local, transport) = match &listener {
             Listener::Tcp(socket) => (socket.local_addr()?, "tcp"),
@@ -270,11 +285,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
     }
 
     loop {
-        let link = Arc::new(Link {
-            outgoing: session.outgoing(),
-            version: session.version,
-            routes: Mutex::new(HashMap::new()),
-        });
+        let link = Arc::new(Link::new(session.outgoing(), session.version));
         tracing::debug!("session {} speaks version {}", session.sid(), session.version);
         shared.link.send_replace(Some(link.clone()));
         let lost = tokio::select! {
@@ -303,7 +314,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
 }
 
 /// Routes the session's messages until it dies; returns why.
-async fn dispatch(session: &mut Session, link: &Link) -> anyhow::Error {
+pub async fn dispatch(session: &mut Session, link: &Link) -> anyhow::Error {
     loop {
         let envelope = match session.next_envelope().await {
             Ok(envelope) => envelope,

@@ -28,6 +28,8 @@ mod postgres;
 mod process;
 mod pty;
 pub mod source_address;
+mod stock_forwarder;
+mod tool;
 
 use std::{
     path::PathBuf,
@@ -45,8 +47,10 @@ pub use nats::Nats;
 pub use netns::Namespace;
 pub use openssl_key::OpensslKey;
 pub use postgres::Postgres;
-pub use process::{Proc, hermetic};
+pub use process::{Proc, hermetic, run_with_deadline};
 pub use pty::PtySession;
+pub use stock_forwarder::StockForwarder;
+pub use tool::{ToolRun, run_tool};
 
 /// How long a helper waits for something expected (a line, a device, a process) before giving up.
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -354,7 +354,6 @@ fn serve_http(stream: TcpStream, seed: u64, len: u64) {
 // ---------------------------------------------------------------------------------------------
 // sshd
 
-/// A real OpenSSH server (`sshd -D -e -f CONFIG`) on a free loopback port, with a temporary host
 /// Options every OpenSSH client of the tests and benchmarks uses: no user configuration, no
 /// prompts, no host-key checks (the server is a throwaway one on loopback), quiet.
 pub const SSH_CLIENT_OPTIONS: &[&str] = &[
@@ -370,7 +369,9 @@ pub const SSH_CLIENT_OPTIONS: &[&str] = &[
     "LogLevel=ERROR",
 ];
 
-/// key and one authorized client key for the current user (root when the tests run as root).
+/// A real OpenSSH server (`sshd -D -e -f CONFIG`) on a free loopback port, with a temporary host
+/// key and one authorized client key for the current user (root when the tests run as root),
+/// serving sftp (`internal-sftp`) too.
 pub struct Sshd {
     pub port: u16,
     /// The user to log in as.
@@ -428,7 +429,7 @@ impl Sshd {
                      AuthorizedKeysFile {authorized}\nStrictModes no\nUsePAM no\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-                     AllowUsers {user}\nLogLevel VERBOSE\n",
+                     AllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
                     host = host_key.display(),
                     authorized = authorized.display(),
                 ),

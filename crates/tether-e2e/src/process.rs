@@ -222,11 +222,7 @@ pub(crate) fn read_lossy(path: &Path) -> String {
 
 /// Runs `command` to completion with `stdin` as its input, killing it after `limit`
 /// (it then returns what the process wrote, with a `None` status code).
-pub(crate) fn run_with_deadline(
-    mut command: Command,
-    stdin: Option<&[u8]>,
-    limit: Duration,
-) -> (Output, bool) {
+pub fn run_with_deadline(mut command: Command, stdin: Option<&[u8]>, limit: Duration) -> (Output, bool) {
     command
         .stdin(if stdin.is_some() {
             Stdio::piped()

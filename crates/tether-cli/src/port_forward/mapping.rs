@@ -81,6 +81,15 @@ pub fn parse(text: &str) -> Result<Mapping, String> {
     })
 }
 
+/// A target as `tether proxy` takes it: `PORT`, `HOST:PORT` or `[IPV6]:PORT`, the port not 0.
+pub fn parse_remote(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = remote_target(text)?;
+    if port == 0 {
+        return Err("the port must not be 0".into());
+    }
+    Ok((host, port))
+}
+
 /// `PORT`, `HOST:PORT` or `[IPV6]:PORT`.
 fn remote_target(text: &str) -> Result<(String, u16), String> {
     if let Some(bracketed) = text.strip_prefix('[') {

@@ -1,13 +1,14 @@
 //! TCP mappings: one task per accepted connection, with a helper task that writes the device's
 //! data to the local socket and acknowledges each `forward` once written (so a slow local
-//! reader slows the device down).
+//! reader slows the device down). [`pump`] takes any reader and writer, so that `tether proxy`
+//! relays standard input and output the same way.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 use tether_proto::port_forward::{MAX_CHUNK, PortForward};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
     sync::mpsc,
     time::{Instant, sleep, sleep_until},
 };
@@ -48,7 +49,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, share
             "connection {id} from {peer} to {} (tcp) opened",
             mapping.remote()
         ));
-        let counts = pump(stream, &id, &link, &mut inbound).await;
+        let (reader, writer) = stream.into_split();
+        let counts = pump(reader, writer, &id, &link, &mut inbound).await;
         shared.log(format_args!(
             "connection {id} from {peer} closed ({}; sent {} bytes, received {} bytes)",
             counts.end, counts.sent, counts.received
@@ -57,20 +59,49 @@ async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, share
     link.unregister(&id);
 }
 
-struct Counts {
-    sent: u64,
-    received: u64,
-    end: &'static str,
+/// What a connection moved, and how it ended.
+pub struct Counts {
+    pub sent: u64,
+    pub received: u64,
+    pub end: End,
 }
 
-/// Moves bytes both ways until either side stops or the session dies.
-async fn pump(
-    stream: TcpStream,
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    SessionLost,
+    ClosedByDevice,
+    DeviceError,
+    ClosedLocally,
+    LocalSocketFailed,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            End::SessionLost => "session to the hub lost",
+            End::ClosedByDevice => "closed by the device",
+            End::DeviceError => "device error",
+            End::ClosedLocally => "closed locally",
+            End::LocalSocketFailed => "local socket failed",
+        })
+    }
+}
+
+/// Moves bytes both ways until either side stops or the session dies: what `reader` gives goes
+/// to the device, what the device sends is written to `writer`. The end of `reader`'s input is
+/// a half-close: the device's data is still written until it closes too (or [`STOP_ECHO`]).
+pub async fn pump<R, W>(
+    mut reader: R,
+    writer: W,
     id: &str,
     link: &Arc<Link>,
     inbound: &mut mpsc::UnboundedReceiver<PortForward>,
-) -> Counts {
-    let (mut reader, writer) = stream.into_split();
+) -> Counts
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (to_local, local_queue) = mpsc::unbounded_channel();
     let mut writer_task = tokio::spawn(write_local(writer, local_queue, link.clone(), id.to_owned()));
     let mut writer_done = false;
@@ -79,7 +110,7 @@ async fn pump(
     let mut counts = Counts {
         sent: 0,
         received: 0,
-        end: "",
+        end: End::ClosedLocally,
     };
     // Set once we sent `stop`: then we only wait for the device's echo.
     let mut stopped_at: Option<Instant> = None;
@@ -98,7 +129,7 @@ async fn pump(
         tokio::select! {
             message = inbound.recv() => match message {
                 None => {
-                    counts.end = "session to the hub lost";
+                    counts.end = End::SessionLost;
                     break true;
                 }
                 Some(PortForward::Forward { data, .. }) => {
@@ -112,7 +143,7 @@ async fn pump(
                 Some(PortForward::Stop { .. }) => {
                     if stopped_at.is_none() {
                         stop();
-                        counts.end = "closed by the device";
+                        counts.end = End::ClosedByDevice;
                     }
                     break false;
                 }
@@ -121,7 +152,7 @@ async fn pump(
                     if stopped_at.is_none() {
                         stop();
                     }
-                    counts.end = "device error";
+                    counts.end = End::DeviceError;
                     break false;
                 }
                 Some(PortForward::New { .. }) => {}
@@ -139,7 +170,7 @@ async fn pump(
                 _ => {
                     stop();
                     stopped_at = Some(Instant::now());
-                    counts.end = "closed locally";
+                    counts.end = End::ClosedLocally;
                 }
             },
             _ = &mut writer_task, if !writer_done => {
@@ -148,7 +179,7 @@ async fn pump(
                 if stopped_at.is_none() {
                     stop();
                     stopped_at = Some(Instant::now());
-                    counts.end = "local socket failed";
+                    counts.end = End::LocalSocketFailed;
                 }
             }
             _ = sleep_until(echo_deadline), if stopped_at.is_some() => break false,
@@ -167,14 +198,15 @@ async fn pump(
 
 /// Writes the device's data in order, acknowledging each `forward` once written; at the end
 /// of the queue shuts down the write side.
-async fn write_local(
-    mut writer: OwnedWriteHalf,
+async fn write_local<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     link: Arc<Link>,
     id: String,
 ) {
     while let Some(bytes) = queue.recv().await {
-        if writer.write_all(&bytes).await.is_err() {
+        // Flushed before the ack: a buffered writer (stdout) has not delivered until then.
+        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
             return;
         }
         link.send(&PortForward::Ack {
