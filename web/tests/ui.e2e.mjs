@@ -32,7 +32,8 @@ rmSync(`${screenshots}/failure.png`, { force: true });
 const { LIMIT, totp } = helpers;
 
 let step = 'start';
-const log = (text) => console.log(`[ui.e2e] ${text}`);
+const started = Date.now();
+const log = (text) => console.log(`[ui.e2e] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
 const begin = (name) => { step = name; log(name); };
 const failedChecks = [];
 
@@ -50,7 +51,7 @@ async function check(name, action) {
 /** Asks the Rust test to act on the hub (`kill-hub`, `restart-hub`) and waits until it has. */
 async function control(what) {
   const done = `${env('TETHER_CONTROL')}/${what}.done`;
-  log(`control: ${what}`);
+  console.log(`[ui.e2e] control: ${what}`);
   const deadline = Date.now() + 120000;
   while (!existsSync(done)) {
     if (Date.now() > deadline) throw new Error(`the test did not ${what}`);
