@@ -15,8 +15,6 @@ pub struct UserSummary {
     pub disabled: bool,
     /// Unix seconds.
     pub created_at: i64,
-    /// Role grants (filled in by the API; the admin flag shows as `admin on *`).
-    pub roles: Vec<crate::domain::roles::RoleGrant>,
 }
 
 /// A user from a row with the `users` columns id, name, password_hash, admin and disabled.
@@ -90,7 +88,6 @@ impl Store {
                     admin: row.try_get::<i64, _>("admin")? != 0,
                     disabled: row.try_get::<i64, _>("disabled")? != 0,
                     created_at: row.try_get::<i64, _>("created_at")? / 1000,
-                    roles: Vec::new(),
                 })
             })
             .collect()
