@@ -164,18 +164,31 @@ pub fn authenticated_api(options: &HubOptions) -> Result<Api> {
     Api::new(&login.hub, Some(login.token))
 }
 
-/// A GET whose answer is read as it arrives (an audit export): its own client, since the
-/// shared one's whole-request timeout would cut a long answer off; only reading stalls time out.
-pub async fn get_streamed(login: &Authenticated, path: &str) -> Result<reqwest::Response> {
-    let http = reqwest::Client::builder()
+/// An HTTP client for long answers read as they arrive (an audit export, a recording): no
+/// whole-request timeout, which would cut a long answer off; only a silence limit.
+pub fn streaming_client(login: &Authenticated) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
         .use_preconfigured_tls((*login.hub.tls).clone())
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
         .build()
-        .context("cannot set up the HTTP client")?;
+        .context("cannot set up the HTTP client")
+}
+
+/// A GET whose answer is read as it arrives, on a [`streaming_client`] of its own.
+pub async fn get_streamed(login: &Authenticated, path: &str) -> Result<reqwest::Response> {
+    get_with(&streaming_client(login)?, login, path).await
+}
+
+/// Sends a GET on `client` and returns the response of a success (the hub's refusal as an error).
+pub async fn get_with(
+    client: &reqwest::Client,
+    login: &Authenticated,
+    path: &str,
+) -> Result<reqwest::Response> {
     let base = login.hub.url.to_string();
-    let response = http
+    let response = client
         .get(format!("{base}{path}"))
         .bearer_auth(&login.token)
         .send()

@@ -287,8 +287,7 @@ pub async fn resolve_sid(api: &Api, query: &str) -> Result<String> {
 
 /// Streams the asciicast export to `output` (or stdout); a partial file is removed on failure.
 async fn export(login: &Authenticated, sid: &str, output: Option<PathBuf>) -> Result<()> {
-    let client = recording::streaming_client(login)?;
-    let mut response = recording::get(&client, login, &session_asciicast_path(&segment(sid))).await?;
+    let mut response = crate::api::get_streamed(login, &session_asciicast_path(&segment(sid))).await?;
     let to_stdout = output.is_none();
     let mut sink: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -2,8 +2,6 @@
 //! records on a task (so a player's `select!` can drop and re-request it at will), and the
 //! small helpers the session commands share (times, durations, sizes, base64).
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use tether_proto::api::{
     RecordingHeader, RecordingRecord,
@@ -11,7 +9,7 @@ use tether_proto::api::{
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{api::HttpError, failure, hub::Authenticated};
+use crate::{api::get_with, failure, hub::Authenticated};
 
 /// One record of a recording, times in milliseconds since the session began.
 #[derive(Debug, Clone)]
@@ -75,34 +73,6 @@ fn parse_record(line: &str) -> Result<Option<Record>> {
     }))
 }
 
-/// An HTTP client for long downloads: no whole-request timeout, only a silence limit.
-pub fn streaming_client(login: &Authenticated) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .use_preconfigured_tls((*login.hub.tls).clone())
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(60))
-        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot set up the HTTP client")
-}
-
-/// Sends a GET and returns the response of a success (the hub's refusal as an error).
-pub async fn get(client: &reqwest::Client, login: &Authenticated, path: &str) -> Result<reqwest::Response> {
-    let base = login.hub.url.to_string();
-    let response = client
-        .get(format!("{base}{path}"))
-        .bearer_auth(&login.token)
-        .send()
-        .await
-        .map_err(|error| failure::unreachable(&base, &error.without_url()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(HttpError::from_body(status, &body).into());
-    }
-    Ok(response)
-}
-
 pub fn reading_error(login: &Authenticated, error: reqwest::Error) -> anyhow::Error {
     failure::transport(format!(
         "reading the recording from the hub at {}: {}",
@@ -133,7 +103,7 @@ impl RecordStream {
         from_ms: u64,
     ) -> Result<RecordStream> {
         let path = format!("{}?from_ms={from_ms}", session_recording_path(&segment(sid)));
-        let mut response = get(client, login, &path).await?;
+        let mut response = get_with(client, login, &path).await?;
         let mut lines = LineSplitter::default();
         let header = loop {
             if let Some(line) = lines.next_line() {

@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use super::{
-    recording::{self, Record, RecordStream, parse_offset, streaming_client},
+    recording::{self, Record, RecordStream, parse_offset},
     resolve_sid,
     watch::CLEAR,
 };
@@ -75,7 +75,7 @@ pub async fn run(options: &HubOptions, args: ReplayArgs) -> Result<i32> {
     let login = authenticated(options)?;
     let api = Api::new(&login.hub, Some(login.token.clone()))?;
     let sid = resolve_sid(&api, &args.session).await?;
-    let client = streaming_client(&login)?;
+    let client = crate::api::streaming_client(&login)?;
     let from = args.from.unwrap_or(0);
     let stream = RecordStream::open(&login, &client, &sid, from).await?;
     if args.no_wait {

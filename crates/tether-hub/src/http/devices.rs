@@ -13,7 +13,7 @@ use crate::{
     domain::audit::Object, domain::audit::RequestContext, domain::device::DeviceRecord,
     domain::device::DeviceStatus, domain::permissions::Action, domain::principal::Principal,
     domain::principal::authorize_quietly, domain::roles::Scope, http::convert, http::error::ApiError,
-    http::extract::UserCaller, http::state::AppState, service::auth::permit,
+    http::extract::UserCaller, http::state::AppState, service::auth::permit, service::auth::permitted_device,
 };
 
 /// Largest page of devices one request may ask for.
@@ -106,22 +106,6 @@ pub async fn list_devices(
     }))
 }
 
-/// Loads a device the caller may manage.
-async fn managed_device(
-    state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    id: &str,
-) -> Result<DeviceRecord, ApiError> {
-    let device = state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    permit(state, principal, context, Action::ManageDevices, Some(&device)).await?;
-    Ok(device)
-}
-
 /// Records a device-management action (before it takes effect).
 async fn record_device_action(
     state: &AppState,
@@ -143,7 +127,7 @@ pub async fn accept_device(
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Device>, ApiError> {
-    let mut device = managed_device(&state, &principal, &context, &id).await?;
+    let mut device = permitted_device(&state, &principal, &context, &id, Action::ManageDevices).await?;
     record_device_action(&state, &principal, &context, "device.accept", &device).await?;
     state.store.set_device_status(&id, DeviceStatus::Accepted).await?;
     device.status = DeviceStatus::Accepted;
@@ -158,7 +142,7 @@ pub async fn reject_device(
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Device>, ApiError> {
-    let mut device = managed_device(&state, &principal, &context, &id).await?;
+    let mut device = permitted_device(&state, &principal, &context, &id, Action::ManageDevices).await?;
     record_device_action(&state, &principal, &context, "device.reject", &device).await?;
     state.store.set_device_status(&id, DeviceStatus::Rejected).await?;
     device.status = DeviceStatus::Rejected;
@@ -180,7 +164,7 @@ pub async fn remove_device(
     UserCaller(principal): UserCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let device = managed_device(&state, &principal, &context, &id).await?;
+    let device = permitted_device(&state, &principal, &context, &id, Action::ManageDevices).await?;
     record_device_action(&state, &principal, &context, "device.remove", &device).await?;
     state.store.delete_device(&id).await?;
     state

@@ -20,8 +20,8 @@ use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
     domain::device::DeviceRecord, domain::permissions::Action, domain::session_limits::SessionSlot,
     http::error::ApiError, http::extract::UserCaller, http::file_transfer::DeviceSession,
-    http::file_transfer::TransferEvent, http::file_transfer::device_for,
-    http::file_transfer::require_accepted, http::state::AppState,
+    http::file_transfer::TransferEvent, http::file_transfer::require_accepted, http::state::AppState,
+    service::auth::permitted_device,
 };
 
 /// Version-2 downloads are acknowledged at least this often.
@@ -85,7 +85,7 @@ pub async fn download(
     Query(query): Query<api::DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let device = device_for(&state, &caller, &context, &id, Action::FileRead).await?;
+    let device = permitted_device(&state, &caller.0, &context, &id, Action::FileRead).await?;
     let slot = crate::service::admission::admit(&state, &caller.0, &context, &device).await?;
     let action = if method == Method::HEAD {
         "file.stat"

@@ -14,11 +14,9 @@ use tether_proto::{
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::audit::RequestContext, domain::device::DeviceRecord, domain::device::DeviceStatus,
-    domain::permissions::Action, domain::session_limits::SessionSlot, http::error::ApiError,
-    http::extract::UserCaller, http::state::AppState, relay::router::Lane, relay::router::Router,
+    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::session_limits::SessionSlot,
+    http::error::ApiError, http::state::AppState, relay::router::Lane, relay::router::Router,
     relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::handshake,
-    service::auth::permit,
 };
 
 /// How long the device may stay silent in the middle of a transfer.
@@ -208,22 +206,6 @@ fn device_error(body: ErrorBody) -> ApiError {
             }
         });
     ApiError::new(status, body.err)
-}
-
-pub(crate) async fn device_for(
-    state: &AppState,
-    caller: &UserCaller,
-    context: &RequestContext,
-    id: &str,
-    action: Action,
-) -> Result<DeviceRecord, ApiError> {
-    let device = state
-        .store
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    permit(state, &caller.0, context, action, Some(&device)).await?;
-    Ok(device)
 }
 
 pub(crate) fn require_accepted(device: &DeviceRecord) -> Result<(), ApiError> {

@@ -23,8 +23,8 @@ use crate::{
     domain::audit::Actor, domain::audit::Object, domain::audit::Outcome, domain::audit::RequestContext,
     domain::device::DeviceRecord, domain::permissions::Action, domain::session_limits::SessionSlot,
     http::error::ApiError, http::extract::UserCaller, http::file_transfer::DeviceSession,
-    http::file_transfer::TransferEvent, http::file_transfer::device_for,
-    http::file_transfer::require_accepted, http::state::AppState,
+    http::file_transfer::TransferEvent, http::file_transfer::require_accepted, http::state::AppState,
+    service::auth::permitted_device,
 };
 
 fn parse_mode(text: &str) -> Result<u32, ApiError> {
@@ -44,7 +44,7 @@ pub async fn upload(
     Query(query): Query<api::UploadFields>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let device = device_for(&state, &caller, &context, &id, Action::FileWrite).await?;
+    let device = permitted_device(&state, &caller.0, &context, &id, Action::FileWrite).await?;
     require_accepted(&device)?;
     let slot = crate::service::admission::admit(&state, &caller.0, &context, &device).await?;
     let event = TransferEvent {

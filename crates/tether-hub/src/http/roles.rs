@@ -22,6 +22,7 @@ use crate::{
     http::state::AppState,
     http::users::managed_user,
     service::auth::permit,
+    service::auth::permitted_device,
     service::roles::{access_changed, grants_of, parse_permission_names, validate_grants},
 };
 
@@ -174,12 +175,7 @@ pub async fn set_device_tags(
     Path(id): Path<String>,
     Json(request): Json<api::DeviceTags>,
 ) -> Result<Json<api::DeviceTags>, ApiError> {
-    let device = state
-        .store
-        .device(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    permit(&state, &principal, &context, Action::ManageDevices, Some(&device)).await?;
+    let device = permitted_device(&state, &principal, &context, &id, Action::ManageDevices).await?;
     for tag in &request.tags {
         valid_tag(tag).map_err(ApiError::bad_request)?;
     }

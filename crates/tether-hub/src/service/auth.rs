@@ -31,3 +31,20 @@ pub async fn permit(
     relay.store.record_audit(event).await?;
     Err(refusal)
 }
+
+/// Loads device `id` and checks with [`permit`] that `principal` may do `action` on it.
+pub async fn permitted_device(
+    relay: &Relay,
+    principal: &Principal,
+    context: &RequestContext,
+    id: &str,
+    action: Action,
+) -> Result<DeviceRecord, Failure> {
+    let device = relay
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("no device with id {id}")))?;
+    permit(relay, principal, context, action, Some(&device)).await?;
+    Ok(device)
+}
