@@ -56,6 +56,7 @@ impl Harness {
             width: Some(100),
             height: Some(30),
             command: command.map(str::to_owned),
+            local_user: None,
             status: None,
             text: Vec::new(),
         };
