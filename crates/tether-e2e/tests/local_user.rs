@@ -1,7 +1,8 @@
 //! `tether terminal USER@DEVICE` and `tether exec USER@DEVICE`: a shell as a local user the
 //! device allows (`terminal.user`, or one `terminal.allowed_users` lists), refused otherwise
 //! (by the agent, naming the setting), audited with the user asked for; a device named exactly
-//! `USER@DEVICE` is meant first; a stock (protocol 1) device is refused by the CLI.
+//! `USER@DEVICE` is meant first; a stock (protocol 1) device is refused by the CLI; a malformed
+//! `local_user` is refused by the hub.
 
 use std::{
     sync::{
@@ -16,7 +17,8 @@ use tether_e2e::{
     Agent, Cli, FakeDevice, Hub, PtySession, Received, WAIT, block_on, is_root, receive, send_binary,
     wait_for,
 };
-use tether_proto::{control::Control, protocol};
+use tether_proto::{Envelope, control::Control, protocol, shell, value::Value as MsgValue};
+use tokio_tungstenite::tungstenite::Message;
 
 const CONFIG: &str = "[terminal]\nshell = \"/bin/sh\"\nuser = \"nobody\"\nallowed_users = [\"daemon\"]\n";
 
@@ -187,4 +189,80 @@ fn a_stock_device_cannot_choose_a_local_user() {
     assert!(refused.stderr.contains("protocol version 1"), "{refused}");
     stop.store(true, Ordering::Relaxed);
     stock.join().expect("the stock device's thread");
+}
+
+/// The next envelope the hub sends on a user session, skipping pings.
+async fn next_envelope(socket: &mut tether_net::WebSocket) -> Envelope {
+    use futures_util::StreamExt as _;
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("the hub answers")
+            .expect("the session stays open")
+            .expect("a frame");
+        if let Message::Binary(bytes) = message {
+            return Envelope::decode(&bytes).expect("an envelope");
+        }
+    }
+}
+
+#[test]
+fn the_hub_refuses_a_malformed_local_user() {
+    let hub = Hub::start_default();
+    let cli = hub.user_cli("alice", true);
+    let agent = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    cli.accept(&agent.name);
+    let id = cli.device_id_by_name(&agent.name);
+
+    let replies = block_on(async {
+        use futures_util::SinkExt as _;
+        let path = format!("/api/management/v1/deviceconnect/devices/{id}/connect");
+        let mut socket = tether_net::connect_websocket(
+            &hub.hub_url(),
+            &path,
+            &cli.token(),
+            hub.tls(),
+            None,
+            1 << 20,
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("a session");
+        let accept = next_envelope(&mut socket).await;
+        assert_eq!(accept.typ, "accept", "{accept:?}");
+        let mut replies = Vec::new();
+        for value in [MsgValue::Int(0), MsgValue::Str("root; reboot".into())] {
+            let new = Envelope::new(protocol::SHELL, "new", &accept.sid)
+                .with_prop("command", MsgValue::Str("touch /tmp/never".into()))
+                .with_prop(shell::LOCAL_USER, value);
+            socket.send(Message::Binary(new.encode().into())).await.unwrap();
+            replies.push(next_envelope(&mut socket).await);
+        }
+        replies
+    });
+    for reply in &replies {
+        let Ok(Control::Error(error)) = Control::from_envelope(reply) else {
+            panic!("an error: {reply:?}");
+        };
+        assert_eq!(error.code, Some(400), "{error:?}");
+        assert!(error.err.contains("local_user"), "{error:?}");
+    }
+    let refusals = wait_for("the two refusals", WAIT, || {
+        let refused: Vec<Value> = events(&cli, "authorization")
+            .into_iter()
+            .filter(|event| {
+                event["details"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("local_user")
+            })
+            .collect();
+        (refused.len() == 2).then_some(refused)
+    });
+    assert!(
+        refusals.iter().all(|event| event["details"]["code"] == 400),
+        "{refusals:#?}"
+    );
+    // Nothing reached the device.
+    assert!(events(&cli, "terminal.open").is_empty());
 }
