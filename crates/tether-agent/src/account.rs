@@ -23,20 +23,32 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The account shells run as: `configured` (by name), or the agent's own user.
+/// The account shells run as: `configured` (by name, from `terminal.user`), or the agent's own
+/// user.
 pub fn shell_account(configured: Option<&str>) -> Result<Account, String> {
+    match configured {
+        Some(name) => named_account(name, &format!("terminal.user = {name}")),
+        None => Ok(own_account()),
+    }
+}
+
+/// The agent's own account.
+pub fn own_account() -> Account {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let own_uid = unsafe { libc::geteuid() };
-    let Some(name) = configured else {
-        return Ok(by_uid(own_uid).unwrap_or_else(|| fallback_account(own_uid)));
-    };
+    by_uid(own_uid).unwrap_or_else(|| fallback_account(own_uid))
+}
+
+/// The account `name`, which the agent must be able to switch to; `setting` says where the
+/// name came from, for the errors.
+pub fn named_account(name: &str, setting: &str) -> Result<Account, String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own_uid = unsafe { libc::geteuid() };
     let account = by_name(name)
-        .map_err(|error| format!("cannot look up terminal.user = {name}: {error}"))?
-        .ok_or_else(|| format!("terminal.user = {name}: no such user on this device"))?;
+        .map_err(|error| format!("cannot look up {setting}: {error}"))?
+        .ok_or_else(|| format!("{setting}: no such user on this device"))?;
     if account.uid != own_uid && own_uid != 0 {
-        return Err(format!(
-            "terminal.user = {name} but the agent is not running as root"
-        ));
+        return Err(format!("{setting} but the agent is not running as root"));
     }
     Ok(account)
 }

@@ -70,6 +70,9 @@ pub struct TerminalConfig {
     pub args: Vec<String>,
     /// The local user shells run as; `None` means the agent's own user.
     pub user: Option<String>,
+    /// Other local users an operator may ask for (`tether terminal USER@DEVICE`); empty = only
+    /// `user` (or the agent's own user).
+    pub allowed_users: Vec<String>,
     /// Terminal size used when the operator sends none.
     pub width: u16,
     pub height: u16,
@@ -95,6 +98,7 @@ impl Default for TerminalConfig {
             shell: "/bin/sh".into(),
             args: Vec::new(),
             user: None,
+            allowed_users: Vec::new(),
             width: 80,
             height: 24,
             max_sessions: 8,
@@ -209,6 +213,7 @@ impl Config {
         if terminal.width == 0 || terminal.height == 0 {
             bail!("terminal.width and terminal.height must be at least 1");
         }
+        check_allowed_users(&terminal.allowed_users).map_err(anyhow::Error::msg)?;
         if terminal.output_buffer_bytes < 4096 {
             bail!("terminal.output_buffer_bytes must be at least 4096");
         }
@@ -237,6 +242,25 @@ impl Config {
     }
 }
 
+/// Checks `terminal.allowed_users` at start: explicit, valid user names only.
+fn check_allowed_users(allowed: &[String]) -> Result<(), String> {
+    for name in allowed {
+        if name == "*" {
+            return Err(
+                "terminal.allowed_users: \"*\" is not supported; list the local users operators may ask for"
+                    .into(),
+            );
+        }
+        if !tether_proto::shell::valid_local_user(name) {
+            return Err(format!(
+                "terminal.allowed_users: {name:?} is not a valid user name (letters, digits, '.', '_' \
+                 and '-', at most 32 bytes, not starting with '-')"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +278,7 @@ mod tests {
         assert_eq!(terminal.shell, "/bin/sh");
         assert!(terminal.args.is_empty());
         assert_eq!(terminal.user, None);
+        assert!(terminal.allowed_users.is_empty());
         assert_eq!((terminal.width, terminal.height), (80, 24));
         assert_eq!(terminal.max_sessions, 8);
         assert_eq!(terminal.max_sessions_per_user, 4);
@@ -286,6 +311,7 @@ mod tests {
             shell = "/bin/bash"
             args = ["-l"]
             user = "nobody"
+            allowed_users = ["daemon", "svc-backup"]
             width = 100
             height = 30
             max_sessions = 2
@@ -307,6 +333,7 @@ mod tests {
         assert_eq!(config.hubs.len(), 2);
         assert_eq!(config.identity.unwrap()["serial"], "ABC123");
         assert_eq!(config.terminal.user.as_deref(), Some("nobody"));
+        assert_eq!(config.terminal.allowed_users, ["daemon", "svc-backup"]);
         assert_eq!(config.terminal.args, ["-l"]);
         assert_eq!(config.terminal.idle_timeout_secs, 0);
         assert_eq!(config.file_transfer.roots.len(), 2);
@@ -338,8 +365,13 @@ mod tests {
             "[port_forward]\nallow = [\"127.0.0.1:0\"]",
             "ca_file = \"a\"\nhub_fingerprint = \"b\"",
             "keepalive_interval_secs = -1",
+            "[terminal]\nallowed_users = [\"*\"]",
+            "[terminal]\nallowed_users = [\"a b\"]",
+            "[terminal]\nallowed_users = [\"\"]",
         ] {
             assert!(Config::parse(text).is_err(), "{text}");
         }
+        let wildcard = Config::parse("[terminal]\nallowed_users = [\"*\"]").unwrap_err();
+        assert!(format!("{wildcard:#}").contains("not supported"), "{wildcard:#}");
     }
 }

@@ -22,7 +22,13 @@ use crate::{
 /// What ssh reports when it, not the remote command, failed.
 pub const TRANSPORT_FAILURE: i32 = 255;
 
-pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Result<i32> {
+/// Runs `words` on the device (as `local_user` when given: `tether exec USER@DEVICE`).
+pub async fn run(
+    mut session: Session,
+    device: &Device,
+    words: &[String],
+    local_user: Option<String>,
+) -> Result<i32> {
     if !speaks_exec(&session) {
         let spoken = session.version;
         session.close().await;
@@ -32,7 +38,7 @@ pub async fn run(mut session: Session, device: &Device, words: &[String]) -> Res
             device.name
         );
     }
-    start(&session, words);
+    start_as(&session, words, local_user);
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -79,6 +85,11 @@ pub fn speaks_exec(session: &Session) -> bool {
 
 /// Asks the device to run `words` (quoted for its shell as [`command_line`] says).
 pub fn start(session: &Session, words: &[String]) {
+    start_as(session, words, None);
+}
+
+/// [`start`] as the local user `local_user` (None: the device's default).
+fn start_as(session: &Session, words: &[String], local_user: Option<String>) {
     // The command may format for the width of the operator's terminal, if there is one.
     let (width, height) = if std::io::stdout().is_terminal() {
         window_size()
@@ -90,6 +101,7 @@ pub fn start(session: &Session, words: &[String]) {
         width: Some(width),
         height: Some(height),
         command: Some(command_line(words)),
+        local_user,
         status: None,
         text: Vec::new(),
     });

@@ -16,6 +16,7 @@ mod fleet_exec;
 mod hub;
 mod input;
 mod install_tokens;
+mod local_user;
 mod login;
 mod messages;
 mod output;
@@ -47,7 +48,6 @@ use crate::{
     devices::Decision,
     hub::{HubOptions, authenticated},
     output::say,
-    resolve::find,
     session::Session,
 };
 
@@ -64,7 +64,9 @@ Environment:
 const DEVICE_HELP: &str = "DEVICE is a device id, a unique id prefix, or a device name.";
 
 const TERMINAL_HELP: &str = "\
-DEVICE is a device id, a unique id prefix, or a device name.
+DEVICE is a device id, a unique id prefix, or a device name. USER@DEVICE asks for a shell as the
+local user USER, which the device allows when its terminal.allowed_users lists USER (needs a
+tether-agent; a device named exactly USER@DEVICE is meant first).
 
 Escape sequences (typed at the start of a line, like ssh):
   ~.   disconnect
@@ -79,7 +81,9 @@ Without a terminal on stdin, stdin is piped to the shell (end of input is sent a
 and the shell's output is written to stdout.";
 
 const EXEC_HELP: &str = "\
-DEVICE is a device id, a unique id prefix, or a device name.
+DEVICE is a device id, a unique id prefix, or a device name. USER@DEVICE runs the command as the
+local user USER, which the device allows when its terminal.allowed_users lists USER (a device
+named exactly USER@DEVICE is meant first).
 
 Several COMMAND words are quoted for the device's shell, so `-- sh -c 'echo $HOME'` runs as
 typed; a single word is passed as-is, so `-- 'echo a | wc -c'` runs a pipeline. Exits with
@@ -144,7 +148,7 @@ enum Command {
     /// Open an interactive shell on a device
     #[command(after_help = TERMINAL_HELP)]
     Terminal {
-        /// Device id, unique id prefix, or name
+        /// Device id, unique id prefix, or name; USER@DEVICE for a local user
         device: String,
         /// Re-attach to a shell left running on the device (see `tether sessions detached`)
         #[arg(long, value_name = "SESSION")]
@@ -159,7 +163,7 @@ enum Command {
         allow_missing_positional = true
     )]
     Exec {
-        /// Device id, unique id prefix, or name
+        /// Device id, unique id prefix, or name; USER@DEVICE for a local user
         #[arg(required_unless_present = "group", conflicts_with = "group")]
         device: Option<String>,
         #[command(flatten)]
@@ -410,8 +414,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Terminal { device, attach } => {
             let login = authenticated(&options)?;
             let api = Api::new(&login.hub, Some(login.token.clone()))?;
-            let device = find(&api, &device).await?;
-            return terminal::run(login, &device, attach).await;
+            let (device, local_user) = local_user::find(&api, &device).await?;
+            return terminal::run(login, &device, attach, local_user).await;
         }
         Command::Exec {
             device,
@@ -422,8 +426,8 @@ async fn run(cli: Cli) -> Result<i32> {
                 let group = fleet.group.clone().unwrap_or_default();
                 return fleet_exec::run(&options, &group, &fleet, command).await;
             };
-            let (session, device) = open_session(&options, &device).await?;
-            return exec::run(session, &device, &command).await;
+            let (session, device, local_user) = open_session(&options, &device).await?;
+            return exec::run(session, &device, &command, local_user).await;
         }
         Command::PortForward {
             device,
@@ -485,13 +489,13 @@ async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-/// Finds the device `query` names and opens a session to it.
-async fn open_session(options: &HubOptions, query: &str) -> Result<(Session, Device)> {
+/// Finds the device `query` names (and the local user it asks for) and opens a session to it.
+async fn open_session(options: &HubOptions, query: &str) -> Result<(Session, Device, Option<String>)> {
     let login = authenticated(options)?;
     let api = Api::new(&login.hub, Some(login.token.clone()))?;
-    let device = find(&api, query).await?;
+    let (device, local_user) = local_user::find(&api, query).await?;
     let session = Session::open(&login, &device, tether_proto::protocol::SHELL).await?;
-    Ok((session, device))
+    Ok((session, device, local_user))
 }
 
 /// Diagnostics go to stderr, filtered by `TETHER_LOG` (quiet by default: output is the user's).

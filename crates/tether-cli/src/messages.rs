@@ -216,6 +216,7 @@ mod tests {
             width: None,
             height: None,
             command: None,
+            local_user: None,
             status: Some(status),
             text: text.to_vec(),
         };

@@ -24,6 +24,7 @@ use crate::{
     failure,
     hub::Authenticated,
     input::{Input, spawn_stdin_reader},
+    local_user,
     messages::Event,
     output::{self, say, say_on_new_line, window_size, write_stdout},
     raw_mode::RawMode,
@@ -39,18 +40,33 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(3);
 /// Keystrokes kept while reconnecting (beyond them, typing is dropped).
 const PENDING_INPUT_BYTES: usize = 64 * 1024;
 
-pub async fn run(login: Authenticated, device: &Device, attach: Option<String>) -> Result<i32> {
+/// Opens the shell (as `local_user` when given: `tether terminal USER@DEVICE`), or re-attaches
+/// to the shell `attach` names.
+pub async fn run(
+    login: Authenticated,
+    device: &Device,
+    attach: Option<String>,
+    local_user: Option<String>,
+) -> Result<i32> {
     let interactive = std::io::stdin().is_terminal();
+    if let (Some(_), Some(user)) = (&attach, &local_user) {
+        bail!(
+            "--attach re-attaches to a running shell, which keeps the local user it started as: \
+             drop `{user}@`"
+        );
+    }
     let session = match &attach {
         Some(sid) => Session::attach(&login, device, sid, 0).await?,
         None => {
             let session = Session::open(&login, device, protocol::SHELL).await?;
+            let session = local_user::require_support(session, device, local_user.as_deref()).await?;
             let (width, height) = if interactive { window_size() } else { (80, 24) };
             session.send(Shell::New {
                 user_id: None,
                 width: Some(width),
                 height: Some(height),
                 command: None,
+                local_user,
                 status: None,
                 text: Vec::new(),
             });

@@ -2,7 +2,8 @@
 //!
 //! Tether extension (version 2 only, see `docs/protocol.md`): `new` may carry a `command` prop
 //! to run one command instead of an interactive shell, and the device's `stop` then carries the
-//! command's `exit_status`.
+//! command's `exit_status`. `new` may also carry a `local_user` prop: the device account to run
+//! the shell as, if the device allows it (see [`valid_local_user`]).
 //!
 //! Session survival (version 2 only): the device's terminal output carries the stream offset of
 //! its first byte (prop `offset`); the hub sends `detach` when the operator's leg is gone (the
@@ -26,6 +27,9 @@ pub enum Shell {
         height: Option<u16>,
         /// Tether extension: run this command instead of an interactive shell.
         command: Option<String>,
+        /// Tether extension: the local user to run the shell as (the device decides whether
+        /// it may).
+        local_user: Option<String>,
         status: Option<i64>,
         text: Vec<u8>,
     },
@@ -54,6 +58,23 @@ pub enum Shell {
     /// Tether extension, server → device: nobody watches the shell for now; keep it (within the
     /// grace period) and buffer its output.
     Detach,
+}
+
+/// The prop naming the local user a `new` asks for (version 2).
+pub const LOCAL_USER: &str = "local_user";
+
+/// The longest local user name a `new` may ask for, in bytes (as `useradd` allows).
+pub const LOCAL_USER_MAX_BYTES: usize = 32;
+
+/// Whether `name` is a portable POSIX user name: 1 to 32 bytes of letters, digits, `.`, `_` and
+/// `-`, not starting with `-` (the hub, the CLI and the agent all check it the same way).
+pub fn valid_local_user(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= LOCAL_USER_MAX_BYTES
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }
 
 /// The prop naming the stream offset of the first byte of a `shell` output message.
@@ -100,6 +121,7 @@ impl Shell {
                 width,
                 height,
                 command,
+                local_user,
                 status,
                 text,
             } => {
@@ -114,6 +136,9 @@ impl Shell {
                 }
                 if let Some(c) = command {
                     props.set("command", Value::Str(c.clone()));
+                }
+                if let Some(user) = local_user {
+                    props.set(LOCAL_USER, Value::Str(user.clone()));
                 }
                 if let Some(s) = status {
                     props.set("status", Value::Int(*s));
@@ -164,6 +189,7 @@ impl Shell {
                 width: size(envelope, "terminal_width"),
                 height: size(envelope, "terminal_height"),
                 command: props.str("command").map(str::to_owned),
+                local_user: props.str(LOCAL_USER).map(str::to_owned),
                 status: props.i64("status"),
                 text: envelope.body.clone(),
             },
@@ -208,6 +234,7 @@ mod tests {
                 width: Some(80),
                 height: Some(24),
                 command: None,
+                local_user: Some("daemon".into()),
                 status: None,
                 text: vec![],
             },
@@ -216,6 +243,7 @@ mod tests {
                 width: None,
                 height: None,
                 command: Some("id".into()),
+                local_user: None,
                 status: Some(1),
                 text: b"Shell started".to_vec(),
             },
@@ -238,6 +266,34 @@ mod tests {
         for message in messages {
             let envelope = Envelope::decode(&message.to_envelope("s").encode()).unwrap();
             assert_eq!(Shell::from_envelope(&envelope).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn local_user_names_are_portable_posix_names() {
+        for good in [
+            "root",
+            "daemon",
+            "svc-backup",
+            "_apt",
+            "a.b",
+            "A1",
+            &"u".repeat(32),
+        ] {
+            assert!(valid_local_user(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-rf",
+            "a b",
+            "a@b",
+            "a/b",
+            "a:b",
+            "caf\u{e9}",
+            "a$",
+            &"u".repeat(33),
+        ] {
+            assert!(!valid_local_user(bad), "{bad}");
         }
     }
 

@@ -227,10 +227,12 @@ impl Sessions {
                 width,
                 height,
                 command,
+                local_user,
                 ..
             } => {
                 let user_id = user_id.unwrap_or_default();
-                let reply = match self.start_shell(&sid, &user_id, width, height, command) {
+                let size = (width, height);
+                let reply = match self.start_shell(&sid, &user_id, size, command, local_user.as_deref()) {
                     Ok(()) => (status::NORMAL, "Shell started".to_owned()),
                     Err(reason) => {
                         tracing::warn!("refused a shell for user {user_id:?}: {reason}");
@@ -242,6 +244,7 @@ impl Sessions {
                     width: None,
                     height: None,
                     command: None,
+                    local_user: None,
                     status: Some(reply.0),
                     text: reply.1.into_bytes(),
                 };
@@ -311,6 +314,7 @@ impl Sessions {
             width: None,
             height: None,
             command: None,
+            local_user: None,
             status: Some(status),
             text: text.into_bytes(),
         };
@@ -326,9 +330,9 @@ impl Sessions {
         &mut self,
         sid: &str,
         user_id: &str,
-        width: Option<u16>,
-        height: Option<u16>,
+        (width, height): (Option<u16>, Option<u16>),
         command: Option<String>,
+        local_user: Option<&str>,
     ) -> Result<(), String> {
         let terminal = &self.terminal;
         if !terminal.enabled {
@@ -337,6 +341,9 @@ impl Sessions {
         let session_version = self.versions.get(sid).copied().unwrap_or(version::MENDER);
         if command.is_some() && session_version < version::TETHER {
             return Err("exec needs protocol version 2".into());
+        }
+        if local_user.is_some() && session_version < version::TETHER {
+            return Err("choosing a local user needs protocol version 2".into());
         }
         self.shells.retain(|_, shell| shell.is_running());
         if self.shells.contains_key(sid) {
@@ -382,16 +389,17 @@ impl Sessions {
             stream: Arc::new(stream),
         };
         let limits = Limits::from_secs(terminal.idle_timeout_secs, terminal.max_duration_secs);
+        let account = shell::shell_account(terminal, local_user)?;
         let handle = match command {
             Some(command) => {
-                let exec = shell::spawn_exec(terminal, &command)?;
+                let exec = shell::spawn_exec(terminal, &account, &command)?;
                 tracing::info!("session {sid}: user {user_id:?} runs a command");
                 shell::start_exec(exec, user_id.to_owned(), output, limits)
             }
             None => {
                 let width = width.filter(|w| *w > 0).unwrap_or(terminal.width);
                 let height = height.filter(|h| *h > 0).unwrap_or(terminal.height);
-                let interactive = shell::spawn_interactive(terminal, width, height)?;
+                let interactive = shell::spawn_interactive(terminal, &account, width, height)?;
                 tracing::info!("session {sid}: shell started for user {user_id:?}");
                 shell::start_interactive(interactive, user_id.to_owned(), output, limits)
             }

@@ -56,6 +56,7 @@ impl Harness {
             width: Some(100),
             height: Some(30),
             command: command.map(str::to_owned),
+            local_user: None,
             status: None,
             text: Vec::new(),
         };
@@ -251,6 +252,46 @@ async fn exec_needs_version_2() {
     // No handshake at all is version 1 too.
     let (status, _) = harness.start("none", "u", Some("true")).await;
     assert_eq!(status, status::ERROR);
+}
+
+#[tokio::test]
+async fn a_local_user_is_run_as_only_when_allowed() {
+    let mut harness = Harness::new(TerminalConfig::default());
+    harness.open("v1", &[1]).await;
+    harness.open("v2", &[1, 2]).await;
+    let ask = |sid: &str, user: &str, command: Option<&str>| {
+        let new = Shell::New {
+            user_id: Some("u".into()),
+            width: None,
+            height: None,
+            command: command.map(str::to_owned),
+            local_user: Some(user.into()),
+            status: None,
+            text: Vec::new(),
+        };
+        new.to_envelope(sid)
+    };
+    let own = crate::account::own_account().name;
+    // An interactive shell: a version-1 session may have one, but not choose its user.
+    harness.send(ask("v1", &own, None)).await;
+    let answer = harness.next().await;
+    assert_eq!(answer.props.i64("status"), Some(status::ERROR));
+    assert_eq!(answer.body, b"choosing a local user needs protocol version 2");
+
+    harness
+        .send(ask("v2", "no-such-user-tether", Some("id -un")))
+        .await;
+    let answer = harness.next().await;
+    assert_eq!(answer.props.i64("status"), Some(status::ERROR));
+    let text = String::from_utf8(answer.body).unwrap();
+    assert!(text.contains("\"no-such-user-tether\" is not allowed"), "{text}");
+    assert!(text.contains("terminal.allowed_users"), "{text}");
+
+    // The agent's own user (the default without terminal.user) may be named.
+    harness.send(ask("v2", &own, Some("id -un"))).await;
+    assert_eq!(harness.next().await.props.i64("status"), Some(status::NORMAL));
+    let (output, _) = harness.output_until_stop("v2").await;
+    assert_eq!(output, format!("{own}\n"));
 }
 
 #[tokio::test]

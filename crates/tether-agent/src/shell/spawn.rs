@@ -1,5 +1,5 @@
 //! Starting shell processes: an interactive shell on a fresh PTY, or one command (`shell -c`)
-//! with its output on a pipe. Both run as the configured account in a clean environment, in a
+//! with its output on a pipe. Both run as the account chosen for them in a clean environment, in a
 //! session (and process group) of their own so that stopping one reaches all its processes.
 
 use std::{
@@ -33,14 +33,18 @@ pub struct Exec {
     pub child: Child,
 }
 
-/// Starts the configured shell on a new PTY of `width` × `height`.
-pub fn spawn_interactive(config: &TerminalConfig, width: u16, height: u16) -> Result<Interactive, String> {
-    let account = account::shell_account(config.user.as_deref())?;
+/// Starts the configured shell as `account` on a new PTY of `width` × `height`.
+pub fn spawn_interactive(
+    config: &TerminalConfig,
+    account: &Account,
+    width: u16,
+    height: u16,
+) -> Result<Interactive, String> {
     let failed = |error: pty_process::Error| format!("cannot start {}: {error}", config.shell);
     let (pty, pts) = pty_process::open().map_err(failed)?;
     pty.resize(pty_process::Size::new(height, width))
         .map_err(failed)?;
-    let switch = account::needs_switch(&account);
+    let switch = account::needs_switch(account);
     if switch {
         // The terminal must belong to the shell's user, or programs like `mesg`, `sudo` or
         // `ssh` that reopen /dev/tty fail.
@@ -52,32 +56,31 @@ pub fn spawn_interactive(config: &TerminalConfig, width: u16, height: u16) -> Re
     let mut command = pty_process::Command::new(&config.shell)
         .args(&config.args)
         .env_clear()
-        .envs(environment(&account, &config.shell))
-        .current_dir(working_directory(&account))
+        .envs(environment(account, &config.shell))
+        .current_dir(working_directory(account))
         .kill_on_drop(true);
     if switch {
         // SAFETY: the closure only makes async-signal-safe system calls (see account.rs).
-        command = unsafe { command.pre_exec(account::drop_privileges(&account)) };
+        command = unsafe { command.pre_exec(account::drop_privileges(account)) };
     }
     let child = command.spawn(pts).map_err(failed)?;
     Ok(Interactive { pty, child })
 }
 
-/// Runs `shell -c command` with stdin closed and stdout and stderr on one pipe (so that their
+/// Runs `shell -c command` as `account` with stdin closed and stdout and stderr on one pipe (so that their
 /// order is kept, as on a terminal).
-pub fn spawn_exec(config: &TerminalConfig, command_line: &str) -> Result<Exec, String> {
-    let account = account::shell_account(config.user.as_deref())?;
+pub fn spawn_exec(config: &TerminalConfig, account: &Account, command_line: &str) -> Result<Exec, String> {
     let failed = |error: std::io::Error| format!("cannot start {}: {error}", config.shell);
     let (reader, writer) = std::io::pipe().map_err(failed)?;
     let error_writer = writer.try_clone().map_err(failed)?;
-    let mut drop_privileges = account::needs_switch(&account).then(|| account::drop_privileges(&account));
+    let mut drop_privileges = account::needs_switch(account).then(|| account::drop_privileges(account));
     let mut command = tokio::process::Command::new(&config.shell);
     command
         .arg("-c")
         .arg(command_line)
         .env_clear()
-        .envs(environment(&account, &config.shell))
-        .current_dir(working_directory(&account))
+        .envs(environment(account, &config.shell))
+        .current_dir(working_directory(account))
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(error_writer)

@@ -195,6 +195,7 @@ async fn open_terminal(
                 width: Some(80),
                 height: Some(24),
                 command: None,
+                local_user: None,
                 status: None,
                 text: Vec::new(),
             };

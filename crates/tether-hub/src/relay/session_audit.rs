@@ -23,6 +23,8 @@ struct Terminal {
     /// Set once the device confirmed the shell.
     confirmed: bool,
     command: Option<String>,
+    /// The local user the operator asked for (`user@device`), if any.
+    local_user: Option<String>,
     /// A re-attach to a shell an earlier link started: this link's part of it.
     resumed: bool,
 }
@@ -79,6 +81,7 @@ impl SessionAudit {
             bytes_out: 0,
             confirmed: false,
             command: None,
+            local_user: None,
             resumed: true,
         });
     }
@@ -87,13 +90,16 @@ impl SessionAudit {
     pub fn observe_user(&mut self, envelope: &Envelope) {
         match envelope.proto {
             protocol::SHELL => match Shell::from_envelope(envelope) {
-                Ok(Shell::New { command, .. }) => {
+                Ok(Shell::New {
+                    command, local_user, ..
+                }) => {
                     self.terminal = Some(Terminal {
                         opened: Instant::now(),
                         bytes_in: 0,
                         bytes_out: 0,
                         confirmed: false,
                         command,
+                        local_user,
                         resumed: false,
                     })
                 }
@@ -182,6 +188,7 @@ impl SessionAudit {
             }
             Shell::New { status, text, .. } => {
                 let command = terminal.command.clone();
+                let local_user = terminal.local_user.clone();
                 if status == Some(shell::status::NORMAL) {
                     if terminal.confirmed {
                         // The device answered a resume after its own leg dropped: same terminal.
@@ -192,15 +199,18 @@ impl SessionAudit {
                     if terminal.resumed {
                         details["resumed"] = json!(true);
                     }
+                    if let Some(user) = local_user {
+                        details["local_user"] = json!(user);
+                    }
                     vec![self.event("terminal.open", Outcome::Success, details)]
                 } else {
                     self.terminal = None;
                     let reason = String::from_utf8_lossy(&text).into_owned();
-                    vec![self.event(
-                        "terminal.open",
-                        Outcome::Refused,
-                        json!({ "command": command, "reason": reason }),
-                    )]
+                    let mut details = json!({ "command": command, "reason": reason });
+                    if let Some(user) = local_user {
+                        details["local_user"] = json!(user);
+                    }
+                    vec![self.event("terminal.open", Outcome::Refused, details)]
                 }
             }
             Shell::Stop {
@@ -223,6 +233,9 @@ impl SessionAudit {
             "bytes_out": terminal.bytes_out,
             "command": terminal.command,
         });
+        if let Some(user) = &terminal.local_user {
+            details["local_user"] = json!(user);
+        }
         if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
             details.extend(extra.clone());
         }
@@ -354,4 +367,49 @@ fn target_details(target: &Target, connection_id: &str) -> serde_json::Value {
         "protocol": target.transport.as_str(),
         "connection_id": connection_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_shell(local_user: Option<&str>, status: Option<i64>) -> Envelope {
+        Shell::New {
+            user_id: None,
+            width: None,
+            height: None,
+            command: Some("id -un".into()),
+            local_user: local_user.map(str::to_owned),
+            status,
+            text: Vec::new(),
+        }
+        .to_envelope("s")
+    }
+
+    #[test]
+    fn terminal_events_name_the_requested_local_user() {
+        let mut audit = SessionAudit::new(Actor::system(), Object::device("d", "dev"), "s");
+        audit.observe_user(&new_shell(Some("daemon"), None));
+        let events = audit.observe_device(&new_shell(None, Some(shell::status::NORMAL)));
+        assert_eq!(events[0].action, "terminal.open");
+        assert_eq!(events[0].details["local_user"], "daemon");
+        assert_eq!(events[0].details["command"], "id -un");
+        let stop = Shell::Stop {
+            user_id: None,
+            status: Some(shell::status::NORMAL),
+            text: Vec::new(),
+            exit_status: Some(0),
+        };
+        let events = audit.observe_device(&stop.to_envelope("s"));
+        assert_eq!(events[0].details["local_user"], "daemon");
+
+        // A refused shell names it too; without a request, the field is absent (as before).
+        audit.observe_user(&new_shell(Some("root"), None));
+        let events = audit.observe_device(&new_shell(None, Some(shell::status::ERROR)));
+        assert_eq!(events[0].outcome, Outcome::Refused);
+        assert_eq!(events[0].details["local_user"], "root");
+        audit.observe_user(&new_shell(None, None));
+        let events = audit.observe_device(&new_shell(None, Some(shell::status::NORMAL)));
+        assert!(events[0].details.get("local_user").is_none());
+    }
 }

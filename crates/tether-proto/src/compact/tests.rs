@@ -99,6 +99,7 @@ fn the_first_frame_of_a_session_binds_its_handle_and_user() {
             width: Some(80),
             height: Some(24),
             command: None,
+            local_user: None,
             status: None,
             text: vec![],
         }
@@ -179,6 +180,7 @@ fn every_message() -> Vec<Envelope> {
             width: Some(80),
             height: Some(24),
             command: Some("id".into()),
+            local_user: None,
             status: Some(1),
             text: b"Shell started".to_vec(),
         },

@@ -6,7 +6,7 @@ use tether_proto::{
     Envelope,
     control::{Control, ErrorBody},
     port_forward::PortForward,
-    protocol,
+    protocol, shell, version,
 };
 
 use crate::{
@@ -140,5 +140,59 @@ pub(crate) fn malformed_forward(envelope: &Envelope) -> Option<String> {
         }
         Ok(_) => None,
         Err(error) => Some(format!("malformed port-forward `{}`: {error}", envelope.typ)),
+    }
+}
+
+/// Why a user's shell `new` cannot go to the device, if it cannot: a `local_user` it carries
+/// must be a user name (a string of at most 32 bytes, portable POSIX characters), and the
+/// device must speak version 2 (a stock agent would ignore it and run its default user).
+pub(crate) fn malformed_local_user(envelope: &Envelope, device_version: u32) -> Option<String> {
+    let requested = envelope.props.get(shell::LOCAL_USER)?;
+    let Some(name) = requested.as_str() else {
+        return Some("malformed shell `new`: local_user must be a string".to_owned());
+    };
+    if !shell::valid_local_user(name) {
+        return Some(format!(
+            "malformed shell `new`: local_user {name:?} is not a valid user name (letters, digits, \
+             '.', '_' and '-', at most {} bytes, not starting with '-')",
+            shell::LOCAL_USER_MAX_BYTES
+        ));
+    }
+    if device_version < version::TETHER {
+        return Some(format!(
+            "the device speaks protocol version {device_version} and cannot choose a local user"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::value::Value;
+
+    use super::*;
+
+    fn new_with(local_user: Value) -> Envelope {
+        Envelope::new(protocol::SHELL, "new", "s").with_prop(shell::LOCAL_USER, local_user)
+    }
+
+    #[test]
+    fn a_requested_local_user_must_be_a_user_name_for_a_version_2_device() {
+        assert_eq!(
+            malformed_local_user(&Envelope::new(protocol::SHELL, "new", "s"), 1),
+            None
+        );
+        assert_eq!(
+            malformed_local_user(&new_with(Value::Str("daemon".into())), 2),
+            None
+        );
+        let not_a_string = malformed_local_user(&new_with(Value::Int(0)), 2).unwrap();
+        assert!(not_a_string.contains("must be a string"), "{not_a_string}");
+        for bad in ["", "a b", "-x", &"u".repeat(33)] {
+            let why = malformed_local_user(&new_with(Value::Str(bad.into())), 2).unwrap();
+            assert!(why.contains("not a valid user name"), "{why}");
+        }
+        let stock = malformed_local_user(&new_with(Value::Str("daemon".into())), 1).unwrap();
+        assert!(stock.contains("cannot choose a local user"), "{stock}");
     }
 }

@@ -19,7 +19,7 @@ use crate::{
 
 use super::{
     DeviceSide, Ending, Session, Sink,
-    audit::{Refusal, malformed_forward, refuse_message},
+    audit::{Refusal, malformed_forward, malformed_local_user, refuse_message},
     send,
 };
 
@@ -174,6 +174,17 @@ pub(super) async fn forward(
     }
     if envelope.proto == protocol::PORT_FORWARD
         && let Some(why) = malformed_forward(&envelope)
+    {
+        let refusal = Refusal {
+            why,
+            code: 400,
+            permission: None,
+        };
+        return refuse_message(state, session, sink, &envelope, refusal).await;
+    }
+    if envelope.proto == protocol::SHELL
+        && envelope.typ == "new"
+        && let Some(why) = malformed_local_user(&envelope, side.version)
     {
         let refusal = Refusal {
             why,
