@@ -90,29 +90,28 @@ pub enum Devices {
     Accepted,
     /// All of them (accept, reject, remove, set-tags).
     Any,
-    /// Accepted ones as `NAME:` for a `DEVICE:PATH`, beside local paths.
+    /// Accepted ones as `NAME:` for a `DEVICE:PATH`, beside local paths (cp).
     WithPath,
+    /// Accepted ones as `NAME:` for a `DEVICE:PATH` only (ls).
+    Remote,
 }
 
 impl ValueCompleter for Devices {
     fn complete(&self, current: &OsStr) -> Vec<CompletionCandidate> {
         let typed = current.to_string_lossy();
         let mut candidates = Vec::new();
+        let with_path = matches!(self, Devices::WithPath | Devices::Remote);
+        if with_path && typed.contains(':') {
+            return candidates; // a remote path: not completed
+        }
         if matches!(self, Devices::WithPath) {
-            if typed.contains(':') {
-                return candidates; // a remote path: not completed
-            }
             candidates.extend(PathCompleter::any().complete(current));
         }
         let status = match self {
             Devices::Any => None,
-            Devices::Accepted | Devices::WithPath => Some("accepted"),
+            Devices::Accepted | Devices::WithPath | Devices::Remote => Some("accepted"),
         };
-        let suffix = if matches!(self, Devices::WithPath) {
-            ":"
-        } else {
-            ""
-        };
+        let suffix = if with_path { ":" } else { "" };
         candidates.extend(
             device_names(status)
                 .into_iter()

@@ -266,7 +266,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// DEVICE:PATH
-        #[arg(value_name = "DEVICE:PATH", add = ArgValueCompleter::new(Devices::WithPath))]
+        #[arg(value_name = "DEVICE:PATH", add = ArgValueCompleter::new(Devices::Remote))]
         target: String,
     },
     /// Read, export, checkpoint and verify the hub's audit log
