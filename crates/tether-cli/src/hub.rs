@@ -1,5 +1,6 @@
 //! Which hub to talk to, what to trust, and which token to present: the `--hub`/`--ca` flags
-//! (or `TETHER_HUB`/`TETHER_CA`), `TETHER_TOKEN`, and what `tether login` stored.
+//! (or `TETHER_HUB`/`TETHER_CA`), `TETHER_TOKEN`, and what `tether login` stored as the profile
+//! chosen (`--profile`/`TETHER_PROFILE`, else the current one).
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -13,6 +14,17 @@ use crate::config::{self, Credentials};
 pub struct HubOptions {
     pub hub: Option<String>,
     pub ca: Option<PathBuf>,
+    /// The profile asked for; `None` means the current one.
+    pub profile: Option<String>,
+}
+
+impl HubOptions {
+    /// The configuration directory and the name of the profile this command uses.
+    pub fn profile(&self) -> Result<(PathBuf, String)> {
+        let dir = config::config_dir()?;
+        let profile = config::selected_profile(&dir, self.profile.as_deref())?;
+        Ok((dir, profile))
+    }
 }
 
 /// A hub address with the TLS trust to reach it.
@@ -69,7 +81,8 @@ fn absolute(path: &std::path::Path) -> Result<String> {
 /// token — but only for the hub it was issued by, so a `--hub` pointing elsewhere never
 /// receives it.
 pub fn authenticated(options: &HubOptions) -> Result<Authenticated> {
-    let stored = config::load(&config::config_dir()?)?;
+    let (dir, profile) = options.profile()?;
+    let stored = config::load(&dir, &profile)?;
     let hub = Hub::resolve(options, stored.as_ref())?;
     if let Some(token) = std::env::var("TETHER_TOKEN").ok().filter(|t| !t.is_empty()) {
         return Ok(Authenticated { hub, token });

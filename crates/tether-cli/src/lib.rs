@@ -6,6 +6,7 @@ mod access;
 mod api;
 mod audit;
 mod audit_checkpoint;
+mod completion;
 mod config;
 mod devices;
 mod escape;
@@ -23,6 +24,7 @@ mod output;
 mod password;
 mod port_forward;
 mod printable;
+mod profiles;
 mod proxy;
 mod quoting;
 mod raw_mode;
@@ -40,11 +42,13 @@ mod users;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 use tether_proto::api::Device;
 
 use crate::{
     api::{Api, authenticated_api},
+    completion::Devices,
     devices::Decision,
     hub::{HubOptions, authenticated},
     output::say,
@@ -56,6 +60,7 @@ Environment:
   TETHER_HUB         hub URL (instead of --hub)
   TETHER_CA          PEM file to trust (instead of --ca)
   TETHER_TOKEN       bearer token to use instead of the stored login
+  TETHER_PROFILE     the stored login to use (instead of --profile)
   TETHER_CONFIG_DIR  where the login is stored (default $XDG_CONFIG_HOME/tether
                      or $HOME/.config/tether)
   HTTPS_PROXY        HTTP proxy to reach the hub through (NO_PROXY honoured)
@@ -128,6 +133,10 @@ struct GlobalArgs {
     /// PEM file with the certificate(s) to trust for the hub, e.g. its self-signed certificate
     #[arg(long, global = true, env = "TETHER_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// The stored login (profile) to use (default: the current one; see `tether profiles`)
+    #[arg(long, global = true, env = "TETHER_PROFILE", value_name = "NAME",
+          value_parser = config::parse_profile_name)]
+    profile: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +151,21 @@ enum Command {
     },
     /// Revoke the stored token and delete it
     Logout,
+    /// List the stored logins (profiles, one per hub) and choose the current one
+    #[command(subcommand, after_help = profiles::PROFILES_HELP)]
+    Profiles(profiles::ProfilesCommand),
+    /// Print the shell completion script for bash, zsh or fish
+    #[command(after_help = completion::COMPLETIONS_HELP)]
+    Completions {
+        #[arg(value_enum)]
+        shell: completion::Shell,
+    },
+    /// Print the tether(1) man page, or write one page per command into a directory
+    Man {
+        /// Write tether.1, tether-login.1, … into DIR instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// List and manage devices
     #[command(subcommand)]
     Devices(DevicesCommand),
@@ -149,6 +173,7 @@ enum Command {
     #[command(after_help = TERMINAL_HELP)]
     Terminal {
         /// Device id, unique id prefix, or name; USER@DEVICE for a local user
+        #[arg(add = ArgValueCompleter::new(Devices::Accepted))]
         device: String,
         /// Re-attach to a shell left running on the device (see `tether sessions detached`)
         #[arg(long, value_name = "SESSION")]
@@ -165,6 +190,7 @@ enum Command {
     Exec {
         /// Device id, unique id prefix, or name; USER@DEVICE for a local user
         #[arg(required_unless_present = "group", conflicts_with = "group")]
+        #[arg(add = ArgValueCompleter::new(Devices::Accepted))]
         device: Option<String>,
         #[command(flatten)]
         fleet: fleet_exec::FleetArgs,
@@ -186,6 +212,7 @@ enum Command {
     )]
     PortForward {
         /// Device id, unique id prefix, or name
+        #[arg(add = ArgValueCompleter::new(Devices::Accepted))]
         device: String,
         /// [tcp/|udp/]LOCAL_PORT[:[REMOTE_HOST:]REMOTE_PORT], e.g. 8022:22, udp/5353:53
         #[arg(required = true, value_name = "MAPPING", value_parser = port_forward::parse_mapping)]
@@ -201,6 +228,7 @@ enum Command {
     #[command(after_help = proxy::PROXY_HELP)]
     Proxy {
         /// Device id, unique id prefix, or name (a trailing `.tether` is taken off)
+        #[arg(add = ArgValueCompleter::new(Devices::Accepted))]
         device: String,
         /// [HOST:]PORT as reached from the device, e.g. 22 or 10.0.0.5:502
         #[arg(value_name = "TARGET", value_parser = port_forward::parse_remote)]
@@ -229,10 +257,10 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Files to copy: local paths, or DEVICE:PATH (all on one device)
-        #[arg(required = true, value_name = "SRC")]
+        #[arg(required = true, value_name = "SRC", add = ArgValueCompleter::new(Devices::WithPath))]
         sources: Vec<String>,
         /// Where to copy them: DEVICE:PATH for an upload, a local path for a download
-        #[arg(value_name = "DST")]
+        #[arg(value_name = "DST", add = ArgValueCompleter::new(Devices::WithPath))]
         destination: String,
     },
     /// List a file or directory on a device
@@ -242,7 +270,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// DEVICE:PATH
-        #[arg(value_name = "DEVICE:PATH")]
+        #[arg(value_name = "DEVICE:PATH", add = ArgValueCompleter::new(Devices::Remote))]
         target: String,
     },
     /// Read, export, checkpoint and verify the hub's audit log
@@ -290,16 +318,29 @@ enum DevicesCommand {
     },
     /// Accept a pending (or rejected) device
     #[command(after_help = DEVICE_HELP)]
-    Accept { device: String },
+    Accept {
+        #[arg(add = ArgValueCompleter::new(Devices::Any))]
+        device: String,
+    },
     /// Reject a device; it can no longer connect
     #[command(after_help = DEVICE_HELP)]
-    Reject { device: String },
+    Reject {
+        #[arg(add = ArgValueCompleter::new(Devices::Any))]
+        device: String,
+    },
     /// Remove a device from the hub
     #[command(after_help = DEVICE_HELP)]
-    Remove { device: String },
+    Remove {
+        #[arg(add = ArgValueCompleter::new(Devices::Any))]
+        device: String,
+    },
     /// Replace a device's tags (device groups are tags: tag:NAME); no tags clears them
     #[command(name = "set-tags", after_help = DEVICE_HELP)]
-    SetTags { device: String, tags: Vec<String> },
+    SetTags {
+        #[arg(add = ArgValueCompleter::new(Devices::Any))]
+        device: String,
+        tags: Vec<String>,
+    },
     /// Print a one-line install for a new device, with a one-time enrolment token
     #[command(name = "install-command", after_help = install_tokens::INSTALL_COMMAND_HELP)]
     InstallCommand {
@@ -343,6 +384,7 @@ impl StatusFilter {
 
 /// Parses the command line, runs the command and returns the process's exit status.
 pub fn run_from_command_line() -> i32 {
+    completion::complete_if_asked(Cli::command);
     let cli = Cli::parse();
     init_logging();
     let is_exec = matches!(cli.command, Command::Exec { .. });
@@ -373,10 +415,14 @@ async fn run(cli: Cli) -> Result<i32> {
     let options = HubOptions {
         hub: cli.global.hub,
         ca: cli.global.ca,
+        profile: cli.global.profile,
     };
     match cli.command {
         Command::Login { user, password_stdin } => login::login(&options, &user, password_stdin).await?,
         Command::Logout => login::logout(&options).await?,
+        Command::Profiles(command) => return profiles::run(&options, command).await,
+        Command::Completions { shell } => return completion::print_script(shell),
+        Command::Man { dir } => return completion::man(Cli::command(), dir.as_deref()),
         Command::Devices(DevicesCommand::InstallCommand {
             tags,
             expires,

@@ -20,8 +20,8 @@ use crate::{
 };
 
 pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Result<()> {
-    let dir = config::config_dir()?;
-    let stored = config::load(&dir).ok().flatten();
+    let (dir, profile) = options.profile()?;
+    let stored = config::load(&dir, &profile).ok().flatten();
     let hub = Hub::resolve(options, stored.as_ref())?;
     let password = if password_stdin {
         password::from_stdin()?
@@ -70,8 +70,18 @@ pub async fn login(options: &HubOptions, user: &str, password_stdin: bool) -> Re
         user: response.user.name.clone(),
         expires_at: response.expires_at,
     };
-    config::save(&dir, &credentials)?;
-    tell!("Logged in to {} as {}.", hub.url, response.user.name);
+    config::save(&dir, &profile, &credentials)?;
+    // Like kubectl's `config use-context`: the hub just logged in to is the one used next.
+    config::set_current(&dir, Some(&profile))?;
+    if profile == config::DEFAULT_PROFILE {
+        tell!("Logged in to {} as {}.", hub.url, response.user.name);
+    } else {
+        tell!(
+            "Logged in to {} as {} (profile {profile}).",
+            hub.url,
+            response.user.name
+        );
+    }
     Ok(())
 }
 
@@ -83,8 +93,8 @@ fn needs_code(error: &anyhow::Error) -> bool {
 }
 
 pub async fn logout(options: &HubOptions) -> Result<()> {
-    let dir = config::config_dir()?;
-    let Some(stored) = config::load(&dir)? else {
+    let (dir, profile) = options.profile()?;
+    let Some(stored) = config::load(&dir, &profile)? else {
         tell!("Not logged in.");
         return Ok(());
     };
@@ -92,6 +102,7 @@ pub async fn logout(options: &HubOptions) -> Result<()> {
     let hub_options = HubOptions {
         hub: Some(stored.hub.clone()),
         ca: options.ca.clone(),
+        profile: Some(profile.clone()),
     };
     let revoked = async {
         let hub = Hub::resolve(&hub_options, Some(&stored))?;
@@ -110,7 +121,7 @@ pub async fn logout(options: &HubOptions) -> Result<()> {
         // The local credentials go anyway: logging out must work with the hub unreachable.
         Err(error) => say!("tether: could not revoke the token on {}: {error:#}", stored.hub),
     }
-    config::remove(&dir)?;
+    config::remove(&dir, &profile)?;
     tell!("Logged out.");
     Ok(())
 }

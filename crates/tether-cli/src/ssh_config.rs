@@ -6,8 +6,8 @@
 //! when printed, so devices enrolled later work without printing it again, and a device the user
 //! may not reach is refused by the hub when it is used, as for every other command. The
 //! ProxyCommand is the running binary by its absolute path with the hub options it was started
-//! with, and the stored login's directory pinned, so that ssh, whatever its environment (VS Code,
-//! Ansible), uses the same hub and login.
+//! with, and the stored login's directory and profile pinned, so that ssh, whatever its
+//! environment (VS Code, Ansible), uses the same hub and login.
 
 use std::path::Path;
 
@@ -32,8 +32,8 @@ pub struct Request {
 /// Prints the block on stdout.
 pub fn run(options: &HubOptions, request: &Request) -> Result<i32> {
     let program = std::env::current_exe().context("cannot find the path of the tether binary")?;
-    let config_dir =
-        std::path::absolute(config::config_dir()?).context("cannot resolve the configuration directory")?;
+    let (config_dir, profile) = options.profile()?;
+    let config_dir = std::path::absolute(config_dir).context("cannot resolve the configuration directory")?;
     let ca = match &options.ca {
         Some(path) => Some(
             std::path::absolute(path)
@@ -44,12 +44,13 @@ pub fn run(options: &HubOptions, request: &Request) -> Result<i32> {
     let setup = Setup {
         program: &program,
         config_dir: &config_dir,
+        profile: &profile,
         hub: options.hub.as_deref(),
         ca: ca.as_deref(),
         token_in_environment: std::env::var_os("TETHER_TOKEN").is_some_and(|token| !token.is_empty()),
     };
     // Only a hint: the block is right whatever the login's state, which may change later.
-    if matches!(config::load(&config_dir), Ok(None)) && !setup.token_in_environment {
+    if matches!(config::load(&config_dir, &profile), Ok(None)) && !setup.token_in_environment {
         say!("tether: note: not logged in yet; run `tether login USER` before using ssh");
     }
     crate::output::print_listing(&block(&setup, request))?;
@@ -60,6 +61,8 @@ pub fn run(options: &HubOptions, request: &Request) -> Result<i32> {
 struct Setup<'a> {
     program: &'a Path,
     config_dir: &'a Path,
+    /// Pinned, so that `tether profiles use` later does not move ssh to another hub.
+    profile: &'a str,
     hub: Option<&'a str>,
     ca: Option<&'a Path>,
     token_in_environment: bool,
@@ -70,6 +73,7 @@ fn block(setup: &Setup<'_>, request: &Request) -> String {
     let mut command = vec![
         "env".to_owned(),
         format!("TETHER_CONFIG_DIR={}", setup.config_dir.display()),
+        format!("TETHER_PROFILE={}", setup.profile),
         setup.program.display().to_string(),
     ];
     if let Some(hub) = setup.hub {
@@ -131,6 +135,7 @@ mod tests {
         Setup {
             program,
             config_dir,
+            profile: "default",
             hub: None,
             ca: None,
             token_in_environment: false,
@@ -151,7 +156,8 @@ mod tests {
         assert!(text.contains("\nHost *.tether\n"), "{text}");
         assert!(
             text.contains(
-                "    ProxyCommand env TETHER_CONFIG_DIR=/home/op/.config/tether /usr/bin/tether proxy %n %p\n"
+                "    ProxyCommand env TETHER_CONFIG_DIR=/home/op/.config/tether TETHER_PROFILE=default \
+                 /usr/bin/tether proxy %n %p\n"
             ),
             "{text}"
         );
@@ -166,6 +172,7 @@ mod tests {
         let dir = Path::new("/tmp/100%/cfg");
         let mut setup = setup(program, dir);
         setup.hub = Some("https://hub.example.com:8443");
+        setup.profile = "lab-2";
         setup.ca = Some(Path::new("/etc/tether/hub.pem"));
         setup.token_in_environment = true;
         let request = Request {
@@ -175,7 +182,7 @@ mod tests {
         let text = block(&setup, &request);
         assert!(
             text.contains(
-                "    ProxyCommand env TETHER_CONFIG_DIR=/tmp/100%%/cfg '/opt/my tools/tether' \
+                "    ProxyCommand env TETHER_CONFIG_DIR=/tmp/100%%/cfg TETHER_PROFILE=lab-2 '/opt/my tools/tether' \
                  --hub https://hub.example.com:8443 --ca /etc/tether/hub.pem proxy %n %p\n"
             ),
             "{text}"

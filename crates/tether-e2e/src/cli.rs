@@ -139,7 +139,10 @@ impl Cli {
 
     /// The bearer token `tether login` stored (for calling the hub's HTTP API directly).
     pub fn token(&self) -> String {
-        let path = self.config_dir.path().join("credentials.json");
+        // The current profile's login (`default` unless a test switched profiles).
+        let current = std::fs::read_to_string(self.config_dir.path().join("current-profile"));
+        let profile = current.as_deref().map(str::trim).unwrap_or("default");
+        let path = self.config_dir.path().join(format!("profiles/{profile}.json"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("no stored login in {}: {e}", path.display()));
         let value: serde_json::Value =

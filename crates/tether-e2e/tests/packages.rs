@@ -93,7 +93,28 @@ fn packages_hold_the_expected_files_scripts_and_units() {
     assert_has(&files, "/lib/systemd/system/tether-hub.service", "-rw-r--r--");
     // The one-line install's agents (agents_dir), from dist/ when they are built.
     assert_has(&files, "/usr/lib/tether/agents", "drwxr-xr-x");
-    assert_has(&contents(&cli), "/usr/bin/tether", "-rwxr-xr-x");
+    let files = contents(&cli);
+    assert_has(&files, "/usr/bin/tether", "-rwxr-xr-x");
+    // Man pages (one per command, gzipped) and completions, generated from the binary.
+    for page in [
+        "tether.1.gz",
+        "tether-login.1.gz",
+        "tether-profiles-use.1.gz",
+        "tether-terminal.1.gz",
+    ] {
+        assert_has(&files, &format!("/usr/share/man/man1/{page}"), "-rw-r--r--");
+    }
+    assert_has(
+        &files,
+        "/usr/share/bash-completion/completions/tether",
+        "-rw-r--r--",
+    );
+    assert_has(&files, "/usr/share/zsh/vendor-completions/_tether", "-rw-r--r--");
+    assert_has(
+        &files,
+        "/usr/share/fish/vendor_completions.d/tether.fish",
+        "-rw-r--r--",
+    );
 
     for (deb, name, config) in [(&agent, "tether-agent", "agent"), (&hub, "tether-hub", "hub")] {
         let info = text(&run(Command::new("dpkg-deb").arg("-I").arg(deb)));
@@ -124,6 +145,17 @@ fn packages_hold_the_expected_files_scripts_and_units() {
     for deb in [&agent, &hub, &cli] {
         run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root.path()));
     }
+    let page = text(&run(Command::new("sh").arg("-c").arg(format!(
+        "gzip -dc {}/usr/share/man/man1/tether.1.gz",
+        root.path().display()
+    ))));
+    assert!(page.contains(".TH tether 1"), "{page}");
+    let bash = std::fs::read_to_string(root.path().join("usr/share/bash-completion/completions/tether"))
+        .expect("bash completion");
+    assert!(
+        bash.contains("complete -o nospace") && bash.contains(" tether"),
+        "{bash}"
+    );
     run(Command::new("sh").arg("-c").arg(format!(
         "cp -rn /lib/systemd/system/. {}/lib/systemd/system/",
         root.path().display()
