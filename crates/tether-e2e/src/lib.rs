@@ -29,6 +29,7 @@ mod process;
 mod pty;
 pub mod source_address;
 mod stock_forwarder;
+mod stock_terminal;
 mod tool;
 
 use std::{
@@ -50,6 +51,7 @@ pub use postgres::Postgres;
 pub use process::{Proc, hermetic, run_with_deadline};
 pub use pty::PtySession;
 pub use stock_forwarder::StockForwarder;
+pub use stock_terminal::stock_terminal_device;
 pub use tool::{ToolRun, run_tool};
 
 /// How long a helper waits for something expected (a line, a device, a process) before giving up.

@@ -14,14 +14,10 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
 };
 
 use serde_json::Value;
-use tether_e2e::{
-    Agent, Cli, FakeDevice, Hub, Proc, Received, WAIT, block_on, receive, send_binary, wait_for,
-};
-use tether_proto::{control::Control, protocol};
+use tether_e2e::{Agent, Cli, FakeDevice, Hub, Proc, WAIT, stock_terminal_device, wait_for};
 
 /// A hub with its administrator and accepted agents, tagged by group.
 struct Fleet {
@@ -121,37 +117,6 @@ fn names(prefix: &str, count: usize) -> Vec<String> {
 fn events(cli: &Cli, action: &str) -> Vec<Value> {
     let output = cli.run(&["audit", "list", "--json", "--all", "--action", action]);
     serde_json::from_str(output.ok()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{output}"))
-}
-
-/// A device that accepts sessions in protocol version 1 only, as a stock mender-connect does,
-/// until `stop` is set.
-fn stock_device(fake: FakeDevice, token: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        block_on(async move {
-            let mut socket = fake.connect(&token).await.expect("the fake device connects");
-            while !stop.load(Ordering::Relaxed) {
-                let envelope = match receive(&mut socket, Duration::from_millis(500)).await {
-                    Received::Message(envelope) => envelope,
-                    Received::Nothing => continue,
-                    _ => return,
-                };
-                let reply = match Control::from_envelope(&envelope) {
-                    Ok(Control::Open { .. }) if envelope.proto == protocol::CONTROL => Control::Accept {
-                        version: 1,
-                        protocols: vec![protocol::SHELL],
-                    },
-                    Ok(Control::Ping) if envelope.proto == protocol::CONTROL => Control::Pong,
-                    _ => continue,
-                };
-                if send_binary(&mut socket, reply.to_envelope(&envelope.sid).encode())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        })
-    })
 }
 
 /// Exits 3 on the devices whose name ends in an odd digit, after a line of output.
@@ -356,7 +321,7 @@ fn timeouts_and_ctrl_c_stop_the_commands() {
     alice.run(&["devices", "set-tags", "t-03", "slow"]).ok();
     let token = fake.token(None);
     let stop = Arc::new(AtomicBool::new(false));
-    let stock = stock_device(fake, token, stop.clone());
+    let stock = stock_terminal_device(fake, token, stop.clone());
     alice.wait_online("t-03");
 
     // --timeout stops the command on the device that takes too long.

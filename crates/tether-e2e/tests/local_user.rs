@@ -14,8 +14,7 @@ use std::{
 
 use serde_json::Value;
 use tether_e2e::{
-    Agent, Cli, FakeDevice, Hub, PtySession, Received, WAIT, block_on, is_root, receive, send_binary,
-    wait_for,
+    Agent, Cli, FakeDevice, Hub, PtySession, WAIT, block_on, is_root, stock_terminal_device, wait_for,
 };
 use tether_proto::{Envelope, control::Control, protocol, shell, value::Value as MsgValue};
 use tokio_tungstenite::tungstenite::Message;
@@ -133,38 +132,6 @@ fn a_device_named_with_an_at_sign_is_meant_first() {
     assert!(attach.stderr.contains("--attach"), "{attach}");
 }
 
-/// A device that accepts sessions in protocol version 1 only, as a stock mender-connect does,
-/// until `stop` is set.
-fn stock_device(fake: FakeDevice, token: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        block_on(async move {
-            let mut socket = fake.connect(&token).await.expect("the fake device connects");
-            while !stop.load(Ordering::Relaxed) {
-                let envelope = match receive(&mut socket, Duration::from_millis(500)).await {
-                    Received::Message(envelope) => envelope,
-                    Received::Nothing => continue,
-                    _ => return,
-                };
-                assert_ne!(envelope.proto, protocol::SHELL, "no shell message may reach it");
-                let reply = match Control::from_envelope(&envelope) {
-                    Ok(Control::Open { .. }) if envelope.proto == protocol::CONTROL => Control::Accept {
-                        version: 1,
-                        protocols: vec![protocol::SHELL],
-                    },
-                    Ok(Control::Ping) if envelope.proto == protocol::CONTROL => Control::Pong,
-                    _ => continue,
-                };
-                if send_binary(&mut socket, reply.to_envelope(&envelope.sid).encode())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        })
-    })
-}
-
 #[test]
 fn a_stock_device_cannot_choose_a_local_user() {
     let hub = Hub::start_default();
@@ -175,7 +142,7 @@ fn a_stock_device_cannot_choose_a_local_user() {
     cli.run(&["devices", "accept", "stock"]).ok();
     let token = fake.token(None);
     let stop = Arc::new(AtomicBool::new(false));
-    let stock = stock_device(fake, token, stop.clone());
+    let stock = stock_terminal_device(fake, token, stop.clone());
     cli.wait_online("stock");
 
     let refused = cli.run(&["terminal", "root@stock"]);
