@@ -17,7 +17,7 @@ use tether_proto::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Hub, OpensslKey, unique_name};
+use crate::{Hub, OpensslKey, WAIT, unique_name};
 
 /// The key a fake device signs its auth requests with.
 #[derive(Clone)]
@@ -215,6 +215,21 @@ pub async fn receive_until_end(socket: &mut WebSocket, limit: Duration) -> Vec<R
         received.push(next);
         if end {
             return received;
+        }
+    }
+}
+
+/// The next envelope on `socket` (a device's or a user's session), skipping pings; panics when
+/// nothing comes within [`WAIT`] or the socket closes.
+pub async fn next_envelope(socket: &mut WebSocket) -> Envelope {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("the hub answers")
+            .expect("the session stays open")
+            .expect("a frame");
+        if let Message::Binary(bytes) = message {
+            return Envelope::decode(&bytes).expect("an envelope");
         }
     }
 }

@@ -40,7 +40,7 @@ use std::{
 
 pub use agent::{Agent, Emulated};
 pub use cli::{Cli, CliOutput};
-pub use device::{FakeDevice, Received, receive, receive_until_end, send_binary};
+pub use device::{FakeDevice, Received, next_envelope, receive, receive_until_end, send_binary};
 pub use fault_proxy::FaultProxy;
 pub use forward::{Forwarding, PortForward};
 pub use hub::{Hub, HubOptions};

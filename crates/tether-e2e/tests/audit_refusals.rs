@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 use tether_e2e::{
-    Agent, Cli, Hub, HubOptions, PtySession, WAIT, block_on,
+    Agent, Cli, Hub, HubOptions, PtySession, WAIT, block_on, next_envelope,
     peers::{sha256_file, write_deterministic_file},
     wait_for,
 };
@@ -306,21 +306,6 @@ async fn open_session(
     )
     .await
     .map_err(|error| error.to_string())
-}
-
-/// The next envelope the hub sends, skipping pings.
-async fn next_envelope(socket: &mut tether_net::WebSocket) -> Envelope {
-    use futures_util::StreamExt as _;
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("the hub answers")
-            .expect("the session stays open")
-            .expect("a frame");
-        if let Message::Binary(bytes) = message {
-            return Envelope::decode(&bytes).expect("an envelope");
-        }
-    }
 }
 
 #[test]

@@ -14,7 +14,8 @@ use std::{
 
 use serde_json::Value;
 use tether_e2e::{
-    Agent, Cli, FakeDevice, Hub, PtySession, WAIT, block_on, is_root, stock_terminal_device, wait_for,
+    Agent, Cli, FakeDevice, Hub, PtySession, WAIT, block_on, is_root, next_envelope, stock_terminal_device,
+    wait_for,
 };
 use tether_proto::{Envelope, control::Control, protocol, shell, value::Value as MsgValue};
 use tokio_tungstenite::tungstenite::Message;
@@ -156,21 +157,6 @@ fn a_stock_device_cannot_choose_a_local_user() {
     assert!(refused.stderr.contains("protocol version 1"), "{refused}");
     stop.store(true, Ordering::Relaxed);
     stock.join().expect("the stock device's thread");
-}
-
-/// The next envelope the hub sends on a user session, skipping pings.
-async fn next_envelope(socket: &mut tether_net::WebSocket) -> Envelope {
-    use futures_util::StreamExt as _;
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("the hub answers")
-            .expect("the session stays open")
-            .expect("a frame");
-        if let Message::Binary(bytes) = message {
-            return Envelope::decode(&bytes).expect("an envelope");
-        }
-    }
 }
 
 #[test]
