@@ -30,6 +30,8 @@ export function auditPage(container) {
   const csv = h('a', { class: 'button', id: 'audit-export-csv' }, 'Export CSV');
   const jsonl = h('a', { class: 'button', id: 'audit-export-jsonl' }, 'Export JSON Lines');
   let before = null;
+  /** Counts loads, so that a slow answer to an earlier filter never replaces a later one. */
+  let generation = 0;
 
   function filters() {
     const query = new URLSearchParams();
@@ -67,15 +69,17 @@ export function auditPage(container) {
     const query = filters();
     query.set('limit', '100');
     if (more && before !== null) query.set('before', before);
+    const mine = ++generation;
     try {
       const page = await get(`audit/events?${query}`);
+      if (mine !== generation) return;
       error.textContent = '';
       const rows = page.events.map(row);
       if (more) body.append(...rows); else body.replaceChildren(...rows);
       before = page.next_before ?? null;
       older.hidden = before === null;
     } catch (failure) {
-      error.textContent = failure.message;
+      if (mine === generation) error.textContent = failure.message;
     }
   }
 

@@ -63,13 +63,17 @@ export function devicesPage(container) {
       h('td', {}, actions));
   }
 
+  /** Counts loads, so that a slow answer to an earlier filter never replaces a later one. */
+  let generation = 0;
   async function load() {
+    const mine = ++generation;
     const query = new URLSearchParams({ offset, limit: PAGE });
     if (search.value.trim()) query.set('search', search.value.trim());
     if (status.value) query.set('status', status.value);
     if (online.value) query.set('online', online.value);
     try {
       const list = await get(`devices?${query}`);
+      if (mine !== generation) return;
       error.textContent = '';
       const total = list.total ?? list.devices.length;
       body.replaceChildren(...list.devices.map(row));
@@ -78,7 +82,7 @@ export function devicesPage(container) {
       previous.disabled = offset === 0;
       next.disabled = offset + PAGE >= total;
     } catch (failure) {
-      error.textContent = failure.message;
+      if (mine === generation) error.textContent = failure.message;
     }
   }
 
