@@ -10,6 +10,7 @@ pub const DEVICE_CONNECT_PATH: &str = "/api/devices/v1/deviceconnect/connect";
 pub const SIGNATURE_HEADER: &str = "X-MEN-Signature";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthRequest {
     /// Identity attributes as a JSON object, serialized to a string (Mender's `id_data`).
     pub id_data: String,
@@ -29,6 +30,7 @@ pub struct AuthRequest {
 
 /// The body of a refused authentication request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthRefusal {
     pub error: String,
     /// `pending`, `rejected` or `invalid`.

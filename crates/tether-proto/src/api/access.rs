@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// An access request and its outcome (every answer of `/access/requests...`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessRequest {
     pub id: String,
     pub user_id: String,
@@ -27,12 +28,14 @@ pub struct AccessRequest {
 
 /// The answer to `GET /access/requests[?all=true]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessRequestList {
     pub requests: Vec<AccessRequest>,
 }
 
 /// `POST /access/requests`: what access is wanted, for how long and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAccessRequest {
     pub scope: String,
     pub permissions: Vec<String>,
@@ -42,6 +45,7 @@ pub struct NewAccessRequest {
 
 /// The query of `GET /access/requests`: everyone's requests (for approvers).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AccessRequestQuery {
     #[serde(default)]
     pub all: bool,
@@ -50,6 +54,7 @@ pub struct AccessRequestQuery {
 /// `POST /access/requests/{id}/approve` and `/deny`: a note kept with the decision (the body
 /// may also be absent).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessDecision {
     #[serde(default)]
     pub note: Option<String>,
@@ -57,12 +62,14 @@ pub struct AccessDecision {
 
 /// `GET /access/policies` and the answer to `PUT`: the scopes that require approval.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalPolicies {
     pub require_approval: Vec<String>,
 }
 
 /// `PUT /access/policies`: require approval on a scope, or stop requiring it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyChange {
     pub scope: String,
     pub require_approval: bool,

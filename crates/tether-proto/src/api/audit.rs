@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// One audit event, as stored and as the API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub seq: i64,
     pub id: String,
@@ -35,6 +36,7 @@ pub struct AuditEvent {
 
 /// The answer to `GET /audit/events`: one page, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPage {
     pub events: Vec<AuditEvent>,
     /// Pass as `before` for the next (older) page; `null` on the last page.
@@ -45,6 +47,7 @@ pub struct EventPage {
 /// Numbers are also read from text, and empty text is no filter: a query string carries only
 /// text, and inside [`AuditExportQuery`] serde cannot tell which a field is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AuditQuery {
     /// At or after this time.
     #[serde(
@@ -150,6 +153,7 @@ impl AuditQuery {
 
 /// The answer to `GET /audit/verify`: what the hub's walk over the chain found.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verification {
     pub ok: bool,
     pub checked: i64,
@@ -159,6 +163,7 @@ pub struct Verification {
 
 /// One inconsistency, at the event (or checkpoint) `seq`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     pub seq: i64,
     pub kind: String,
@@ -167,6 +172,7 @@ pub struct Problem {
 
 /// What a [`Statement`] attests.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StatementKind {
     /// The chain's head.
@@ -178,6 +184,7 @@ pub enum StatementKind {
 /// A signed statement about event `seq` of the chain (the answer to `POST /audit/checkpoints`);
 /// exported as one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub kind: StatementKind,
     pub seq: i64,
@@ -195,6 +202,7 @@ pub struct Statement {
 /// deleted event (0 and the genesis hash when nothing was ever deleted), and the hub's signed
 /// statement of it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Anchor {
     pub seq: i64,
     pub hash: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A device as the hub shows it (`GET /devices`, `POST /devices/{id}/accept`, `/reject`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: String,
     /// The `hostname` identity attribute, or the id when there is none.
@@ -23,6 +24,7 @@ pub struct Device {
 
 /// The answer to `GET /devices`: one page of devices.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceList {
     pub devices: Vec<Device>,
     /// How many devices matched the filters, before `offset` and `limit` cut the page.
@@ -32,6 +34,7 @@ pub struct DeviceList {
 
 /// The query of `GET /devices`; every filter is optional and they combine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct DeviceQuery {
     /// `pending`, `accepted` or `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +90,7 @@ impl DeviceQuery {
 /// `PUT /devices/{id}/tags` and its answer: the device's tags (sorted, without duplicates in
 /// the answer).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceTags {
     pub tags: Vec<String>,
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /exec-runs`: the group (`tag:NAME`, `*` or a device id, as in a grant) and the command
 /// line that is about to run on it (for the audit log; each device's session carries its own).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewExecRun {
     pub group: String,
     pub command: String,
@@ -15,6 +16,7 @@ pub struct NewExecRun {
 /// The answer: the group as the hub reads it and its accepted devices that the caller may see,
 /// ordered by name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecRun {
     pub group: String,
     pub devices: Vec<ExecRunDevice>,
@@ -22,6 +24,7 @@ pub struct ExecRun {
 
 /// One device of a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecRunDevice {
     pub id: String,
     pub name: String,

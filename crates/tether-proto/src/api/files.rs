@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The query of `GET`/`HEAD .../download`: the file on the device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct DownloadQuery {
     pub path: String,
 }
@@ -12,6 +13,7 @@ pub struct DownloadQuery {
 /// What an upload carries besides its data: multipart fields (Mender's form) or, for a raw
 /// body, query parameters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct UploadFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -26,6 +28,7 @@ pub struct UploadFields {
 
 /// The answer to an upload (201): where the file went, its size and SHA-256 (hex).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadSummary {
     pub path: String,
     pub size: i64,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /install-tokens`: tags the enrolled devices get, how long the token lives (1 day
 /// without it) and how many devices may use it (1 without it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewInstallToken {
     #[serde(default)]
     pub tags: Vec<String>,
@@ -18,6 +19,7 @@ pub struct NewInstallToken {
 /// The answer to `POST /install-tokens` (201): the token, shown only here, and what an install
 /// line needs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedInstallToken {
     pub id: String,
     pub token: String,
@@ -33,6 +35,7 @@ pub struct CreatedInstallToken {
 
 /// An enrolment token as listed (never its secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallToken {
     pub id: String,
     pub tags: Vec<String>,
@@ -49,6 +52,7 @@ pub struct InstallToken {
 
 /// The answer to `GET /install-tokens`, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallTokenList {
     pub install_tokens: Vec<InstallToken>,
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /auth/login` and `POST /auth/web/login`: a user name and password, and the second
 /// factor when the user has one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -17,6 +18,7 @@ pub struct LoginRequest {
 
 /// The answer to `POST /auth/login`: a bearer token for the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub token: String,
     /// Unix seconds.
@@ -26,6 +28,7 @@ pub struct LoginResponse {
 
 /// Who is logged in.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -35,6 +38,7 @@ pub struct User {
 /// The answer to `POST /auth/web/login` and `GET /auth/web/session`: what the page learns of its
 /// session (never the session token, which stays in the cookie).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebSession {
     pub user: User,
     pub csrf_token: String,
@@ -44,6 +48,7 @@ pub struct WebSession {
 
 /// `POST /auth/password`: the current password and the new one (answered 204).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A user's role on a scope: `*` (every device), `tag:NAME` (a group) or a device id.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrant {
     pub role: String,
     pub scope: String,
@@ -11,12 +12,14 @@ pub struct RoleGrant {
 
 /// `GET`/`PUT /users/{name}/roles` (request and answer): all of a user's grants.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrants {
     pub grants: Vec<RoleGrant>,
 }
 
 /// A role and its permissions: an entry of `GET /roles`, and the answer to `POST /roles`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Role {
     pub name: String,
     /// Permission names, e.g. `terminal`, `file_read`.
@@ -27,12 +30,14 @@ pub struct Role {
 
 /// The answer to `GET /roles`: admin, operator, auditor, then the custom roles.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleList {
     pub roles: Vec<Role>,
 }
 
 /// `POST /roles`: a custom role.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRole {
     pub name: String,
     pub permissions: Vec<String>,

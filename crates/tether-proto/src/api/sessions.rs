@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A recorded terminal session, as `GET /sessions` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalSession {
     pub sid: String,
     pub device_id: String,
@@ -25,12 +26,14 @@ pub struct TerminalSession {
 
 /// The answer to `GET /sessions`, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     pub sessions: Vec<TerminalSession>,
 }
 
 /// The query of `GET /sessions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct SessionQuery {
     /// A device id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +65,7 @@ impl SessionQuery {
 
 /// A terminal kept on its device after its operator's connection was lost.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DetachedSession {
     pub sid: String,
     pub device_id: String,
@@ -77,12 +81,14 @@ pub struct DetachedSession {
 
 /// The answer to `GET /sessions/detached`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DetachedList {
     pub sessions: Vec<DetachedSession>,
 }
 
 /// The first line of `GET /sessions/{sid}/recording`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingHeader {
     pub sid: String,
     pub width: i64,
@@ -96,6 +102,7 @@ pub struct RecordingHeader {
 /// Every later line of a recording: `k` is `screen` (with `w`, `h`, `d`), `o` or `i` (with `d`)
 /// or `r` (with `w`, `h`); `t` is milliseconds since the session began, `d` base64.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingRecord {
     pub t: u64,
     pub k: String,
@@ -110,6 +117,7 @@ pub struct RecordingRecord {
 /// The query of `GET /sessions/{sid}/recording`: start here (milliseconds since the session
 /// began); the first record is then the screen at that moment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct RecordingQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_ms: Option<u64>,
@@ -118,6 +126,7 @@ pub struct RecordingQuery {
 /// The query of the session WebSocket (`.../deviceconnect/devices/{id}/connect`): re-attach to
 /// the detached terminal `attach`, replaying its output from byte `offset`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AttachQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<String>,

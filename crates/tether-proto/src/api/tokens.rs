@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /tokens`: a token named `name`, with some of the caller's permissions (all of them
 /// without `permissions`), valid for `expires_in_secs` (30 days without it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -15,6 +16,7 @@ pub struct NewToken {
 
 /// The answer to `POST /tokens` (201): the only time the secret `token` is shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub id: String,
     pub name: String,
@@ -26,6 +28,7 @@ pub struct CreatedToken {
 
 /// A token as listed (never its secret).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessToken {
     pub id: String,
     pub name: String,
@@ -39,12 +42,14 @@ pub struct AccessToken {
 
 /// The answer to `GET /tokens[?user=NAME]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenList {
     pub tokens: Vec<AccessToken>,
 }
 
 /// The query of `GET /tokens`: another user's tokens (needs `manage_users`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct TokenListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

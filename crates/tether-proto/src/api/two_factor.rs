@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The answer to `POST /auth/2fa/enrol`: a new secret, not yet enabled.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TwoFactorEnrolment {
     /// Base32, for typing into an authenticator app.
     pub secret: String,
@@ -15,18 +16,21 @@ pub struct TwoFactorEnrolment {
 /// `POST /auth/2fa/confirm` and `/disable`: a current TOTP code (or, to disable, a recovery
 /// code).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TwoFactorCode {
     pub code: String,
 }
 
 /// The answer to `POST /auth/2fa/confirm`: the recovery codes, each usable once, shown only here.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
 /// `GET`/`PUT /settings/two-factor` (request and answer): whether every user must enrol.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TwoFactorSetting {
     pub required: bool,
 }

@@ -8,6 +8,7 @@ use super::roles::RoleGrant;
 /// A user as listed (never the password hash): the answer to `POST /users`, `/disable` and
 /// `/enable`, and an entry of `GET /users`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub id: String,
     pub name: String,
@@ -21,12 +22,14 @@ pub struct UserSummary {
 
 /// The answer to `GET /users`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {
     pub users: Vec<UserSummary>,
 }
 
 /// `POST /users`: a new user with a role on groups (every device without groups), or none.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     pub name: String,
     pub password: String,
@@ -46,6 +49,7 @@ fn is_false(value: &bool) -> bool {
 
 /// The answer to `POST /users/{name}/revoke-sessions`: how many login sessions ended.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedSessions {
     pub revoked: u64,
 }
