@@ -75,6 +75,13 @@ impl Envelope {
 
     /// Encodes the message for the wire.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the message's msgpack encoding to `out` (a buffer the caller may reuse).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let mut header = vec![("proto".to_owned(), Value::UInt16(self.proto))];
         if !self.typ.is_empty() {
             header.push(("typ".to_owned(), Value::Str(self.typ.clone())));
@@ -85,16 +92,14 @@ impl Envelope {
         if !self.props.is_empty() {
             header.push(("props".to_owned(), Value::Map(self.props.0.clone())));
         }
-        let mut out = Vec::with_capacity(self.body.len() + 64);
         let envelope_len = if self.body.is_empty() { 1 } else { 2 };
-        let _ = rmp::encode::write_map_len(&mut out, envelope_len);
-        let _ = rmp::encode::write_str(&mut out, "hdr");
-        Value::Map(header).write(&mut out);
+        let _ = rmp::encode::write_map_len(out, envelope_len);
+        let _ = rmp::encode::write_str(out, "hdr");
+        Value::Map(header).write(out);
         if !self.body.is_empty() {
-            let _ = rmp::encode::write_str(&mut out, "body");
-            let _ = rmp::encode::write_bin(&mut out, &self.body);
+            let _ = rmp::encode::write_str(out, "body");
+            let _ = rmp::encode::write_bin(out, &self.body);
         }
-        out
     }
 
     /// Decodes one message. Unknown keys are ignored, as the reference decoder does.

@@ -160,6 +160,14 @@ impl SenderTable {
         })
     }
 
+    /// Frees the handle of `sid`, if it has one. The receiver's table still names the session
+    /// under that handle until the handle is bound again, which the next frame using it does.
+    pub fn release_sid(&mut self, sid: &str) {
+        if let Some(handle) = self.by_sid.get(sid).copied() {
+            self.release(handle);
+        }
+    }
+
     pub fn release(&mut self, handle: u32) {
         if let Some(entry) = self.table.release(handle) {
             self.by_sid.remove(&entry.sid);

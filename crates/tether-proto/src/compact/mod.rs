@@ -13,12 +13,14 @@
 
 mod handles;
 pub mod kind;
+mod link;
 mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use handles::MAX_SESSIONS;
+pub use link::Link;
 pub use wire::{Binding, Header, flag};
 
 use crate::{Envelope, Props, value::Value};
@@ -150,6 +152,11 @@ impl Encoder {
     /// Sessions currently bound.
     pub fn sessions(&self) -> usize {
         self.table.len()
+    }
+
+    /// Frees the handle of a session that ended without a `close` from this end.
+    pub fn forget(&mut self, sid: &str) {
+        self.table.release_sid(sid);
     }
 
     pub fn encode(&mut self, envelope: &Envelope) -> Result<Vec<u8>, Error> {
