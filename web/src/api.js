@@ -175,3 +175,20 @@ export async function logout() {
 export function websocketUrl(path) {
   return `wss://${location.host}${path}`;
 }
+
+/** For a page whose loads may overlap (filters changed quickly): `newest(request)` resolves to
+ * `{ value }`, or to null when a later call started meanwhile, so that a slow answer to an
+ * earlier filter never replaces a later one; a stale failure is dropped too. */
+export function newestOnly() {
+  let generation = 0;
+  return async function newest(request) {
+    const mine = ++generation;
+    try {
+      const value = await request;
+      return mine === generation ? { value } : null;
+    } catch (failure) {
+      if (mine === generation) throw failure;
+      return null;
+    }
+  };
+}

@@ -3,7 +3,7 @@
 // The device filter takes a name or an id prefix, like the CLI; a text that names no current
 // device still filters as an id (the events of a removed device keep its id).
 
-import { API, get } from '../api.js';
+import { API, get, newestOnly } from '../api.js';
 import { h, when } from '../dom.js';
 import { findDevice } from '../devices_lookup.js';
 
@@ -30,8 +30,7 @@ export function auditPage(container) {
   const csv = h('a', { class: 'button', id: 'audit-export-csv' }, 'Export CSV');
   const jsonl = h('a', { class: 'button', id: 'audit-export-jsonl' }, 'Export JSON Lines');
   let before = null;
-  /** Counts loads, so that a slow answer to an earlier filter never replaces a later one. */
-  let generation = 0;
+  const newest = newestOnly();
 
   function filters() {
     const query = new URLSearchParams();
@@ -69,17 +68,17 @@ export function auditPage(container) {
     const query = filters();
     query.set('limit', '100');
     if (more && before !== null) query.set('before', before);
-    const mine = ++generation;
     try {
-      const page = await get(`audit/events?${query}`);
-      if (mine !== generation) return;
+      const answer = await newest(get(`audit/events?${query}`));
+      if (!answer) return;
+      const page = answer.value;
       error.textContent = '';
       const rows = page.events.map(row);
       if (more) body.append(...rows); else body.replaceChildren(...rows);
       before = page.next_before ?? null;
       older.hidden = before === null;
     } catch (failure) {
-      if (mine === generation) error.textContent = failure.message;
+      error.textContent = failure.message;
     }
   }
 

@@ -2,7 +2,7 @@
 // 10,000 stays fast), online status, last seen, agent version, tags (the device's groups) and
 // identity attributes; pending devices are accepted or rejected here.
 
-import { get, post, user } from '../api.js';
+import { get, newestOnly, post, user } from '../api.js';
 import { ago, debounce, h } from '../dom.js';
 
 const PAGE = 50;
@@ -63,17 +63,16 @@ export function devicesPage(container) {
       h('td', {}, actions));
   }
 
-  /** Counts loads, so that a slow answer to an earlier filter never replaces a later one. */
-  let generation = 0;
+  const newest = newestOnly();
   async function load() {
-    const mine = ++generation;
     const query = new URLSearchParams({ offset, limit: PAGE });
     if (search.value.trim()) query.set('search', search.value.trim());
     if (status.value) query.set('status', status.value);
     if (online.value) query.set('online', online.value);
     try {
-      const list = await get(`devices?${query}`);
-      if (mine !== generation) return;
+      const answer = await newest(get(`devices?${query}`));
+      if (!answer) return;
+      const list = answer.value;
       error.textContent = '';
       const total = list.total ?? list.devices.length;
       body.replaceChildren(...list.devices.map(row));
@@ -82,7 +81,7 @@ export function devicesPage(container) {
       previous.disabled = offset === 0;
       next.disabled = offset + PAGE >= total;
     } catch (failure) {
-      if (mine === generation) error.textContent = failure.message;
+      error.textContent = failure.message;
     }
   }
 
