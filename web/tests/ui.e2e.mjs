@@ -330,8 +330,13 @@ try {
   await page.goto(`${url}/#/audit`);
   await page.waitForSelector('#audit tr[data-action="terminal.open"]', { timeout: LIMIT });
   await shots('audit');
+  const allIds = (await page.evaluate(() => fetch('/api/management/v1/devices').then((r) => r.json()))).devices.map((d) => d.id);
   const deviceId = (await page.evaluate((name) => fetch(`/api/management/v1/devices?name=${encodeURIComponent(name)}`).then((r) => r.json()), device)).devices[0].id;
-  for (const [how, text] of [['name', device], ['id prefix', deviceId.slice(0, 13)]]) {
+  // Ids are UUIDv7: their first 12 hex digits are the enrolment millisecond, so devices enrolled
+  // together share a long prefix. Type the shortest prefix that names this device alone.
+  let prefixLength = 8;
+  while (allIds.filter((id) => id.startsWith(deviceId.slice(0, prefixLength))).length > 1) prefixLength += 1;
+  for (const [how, text] of [['name', device], ['id prefix', deviceId.slice(0, prefixLength)]]) {
     await check(`the audit log's device filter takes a device ${how}`, async () => {
       await page.fill('#audit-device', text);
       await page.dispatchEvent('#audit-device', 'change');
