@@ -43,6 +43,8 @@ struct Faults {
     dropped: AtomicU64,
     /// Bytes forwarded so far, both directions, all connections.
     bytes: AtomicU64,
+    /// Bytes forwarded so far from the clients to the target (the rest went back).
+    bytes_up: AtomicU64,
 }
 
 /// A running proxy. Dropping it stops it and closes every connection.
@@ -110,8 +112,16 @@ impl FaultProxy {
                             Arc::clone(&faults),
                             Arc::clone(&passed),
                             wake.clone(),
+                            true,
                         );
-                        let down = pump(server_read, client_write, Arc::clone(&faults), passed, wake);
+                        let down = pump(
+                            server_read,
+                            client_write,
+                            Arc::clone(&faults),
+                            passed,
+                            wake,
+                            false,
+                        );
                         // Either direction ending (EOF, error or fault) ends the connection.
                         tokio::select! {
                             _ = up => {}
@@ -204,6 +214,12 @@ impl FaultProxy {
     pub fn bytes(&self) -> u64 {
         self.faults.bytes.load(Ordering::SeqCst)
     }
+
+    /// Bytes forwarded so far from the clients to the target, and back (all connections).
+    pub fn bytes_each_way(&self) -> (u64, u64) {
+        let up = self.faults.bytes_up.load(Ordering::SeqCst);
+        (up, self.bytes() - up)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -223,6 +239,8 @@ async fn pump(
     // Bytes of this connection so far, both directions (shared by its two pumps).
     passed: Arc<AtomicU64>,
     mut wake: watch::Receiver<u64>,
+    // Client to target: counted in `bytes_up` too.
+    up: bool,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -262,6 +280,9 @@ async fn pump(
             return;
         }
         faults.bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        if up {
+            faults.bytes_up.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
         if cut {
             faults.dropped.fetch_add(1, Ordering::SeqCst);
             return;

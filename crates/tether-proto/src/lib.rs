@@ -53,7 +53,8 @@ pub mod version {
     pub const MENDER: u32 = 1;
     /// Mender's protocol plus Tether's negotiated extensions (see `docs/protocol.md`).
     pub const TETHER: u32 = 2;
-    /// Version 2 in the compact encoding (`tether_proto::compact`); specified, not yet spoken.
+    /// Version 2 in the compact encoding (`tether_proto::compact`): the same messages in
+    /// smaller frames, for the device leg.
     pub const COMPACT: u32 = 3;
 }
 

@@ -1,11 +1,20 @@
 //! The link to the hub: get a device token, open the WebSocket, serve it (reader, writer,
 //! keep-alive, token renewal), and reconnect with backoff when it fails, hub after hub.
 
-use std::{cell::Cell, sync::Arc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tether_net::{HubUrl, NetError, Proxy, WebSocket};
-use tether_proto::{Envelope, auth::DEVICE_CONNECT_PATH, clock::unix_seconds};
+use tether_proto::{
+    Envelope,
+    auth::DEVICE_CONNECT_PATH,
+    clock::unix_seconds,
+    compact::{self, Link},
+};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::{mpsc, watch},
@@ -173,11 +182,11 @@ impl Agent {
         if let Some(bulk) = bulk.as_mut() {
             while bulk.try_recv().is_ok() {}
         }
-        if sink
-            .send(Message::binary(sessions.announcement().encode()))
-            .await
-            .is_err()
-        {
+        // Which sessions speak compact frames (version 3): the reader and the writer pass every
+        // frame through it, in order; neither holds it across an await.
+        let link = RefCell::new(Link::new());
+        let announcement = link.borrow_mut().encode(&sessions.announcement());
+        if sink.send(Message::binary(announcement)).await.is_err() {
             sessions.return_bulk(bulk);
             return Outcome::Lost("the connection failed at once".into());
         }
@@ -192,7 +201,18 @@ impl Agent {
                 };
                 last_received.set(Instant::now());
                 match message {
-                    Message::Binary(frame) => sessions.dispatch(&frame).await,
+                    Message::Binary(frame) => {
+                        let decoded = link.borrow_mut().decode(&frame);
+                        match decoded {
+                            Ok(envelope) => sessions.handle(envelope).await,
+                            // The hub's compact tables may have moved on: start afresh.
+                            Err(error) if compact::is_compact(&frame) => {
+                                tracing::warn!("malformed compact frame from the hub: {error}");
+                                return format!("malformed compact frame from the hub: {error}");
+                            }
+                            Err(error) => sessions.malformed(&error).await,
+                        }
+                    }
                     Message::Text(text) => tracing::debug!("ignoring a text frame of {} bytes", text.len()),
                     Message::Close(frame) => {
                         let why = frame
@@ -212,11 +232,11 @@ impl Agent {
                     biased;
                     _ = ping.tick() => Message::Ping(Default::default()),
                     envelope = outbound.recv() => match envelope {
-                        Some(envelope) => Message::binary(envelope.encode()),
+                        Some(envelope) => Message::binary(link.borrow_mut().encode(&envelope)),
                         None => return "the outbound queue closed".to_owned(),
                     },
                     Some(envelope) = crate::file_transfer::next_bulk(&mut bulk) => {
-                        Message::binary(envelope.encode())
+                        Message::binary(link.borrow_mut().encode(&envelope))
                     }
                 };
                 if let Err(error) = sink.send(message).await {

@@ -28,6 +28,9 @@ use crate::{
 const VERSION_1_CHUNK: usize = 4096;
 /// Largest `shell` body to a version-2 session (frames up to 64 KiB are allowed).
 const VERSION_2_CHUNK: usize = 32 * 1024;
+/// The versions this agent chooses from, the highest the hub offers (3 is version 2 in the
+/// compact encoding: the connection's `compact::Link` switches the session's frames).
+const SPOKEN_VERSIONS: [u32; 3] = [version::MENDER, version::TETHER, version::COMPACT];
 /// Negotiated versions remembered; beyond this, sessions without a shell are forgotten.
 const MAX_REMEMBERED_SESSIONS: usize = 1024;
 
@@ -97,17 +100,25 @@ impl Sessions {
         self.bulk = bulk;
     }
 
-    /// Handles one binary frame from the hub. Never fails: bad input is answered with an error.
+    /// Handles one msgpack frame from the hub, as the connection does through its `Link` (the
+    /// unit tests' way in).
+    #[cfg(test)]
     pub async fn dispatch(&mut self, frame: &[u8]) {
-        let envelope = match Envelope::decode(frame) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!("malformed message from the hub: {error}");
-                let body = ErrorBody::new(format!("malformed message: {error}"));
-                self.send(Control::Error(body).to_envelope("")).await;
-                return;
-            }
-        };
+        match Envelope::decode(frame) {
+            Ok(envelope) => self.handle(envelope).await,
+            Err(error) => self.malformed(&error).await,
+        }
+    }
+
+    /// Answers a frame from the hub that did not decode (the connection goes on).
+    pub async fn malformed(&mut self, error: &dyn std::fmt::Display) {
+        tracing::warn!("malformed message from the hub: {error}");
+        let body = ErrorBody::new(format!("malformed message: {error}"));
+        self.send(Control::Error(body).to_envelope("")).await;
+    }
+
+    /// Handles one message from the hub. Never fails: bad input is answered with an error.
+    pub async fn handle(&mut self, envelope: Envelope) {
         tracing::debug!(proto = envelope.proto, typ = %envelope.typ, sid = %envelope.sid, "received");
         // Whatever the hub sends, a session nobody approved on the device gets nothing done.
         if envelope.proto != CONTROL
@@ -159,13 +170,11 @@ impl Sessions {
         };
         match message {
             Control::Open { versions } => {
-                let chosen = [version::TETHER, version::MENDER]
-                    .into_iter()
-                    .find(|candidate| versions.contains(candidate));
+                let chosen = tether_proto::compact::choose_version(&versions, &SPOKEN_VERSIONS);
                 let Some(chosen) = chosen else {
                     let body = ErrorBody {
                         err: format!(
-                            "unsupported protocol versions {versions:?}: this device speaks 1 and 2"
+                            "unsupported protocol versions {versions:?}: this device speaks 1, 2 and 3"
                         ),
                         close: true,
                         ..ErrorBody::default()

@@ -127,6 +127,14 @@ async fn open_negotiates_the_highest_common_version() {
             protocols: vec![SHELL]
         }
     );
+    let compact = harness.open("d", &[1, 2, 3]).await;
+    assert_eq!(
+        compact,
+        Control::Accept {
+            version: 3,
+            protocols: vec![SHELL]
+        }
+    );
     let stock = harness.open("b", &[1]).await;
     assert_eq!(
         stock,

@@ -37,6 +37,10 @@ pub struct HubConfig {
     /// The hub pings a device (or user) connection it has not heard from for this long, and
     /// closes it after two intervals of silence.
     pub keepalive_interval_secs: u64,
+    /// Offer devices protocol version 3 (version 2 in the compact encoding, see
+    /// docs/protocol.md): a keystroke costs a few bytes instead of a hundred. Off: devices are
+    /// offered versions 1 and 2 only, as by hubs before it.
+    pub compact_device_leg: bool,
     /// Failed logins allowed for one account from one client address (IPv6: its /64) within
     /// the window; beyond it that account is throttled from that address only (one more attempt
     /// every `window / limit`). Failures never lock an account for everyone.
@@ -141,6 +145,7 @@ impl Default for HubConfig {
             max_device_frame_bytes: 1 << 20,
             max_user_frame_bytes: 1 << 20,
             keepalive_interval_secs: 100,
+            compact_device_leg: true,
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
@@ -185,6 +190,7 @@ const KEYS: &[&str] = &[
     "max_device_frame_bytes",
     "max_user_frame_bytes",
     "keepalive_interval_secs",
+    "compact_device_leg",
     "login_failures_per_account",
     "login_failures_per_address",
     "login_failure_window_secs",

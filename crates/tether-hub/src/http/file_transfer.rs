@@ -47,13 +47,14 @@ impl DeviceSession {
             .open_session(&device.id, &sid)
             .await
             .ok_or_else(offline)?;
-        let (_accept, version) = match handshake(&mut link, &sid, user_name, None).await {
-            Ok(pair) => pair,
-            Err(why) => {
-                state.router.close_session(&sid).await;
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
-            }
-        };
+        let (_accept, version) =
+            match handshake(&mut link, &sid, user_name, state.config.compact_device_leg, None).await {
+                Ok(pair) => pair,
+                Err(why) => {
+                    state.router.close_session(&sid).await;
+                    return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
+                }
+            };
         Ok(DeviceSession {
             link,
             sid,

@@ -1,6 +1,8 @@
 //! The device leg: `GET /api/devices/v1/deviceconnect/connect`. One WebSocket per device; this
 //! module authenticates it, attaches it to the router, relays messages between the device and its
-//! sessions, keeps it alive, and closes it with a clear reason on bad input.
+//! sessions, keeps it alive, and closes it with a clear reason on bad input. Frames are msgpack,
+//! or compact for the sessions that negotiated version 3 (`tether_proto::compact::Link` keeps
+//! track of which).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -8,6 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink};
 use tether_proto::{
     Envelope,
+    compact::Link,
     control::{Control, ErrorBody},
     protocol,
 };
@@ -23,25 +26,33 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-type Sink = SplitSink<WebSocket, Message>;
-
-async fn send(sink: &mut Sink, envelope: &Envelope) -> bool {
-    sink.send(Message::Binary(envelope.encode().into())).await.is_ok()
+/// The hub's sending end of one device connection: the WebSocket's sink and the encoding state
+/// of the connection's sessions (shared with the reader, which decodes through `link` too).
+struct Connection {
+    sink: SplitSink<WebSocket, Message>,
+    link: Link,
 }
 
-/// Tells the device what was wrong, then closes its connection.
-async fn refuse(sink: &mut Sink, code: u16, why: &str) {
-    let error = Control::Error(ErrorBody {
-        err: why.to_owned(),
-        close: true,
-        ..Default::default()
-    });
-    let _ = send(sink, &error.to_envelope("")).await;
-    let frame = CloseFrame {
-        code,
-        reason: why.chars().take(120).collect::<String>().into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+impl Connection {
+    async fn send(&mut self, envelope: &Envelope) -> bool {
+        let frame = self.link.encode(envelope);
+        self.sink.send(Message::Binary(frame.into())).await.is_ok()
+    }
+
+    /// Tells the device what was wrong, then closes its connection.
+    async fn refuse(&mut self, code: u16, why: &str) {
+        let error = Control::Error(ErrorBody {
+            err: why.to_owned(),
+            close: true,
+            ..Default::default()
+        });
+        let _ = self.send(&error.to_envelope("")).await;
+        let frame = CloseFrame {
+            code,
+            reason: why.chars().take(120).collect::<String>().into(),
+        };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+    }
 }
 
 pub async fn serve(state: Relay, device: DeviceRecord, socket: WebSocket, client: SocketAddr) {
@@ -68,7 +79,11 @@ async fn relay(
     socket: WebSocket,
     attachment: &mut DeviceAttachment,
 ) -> String {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut connection = Connection {
+        sink,
+        link: Link::new(),
+    };
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
@@ -77,7 +92,7 @@ async fn relay(
             biased;
             _ = attachment.kicked.changed() => {
                 let reason = attachment.kicked.borrow().clone().unwrap_or_else(|| "closed by the hub".into());
-                refuse(&mut sink, CLOSE_POLICY, &reason).await;
+                connection.refuse(CLOSE_POLICY, &reason).await;
                 return reason;
             }
             inbound = stream.next() => {
@@ -91,7 +106,7 @@ async fn relay(
                         if too_big {
                             let why = format!("frame too large (limit {} bytes)", state.config.max_device_frame_bytes);
                             tracing::warn!("device {} sent a {why}", device.id);
-                            refuse(&mut sink, CLOSE_TOO_BIG, &why).await;
+                            connection.refuse(CLOSE_TOO_BIG, &why).await;
                             return format!("the device sent a {why}");
                         }
                         // A reset or a close without TLS close_notify is how a killed or
@@ -99,23 +114,23 @@ async fn relay(
                         tracing::debug!("device {} connection error: {error}", device.id);
                         return "the device disconnected".into();
                     }
-                    Some(Ok(Message::Binary(bytes))) => match Envelope::decode(&bytes) {
+                    Some(Ok(Message::Binary(bytes))) => match connection.link.decode(&bytes) {
                         Ok(envelope) => {
-                            if !handle(state, device, envelope, &mut sink).await {
+                            if !handle(state, device, envelope, &mut connection).await {
                                 return "the device connection failed".into();
                             }
                         }
                         Err(error) => {
                             let why = format!("malformed message: {error}");
                             tracing::warn!("device {} sent a {why}", device.id);
-                            refuse(&mut sink, CLOSE_POLICY, &why).await;
+                            connection.refuse(CLOSE_POLICY, &why).await;
                             return format!("the device sent a {why}");
                         }
                     },
                     Some(Ok(Message::Text(_))) => {
                         let why = "text frames are not part of the protocol (binary msgpack only)";
                         tracing::warn!("device {} sent a text frame", device.id);
-                        refuse(&mut sink, CLOSE_POLICY, why).await;
+                        connection.refuse(CLOSE_POLICY, why).await;
                         return format!("the device sent {why}");
                     }
                     Some(Ok(Message::Close(_))) => return "the device closed its connection".into(),
@@ -124,12 +139,12 @@ async fn relay(
                 }
             }
             Some(envelope) = attachment.interactive.recv() => {
-                if !send(&mut sink, &envelope).await {
+                if !connection.send(&envelope).await {
                     return "the device connection failed".into();
                 }
             }
             Some(envelope) = attachment.bulk.recv() => {
-                if !send(&mut sink, &envelope).await {
+                if !connection.send(&envelope).await {
                     return "the device connection failed".into();
                 }
             }
@@ -137,11 +152,11 @@ async fn relay(
                 let silent = last_heard.elapsed();
                 if silent >= keepalive * 2 {
                     let why = format!("the device was silent for {} s", silent.as_secs());
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "keep-alive timeout".into() }))).await;
+                    let _ = connection.sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "keep-alive timeout".into() }))).await;
                     return why;
                 }
                 // Only ping a device we have not heard from: agents that ping us cost no extra bytes.
-                if silent >= keepalive && sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if silent >= keepalive && connection.sink.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return "the device connection failed".into();
                 }
             }
@@ -150,14 +165,21 @@ async fn relay(
 }
 
 /// Handles one message from the device. Returns false when the connection failed.
-async fn handle(state: &Relay, device: &DeviceRecord, envelope: Envelope, sink: &mut Sink) -> bool {
+async fn handle(
+    state: &Relay,
+    device: &DeviceRecord,
+    envelope: Envelope,
+    connection: &mut Connection,
+) -> bool {
     // Keep-alives are answered here, whatever the session: a stock agent kills a shell whose
     // `ping` goes unanswered.
     match (envelope.proto, envelope.typ.as_str()) {
-        (protocol::CONTROL, "ping") => return send(sink, &Control::Pong.to_envelope(&envelope.sid)).await,
+        (protocol::CONTROL, "ping") => {
+            return connection.send(&Control::Pong.to_envelope(&envelope.sid)).await;
+        }
         (protocol::SHELL, "ping") => {
             let pong = tether_proto::shell::Shell::Pong.to_envelope(&envelope.sid);
-            return send(sink, &pong).await;
+            return connection.send(&pong).await;
         }
         (protocol::CONTROL, "sessions") => {
             match Control::from_envelope(&envelope) {
@@ -186,7 +208,7 @@ async fn handle(state: &Relay, device: &DeviceRecord, envelope: Envelope, sink: 
         return true;
     }
     let resumable = match holder(state, device, &sid).await {
-        Holder::Other => return refuse_foreign(state, device, sink, &sid, proto, &typ).await,
+        Holder::Other => return refuse_foreign(state, device, connection, &sid, proto, &typ).await,
         Holder::Mine(resumable) => resumable,
         Holder::Nobody => None,
     };
@@ -213,7 +235,7 @@ async fn handle(state: &Relay, device: &DeviceRecord, envelope: Envelope, sink: 
         "device {} sent a message for unknown session {sid}; closing it",
         device.id
     );
-    send(sink, &Control::Close.to_envelope(&sid)).await
+    connection.send(&Control::Close.to_envelope(&sid)).await
 }
 
 /// Who holds a session a device's message names.
@@ -251,7 +273,7 @@ async fn holder(state: &Relay, device: &DeviceRecord, sid: &str) -> Holder {
 async fn refuse_foreign(
     state: &Relay,
     device: &DeviceRecord,
-    sink: &mut Sink,
+    connection: &mut Connection,
     sid: &str,
     proto: u16,
     typ: &str,
@@ -286,7 +308,7 @@ async fn refuse_foreign(
         code: Some(403),
         ..Default::default()
     });
-    send(sink, &error.to_envelope(sid)).await
+    connection.send(&error.to_envelope(sid)).await
 }
 
 /// The device announced the shells it still keeps: the others it had are gone (it restarted, or

@@ -81,6 +81,8 @@ const fn field(key: &'static str, form: Form) -> Field {
 
 const NONE: &[Field] = &[];
 const OFFSET: &[Field] = &[field("offset", Form::Unsigned)];
+/// Terminal data: the agent's output carries `status` (as a stock agent's does), then `offset`.
+const SHELL_DATA: &[Field] = &[field("status", Form::Unsigned), field("offset", Form::Unsigned)];
 const SIZE: &[Field] = &[
     field("terminal_width", Form::Unsigned),
     field("terminal_height", Form::Unsigned),
@@ -117,7 +119,7 @@ use protocol::{COMMANDS, CONTROL, FILE_TRANSFER, PORT_FORWARD, SHELL};
 
 /// Every kind, the most frequent first (lookups scan in order).
 pub const KINDS: &[Kind] = &[
-    kind(0x01, SHELL, "shell", OFFSET),
+    kind(0x01, SHELL, "shell", SHELL_DATA),
     kind(0x10, FILE_TRANSFER, "file_chunk", CHUNK),
     kind(0x11, FILE_TRANSFER, "ack", ACK),
     kind(0x20, PORT_FORWARD, "forward", CONNECTION),

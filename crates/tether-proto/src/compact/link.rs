@@ -71,7 +71,7 @@ impl Link {
             self.speak_compact(&envelope.sid);
             envelope
         } else {
-            let envelope = Envelope::decode(frame)?;
+            let envelope = Envelope::decode(frame).map_err(Error::MsgpackFrame)?;
             if accepts_compact(&envelope) {
                 self.speak_compact(&envelope.sid);
             }

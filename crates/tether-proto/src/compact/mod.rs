@@ -71,6 +71,9 @@ pub enum Error {
     GenericWithSid,
     #[error("msgpack inside the compact frame: {0}")]
     Msgpack(#[from] crate::Error),
+    /// A msgpack frame (version 1 or 2) that did not decode, from [`Link::decode`].
+    #[error("{0}")]
+    MsgpackFrame(crate::Error),
 }
 
 /// Whether a device-protocol frame is compact (or msgpack, which always starts with a map).

@@ -48,16 +48,25 @@ fn a_keystroke_is_four_bytes() {
 }
 
 #[test]
-fn an_echo_carries_its_offset_as_a_varint() {
+fn an_echo_carries_its_status_and_offset_as_varints() {
     let (mut device, mut hub) = (Encoder::default(), Decoder::default());
+    // As the agent sends its output: `status` normal, then the stream offset.
     let mut echo = Shell::Data(b"a".to_vec()).to_envelope(SID);
+    echo.props.set("status", Value::Int(shell::status::NORMAL));
     shell::set_output_offset(&mut echo, 1234);
-    // msgpack: 92 bytes.
-    assert_eq!(echo.encode().len(), 92);
+    // msgpack: 100 bytes.
+    assert_eq!(echo.encode().len(), 100);
     round_trip(&mut device, &mut hub, &echo);
     let frame = round_trip(&mut device, &mut hub, &echo);
-    // kind shell, flags field 0 (offset), handle 1, offset 1234, the byte.
-    assert_eq!(frame, [0x01, 0x20, 0x01, 0xd2, 0x09, b'a']);
+    // kind shell, flags fields 0 (status) and 1 (offset), handle 1, status 1, offset 1234, the byte.
+    assert_eq!(frame, [0x01, 0x60, 0x01, 0x01, 0xd2, 0x09, b'a']);
+    // Without a status (as from a sender that leaves it out), one byte less.
+    let mut bare = Shell::Data(b"a".to_vec()).to_envelope(SID);
+    shell::set_output_offset(&mut bare, 1234);
+    assert_eq!(
+        round_trip(&mut device, &mut hub, &bare),
+        [0x01, 0x40, 0x01, 0xd2, 0x09, b'a']
+    );
 }
 
 #[test]

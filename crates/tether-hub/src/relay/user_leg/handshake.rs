@@ -14,18 +14,23 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a device may keep a session waiting for local consent.
 const MAX_CONSENT_WAIT_SECS: u64 = 600;
 
-/// Offers versions 1 and 2; returns the device's `accept` (to forward) and the chosen version.
-/// The `open` names the user (for the device's consent prompt); a device that asks for local
-/// approval (`wait`) gets the time it announces, and `user` (when given) is told.
+/// Offers versions 1 and 2, and 3 when `offer_compact` (`compact_device_leg`); returns the
+/// device's `accept` (to forward to the user) and the chosen version. Version 3 is version 2 in
+/// the compact encoding, which only the device leg sees: it is returned, and told to the user,
+/// as version 2. The `open` names the user (for the device's consent prompt); a device that asks
+/// for local approval (`wait`) gets the time it announces, and `user` (when given) is told.
 pub(crate) async fn handshake(
     link: &mut SessionLink,
     sid: &str,
     user_name: &str,
+    offer_compact: bool,
     mut user: Option<&mut Sink>,
 ) -> Result<(Envelope, u32), String> {
-    let open = Control::Open {
-        versions: vec![version::MENDER, version::TETHER],
-    };
+    let mut versions = vec![version::MENDER, version::TETHER];
+    if offer_compact {
+        versions.push(version::COMPACT);
+    }
+    let open = Control::Open { versions };
     let mut open = open.to_envelope(sid);
     open.props.set("user_name", Value::Str(user_name.to_owned()));
     if !link.send(Lane::Interactive, open).await {
@@ -54,6 +59,16 @@ pub(crate) async fn handshake(
                         if version == version::MENDER || version == version::TETHER =>
                     {
                         return Ok((envelope, version));
+                    }
+                    Ok(Control::Accept {
+                        version: version::COMPACT,
+                        protocols,
+                    }) if offer_compact => {
+                        let accept = Control::Accept {
+                            version: version::TETHER,
+                            protocols,
+                        };
+                        return Ok((accept.to_envelope(sid), version::TETHER));
                     }
                     Ok(Control::Accept { version, .. }) => {
                         return Err(format!(

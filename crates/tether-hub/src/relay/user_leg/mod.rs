@@ -97,7 +97,15 @@ pub async fn serve(
         Principal::User { user, .. } => user.name.clone(),
         Principal::Device { .. } => String::new(),
     };
-    let reason = match handshake(&mut link, sid, &user_name, Some(&mut sink)).await {
+    let reason = match handshake(
+        &mut link,
+        sid,
+        &user_name,
+        state.config.compact_device_leg,
+        Some(&mut sink),
+    )
+    .await
+    {
         Ok((accept, version)) => {
             if resume.is_some() && version != version::TETHER {
                 let why = "the device no longer speaks protocol version 2: its session cannot be resumed";

@@ -173,7 +173,7 @@ pub(super) async fn await_device(
                     Principal::User { user, .. } => user.name.clone(),
                     Principal::Device { .. } => String::new(),
                 };
-                match handshake(&mut new_link, sid, &user_name, None).await {
+                match handshake(&mut new_link, sid, &user_name, state.config.compact_device_leg, None).await {
                     Ok((_, version)) if version == version::TETHER => {
                         tracing::info!(
                             "session {sid}: device {} is back; resuming from offset {}",
