@@ -2,12 +2,18 @@
 //! that offers version 3 speak it, and a keystroke and its echo then cost a fraction of what they
 //! cost in version 2, counted as TCP payload through a proxy between the agent and the hub. A
 //! hub with `compact_device_leg = false` offers versions 1 and 2 only, and the same agent serves
-//! it in version 2. (Every other end-to-end test runs on the default, version 3; the stock
-//! `mender-connect` tests keep version 1.)
+//! it in version 2. A download of a text file travels deflated (the hub offers compression on
+//! version 3) and arrives intact, while one of random bytes travels as it is, costing no more than
+//! its size and a little framing. (Every other end-to-end test runs on the default, version 3
+//! with compression; the stock `mender-connect` tests keep version 1.)
 
 use std::time::Duration;
 
-use tether_e2e::{Agent, FaultProxy, Hub, HubOptions, PtySession, wait_for};
+use tether_e2e::{
+    Agent, FaultProxy, Hub, HubOptions, PtySession,
+    peers::{sha256_file, write_deterministic_file},
+    wait_for,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 /// Keystrokes typed one at a time, each waited for: enough that keep-alives do not matter.
@@ -62,4 +68,66 @@ fn a_keystroke_costs_far_fewer_device_leg_bytes_in_version_3_than_in_version_2()
         "version 3 should cost less than half of version 2 per keystroke: {compact:.1} against \
          {version_2:.1}\nhub log (version 3):\n{compact_log}\nhub log (version 2):\n{version_2_log}"
     );
+}
+
+#[test]
+fn a_text_download_travels_deflated_and_a_random_one_as_it_is() {
+    let root = tempfile::tempdir().expect("device root");
+    let local = tempfile::tempdir().expect("local dir");
+    let text = root.path().join("device.log");
+    let lines: String = (0..40_000)
+        .map(|n| {
+            format!(
+                "2026-12-03T10:{:02}:{:02}Z sensor[{}]: reading {} ok\n",
+                n / 60 % 60,
+                n % 60,
+                n % 7,
+                n * 37 % 1000
+            )
+        })
+        .collect();
+    std::fs::write(&text, lines).expect("write the text file");
+    let random = root.path().join("random.bin");
+    write_deterministic_file(&random, 16, 2 << 20);
+
+    let hub = Hub::start(HubOptions::default());
+    let cli = hub.user_cli("alice", true);
+    let device_leg = FaultProxy::for_hub(&hub);
+    let files = format!(
+        "[file_transfer]\nenabled = true\nroots = [{:?}]\n",
+        root.path().display().to_string()
+    );
+    let agent = Agent::start_via(&hub, &device_leg.url(), &files);
+    cli.accept(&agent.name);
+    cli.wait_online(&agent.name);
+    for (file, compresses) in [(&text, true), (&random, false)] {
+        let size = std::fs::metadata(file).expect("size").len();
+        let copy = local.path().join(file.file_name().expect("name"));
+        let before = device_leg.bytes();
+        cli.run(&[
+            "cp",
+            &format!("{}:{}", agent.name, file.display()),
+            &copy.display().to_string(),
+        ])
+        .ok();
+        let bytes = device_leg.bytes() - before;
+        assert_eq!(
+            sha256_file(&copy),
+            sha256_file(file),
+            "{} arrived changed",
+            file.display()
+        );
+        println!("{}: {size} bytes, {bytes} on the device leg", file.display());
+        if compresses {
+            assert!(
+                bytes * 3 < size,
+                "a text download cost {bytes} device-leg bytes for {size}"
+            );
+        } else {
+            assert!(
+                bytes < size + size / 50,
+                "a random download cost {bytes} device-leg bytes for {size} (more than 1.02x)"
+            );
+        }
+    }
 }

@@ -100,16 +100,6 @@ impl Sessions {
         self.bulk = bulk;
     }
 
-    /// Handles one msgpack frame from the hub, as the connection does through its `Link` (the
-    /// unit tests' way in).
-    #[cfg(test)]
-    pub async fn dispatch(&mut self, frame: &[u8]) {
-        match Envelope::decode(frame) {
-            Ok(envelope) => self.handle(envelope).await,
-            Err(error) => self.malformed(&error).await,
-        }
-    }
-
     /// Answers a frame from the hub that did not decode (the connection goes on).
     pub async fn malformed(&mut self, error: &dyn std::fmt::Display) {
         tracing::warn!("malformed message from the hub: {error}");

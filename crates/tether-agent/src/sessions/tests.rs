@@ -22,7 +22,7 @@ impl Harness {
     }
 
     async fn send(&mut self, envelope: Envelope) {
-        self.sessions.dispatch(&envelope.encode()).await;
+        self.sessions.handle(envelope).await;
     }
 
     async fn next(&mut self) -> Envelope {
@@ -174,7 +174,8 @@ async fn a_disabled_terminal_is_not_offered_and_refuses_shells() {
 #[tokio::test]
 async fn bad_input_is_answered_not_fatal() {
     let mut harness = Harness::new(TerminalConfig::default());
-    harness.sessions.dispatch(&[0xc1, 0x00]).await;
+    let error = Envelope::decode(&[0xc1, 0x00]).expect_err("not msgpack");
+    harness.sessions.malformed(&error).await;
     let body = error_body(&harness.next().await);
     assert!(body.err.starts_with("malformed message: "), "{}", body.err);
     assert!(!body.close);

@@ -41,6 +41,9 @@ pub struct HubConfig {
     /// docs/protocol.md): a keystroke costs a few bytes instead of a hundred. Off: devices are
     /// offered versions 1 and 2 only, as by hubs before it.
     pub compact_device_leg: bool,
+    /// Offer devices to deflate, message by message, their terminal output and file chunks on
+    /// the compact device leg (docs/protocol.md, *Compression*). Needs `compact_device_leg`.
+    pub compress_device_leg: bool,
     /// Failed logins allowed for one account from one client address (IPv6: its /64) within
     /// the window; beyond it that account is throttled from that address only (one more attempt
     /// every `window / limit`). Failures never lock an account for everyone.
@@ -146,6 +149,7 @@ impl Default for HubConfig {
             max_user_frame_bytes: 1 << 20,
             keepalive_interval_secs: 100,
             compact_device_leg: true,
+            compress_device_leg: true,
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             login_failure_window_secs: 300,
@@ -191,6 +195,7 @@ const KEYS: &[&str] = &[
     "max_user_frame_bytes",
     "keepalive_interval_secs",
     "compact_device_leg",
+    "compress_device_leg",
     "login_failures_per_account",
     "login_failures_per_address",
     "login_failure_window_secs",

@@ -16,7 +16,8 @@ use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::device::DeviceRecord, domain::device::DeviceStatus, domain::session_limits::SessionSlot,
     http::error::ApiError, http::state::AppState, relay::router::Lane, relay::router::Router,
-    relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::handshake,
+    relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::Offer,
+    relay::user_leg::handshake,
 };
 
 /// How long the device may stay silent in the middle of a transfer.
@@ -47,14 +48,21 @@ impl DeviceSession {
             .open_session(&device.id, &sid)
             .await
             .ok_or_else(offline)?;
-        let (_accept, version) =
-            match handshake(&mut link, &sid, user_name, state.config.compact_device_leg, None).await {
-                Ok(pair) => pair,
-                Err(why) => {
-                    state.router.close_session(&sid).await;
-                    return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
-                }
-            };
+        let (_accept, version) = match handshake(
+            &mut link,
+            &sid,
+            user_name,
+            Offer::from_config(&state.config),
+            None,
+        )
+        .await
+        {
+            Ok(pair) => pair,
+            Err(why) => {
+                state.router.close_session(&sid).await;
+                return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
+            }
+        };
         Ok(DeviceSession {
             link,
             sid,

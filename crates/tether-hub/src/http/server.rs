@@ -174,6 +174,13 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAccepto
         .with_single_cert(chain, key)
         .context("loading the TLS certificate and key")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // TLS 1.3 resumption with stateless tickets: a device on a flaky link reconnects without
+    // the certificate chain and key exchange signature, and the hub keeps nothing per client (a
+    // stateful cache of a few hundred entries would forget a fleet's devices). The ticket keys
+    // live in memory and rotate every 6 hours: a restarted hub, or another replica, makes the
+    // next handshake a full one. One ticket per connection: a device resumes one connection.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("creating the TLS ticket keys")?;
+    config.send_tls13_tickets = 1;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -84,6 +84,12 @@ async fn relay(
         sink,
         link: Link::new(),
     };
+    if state.config.compact_device_leg && state.config.compress_device_leg {
+        // The handshakes offer compression: a payload inflates to at most a frame's limit.
+        connection
+            .link
+            .accept_compressed(state.config.max_device_frame_bytes);
+    }
     let keepalive = Duration::from_secs(state.config.keepalive_interval_secs.max(1));
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();

@@ -157,6 +157,12 @@ pub const KINDS: &[Kind] = &[
 /// The control `close`: after it, the session's handle is free again (on both sides).
 pub const CLOSE: u8 = 0x72;
 
+/// The kinds whose payload may travel deflated (flag COMPRESSED): terminal data and file
+/// chunks, the bulk that compresses. Port-forward data is mostly encrypted already.
+pub fn compressible(code: u8) -> bool {
+    matches!(code, 0x01 | 0x10)
+}
+
 pub fn by_code(code: u8) -> Option<&'static Kind> {
     KINDS.iter().find(|kind| kind.code == code)
 }

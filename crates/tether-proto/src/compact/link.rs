@@ -7,11 +7,24 @@
 //! `accept` of version 3 went through (either way), a compact frame of it arrived, or the owner
 //! said so ([`Link::speak_compact`], e.g. for a shell resumed on a new connection). A `close`
 //! (either way) ends that.
+//!
+//! Compression (per message, see [`super::compression`]) is offered by the receiving end: the
+//! hub puts the prop `compression: "deflate"` on its `open`s and calls
+//! [`Link::accept_compressed`]; a device's link that decodes such an `open` deflates the terminal
+//! output and file chunks of its compact sessions from then on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::{Decoder, Encoder, Error, MAX_SESSIONS, is_compact};
+use super::{Decoder, Encoder, Error, MAX_SESSIONS, compression::Deflater, is_compact, kind};
 use crate::{Envelope, control::Control, protocol, version};
+
+/// The `open` prop by which the hub offers to inflate compressed frames.
+pub const COMPRESSION_PROP: &str = "compression";
+/// Its one value: per-message raw deflate.
+pub const DEFLATE: &str = "deflate";
+/// After a payload of a session did not compress, that many of its next payloads are sent
+/// without trying (a random file's download does not pay for a deflate per chunk).
+const SKIP_AFTER_INCOMPRESSIBLE: u8 = 15;
 
 #[derive(Debug, Default)]
 pub struct Link {
@@ -19,11 +32,23 @@ pub struct Link {
     decoder: Decoder,
     /// Sessions this end sends compact frames for (at most [`MAX_SESSIONS`]).
     compact: HashSet<String>,
+    /// Set once the peer offered to inflate: allocated on the first payload worth a try.
+    deflater: Option<Box<Deflater>>,
+    deflate: bool,
+    /// Payloads still to send without trying, per session (after an incompressible one).
+    skip: HashMap<String, u8>,
+    frame: Vec<u8>,
 }
 
 impl Link {
     pub fn new() -> Self {
         Link::default()
+    }
+
+    /// Accepts compressed frames whose payload inflates to at most `limit` bytes (the end that
+    /// offers compression in its `open`s).
+    pub fn accept_compressed(&mut self, limit: usize) {
+        self.decoder.accept_compressed(limit);
     }
 
     /// Sends `sid`'s messages as compact frames from now on (a version-3 session).
@@ -45,7 +70,7 @@ impl Link {
         let handshake = is_handshake(envelope);
         if !handshake
             && self.compact.contains(&envelope.sid)
-            && self.encoder.encode_into(envelope, out).is_ok()
+            && (self.try_deflated(envelope, out) || self.encoder.encode_into(envelope, out).is_ok())
         {
             self.after(envelope);
             return;
@@ -63,6 +88,44 @@ impl Link {
         out
     }
 
+    /// Appends `envelope` with its body deflated, when compression was offered, its kind's
+    /// payload may be compressed and deflating it is worth it. False: nothing was appended.
+    fn try_deflated(&mut self, envelope: &Envelope, out: &mut Vec<u8>) -> bool {
+        if !self.deflate || envelope.body.len() < super::compression::MIN_PAYLOAD {
+            return false;
+        }
+        let compressible =
+            kind::by_message(envelope.proto, &envelope.typ).is_some_and(|kind| kind::compressible(kind.code));
+        if !compressible {
+            return false;
+        }
+        if let Some(left) = self.skip.get_mut(&envelope.sid) {
+            *left -= 1;
+            if *left == 0 {
+                self.skip.remove(&envelope.sid);
+            }
+            return false;
+        }
+        let deflater = self.deflater.get_or_insert_with(Box::default);
+        let Some(deflated) = deflater.deflate(&envelope.body) else {
+            if self.skip.len() < MAX_SESSIONS {
+                self.skip.insert(envelope.sid.clone(), SKIP_AFTER_INCOMPRESSIBLE);
+            }
+            return false;
+        };
+        self.frame.clear();
+        let mut frame = std::mem::take(&mut self.frame);
+        let encoded = self
+            .encoder
+            .encode_deflated_into(envelope, deflated, &mut frame)
+            .is_ok();
+        if encoded {
+            out.extend_from_slice(&frame);
+        }
+        self.frame = frame;
+        encoded
+    }
+
     /// Decodes one frame of either encoding. After an error the link can no longer be trusted
     /// (the peer's compact table may have moved on): close the connection.
     pub fn decode(&mut self, frame: &[u8]) -> Result<Envelope, Error> {
@@ -75,6 +138,9 @@ impl Link {
             if accepts_compact(&envelope) {
                 self.speak_compact(&envelope.sid);
             }
+            if offers_deflate(&envelope) {
+                self.deflate = true;
+            }
             envelope
         };
         self.after(&envelope);
@@ -85,6 +151,7 @@ impl Link {
     fn after(&mut self, envelope: &Envelope) {
         if envelope.proto == protocol::CONTROL && envelope.typ == "close" && !envelope.sid.is_empty() {
             self.compact.remove(&envelope.sid);
+            self.skip.remove(&envelope.sid);
             self.encoder.forget(&envelope.sid);
         }
     }
@@ -93,6 +160,12 @@ impl Link {
 /// `open` and `accept` always travel in msgpack: they come before the choice of version.
 fn is_handshake(envelope: &Envelope) -> bool {
     envelope.proto == protocol::CONTROL && matches!(envelope.typ.as_str(), "open" | "accept")
+}
+
+fn offers_deflate(envelope: &Envelope) -> bool {
+    envelope.proto == protocol::CONTROL
+        && envelope.typ == "open"
+        && envelope.props.str(COMPRESSION_PROP) == Some(DEFLATE)
 }
 
 fn accepts_compact(envelope: &Envelope) -> bool {
@@ -178,5 +251,58 @@ mod tests {
         assert!(is_compact(&frame));
         hub.decode(&frame).unwrap();
         assert!(is_compact(&hub.encode(&keystroke("resumed"))));
+    }
+
+    fn open_offering_deflate(sid: &str) -> Envelope {
+        let mut open = Control::Open {
+            versions: vec![1, 2, 3],
+        }
+        .to_envelope(sid);
+        open.props
+            .set(COMPRESSION_PROP, crate::value::Value::Str(DEFLATE.into()));
+        open
+    }
+
+    #[test]
+    fn output_is_deflated_once_the_hub_offers_it_and_random_bytes_are_not() {
+        let (mut device, mut hub) = (Link::new(), Link::new());
+        hub.accept_compressed(1 << 20);
+        let text: Vec<u8> = (0..4000)
+            .flat_map(|n: u32| format!("line {} ok\n", n % 50).into_bytes())
+            .collect();
+        let output = Shell::Data(text.clone()).to_envelope("s");
+        // Before the offer: a compact frame with the text as it is.
+        device.decode(&hub.encode(&open_offering_deflate("s"))).unwrap();
+        hub.decode(&device.encode(&accept("s", version::COMPACT)))
+            .unwrap();
+        let frame = device.encode(&output);
+        assert!(
+            frame.len() * 4 < text.len(),
+            "deflated: {} of {}",
+            frame.len(),
+            text.len()
+        );
+        assert_eq!(hub.decode(&frame).unwrap(), output);
+        let mut state = 7u32;
+        let random: Vec<u8> = (0..8192)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as u8
+            })
+            .collect();
+        let noise = Shell::Data(random.clone()).to_envelope("s");
+        let frame = device.encode(&noise);
+        assert!(frame.len() <= random.len() + 8, "sent as it is: {}", frame.len());
+        assert_eq!(hub.decode(&frame).unwrap(), noise);
+    }
+
+    #[test]
+    fn a_compressed_frame_without_the_offer_is_refused() {
+        let (mut device, mut hub) = (Link::new(), Link::new());
+        device.decode(&hub.encode(&open_offering_deflate("s"))).unwrap();
+        hub.decode(&device.encode(&accept("s", version::COMPACT)))
+            .unwrap();
+        let frame = device.encode(&Shell::Data(vec![b'a'; 4096]).to_envelope("s"));
+        assert_eq!(hub.decode(&frame), Err(Error::CompressionNotNegotiated));
     }
 }

@@ -11,9 +11,10 @@
 //! peer's handles). Frames must be decoded in the order they were encoded: every encoded frame
 //! must be sent, in order, and a decoding error leaves the connection unusable (close it).
 
+pub mod compression;
 mod handles;
 pub mod kind;
-mod link;
+pub mod link;
 mod wire;
 
 #[cfg(test)]
@@ -43,6 +44,10 @@ pub enum Error {
     FlagsNotAllowed { kind: u8, flags: u8 },
     #[error("the payload is compressed, but no compression was negotiated")]
     CompressionNotNegotiated,
+    #[error("the compressed payload inflates beyond {0} bytes")]
+    InflatesTooLarge(usize),
+    #[error("the compressed payload is not valid deflate data ({0})")]
+    BadCompressedPayload(String),
     #[error("{0}: varint above 64 bits")]
     VarintOverflow(&'static str),
     #[error("{0}: varint not in its shortest form")]
@@ -171,9 +176,42 @@ impl Encoder {
     /// Appends the frame of `envelope` to `out` (a buffer the caller reuses). On error nothing
     /// is appended and the session table is unchanged.
     pub fn encode_into(&mut self, envelope: &Envelope, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.encode_with_payload(envelope, None, out)
+    }
+
+    /// Like [`Encoder::encode_into`], with `deflated` (the envelope's body, deflated by
+    /// [`compression::Deflater`]) as the payload, flagged COMPRESSED. Only for the kinds whose
+    /// payload may be compressed ([`kind::compressible`]); any other is an error.
+    pub fn encode_deflated_into(
+        &mut self,
+        envelope: &Envelope,
+        deflated: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.encode_with_payload(envelope, Some(deflated), out)
+    }
+
+    fn encode_with_payload(
+        &mut self,
+        envelope: &Envelope,
+        deflated: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         let Some(kind) = kind::by_message(envelope.proto, &envelope.typ) else {
+            if deflated.is_some() {
+                return Err(Error::FlagsNotAllowed {
+                    kind: GENERIC,
+                    flags: flag::COMPRESSED,
+                });
+            }
             return self.encode_generic(envelope, out);
         };
+        if deflated.is_some() && !kind::compressible(kind.code) {
+            return Err(Error::FlagsNotAllowed {
+                kind: kind.code,
+                flags: flag::COMPRESSED,
+            });
+        }
         let split = split(kind, &envelope.props, !envelope.sid.is_empty());
         let (extra, user) = (split.extra, split.user);
         let slot = self.table.slot(&envelope.sid, user)?;
@@ -191,6 +229,9 @@ impl Encoder {
         if !extra.is_empty() {
             flags |= flag::EXTRA;
         }
+        if deflated.is_some() {
+            flags |= flag::COMPRESSED;
+        }
         self.header(kind.code, flags, &slot).write(out);
         if kind.fields.len() > 3 {
             out.push((presence >> 3) as u8);
@@ -206,7 +247,7 @@ impl Encoder {
             write_varint(out, map.len() as u64);
             out.extend_from_slice(&map);
         }
-        out.extend_from_slice(&envelope.body);
+        out.extend_from_slice(deflated.unwrap_or(&envelope.body));
         if kind.code == kind::CLOSE && slot.handle != 0 {
             self.table.release(slot.handle);
         }
@@ -246,6 +287,9 @@ impl Encoder {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     table: Table,
+    /// The largest payload a COMPRESSED frame may inflate to; `None`: compression was not
+    /// offered, such a frame is an error.
+    inflate_limit: Option<usize>,
 }
 
 impl Default for Decoder {
@@ -259,7 +303,14 @@ impl Decoder {
     pub fn new(limit: usize) -> Self {
         Decoder {
             table: Table::new(limit),
+            inflate_limit: None,
         }
+    }
+
+    /// Accepts COMPRESSED frames (this end offered compression) whose payload inflates to at
+    /// most `limit` bytes.
+    pub fn accept_compressed(&mut self, limit: usize) {
+        self.inflate_limit = Some(limit);
     }
 
     /// The session a handle names now (for a relay that routes by header alone).
@@ -275,9 +326,18 @@ impl Decoder {
     pub fn decode(&mut self, frame: &[u8]) -> Result<Envelope, Error> {
         let mut reader = Reader::new(frame);
         let header = Header::read(&mut reader)?;
-        if header.flags & flag::COMPRESSED != 0 {
-            return Err(Error::CompressionNotNegotiated);
-        }
+        let compressed = header.flags & flag::COMPRESSED != 0;
+        let inflate_limit = match (compressed, self.inflate_limit) {
+            (false, _) => None,
+            (true, None) => return Err(Error::CompressionNotNegotiated),
+            (true, Some(_)) if !kind::compressible(header.kind) => {
+                return Err(Error::FlagsNotAllowed {
+                    kind: header.kind,
+                    flags: flag::COMPRESSED,
+                });
+            }
+            (true, Some(limit)) => Some(limit),
+        };
         let handle = header.handle;
         let (sid, user) = match header.binding {
             Some(binding) => {
@@ -290,12 +350,15 @@ impl Decoder {
                 (entry.sid.as_str(), entry.user.as_str())
             }
         };
-        let envelope = if header.kind == GENERIC {
+        let mut envelope = if header.kind == GENERIC {
             decode_generic(&header, &mut reader, sid)?
         } else {
             let kind = kind::by_code(header.kind).ok_or(Error::UnknownKind(header.kind))?;
             decode_kind(kind, &header, &mut reader, sid, user)?
         };
+        if let Some(limit) = inflate_limit {
+            envelope.body = compression::inflate(&envelope.body, limit)?;
+        }
         if let Some(binding) = header.binding
             && handle != 0
         {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tether_proto::{Envelope, control::Control, protocol, value::Value, version};
+use tether_proto::{Envelope, compact::link, control::Control, protocol, value::Value, version};
 use tokio::time::Instant;
 
 use crate::relay::router::{Lane, SessionEvent, SessionLink};
@@ -14,7 +14,25 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a device may keep a session waiting for local consent.
 const MAX_CONSENT_WAIT_SECS: u64 = 600;
 
-/// Offers versions 1 and 2, and 3 when `offer_compact` (`compact_device_leg`); returns the
+/// What the hub's `open` offers beyond versions 1 and 2 (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offer {
+    /// Version 3 (`compact_device_leg`).
+    pub compact: bool,
+    /// Per-message deflate of the device's payloads (`compress_device_leg`).
+    pub compression: bool,
+}
+
+impl Offer {
+    pub(crate) fn from_config(config: &crate::config::HubConfig) -> Offer {
+        Offer {
+            compact: config.compact_device_leg,
+            compression: config.compress_device_leg,
+        }
+    }
+}
+
+/// Offers versions 1 and 2, and 3 when `offer.compact` (`compact_device_leg`); returns the
 /// device's `accept` (to forward to the user) and the chosen version. Version 3 is version 2 in
 /// the compact encoding, which only the device leg sees: it is returned, and told to the user,
 /// as version 2. The `open` names the user (for the device's consent prompt); a device that asks
@@ -23,9 +41,10 @@ pub(crate) async fn handshake(
     link: &mut SessionLink,
     sid: &str,
     user_name: &str,
-    offer_compact: bool,
+    offer: Offer,
     mut user: Option<&mut Sink>,
 ) -> Result<(Envelope, u32), String> {
+    let offer_compact = offer.compact;
     let mut versions = vec![version::MENDER, version::TETHER];
     if offer_compact {
         versions.push(version::COMPACT);
@@ -33,6 +52,10 @@ pub(crate) async fn handshake(
     let open = Control::Open { versions };
     let mut open = open.to_envelope(sid);
     open.props.set("user_name", Value::Str(user_name.to_owned()));
+    if offer_compact && offer.compression {
+        open.props
+            .set(link::COMPRESSION_PROP, Value::Str(link::DEFLATE.to_owned()));
+    }
     if !link.send(Lane::Interactive, open).await {
         return Err("the device went offline".into());
     }

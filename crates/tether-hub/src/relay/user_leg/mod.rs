@@ -36,7 +36,7 @@ mod resume;
 
 use audit::record_all;
 use forward::{forward, recheck, record_terminal};
-pub(crate) use handshake::handshake;
+pub(crate) use handshake::{Offer, handshake};
 use resume::{await_device, end_resumable, observe_shell};
 
 pub(crate) type Sink = SplitSink<WebSocket, Message>;
@@ -101,7 +101,7 @@ pub async fn serve(
         &mut link,
         sid,
         &user_name,
-        state.config.compact_device_leg,
+        Offer::from_config(&state.config),
         Some(&mut sink),
     )
     .await

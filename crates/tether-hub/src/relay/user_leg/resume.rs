@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::{domain::principal::Principal, relay::Relay, relay::router::Lane, relay::router::SessionLink};
 
-use super::{DeviceSide, Ending, Session, Sink, end_with_error, handshake, send};
+use super::{DeviceSide, Ending, Offer, Session, Sink, end_with_error, handshake, send};
 
 /// How often a session whose device dropped looks for the device again.
 const DEVICE_RETRY: Duration = Duration::from_millis(250);
@@ -173,7 +173,7 @@ pub(super) async fn await_device(
                     Principal::User { user, .. } => user.name.clone(),
                     Principal::Device { .. } => String::new(),
                 };
-                match handshake(&mut new_link, sid, &user_name, state.config.compact_device_leg, None).await {
+                match handshake(&mut new_link, sid, &user_name, Offer::from_config(&state.config), None).await {
                     Ok((_, version)) if version == version::TETHER => {
                         tracing::info!(
                             "session {sid}: device {} is back; resuming from offset {}",
