@@ -10,7 +10,7 @@
 //! - a download of a 10 MB text file and of a 10 MB random file (`tether cp` beside `scp -O` and
 //!   `scp -O -C`);
 //! - a terminal's open until its first output, and (Tether) a reconnect: the device leg cut with
-//!   a shell open, until the resumed shell answers; and one with no session open.
+//!   a shell open, until the agent has resumed the shell; and one with no session open.
 //!
 //! Idle bytes per device per hour are printed by `bench-survival` (`scripts/bench bandwidth`
 //! runs both). Prints figures, never asserts. Environment: `KEYSTROKES` (default 200),
@@ -267,15 +267,24 @@ fn main() -> ExitCode {
             &log,
             keystrokes,
         );
-        // A reconnect: the device leg is cut with the shell open; counted until it answers again.
+        // A reconnect: the device leg is cut with the shell open; counted until the agent has
+        // resumed the shell (its log says so), then the shell is checked to answer (not counted).
+        let resumes = tether.agent.log().matches("resumed from output offset").count();
         let reconnect = counted(&tether.device_leg, || {
             let connections = tether.device_leg.accepted();
             tether.device_leg.cut_all();
             wait_for("the agent to reconnect", LIMIT, || {
                 (tether.device_leg.accepted() > connections).then_some(())
             });
-            run_and_wait(&terminal, "", "resumed");
+            assert!(
+                tether
+                    .agent
+                    .wait_log("resumed from output offset", resumes + 1, LIMIT),
+                "the shell was not resumed:\n{}",
+                tether.agent.log()
+            );
         });
+        run_and_wait(&terminal, "", "resumed");
         terminal.send("exit\r");
         let text_bytes = tether_download(&tether, &text, &local);
         let random_bytes = tether_download(&tether, &random, &local);
