@@ -123,6 +123,15 @@ pub fn stage(binaries: &Binaries) -> Option<ExitCode> {
     })
 }
 
+/// The environment variable `name` parsed as a `T`, or `default` when it is unset or does not
+/// parse (the benchmarks' knobs: `KEYSTROKES`, `ROUNDS`...).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// File size in bytes.
 pub fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path)

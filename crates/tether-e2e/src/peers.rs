@@ -154,6 +154,29 @@ pub fn free_udp_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 // TCP echo
 
+/// Connects to `127.0.0.1:port` (e.g. a forward's local end), sends `payload` from a thread of
+/// its own (so that a payload larger than the socket buffers cannot deadlock against an echo),
+/// half-closes, and returns everything that came back before the peer closed.
+pub fn echo_round_trip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.set_write_timeout(Some(WAIT))?;
+    let mut sender = stream.try_clone()?;
+    let outgoing = payload.to_vec();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        sender.write_all(&outgoing)?;
+        sender.shutdown(std::net::Shutdown::Write)
+    });
+    let mut back = Vec::with_capacity(payload.len());
+    let read = stream.read_to_end(&mut back);
+    let written = writer
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the sending thread panicked")));
+    read?;
+    written?;
+    Ok(back)
+}
+
 /// A TCP server echoing every byte back on each connection (a thread per connection).
 pub struct TcpEcho {
     pub addr: SocketAddr,

@@ -9,15 +9,13 @@
 //! `scripts/build-agents` first.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Shutdown, TcpStream},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use tether_e2e::{
     Agent, Emulated, Hub, HubOptions, PortForward, PtySession,
-    peers::{TcpEcho, deterministic_bytes, sha256_file},
+    peers::{TcpEcho, deterministic_bytes, echo_round_trip, sha256_file},
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -130,12 +128,7 @@ fn an_operator_reaches_the_device(emulated: Emulated) {
     let echo = TcpEcho::start();
     let forward = PortForward::start(&cli, &agent.name, &[&format!("0:{}", echo.port())], &[]);
     let payload = deterministic_bytes(11, 256 * 1024);
-    let mut stream = TcpStream::connect(("127.0.0.1", forward.local_port(0))).expect("connect");
-    stream.set_read_timeout(Some(LONG)).expect("timeout");
-    stream.write_all(&payload).expect("send");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let mut echoed = Vec::new();
-    stream.read_to_end(&mut echoed).expect("receive");
+    let echoed = echo_round_trip(forward.local_port(0), &payload).expect("echo through the forward");
     assert!(
         echoed == payload,
         "{} bytes came back of {}:\n{}",

@@ -13,7 +13,7 @@ use std::{
 
 use tether_e2e::{
     Agent, Cli, Hub, PortForward, WAIT,
-    peers::{HttpServer, Sshd, TcpEcho, UdpEcho, deterministic_bytes, sha256_file},
+    peers::{HttpServer, Sshd, TcpEcho, UdpEcho, deterministic_bytes, echo_round_trip, sha256_file},
 };
 
 /// The agent configuration of these tests: forwarding on, loopback targets (the default).
@@ -28,18 +28,6 @@ fn setup(agent_toml: &str) -> (Hub, Cli, Agent) {
     let agent = Agent::start(&hub, agent_toml);
     cli.accept(&agent.name);
     (hub, cli, agent)
-}
-
-/// Connects to the forward's local port, sends `payload`, half-closes, reads everything back.
-fn echo_round_trip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(WAIT))?;
-    stream.set_write_timeout(Some(WAIT))?;
-    stream.write_all(payload)?;
-    stream.shutdown(Shutdown::Write)?;
-    let mut back = Vec::with_capacity(payload.len());
-    stream.read_to_end(&mut back)?;
-    Ok(back)
 }
 
 #[test]

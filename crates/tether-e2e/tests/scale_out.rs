@@ -5,8 +5,6 @@
 //! ends the device's sessions wherever they run.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Shutdown, TcpStream},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -16,7 +14,7 @@ use tempfile::TempDir;
 use tether_e2e::{
     Agent, Cli, FakeDevice, Hub, HubOptions, Nats, PortForward, Postgres, PtySession, Received, WAIT,
     block_on,
-    peers::{TcpEcho, deterministic_bytes, sha256_file, write_deterministic_file},
+    peers::{TcpEcho, deterministic_bytes, echo_round_trip, sha256_file, write_deterministic_file},
     receive_until_end, wait_for,
 };
 
@@ -93,23 +91,6 @@ fn audit_events(cli: &Cli) -> Vec<Value> {
     serde_json::from_str(output.ok()).unwrap_or_else(|e| panic!("audit list: {e}\n{output}"))
 }
 
-fn echo_round_trip(port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forward");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let writer = {
-        let mut stream = stream.try_clone().unwrap();
-        let payload = payload.to_vec();
-        std::thread::spawn(move || {
-            stream.write_all(&payload).unwrap();
-            stream.shutdown(Shutdown::Write).unwrap();
-        })
-    };
-    let mut back = Vec::with_capacity(payload.len());
-    stream.read_to_end(&mut back).expect("read the echo");
-    writer.join().unwrap();
-    back
-}
-
 fn copy_both_ways(cli: &Cli, device: &Device, local: &Path) {
     let original = local.join("original.bin");
     write_deterministic_file(&original, 7, 12 * 1024 * 1024 + 123);
@@ -176,7 +157,7 @@ fn a_user_on_one_replica_reaches_a_device_on_the_other() {
         &[],
     );
     let payload = deterministic_bytes(3, 4 * 1024 * 1024);
-    let back = echo_round_trip(forward.local_port(0), &payload);
+    let back = echo_round_trip(forward.local_port(0), &payload).expect("echo through the forward");
     assert!(
         back == payload,
         "the forwarded echo came back changed ({} bytes)",

@@ -3,15 +3,11 @@
 //! serves it exec, file transfer both ways, a TCP forward and a terminal that survives a cut
 //! device leg, all in version 2. The rest of the suite does the same on version 3, the default.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{Shutdown, TcpStream},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tether_e2e::{
     Agent, FaultProxy, Hub, HubOptions, PortForward, PtySession,
-    peers::{TcpEcho, deterministic_bytes, sha256_file, write_deterministic_file},
+    peers::{TcpEcho, deterministic_bytes, echo_round_trip, sha256_file, write_deterministic_file},
     wait_for,
 };
 
@@ -61,13 +57,7 @@ fn exec_files_a_forward_and_a_surviving_terminal_work_in_version_2() {
     let echo = TcpEcho::start();
     let forward = PortForward::start(&cli, &agent.name, &[&format!("0:{}", echo.port())], &[]);
     let payload = deterministic_bytes(3, 200 * 1024);
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", forward.local_port(0))).expect("connect to the forward");
-    stream.set_read_timeout(Some(LIMIT)).expect("read timeout");
-    stream.write_all(&payload).expect("send through the forward");
-    stream.shutdown(Shutdown::Write).expect("half-close");
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).expect("read the echo");
+    let back = echo_round_trip(forward.local_port(0), &payload).expect("echo through the forward");
     assert!(
         back == payload,
         "the forward's echo differs ({} bytes of {})",

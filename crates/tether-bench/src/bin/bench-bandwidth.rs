@@ -23,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use tether_bench::{Binaries, stage};
+use tether_bench::{Binaries, env_or, stage};
 use tether_e2e::{
     Agent, Cli, FaultProxy, Hub, HubOptions, PtySession,
     peers::{SSH_CLIENT_OPTIONS, Sshd, write_deterministic_file},
@@ -238,10 +238,7 @@ fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
     }
-    let keystrokes: usize = std::env::var("KEYSTROKES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let keystrokes: usize = env_or("KEYSTROKES", 200);
     let dir = tempfile::Builder::new()
         .prefix("tether-bench-bandwidth-")
         .tempdir()

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, stage};
+use tether_bench::{Binaries, env_or, stage};
 use tether_e2e::{
     Agent, Cli, Hub,
     peers::{SSH_CLIENT_OPTIONS, Sshd, sha256_file, write_deterministic_file},
@@ -261,13 +261,6 @@ fn main() -> ExitCode {
     }
     drop(sshd);
     ExitCode::SUCCESS
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// One timed copy.

@@ -14,7 +14,7 @@ use std::{
 };
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tether_bench::{Binaries, Stats, proc_status_field, stage};
+use tether_bench::{Binaries, Stats, env_or, proc_status_field, stage};
 use tether_e2e::{
     Agent, Cli, Hub, HubOptions,
     hostile::{IdleConnections, Target, TrickleClient},
@@ -26,13 +26,6 @@ use tether_proto::{
     shell::{Shell, status},
 };
 use tokio_tungstenite::tungstenite::Message;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {

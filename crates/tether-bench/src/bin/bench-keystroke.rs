@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, PROMPT, Stats, marker, settle, stage, type_block, us};
+use tether_bench::{Binaries, PROMPT, Stats, env_or, marker, settle, stage, type_block, us};
 use tether_e2e::{Agent, Hub, Proc, PtySession};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -31,10 +31,7 @@ fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
     }
-    let keystrokes: usize = std::env::var("KEYSTROKES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let keystrokes: usize = env_or("KEYSTROKES", 300);
 
     let hub = Hub::start_default();
     let cli = hub.user_cli("bench", true);

@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, stage};
+use tether_bench::{Binaries, env_or, stage};
 use tether_e2e::{
     Agent, Hub, PortForward, Proc,
     peers::{SSH_CLIENT_OPTIONS, Sshd, deterministic_bytes, free_port},
@@ -195,13 +195,6 @@ fn main() -> ExitCode {
     drop(ssh);
     drop(sshd);
     ExitCode::SUCCESS
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, PROMPT, Stats, human_bytes, marker, settle, stage, type_block, us};
+use tether_bench::{Binaries, PROMPT, Stats, env_or, human_bytes, marker, settle, stage, type_block, us};
 use tether_e2e::{Agent, Cli, Hub, HubOptions, PtySession, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -73,10 +73,7 @@ fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
     }
-    let keystrokes: usize = std::env::var("KEYSTROKES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let keystrokes: usize = env_or("KEYSTROKES", 300);
     let mut recorded = setup(true);
     let mut unrecorded = setup(false);
 

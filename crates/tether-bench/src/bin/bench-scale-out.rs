@@ -24,7 +24,7 @@ use std::{
 };
 
 use futures_util::StreamExt as _;
-use tether_bench::{Binaries, human_bytes, proc_status_field, stage};
+use tether_bench::{Binaries, env_or, human_bytes, proc_status_field, stage};
 use tether_e2e::{
     Agent, FakeDevice, Hub, HubOptions, Nats, Postgres,
     peers::{sha256_file, write_deterministic_file},
@@ -32,13 +32,6 @@ use tether_e2e::{
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const PROVISIONING_KEY: &str = "bench-provisioning-key";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {

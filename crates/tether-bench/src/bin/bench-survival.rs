@@ -19,27 +19,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, Stats, marker, stage, us};
+use tether_bench::{Binaries, Stats, env_or, marker, stage, us};
 use tether_e2e::{Agent, Cli, FaultProxy, Hub, PtySession};
 
 const LONG: Duration = Duration::from_secs(60);
 /// IPv4 (20) + TCP (20) + the timestamp option (12) per segment.
 const HEADER_BYTES: u64 = 52;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
     }
-    let cuts = env_number("CUTS", 5) as usize;
-    let down = Duration::from_millis(env_number("DOWN_MS", 1000));
-    let idle = Duration::from_secs(env_number("IDLE_SECS", 100));
+    let cuts: usize = env_or("CUTS", 5);
+    let down = Duration::from_millis(env_or("DOWN_MS", 1000));
+    let idle = Duration::from_secs(env_or("IDLE_SECS", 100));
 
     let hub = Hub::start_default();
     hub.add_user("bench", true, "bench-password-1");

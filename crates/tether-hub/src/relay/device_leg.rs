@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::device::DeviceRecord, relay::Relay, relay::router::DeviceAttachment, store::ResumableSession,
+    domain::device::DeviceRecord, relay::Relay, relay::router::DeviceAttachment, relay::user_leg::Offer,
+    store::ResumableSession,
 };
 
 /// WebSocket close codes used when the hub ends a device connection.
@@ -84,7 +85,7 @@ async fn relay(
         sink,
         link: Link::new(),
     };
-    if state.config.compact_device_leg && state.config.compress_device_leg {
+    if Offer::from_config(&state.config).compression {
         // The handshakes offer compression: a payload inflates to at most a frame's limit.
         connection
             .link

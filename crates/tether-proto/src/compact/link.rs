@@ -37,7 +37,6 @@ pub struct Link {
     deflate: bool,
     /// Payloads still to send without trying, per session (after an incompressible one).
     skip: HashMap<String, u8>,
-    frame: Vec<u8>,
 }
 
 impl Link {
@@ -113,17 +112,8 @@ impl Link {
             }
             return false;
         };
-        self.frame.clear();
-        let mut frame = std::mem::take(&mut self.frame);
-        let encoded = self
-            .encoder
-            .encode_deflated_into(envelope, deflated, &mut frame)
-            .is_ok();
-        if encoded {
-            out.extend_from_slice(&frame);
-        }
-        self.frame = frame;
-        encoded
+        // On error the encoder appends nothing: the caller then sends the body as it is.
+        self.encoder.encode_deflated_into(envelope, deflated, out).is_ok()
     }
 
     /// Decodes one frame of either encoding. After an error the link can no longer be trusted

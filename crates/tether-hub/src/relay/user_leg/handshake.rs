@@ -19,7 +19,7 @@ const MAX_CONSENT_WAIT_SECS: u64 = 600;
 pub(crate) struct Offer {
     /// Version 3 (`compact_device_leg`).
     pub compact: bool,
-    /// Per-message deflate of the device's payloads (`compress_device_leg`).
+    /// Per-message deflate of the device's payloads (`compress_device_leg`, with version 3 only).
     pub compression: bool,
 }
 
@@ -27,7 +27,7 @@ impl Offer {
     pub(crate) fn from_config(config: &crate::config::HubConfig) -> Offer {
         Offer {
             compact: config.compact_device_leg,
-            compression: config.compress_device_leg,
+            compression: config.compact_device_leg && config.compress_device_leg,
         }
     }
 }
@@ -44,15 +44,14 @@ pub(crate) async fn handshake(
     offer: Offer,
     mut user: Option<&mut Sink>,
 ) -> Result<(Envelope, u32), String> {
-    let offer_compact = offer.compact;
     let mut versions = vec![version::MENDER, version::TETHER];
-    if offer_compact {
+    if offer.compact {
         versions.push(version::COMPACT);
     }
     let open = Control::Open { versions };
     let mut open = open.to_envelope(sid);
     open.props.set("user_name", Value::Str(user_name.to_owned()));
-    if offer_compact && offer.compression {
+    if offer.compression {
         open.props
             .set(link::COMPRESSION_PROP, Value::Str(link::DEFLATE.to_owned()));
     }
@@ -86,7 +85,7 @@ pub(crate) async fn handshake(
                     Ok(Control::Accept {
                         version: version::COMPACT,
                         protocols,
-                    }) if offer_compact => {
+                    }) if offer.compact => {
                         let accept = Control::Accept {
                             version: version::TETHER,
                             protocols,
