@@ -1,7 +1,8 @@
 //! Fuzzes the compact (version 3) decoder over a connection's worth of frames: any bytes must
 //! decode or fail cleanly, never panic, and whatever decodes must encode again to a frame that
 //! decodes to the same message, with the same msgpack bytes. The decoder accepts compressed
-//! frames (as the hub's does), so the inflate path and its size limit are fuzzed too.
+//! frames (as the hub's does), so the inflate path, its streams across frames and its size
+//! limit are fuzzed too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -4,8 +4,9 @@
 //! hub with `compact_device_leg = false` offers versions 1 and 2 only, and the same agent serves
 //! it in version 2. A download of a text file travels deflated (the hub offers compression on
 //! version 3) and arrives intact, while one of random bytes travels as it is, costing no more than
-//! its size and a little framing. (Every other end-to-end test runs on the default, version 3
-//! with compression; the stock `mender-connect` tests keep version 1.)
+//! its size and a little framing; a text log `cat` to a terminal travels deflated too (a burst of
+//! output in one deflate stream) and shows every line. (Every other end-to-end test runs on the
+//! default, version 3 with compression; the stock `mender-connect` tests keep version 1.)
 
 use std::time::Duration;
 
@@ -130,4 +131,50 @@ fn a_text_download_travels_deflated_and_a_random_one_as_it_is() {
             );
         }
     }
+}
+
+#[test]
+fn terminal_output_travels_deflated_and_every_line_arrives() {
+    const LINES: usize = 6000;
+    let root = tempfile::tempdir().expect("device root");
+    let log = root.path().join("device.log");
+    let text: String = (0..LINES)
+        .map(|n| {
+            format!(
+                "2026-12-03T10:{:02}:{:02}Z modem[{}]: signal {} dBm line-ok\n",
+                n / 60 % 60,
+                n % 60,
+                n % 5,
+                n * 13 % 90
+            )
+        })
+        .collect();
+    std::fs::write(&log, &text).expect("write the log");
+    let hub = Hub::start(HubOptions::default());
+    let cli = hub.user_cli("alice", true);
+    let device_leg = FaultProxy::for_hub(&hub);
+    let agent = Agent::start_via(&hub, &device_leg.url(), "");
+    cli.accept(&agent.name);
+    cli.wait_online(&agent.name);
+    let terminal = PtySession::terminal(&cli, &agent.name);
+    terminal.expect("Connected to", LIMIT);
+    // Quotes in the commands keep their echo from matching what they print.
+    terminal.send("echo rea''dy\r");
+    terminal.expect("ready", LIMIT);
+    let before = device_leg.bytes();
+    terminal.send(format!("cat {}; echo cat''ted\r", log.display()));
+    terminal.expect("catted", LIMIT);
+    let bytes = device_leg.bytes() - before;
+    let shown = terminal.output().matches("line-ok\r\n").count();
+    println!(
+        "{} bytes of log, {bytes} on the device leg, {shown} lines shown",
+        text.len()
+    );
+    assert_eq!(shown, LINES, "every line of the log is shown once");
+    assert!(
+        bytes * 3 < text.len() as u64,
+        "the log cost {bytes} device-leg bytes for {}",
+        text.len()
+    );
+    terminal.send("exit\r");
 }

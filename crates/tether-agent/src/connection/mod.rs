@@ -186,6 +186,9 @@ impl Agent {
         // frame through it, in order; neither holds it across an await.
         let link = RefCell::new(Link::new());
         let announcement = link.borrow_mut().encode(&sessions.announcement());
+        for sid in sessions.compact_shells() {
+            link.borrow_mut().speak_compact(sid);
+        }
         if sink.send(Message::binary(announcement)).await.is_err() {
             sessions.return_bulk(bulk);
             return Outcome::Lost("the connection failed at once".into());
@@ -225,19 +228,34 @@ impl Agent {
                 }
             }
         };
+        let encode = |envelope: &Envelope, next: Option<&Envelope>| {
+            let mut frame = Vec::with_capacity(envelope.body.len() + 16);
+            link.borrow_mut().encode_followed_into(envelope, next, &mut frame);
+            Message::binary(frame)
+        };
         let writer = async {
             let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+            // The next message of `outbound`, taken early so that the frame before it knows what
+            // follows (a burst of output is then one deflate stream); it is always sent next.
+            let mut ahead: Option<Envelope> = None;
             loop {
-                let message = tokio::select! {
-                    biased;
-                    _ = ping.tick() => Message::Ping(Default::default()),
-                    envelope = outbound.recv() => match envelope {
-                        Some(envelope) => Message::binary(link.borrow_mut().encode(&envelope)),
-                        None => return "the outbound queue closed".to_owned(),
-                    },
-                    Some(envelope) = crate::file_transfer::next_bulk(&mut bulk) => {
-                        Message::binary(link.borrow_mut().encode(&envelope))
+                let message = match ahead.take() {
+                    Some(envelope) => {
+                        ahead = outbound.try_recv().ok();
+                        encode(&envelope, ahead.as_ref())
                     }
+                    None => tokio::select! {
+                        biased;
+                        _ = ping.tick() => Message::Ping(Default::default()),
+                        envelope = outbound.recv() => match envelope {
+                            Some(envelope) => {
+                                ahead = outbound.try_recv().ok();
+                                encode(&envelope, ahead.as_ref())
+                            }
+                            None => return "the outbound queue closed".to_owned(),
+                        },
+                        Some(envelope) = crate::file_transfer::next_bulk(&mut bulk) => encode(&envelope, None),
+                    },
                 };
                 if let Err(error) = sink.send(message).await {
                     return error.to_string();

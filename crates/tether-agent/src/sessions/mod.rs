@@ -504,20 +504,6 @@ impl Sessions {
         self.versions.insert(sid.to_owned(), chosen);
     }
 
-    /// The first message of a connection: the sessions whose shells are kept for resuming, so
-    /// that the hub forgets the others (after an agent restart, none).
-    pub fn announcement(&mut self) -> Envelope {
-        self.shells.retain(|_, shell| shell.is_running());
-        let mut sids: Vec<String> = self
-            .shells
-            .iter()
-            .filter(|(_, shell)| shell.detached_since().is_some())
-            .map(|(sid, _)| sid.clone())
-            .collect();
-        sids.sort();
-        Control::Sessions { sids }.to_envelope("")
-    }
-
     /// The connection is gone: resumable shells are detached and kept, everything else ends.
     /// Returns the tasks of the ended shells, which finish once the shells are reaped.
     pub fn detach_all(&mut self) -> Vec<JoinHandle<()>> {
@@ -591,6 +577,8 @@ fn describe(error: ProtoError) -> String {
         other => format!("malformed message: {other}"),
     }
 }
+
+mod announcement;
 
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,7 @@ impl DeviceSession {
             .open_session(&device.id, &sid)
             .await
             .ok_or_else(offline)?;
-        let (_accept, version) = match handshake(
+        let version = match handshake(
             &mut link,
             &sid,
             user_name,
@@ -57,7 +57,7 @@ impl DeviceSession {
         )
         .await
         {
-            Ok(pair) => pair,
+            Ok(accepted) => accepted.version,
             Err(why) => {
                 state.router.close_session(&sid).await;
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));

@@ -8,10 +8,11 @@
 //! said so ([`Link::speak_compact`], e.g. for a shell resumed on a new connection). A `close`
 //! (either way) ends that.
 //!
-//! Compression (per message, see [`super::compression`]) is offered by the receiving end: the
-//! hub puts the prop `compression: "deflate"` on its `open`s and calls
-//! [`Link::accept_compressed`]; a device's link that decodes such an `open` deflates the terminal
-//! output and file chunks of its compact sessions from then on.
+//! Compression (see [`super::compression`]) is offered by the receiving end: the hub puts the
+//! prop `compression: "deflate"` on its `open`s and calls [`Link::accept_compressed`]; a device's
+//! link that decodes such an `open` deflates the terminal output and file chunks of its compact
+//! sessions from then on, in one stream across a session's consecutive frames when its writer
+//! says what comes next ([`Link::encode_followed_into`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,6 +38,8 @@ pub struct Link {
     deflate: bool,
     /// Payloads still to send without trying, per session (after an incompressible one).
     skip: HashMap<String, u8>,
+    /// The session and kind whose deflate stream the last frame sent left open.
+    open_stream: Option<(String, u8)>,
 }
 
 impl Link {
@@ -66,10 +69,26 @@ impl Link {
     /// version-3 session, msgpack otherwise. Never fails: a session the compact table has no
     /// room for goes out in msgpack, which a version-3 peer always accepts.
     pub fn encode_into(&mut self, envelope: &Envelope, out: &mut Vec<u8>) {
+        self.encode_followed_into(envelope, None, out);
+    }
+
+    /// Like [`Link::encode_into`], knowing the message that will be encoded and sent right after
+    /// this one: when it is the same session's next payload of the same kind, a compressed
+    /// payload leaves its deflate stream open for it (see [`super::compression`]). The caller
+    /// must then encode `next` next.
+    pub fn encode_followed_into(&mut self, envelope: &Envelope, next: Option<&Envelope>, out: &mut Vec<u8>) {
+        // Whatever this frame is, it is the one after the frame that left a stream open.
+        let open = self.open_stream.take();
+        let continuing =
+            open.is_some_and(|(sid, code)| sid == envelope.sid && Some(code) == compressible_kind(envelope));
+        if !continuing && let Some(deflater) = self.deflater.as_mut() {
+            deflater.end_stream();
+        }
         let handshake = is_handshake(envelope);
         if !handshake
             && self.compact.contains(&envelope.sid)
-            && (self.try_deflated(envelope, out) || self.encoder.encode_into(envelope, out).is_ok())
+            && (self.try_deflated(envelope, continuing, next, out)
+                || self.encoder.encode_into(envelope, out).is_ok())
         {
             self.after(envelope);
             return;
@@ -88,32 +107,53 @@ impl Link {
     }
 
     /// Appends `envelope` with its body deflated, when compression was offered, its kind's
-    /// payload may be compressed and deflating it is worth it. False: nothing was appended.
-    fn try_deflated(&mut self, envelope: &Envelope, out: &mut Vec<u8>) -> bool {
-        if !self.deflate || envelope.body.len() < super::compression::MIN_PAYLOAD {
+    /// payload may be compressed and deflating it is worth it; `continuing`: the frame before
+    /// left its stream open for this one. False: nothing was appended.
+    fn try_deflated(
+        &mut self,
+        envelope: &Envelope,
+        continuing: bool,
+        next: Option<&Envelope>,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(kind) = compressible_kind(envelope).filter(|_| self.deflate) else {
             return false;
-        }
-        let compressible =
-            kind::by_message(envelope.proto, &envelope.typ).is_some_and(|kind| kind::compressible(kind.code));
-        if !compressible {
-            return false;
-        }
-        if let Some(left) = self.skip.get_mut(&envelope.sid) {
-            *left -= 1;
-            if *left == 0 {
-                self.skip.remove(&envelope.sid);
+        };
+        if !continuing {
+            if envelope.body.len() < super::compression::MIN_PAYLOAD {
+                return false;
             }
-            return false;
+            if let Some(left) = self.skip.get_mut(&envelope.sid) {
+                *left -= 1;
+                if *left == 0 {
+                    self.skip.remove(&envelope.sid);
+                }
+                return false;
+            }
         }
+        let keep_open =
+            next.is_some_and(|next| next.sid == envelope.sid && compressible_kind(next) == Some(kind));
         let deflater = self.deflater.get_or_insert_with(Box::default);
-        let Some(deflated) = deflater.deflate(&envelope.body) else {
-            if self.skip.len() < MAX_SESSIONS {
+        let Some(deflated) = deflater.deflate(&envelope.body, keep_open) else {
+            if !continuing && self.skip.len() < MAX_SESSIONS {
                 self.skip.insert(envelope.sid.clone(), SKIP_AFTER_INCOMPRESSIBLE);
             }
             return false;
         };
-        // On error the encoder appends nothing: the caller then sends the body as it is.
-        self.encoder.encode_deflated_into(envelope, deflated, out).is_ok()
+        // On error the encoder appends nothing: the caller then sends the body as it is, which
+        // ends the stream for the receiver, so it ends here too.
+        if self
+            .encoder
+            .encode_deflated_into(envelope, deflated, out)
+            .is_err()
+        {
+            deflater.end_stream();
+            return false;
+        }
+        if keep_open {
+            self.open_stream = Some((envelope.sid.clone(), kind));
+        }
+        true
     }
 
     /// Decodes one frame of either encoding. After an error the link can no longer be trusted
@@ -124,6 +164,7 @@ impl Link {
             self.speak_compact(&envelope.sid);
             envelope
         } else {
+            self.decoder.end_stream();
             let envelope = Envelope::decode(frame).map_err(Error::MsgpackFrame)?;
             if accepts_compact(&envelope) {
                 self.speak_compact(&envelope.sid);
@@ -145,6 +186,13 @@ impl Link {
             self.encoder.forget(&envelope.sid);
         }
     }
+}
+
+/// The kind of `envelope` when its payload may be compressed.
+fn compressible_kind(envelope: &Envelope) -> Option<u8> {
+    kind::by_message(envelope.proto, &envelope.typ)
+        .map(|kind| kind.code)
+        .filter(|code| kind::compressible(*code))
 }
 
 /// `open` and `accept` always travel in msgpack: they come before the choice of version.
@@ -173,7 +221,7 @@ fn accepts_compact(envelope: &Envelope) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::Shell;
+    use crate::{compact::flag, shell::Shell};
 
     fn accept(sid: &str, version: u32) -> Envelope {
         Control::Accept {
@@ -294,5 +342,40 @@ mod tests {
             .unwrap();
         let frame = device.encode(&Shell::Data(vec![b'a'; 4096]).to_envelope("s"));
         assert_eq!(hub.decode(&frame), Err(Error::CompressionNotNegotiated));
+    }
+
+    #[test]
+    fn a_burst_of_output_is_one_stream_and_a_frame_in_between_ends_it() {
+        let (mut device, mut hub) = (Link::new(), Link::new());
+        hub.accept_compressed(1 << 20);
+        device.decode(&hub.encode(&open_offering_deflate("s"))).unwrap();
+        hub.decode(&device.encode(&accept("s", version::COMPACT)))
+            .unwrap();
+        let output = |n: u32| {
+            let text: Vec<u8> = (0..300)
+                .flat_map(|line: u32| format!("burst {n} line {} ok\n", line % 40).into_bytes())
+                .collect();
+            Shell::Data(text).to_envelope("s")
+        };
+        let burst: Vec<Envelope> = (0..4).map(output).collect();
+        let mut flags = Vec::new();
+        for (index, envelope) in burst.iter().enumerate() {
+            let mut frame = Vec::new();
+            device.encode_followed_into(envelope, burst.get(index + 1), &mut frame);
+            flags.push(frame[1] & (flag::COMPRESSED | flag::CONTINUED));
+            assert_eq!(&hub.decode(&frame).unwrap(), envelope);
+        }
+        let first_only = flag::COMPRESSED;
+        let then = flag::COMPRESSED | flag::CONTINUED;
+        assert_eq!(flags, [first_only, then, then, then]);
+        // Announced as followed by more, then another frame goes first: the stream is over on
+        // both ends, and the next payload starts one of its own.
+        let mut frame = Vec::new();
+        device.encode_followed_into(&output(5), Some(&output(6)), &mut frame);
+        hub.decode(&frame).unwrap();
+        hub.decode(&device.encode(&keystroke("s"))).unwrap();
+        let frame = device.encode(&output(6));
+        assert_eq!(frame[1] & flag::CONTINUED, 0);
+        assert_eq!(hub.decode(&frame).unwrap(), output(6));
     }
 }

@@ -38,12 +38,12 @@ pub enum Error {
     NotCompact(u8),
     #[error("unknown compact message kind 0x{0:02x}")]
     UnknownKind(u8),
-    #[error("reserved flag bits 0x{0:02x} are set")]
-    ReservedFlags(u8),
     #[error("flag bits 0x{flags:02x} are not allowed on compact kind 0x{kind:02x}")]
     FlagsNotAllowed { kind: u8, flags: u8 },
     #[error("the payload is compressed, but no compression was negotiated")]
     CompressionNotNegotiated,
+    #[error("the payload continues a deflate stream, but the frame before it left none open for its session")]
+    NoStreamToContinue,
     #[error("the compressed payload inflates beyond {0} bytes")]
     InflatesTooLarge(usize),
     #[error("the compressed payload is not valid deflate data ({0})")]
@@ -180,12 +180,13 @@ impl Encoder {
     }
 
     /// Like [`Encoder::encode_into`], with `deflated` (the envelope's body, deflated by
-    /// [`compression::Deflater`]) as the payload, flagged COMPRESSED. Only for the kinds whose
-    /// payload may be compressed ([`kind::compressible`]); any other is an error.
+    /// [`compression::Deflater`]) as the payload, flagged COMPRESSED (and CONTINUED when it
+    /// carries on the stream of the frame before). Only for the kinds whose payload may be
+    /// compressed ([`kind::compressible`]); any other is an error.
     pub fn encode_deflated_into(
         &mut self,
         envelope: &Envelope,
-        deflated: &[u8],
+        deflated: compression::Deflated<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         self.encode_with_payload(envelope, Some(deflated), out)
@@ -194,7 +195,7 @@ impl Encoder {
     fn encode_with_payload(
         &mut self,
         envelope: &Envelope,
-        deflated: Option<&[u8]>,
+        deflated: Option<compression::Deflated<'_>>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         let Some(kind) = kind::by_message(envelope.proto, &envelope.typ) else {
@@ -229,8 +230,10 @@ impl Encoder {
         if !extra.is_empty() {
             flags |= flag::EXTRA;
         }
-        if deflated.is_some() {
-            flags |= flag::COMPRESSED;
+        match &deflated {
+            Some(deflated) if deflated.continued => flags |= flag::COMPRESSED | flag::CONTINUED,
+            Some(_) => flags |= flag::COMPRESSED,
+            None => {}
         }
         self.header(kind.code, flags, &slot).write(out);
         if kind.fields.len() > 3 {
@@ -247,7 +250,7 @@ impl Encoder {
             write_varint(out, map.len() as u64);
             out.extend_from_slice(&map);
         }
-        out.extend_from_slice(deflated.unwrap_or(&envelope.body));
+        out.extend_from_slice(deflated.map_or(&envelope.body[..], |deflated| deflated.bytes));
         if kind.code == kind::CLOSE && slot.handle != 0 {
             self.table.release(slot.handle);
         }
@@ -284,12 +287,13 @@ impl Encoder {
 }
 
 /// Decodes the frames the peer of a connection sends.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoder {
     table: Table,
     /// The largest payload a COMPRESSED frame may inflate to; `None`: compression was not
     /// offered, such a frame is an error.
     inflate_limit: Option<usize>,
+    inflater: compression::Inflater,
 }
 
 impl Default for Decoder {
@@ -304,6 +308,7 @@ impl Decoder {
         Decoder {
             table: Table::new(limit),
             inflate_limit: None,
+            inflater: compression::Inflater::default(),
         }
     }
 
@@ -321,13 +326,29 @@ impl Decoder {
         }
     }
 
+    /// A frame that is not a compact one arrived: whatever deflate stream was open is over.
+    pub fn end_stream(&mut self) {
+        self.inflater.end_stream();
+    }
+
     /// Decodes one frame. The table learns the frame's binding, and forgets the handle after a
     /// control `close`, only when the whole frame decoded.
     pub fn decode(&mut self, frame: &[u8]) -> Result<Envelope, Error> {
         let mut reader = Reader::new(frame);
         let header = Header::read(&mut reader)?;
         let compressed = header.flags & flag::COMPRESSED != 0;
+        let continued = header.flags & flag::CONTINUED != 0;
+        if !continued {
+            // Only a continuation may follow a frame that left its stream open.
+            self.inflater.end_stream();
+        }
         let inflate_limit = match (compressed, self.inflate_limit) {
+            (false, _) if continued => {
+                return Err(Error::FlagsNotAllowed {
+                    kind: header.kind,
+                    flags: flag::CONTINUED,
+                });
+            }
             (false, _) => None,
             (true, None) => return Err(Error::CompressionNotNegotiated),
             (true, Some(_)) if !kind::compressible(header.kind) => {
@@ -357,7 +378,9 @@ impl Decoder {
             decode_kind(kind, &header, &mut reader, sid, user)?
         };
         if let Some(limit) = inflate_limit {
-            envelope.body = compression::inflate(&envelope.body, limit)?;
+            envelope.body = self
+                .inflater
+                .inflate(&envelope.sid, &envelope.body, continued, limit)?;
         }
         if let Some(binding) = header.binding
             && handle != 0

@@ -12,10 +12,10 @@ pub mod flag {
     pub const USER: u8 = 0x02;
     /// Props the kind's fields do not cover follow the fields, as a length-prefixed msgpack map.
     pub const EXTRA: u8 = 0x04;
-    /// The payload is compressed (reserved: refused until compression is negotiated).
+    /// The payload is deflated (refused unless the receiver offered compression).
     pub const COMPRESSED: u8 = 0x08;
-    /// Reserved; must be zero.
-    pub const RESERVED: u8 = 0x10;
+    /// With COMPRESSED: the payload carries on the deflate stream of the frame right before it.
+    pub const CONTINUED: u8 = 0x10;
     /// The top three bits: presence of the kind's fields 0, 1 and 2.
     pub const PRESENCE: u8 = 0xe0;
     /// How far the presence bits are shifted up in the flags byte.
@@ -154,9 +154,6 @@ impl<'a> Header<'a> {
             return Err(Error::NotCompact(kind));
         }
         let flags = reader.byte("flags")?;
-        if flags & flag::RESERVED != 0 {
-            return Err(Error::ReservedFlags(flags & flag::RESERVED));
-        }
         let handle = reader.varint("handle")?;
         let handle = u32::try_from(handle).map_err(|_| Error::HandleOutOfRange {
             handle,

@@ -32,10 +32,30 @@ impl Offer {
     }
 }
 
+/// The device's answer to the hub's `open`.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// To forward to the user.
+    pub accept: Envelope,
+    /// The version the session speaks, as told to the user (3 is told as 2).
+    pub version: u32,
+    /// The version the device chose: 3 when its leg speaks compact frames.
+    pub device_version: u32,
+}
+
+impl Accepted {
+    fn as_chosen(accept: Envelope, version: u32) -> Accepted {
+        Accepted {
+            accept,
+            version,
+            device_version: version,
+        }
+    }
+}
+
 /// Offers versions 1 and 2, and 3 when `offer.compact` (`compact_device_leg`); returns the
-/// device's `accept` (to forward to the user) and the chosen version. Version 3 is version 2 in
-/// the compact encoding, which only the device leg sees: it is returned, and told to the user,
-/// as version 2. The `open` names the user (for the device's consent prompt); a device that asks
+/// device's `accept` and the chosen version. Version 3 is version 2 in the compact encoding,
+/// which only the device leg sees: it is told to the user, and returned, as version 2. The `open` names the user (for the device's consent prompt); a device that asks
 /// for local approval (`wait`) gets the time it announces, and `user` (when given) is told.
 pub(crate) async fn handshake(
     link: &mut SessionLink,
@@ -43,7 +63,7 @@ pub(crate) async fn handshake(
     user_name: &str,
     offer: Offer,
     mut user: Option<&mut Sink>,
-) -> Result<(Envelope, u32), String> {
+) -> Result<Accepted, String> {
     let mut versions = vec![version::MENDER, version::TETHER];
     if offer.compact {
         versions.push(version::COMPACT);
@@ -67,7 +87,7 @@ pub(crate) async fn handshake(
                     version: version::MENDER,
                     protocols: vec![protocol::SHELL],
                 };
-                return Ok((accept.to_envelope(sid), version::MENDER));
+                return Ok(Accepted::as_chosen(accept.to_envelope(sid), version::MENDER));
             }
             Ok(None) => return Err("the device went offline".into()),
             Ok(Some(event)) => event,
@@ -80,7 +100,7 @@ pub(crate) async fn handshake(
                     Ok(Control::Accept { version, .. })
                         if version == version::MENDER || version == version::TETHER =>
                     {
-                        return Ok((envelope, version));
+                        return Ok(Accepted::as_chosen(envelope, version));
                     }
                     Ok(Control::Accept {
                         version: version::COMPACT,
@@ -90,7 +110,11 @@ pub(crate) async fn handshake(
                             version: version::TETHER,
                             protocols,
                         };
-                        return Ok((accept.to_envelope(sid), version::TETHER));
+                        return Ok(Accepted {
+                            accept: accept.to_envelope(sid),
+                            version: version::TETHER,
+                            device_version: version::COMPACT,
+                        });
                     }
                     Ok(Control::Accept { version, .. }) => {
                         return Err(format!(

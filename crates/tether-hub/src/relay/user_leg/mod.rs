@@ -36,7 +36,7 @@ mod resume;
 
 use audit::record_all;
 use forward::{forward, recheck, record_terminal};
-pub(crate) use handshake::{Offer, handshake};
+pub(crate) use handshake::{Accepted, Offer, handshake};
 use resume::{await_device, end_resumable, observe_shell};
 
 pub(crate) type Sink = SplitSink<WebSocket, Message>;
@@ -64,6 +64,9 @@ pub(crate) async fn end_with_error(sink: &mut Sink, sid: &str, why: &str) {
 #[derive(Default)]
 struct DeviceSide {
     version: u32,
+    /// The device chose version 3 (its leg speaks compact frames): a resume after a drop needs
+    /// no new handshake, the device remembers the version of a shell it kept.
+    compact: bool,
     shell_running: bool,
     /// The user asked for an interactive shell (not a command).
     interactive: bool,
@@ -106,7 +109,11 @@ pub async fn serve(
     )
     .await
     {
-        Ok((accept, version)) => {
+        Ok(Accepted {
+            accept,
+            version,
+            device_version,
+        }) => {
             if resume.is_some() && version != version::TETHER {
                 let why = "the device no longer speaks protocol version 2: its session cannot be resumed";
                 end_with_error(&mut sink, sid, why).await;
@@ -116,6 +123,7 @@ pub async fn serve(
             if send(&mut sink, &accept).await {
                 let mut side = DeviceSide {
                     version,
+                    compact: device_version == version::COMPACT,
                     ..DeviceSide::default()
                 };
                 let actor = Actor::principal(principal, context);

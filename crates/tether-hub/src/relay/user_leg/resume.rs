@@ -173,8 +173,16 @@ pub(super) async fn await_device(
                     Principal::User { user, .. } => user.name.clone(),
                     Principal::Device { .. } => String::new(),
                 };
-                match handshake(&mut new_link, sid, &user_name, Offer::from_config(&state.config), None).await {
-                    Ok((_, version)) if version == version::TETHER => {
+                let resumed = if side.compact {
+                    // The device kept the shell and the version it chose for it: no handshake.
+                    Ok(version::TETHER)
+                } else {
+                    handshake(&mut new_link, sid, &user_name, Offer::from_config(&state.config), None)
+                        .await
+                        .map(|accepted| accepted.version)
+                };
+                match resumed {
+                    Ok(version) if version == version::TETHER => {
                         tracing::info!(
                             "session {sid}: device {} is back; resuming from offset {}",
                             device.name,
