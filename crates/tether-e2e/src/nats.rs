@@ -52,4 +52,9 @@ impl Nats {
     pub fn logs(&self) -> String {
         self.process.logs()
     }
+
+    /// Kills the server (what a crashed or unreachable bus looks like to the hubs).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
 }

@@ -1,6 +1,7 @@
 //! `tether-hub` as a library: the layers of the hub and [`serve`], which runs one.
 //!
 //! Layers, lowest first; each may use the ones below it, never one above (a test checks):
+//! - [`metrics`]: the Prometheus metrics every layer counts into;
 //! - [`config`]: the configuration, plain serde structs with documented defaults;
 //! - [`domain`]: rules and data shapes, with no HTTP, SQL or network;
 //! - [`store`]: every SQL query (sqlx), one file per table family;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod relay;
 pub mod service;
 pub mod store;
@@ -171,15 +173,20 @@ pub async fn serve_until(
         println!("created the first administrator: user admin, password {password} (shown once)");
     }
     let address = listener.local_addr()?;
-    let certificate_der = std::fs::read(&tls.certificate)?;
-    let fingerprint =
-        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
-            &certificate_der,
-        )
-        .next()
-        .and_then(Result::ok)
+    let certificate_pem = std::fs::read(&tls.certificate)?;
+    let leaf = <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+        &certificate_pem,
+    )
+    .next()
+    .and_then(Result::ok);
+    let fingerprint = leaf
+        .as_ref()
         .map(|der| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der.as_ref())))
         .unwrap_or_default();
+    if let Some(Ok((_, certificate))) = leaf.as_ref().map(|der| x509_parser::parse_x509_certificate(der)) {
+        let expiry = certificate.validity().not_after.timestamp();
+        crate::metrics::metrics().certificate_expiry.set(expiry);
+    }
     let url = format!("https://{address}");
     println!("listening on {url}");
     println!("certificate: {}", tls.certificate.display());
@@ -211,9 +218,12 @@ pub async fn serve_until(
         secret_box: Arc::new(secret_box),
         relay,
     });
+    let metrics_token_path =
+        (hub.config.metrics_token_file.clone()).unwrap_or_else(|| data_dir.join("metrics.token"));
     let state = AppState {
         hub,
         installer: Arc::new(installer),
+        metrics_token: secrets::metrics_token(&metrics_token_path)?.into(),
     };
     revoke_sleeping_tokens(&state).await?;
     // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
@@ -242,6 +252,7 @@ pub async fn serve_until(
     let checkpoint_store = state.store.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
     let connections = connection_settings(&state.config, open_file_limit);
+    notify_systemd_ready();
     server::serve(listener, acceptor, server::routes(state), connections, shutdown).await?;
     tracing::info!("shutting down: closing device connections");
     let spread = Duration::from_secs(shutdown_spread_secs);
@@ -250,6 +261,24 @@ pub async fn serve_until(
     // The last word on the chain: a verifier holding it sees anything done after this process.
     checkpoints::log_failure(checkpointer.checkpoint(&checkpoint_store, false).await);
     Ok(())
+}
+
+/// Tells systemd (a `Type=notify` unit, which sets `NOTIFY_SOCKET`) that the hub is ready: the
+/// database is open and migrated and the listener is bound. Elsewhere, nothing.
+fn notify_systemd_ready() {
+    use std::os::{linux::net::SocketAddrExt as _, unix::net};
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = socket.to_string_lossy().into_owned();
+    let address = match socket.strip_prefix('@') {
+        Some(name) => net::SocketAddr::from_abstract_name(name.as_bytes()),
+        None => net::SocketAddr::from_pathname(&socket),
+    };
+    let sent = address.and_then(|address| net::UnixDatagram::unbound()?.send_to_addr(b"READY=1", &address));
+    if let Err(error) = sent {
+        tracing::warn!("cannot tell systemd the hub is ready ({socket}): {error}");
+    }
 }
 
 /// Tokens of accounts disabled by an older hub only slept behind the `disabled` flag: they are

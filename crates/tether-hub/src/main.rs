@@ -4,7 +4,11 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
-use tether_hub::{ServeOptions, add_user, config::HubConfig, demo, run};
+use tether_hub::{
+    ServeOptions, add_user,
+    config::{HubConfig, LogFormat},
+    demo, run,
+};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +27,10 @@ struct Arguments {
     /// data directory). Also `database_url` in the file or TETHER_HUB_DATABASE_URL.
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Log lines as `text` (default) or `json`, one object per line (docs/operations.md,
+    /// *Logs*). Also `log_format` in the file or TETHER_HUB_LOG_FORMAT.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,21 +91,14 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
     unsafe { libc::umask(0o077) };
     let arguments = Arguments::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TETHER_HUB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let mut config = HubConfig::load(arguments.config.as_deref())?;
+    init_logging(arguments.log_format.unwrap_or(config.log_format));
     // The demo keeps its state apart from a real hub's, in the current directory.
     let data_dir = match (&arguments.data_dir, &arguments.command) {
         (Some(dir), _) => dir.clone(),
         (None, Command::Demo { .. }) => PathBuf::from("tether-demo"),
         (None, _) => default_data_dir(),
     };
-    let mut config = HubConfig::load(arguments.config.as_deref())?;
     if arguments.database_url.is_some() {
         config.database_url = arguments.database_url;
     }
@@ -122,4 +123,26 @@ fn main() -> anyhow::Result<()> {
             Command::Demo { listen } => demo::run(data_dir, config, listen).await,
         }
     })
+}
+
+/// Log lines go to standard error, filtered by `TETHER_HUB_LOG` (default `info`). In JSON, one
+/// object per line: `timestamp`, `level`, `target`, `message` and the event's fields at the top,
+/// and `span` with the request's `request_id`, `method` and `route` inside an HTTP request.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_HUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

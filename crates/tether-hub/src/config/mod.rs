@@ -41,7 +41,7 @@ pub struct HubConfig {
     /// docs/protocol.md): a keystroke costs a few bytes instead of a hundred. Off: devices are
     /// offered versions 1 and 2 only, as by hubs before it.
     pub compact_device_leg: bool,
-    /// Offer devices to deflate, message by message, their terminal output and file chunks on
+    /// Offer devices to deflate their terminal output (a burst in one stream) and file chunks on
     /// the compact device leg (docs/protocol.md, *Compression*). Needs `compact_device_leg`.
     pub compress_device_leg: bool,
     /// Failed logins allowed for one account from one client address (IPv6: its /64) within
@@ -133,6 +133,21 @@ pub struct HubConfig {
     /// The directory the one-line install serves agent binaries from (`GET /install/agents/ARCH`
     /// serves `tether-agent-ARCH-linux`, as `scripts/build-agents` names them).
     pub agents_dir: PathBuf,
+    /// How log lines are written to standard error: `text` for people, `json` (one object per
+    /// line, stable field names, docs/operations.md) for a log pipeline. `--log-format` too.
+    pub log_format: LogFormat,
+    /// The bearer token Prometheus must present to scrape `/metrics`, in a file of its own;
+    /// None: `DATA_DIR/metrics.token`, created (mode 0600) at first start.
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// The format of the hub's log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for HubConfig {
@@ -179,6 +194,8 @@ impl Default for HubConfig {
             max_connections: 0,
             max_connections_per_address: 256,
             agents_dir: PathBuf::from(DEFAULT_AGENTS_DIR),
+            log_format: LogFormat::Text,
+            metrics_token_file: None,
         }
     }
 }
@@ -225,6 +242,8 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_address",
     "agents_dir",
+    "log_format",
+    "metrics_token_file",
 ];
 
 /// Where the packages put the agent binaries the hub serves.

@@ -77,6 +77,8 @@ impl Actor {
 pub struct RequestContext {
     pub client: SocketAddr,
     pub user_agent: Option<String>,
+    /// The id the hub gave the request (`X-Request-Id`), for the events of refusals.
+    pub request_id: Option<String>,
 }
 
 impl RequestContext {

@@ -78,6 +78,10 @@ fn verified_request(headers: &HeaderMap, body: &[u8]) -> Result<(AuthRequest, De
 }
 
 fn refusal(status: &str, error: String) -> Response {
+    // Pending is the normal wait of an enrolment, not a failure.
+    if status != "pending" {
+        crate::metrics::metrics().auth_failed("device");
+    }
     (
         StatusCode::UNAUTHORIZED,
         Json(AuthRefusal {

@@ -37,6 +37,7 @@ pub async fn connect(
             let event = NewEvent::new(actor, "device.connect", object, Outcome::Refused)
                 .details(serde_json::json!({ "reason": why }));
             state.store.record_audit(event).await?;
+            crate::metrics::metrics().auth_failed("device");
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
         }
     };

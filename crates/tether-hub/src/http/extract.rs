@@ -62,6 +62,7 @@ impl FromRequestParts<AppState> for UserCaller {
             "missing bearer token"
         };
         tracing::info!("refused a request to {}: {reason}", parts.uri.path());
+        crate::metrics::metrics().auth_failed("token");
         let details = serde_json::json!({ "reason": reason, "path": parts.uri.path() });
         crate::http::refusal_audit::record_unauthenticated(
             state,
@@ -89,6 +90,14 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(200).collect());
-        Ok(RequestContext { client, user_agent })
+        let request_id = parts
+            .extensions
+            .get::<crate::http::observe::RequestId>()
+            .map(|id| id.0.clone());
+        Ok(RequestContext {
+            client,
+            user_agent,
+            request_id,
+        })
     }
 }

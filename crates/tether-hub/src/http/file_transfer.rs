@@ -32,6 +32,8 @@ pub(crate) struct DeviceSession {
     pub(crate) device_name: String,
     /// Its place under the hub's session caps, held for as long as the transfer runs.
     _slot: SessionSlot,
+    /// Counted in `tether_sessions_active{kind="file"}` while it runs.
+    _counted: crate::metrics::Held,
 }
 
 impl DeviceSession {
@@ -70,6 +72,7 @@ impl DeviceSession {
             router: state.router.clone(),
             device_name: device.name.clone(),
             _slot: slot,
+            _counted: crate::metrics::metrics().session("file"),
         })
     }
 

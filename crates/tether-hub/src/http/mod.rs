@@ -21,6 +21,8 @@ pub mod install;
 pub mod install_tokens;
 pub mod installer;
 pub mod login;
+pub mod monitoring;
+pub mod observe;
 pub mod refusal_audit;
 pub mod roles;
 pub mod server;

@@ -65,7 +65,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         .map(|reason| reason.0.clone())
         .unwrap_or_else(|| status.to_string());
     let caller = audit.caller.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let details = serde_json::json!({ "reason": reason, "method": method.as_str(), "path": path });
+    let details = serde_json::json!({
+        "reason": reason,
+        "method": method.as_str(),
+        "path": path,
+        "request_id": context.request_id,
+    });
     let result = match (status, caller) {
         (StatusCode::FORBIDDEN, Some(actor)) => {
             let event = NewEvent::new(actor, "authorization", Object::none(), Outcome::Refused);
@@ -118,6 +123,9 @@ pub async fn record_unauthenticated(
     };
     if suppressed > 0 {
         details["suppressed_before"] = serde_json::json!(suppressed);
+    }
+    if let Some(id) = &context.request_id {
+        details["request_id"] = serde_json::json!(id);
     }
     let event = NewEvent::new(actor, action, Object::none(), Outcome::Refused).details(details);
     state.store.record_audit(event).await.map_err(ApiError::from)

@@ -31,8 +31,8 @@ use crate::{
     http::access, http::audit, http::connection_limits::AddressSlot,
     http::connection_limits::ConnectionLimits, http::connection_limits::ConnectionPermit, http::device_auth,
     http::device_connect, http::devices, http::error, http::file_download, http::files, http::install,
-    http::install_tokens, http::login, http::refusal_audit, http::roles, http::sessions,
-    http::state::AppState, http::terminal, http::two_factor, http::users, http::web_assets,
+    http::install_tokens, http::login, http::monitoring, http::observe, http::refusal_audit, http::roles,
+    http::sessions, http::state::AppState, http::terminal, http::two_factor, http::users, http::web_assets,
     http::web_session, service::secrets::TlsFiles,
 };
 
@@ -41,7 +41,9 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(monitoring::healthz))
+        .route("/readyz", get(monitoring::readyz))
+        .route("/metrics", get(monitoring::scrape))
         .route("/install/agent.sh", get(install::script))
         .route("/install/agents/{arch}", get(install::agent_binary))
         .route(
@@ -155,8 +157,10 @@ pub fn routes(state: AppState) -> Router {
             state.clone(),
             refusal_audit::layer,
         ))
-        // Outermost: whatever answered an error in plain text, the client gets the JSON shape.
+        // Whatever answered an error in plain text, the client gets the JSON shape.
         .layer(axum::middleware::from_fn(error::json_errors))
+        // Outermost: the request id, its log span and the request metrics.
+        .layer(axum::middleware::from_fn(observe::layer))
         .with_state(state)
 }
 

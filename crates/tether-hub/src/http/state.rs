@@ -9,6 +9,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The one-line install: the hub's certificate pins and the agent binaries' hashes.
     pub installer: Arc<Installer>,
+    /// The bearer token that scrapes `/metrics`.
+    pub metrics_token: Arc<str>,
 }
 
 /// Handlers reach the hub's parts as `state.store`, `state.router`, `state.tokens`.

@@ -17,8 +17,15 @@ use tether_proto::{
 use tokio::time::Instant;
 
 use crate::{
-    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::device::DeviceRecord, relay::Relay, relay::router::DeviceAttachment, relay::user_leg::Offer,
+    domain::audit::Actor,
+    domain::audit::NewEvent,
+    domain::audit::Object,
+    domain::audit::Outcome,
+    domain::device::DeviceRecord,
+    metrics::{Direction, metrics},
+    relay::Relay,
+    relay::router::DeviceAttachment,
+    relay::user_leg::Offer,
     store::ResumableSession,
 };
 
@@ -37,6 +44,7 @@ struct Connection {
 impl Connection {
     async fn send(&mut self, envelope: &Envelope) -> bool {
         let frame = self.link.encode(envelope);
+        metrics().relayed(Direction::ToDevice, envelope.proto, frame.len());
         self.sink.send(Message::Binary(frame.into())).await.is_ok()
     }
 
@@ -58,6 +66,7 @@ impl Connection {
 
 pub async fn serve(state: Relay, device: DeviceRecord, socket: WebSocket, client: SocketAddr) {
     let mut attachment = state.router.attach_device(&device.id).await;
+    let _connected = metrics().device_connected();
     tracing::info!("device {} ({}) connected from {client}", device.name, device.id);
     if let Err(error) = state.store.touch_device(&device.id).await {
         tracing::warn!("recording last-seen time of {}: {error:#}", device.id);
@@ -123,6 +132,7 @@ async fn relay(
                     }
                     Some(Ok(Message::Binary(bytes))) => match connection.link.decode(&bytes) {
                         Ok(envelope) => {
+                            metrics().relayed(Direction::FromDevice, envelope.proto, bytes.len());
                             if !handle(state, device, envelope, &mut connection).await {
                                 return "the device connection failed".into();
                             }

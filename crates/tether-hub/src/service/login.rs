@@ -79,6 +79,7 @@ pub async fn login(
             let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
                 .details(serde_json::json!({ "reason": reason }));
             hub.store.record_audit(event).await?;
+            crate::metrics::metrics().auth_failed("password");
             return Err(Failure::new(Kind::Unauthorized, "invalid username or password"));
         }
     };
@@ -96,6 +97,7 @@ pub async fn login(
             let event = NewEvent::new(context.actor(""), "login", object, Outcome::Failure)
                 .details(serde_json::json!({ "reason": why }));
             hub.store.record_audit(event).await?;
+            crate::metrics::metrics().auth_failed("second_factor");
         }
         return Err(Failure::new(Kind::Unauthorized, why));
     }

@@ -102,8 +102,8 @@ fn make_private(
     Ok(())
 }
 
-/// Refuses a configured private key (outside the data directory: not the hub's to change) that
-/// every local user can read. A group may read it (e.g. `ssl-cert`).
+/// Refuses a configured private key or token file (outside the data directory: not the hub's
+/// to change) that every local user can read. A group may read it (e.g. `ssl-cert`).
 pub fn check_key_not_public(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = fs::metadata(path)
@@ -112,7 +112,7 @@ pub fn check_key_not_public(path: &Path) -> anyhow::Result<()> {
         .mode();
     anyhow::ensure!(
         mode & 0o004 == 0,
-        "the TLS key {} is readable by every local user (mode {:04o}): chmod o-rwx it",
+        "the secret file {} is readable by every local user (mode {:04o}): chmod o-rwx it",
         path.display(),
         mode & 0o7777
     );
@@ -197,4 +197,25 @@ pub fn signing_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
         .map_err(|e| anyhow::anyhow!("encoding signing key: {e}"))?;
     write_private(&path, pem.as_bytes())?;
     Ok(key)
+}
+
+/// The token Prometheus presents to scrape `/metrics`: read from `path`, or created there
+/// (64 hex characters, mode 0600) at first start. A file others may read is refused.
+pub fn metrics_token(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        check_key_not_public(path)?;
+        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let token = text.trim();
+        anyhow::ensure!(
+            token.len() >= 16,
+            "{}: a metrics token must have at least 16 characters",
+            path.display()
+        );
+        return Ok(token.to_owned());
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = hex::encode(secret);
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
 }

@@ -117,6 +117,8 @@ impl Store {
     /// Appends an event to the chain and commits it. Errors mean the action must not proceed.
     pub async fn record_audit(&self, event: NewEvent) -> Result<(), Failure> {
         crate::domain::audit::note_recorded(event.outcome);
+        // Timed from before the wait for the chain: what the audited action waits.
+        let started = std::time::Instant::now();
         // One writer at a time in this process; the store serializes replicas (the chain needs the
         // previous hash).
         let _chain = self.audit_chain.lock().await;
@@ -143,7 +145,9 @@ impl Store {
             stored.hash = stored.compute_hash();
             stored
         };
-        match self.append_audit_event(build).await {
+        let appended = self.append_audit_event(build).await;
+        crate::metrics::metrics().audit_written(started.elapsed().as_secs_f64(), appended.is_ok());
+        match appended {
             Ok(_) => Ok(()),
             Err(error) => {
                 tracing::error!("audit log unavailable: {error:#}");

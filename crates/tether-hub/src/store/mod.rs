@@ -15,6 +15,7 @@
 pub mod access;
 mod audit;
 mod devices;
+mod health;
 pub mod install_tokens;
 pub mod principals;
 mod resumable;
@@ -36,6 +37,9 @@ pub use resumable::ResumableSession;
 pub use terminals::TerminalSessionRecord;
 pub use tokens::AccessTokenRecord;
 pub use users::UserSummary;
+
+/// The migrations of this build, applied at open (and counted by `/readyz`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone)]
 pub struct Store {
@@ -74,7 +78,7 @@ impl Store {
             .with_context(|| format!("opening database {}", path.display()))?;
         // WAL lets readers (device listings) proceed while a writer commits; it is persistent.
         sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
-        sqlx::migrate!("./migrations")
+        MIGRATOR
             .run(&pool)
             .await
             .context("applying database migrations")?;
@@ -95,7 +99,7 @@ impl Store {
             .connect(url)
             .await
             .context("connecting to PostgreSQL")?;
-        sqlx::migrate!("./migrations")
+        MIGRATOR
             .run(&pool)
             .await
             .context("applying database migrations")?;

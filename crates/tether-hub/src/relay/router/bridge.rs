@@ -289,6 +289,7 @@ async fn incoming<F, Fut>(
                 tracing::warn!("NATS: a bridge peer exceeded its window; ending the session");
                 return;
             }
+            crate::metrics::metrics().nats_bridge_queue.inc();
             if close {
                 // Keep the queue open until the hand-on loop has seen the close.
                 std::future::pending::<()>().await;
@@ -298,6 +299,7 @@ async fn incoming<F, Fut>(
     let hand = async {
         let mut consumed = 0;
         while let Some(next) = queued.recv().await {
+            crate::metrics::metrics().nats_bridge_queue.dec();
             match next {
                 Incoming::Frame(lane, envelope) => {
                     if !hand_on(Incoming::Frame(lane, envelope)).await {
@@ -320,6 +322,10 @@ async fn incoming<F, Fut>(
         _ = read => {}
         _ = hand => {}
     }
+    // What was still queued is dropped with the session.
+    crate::metrics::metrics()
+        .nats_bridge_queue
+        .dec_by(queued.len() as i64);
 }
 
 /// Resolves (with a reason) once the replica at the other end stops sending heartbeats.

@@ -148,6 +148,11 @@ impl Bus {
     }
 
     /// True while `replica` has been heard from within the liveness window.
+    /// Whether the NATS connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub fn peer_alive(&self, replica: &str) -> bool {
         replica == self.replica
             || self

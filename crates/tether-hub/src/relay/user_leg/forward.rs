@@ -196,6 +196,9 @@ pub(super) async fn forward(
     if !session.used.contains(&action) {
         session.used.push(action);
     }
+    if session.counted.is_none() {
+        session.counted = session_kind(&envelope).map(|kind| crate::metrics::metrics().session(kind));
+    }
     session.audit.observe_user(&envelope);
     if envelope.proto == protocol::SHELL {
         match Shell::from_envelope(&envelope) {
@@ -266,4 +269,16 @@ pub(super) async fn forward(
     // A failed send means the device is gone; its DeviceGone event explains why.
     link.send(lane, envelope).await;
     None
+}
+
+/// The kind a session is counted as (`tether_sessions_active`), told by its first message that
+/// says: a shell `new` (with a command: exec), a port-forward or a file-transfer message.
+fn session_kind(envelope: &Envelope) -> Option<&'static str> {
+    match envelope.proto {
+        protocol::SHELL if envelope.typ == "new" && envelope.props.str("command").is_some() => Some("exec"),
+        protocol::SHELL if envelope.typ == "new" => Some("terminal"),
+        protocol::PORT_FORWARD => Some("forward"),
+        protocol::FILE_TRANSFER => Some("file"),
+        _ => None,
+    }
 }

@@ -139,6 +139,7 @@ pub async fn serve(
                     recording: None,
                     requested_shell: None,
                     resumed: resume.is_some(),
+                    counted: resume.map(|_| crate::metrics::metrics().session("terminal")),
                 };
                 if let Some(offset) = resume {
                     session.audit.resume();
@@ -254,6 +255,8 @@ pub(crate) struct Session<'a> {
     pub(crate) requested_shell: Option<(u16, u16, Option<String>)>,
     /// A re-attach: the shell was started (and its first part recorded) by an earlier link.
     pub(crate) resumed: bool,
+    /// Counted in `tether_sessions_active` by kind, from its first message on.
+    pub(crate) counted: Option<crate::metrics::Held>,
 }
 
 async fn relay(
