@@ -123,6 +123,16 @@ impl Hub {
         hub
     }
 
+    /// Runs `tether-hub --data-dir DIR [--config FILE] ARGS` (with this hub's environment) to its
+    /// end, giving up after [`WAIT`].
+    pub fn run_hub(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        let mut command = self.base_command();
+        command.args(args);
+        let (output, timed_out) = run_with_deadline(command, None, WAIT);
+        assert!(!timed_out, "`tether-hub {args:?}` timed out");
+        output
+    }
+
     /// Starts a hub with default options.
     pub fn start_default() -> Hub {
         Hub::start(HubOptions::default())

@@ -25,8 +25,8 @@ use crate::{
     config::HubConfig, domain::audit, domain::enrolment_limits::EnrolmentLimits, domain::login_throttle,
     domain::passwords, domain::session_limits, domain::tokens, http::connection_limits,
     http::file_descriptors, http::installer::Installer, http::server, http::state::AppState,
-    relay::open_terminals, relay::recording, relay::router, relay::router::Router, service::checkpoints,
-    service::secret_box, service::secrets, store::Store,
+    relay::open_terminals, relay::recording, relay::replicas, relay::router, relay::router::Router,
+    service::checkpoints, service::secret_box, service::secrets, store::Store,
 };
 
 #[derive(clap::Args, Default)]
@@ -163,12 +163,15 @@ pub async fn serve_until(
         &data_dir.join(secret_box::KEY_FILE),
     )
     .await?;
-    if store.count_users().await? == 0 && ready.is_none() {
+    if ready.is_none() && store.count_users().await? == 0 {
         let password = passwords::generate();
-        store
-            .upsert_user("admin", &passwords::hash(&password)?, true)
-            .await?;
-        println!("created the first administrator: user admin, password {password} (shown once)");
+        // The count above only spares a hash at every start; this decides, in one transaction.
+        if store
+            .create_first_administrator(&passwords::hash(&password)?)
+            .await?
+        {
+            println!("created the first administrator: user admin, password {password} (shown once)");
+        }
     }
     let address = listener.local_addr()?;
     let certificate_der = std::fs::read(&tls.certificate)?;
@@ -216,13 +219,25 @@ pub async fn serve_until(
         installer: Arc::new(installer),
     };
     revoke_sleeping_tokens(&state).await?;
+    let shared = store.backend() == store::Backend::Postgres;
+    if shared {
+        // Alive before anything else: the others must not take this replica for dead.
+        replicas::beat(&state).await?;
+    }
     // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
     let interrupted = open_terminals::close_interrupted(&state).await?;
     if interrupted > 0 {
         tracing::info!("closed {interrupted} terminal(s) interrupted by the previous stop of the hub");
     }
-    // With a shared database, other replicas' sessions are live: only a lone hub may close them.
-    if store.backend() == store::Backend::Sqlite {
+    if shared {
+        // And those of replicas that died: by heartbeat, never those of a live one.
+        let closed = replicas::close_terminals_of_dead_replicas(&state).await?;
+        if closed > 0 {
+            tracing::info!("closed {closed} terminal(s) left open by stopped replicas");
+        }
+        tokio::spawn(replicas::watch(state.hub.relay.clone()));
+    } else {
+        // A lone hub: every unfinished session row is its own.
         store.close_abandoned_terminal_sessions().await?;
     }
     if let Some(bus) = state.router.bus() {

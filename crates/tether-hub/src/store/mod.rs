@@ -9,14 +9,16 @@
 //! its own: `users` (users and login sessions), `devices` (devices, tags, enrolment bounds),
 //! `audit` (the audit chain), `terminals` (recordings and open terminals), `tokens` (personal
 //! access tokens), `resumable` (re-attachable sessions), `access` (roles, grants, approvals),
-//! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), and
-//! `principals` (callers from their credentials).
+//! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), `replicas`
+//! (heartbeats of replicas sharing PostgreSQL), and `principals` (callers from their
+//! credentials).
 
 pub mod access;
 mod audit;
 mod devices;
 pub mod install_tokens;
 pub mod principals;
+pub mod replicas;
 mod resumable;
 pub mod terminals;
 #[cfg(test)]
