@@ -2,7 +2,8 @@
 //! them: two replicas started at once on an empty database create exactly one first
 //! administrator; a replica SIGKILLed under a terminal is taken for dead once its heartbeat is
 //! older than `replica_timeout_secs`, and a live replica closes that terminal as `interrupted`
-//! while its own terminal stays open.
+//! while its own terminal stays open; `tether-hub backup` refuses PostgreSQL, pointing at the
+//! pg_dump procedure.
 
 use serde_json::Value;
 use tether_e2e::{Agent, Cli, Hub, HubOptions, Nats, Postgres, PtySession, WAIT, wait_for};
@@ -59,6 +60,16 @@ fn two_replicas_starting_at_once_create_one_first_administrator() {
     let users: Vec<Value> = serde_json::from_str(cli.run(&["users", "list", "--json"]).ok()).unwrap();
     assert_eq!(users.len(), 1, "{users:#?}");
     assert_eq!(users[0]["name"], "admin");
+
+    // Backups of PostgreSQL are pg_dump's.
+    let backup = a.dir().join("backup.tar");
+    let refused = a.run_hub(&["backup".as_ref(), backup.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("pg_dump") && stderr.contains("docs/operations.md"),
+        "{stderr}"
+    );
+    assert!(!backup.exists());
 }
 
 #[test]

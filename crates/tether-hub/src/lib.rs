@@ -26,7 +26,7 @@ use crate::{
     domain::passwords, domain::session_limits, domain::tokens, http::connection_limits,
     http::file_descriptors, http::installer::Installer, http::server, http::state::AppState,
     relay::open_terminals, relay::recording, relay::replicas, relay::router, relay::router::Router,
-    service::checkpoints, service::secret_box, service::secrets, store::Store,
+    service::checkpoints, service::data_lock, service::secret_box, service::secrets, store::Store,
 };
 
 #[derive(clap::Args, Default)]
@@ -93,6 +93,40 @@ pub async fn add_user(
     Ok(())
 }
 
+/// `tether-hub backup FILE`: a consistent copy of the live SQLite database and the key files, in
+/// one archive (mode 0600).
+pub async fn backup(config: &HubConfig, output: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = service::backup::backup(config, output).await?;
+    let bytes: u64 = manifest.files.iter().map(|file| file.bytes).sum();
+    println!(
+        "wrote {} ({} files, {bytes} bytes): {}",
+        output.display(),
+        manifest.files.len(),
+        manifest
+            .files
+            .iter()
+            .map(|file| file.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if config.tls_cert.is_some() {
+        println!("the configured TLS certificate and key (tls_cert, tls_key) are not in it: keep them too");
+    }
+    Ok(())
+}
+
+/// `tether-hub restore FILE`: a backup into the (new) data directory.
+pub async fn restore(config: &HubConfig, input: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = service::restore::restore(config, input).await?;
+    println!(
+        "restored {} files of a backup made by tether-hub {} into {}; start the hub on it",
+        manifest.files.len(),
+        manifest.hub_version,
+        config.data_dir.display()
+    );
+    Ok(())
+}
+
 /// What `serve` reports once it listens (used by `demo`).
 pub struct Listening {
     pub url: String,
@@ -143,6 +177,9 @@ pub async fn serve_until(
     let data_dir = config.data_dir.clone();
     // Before anything is opened: the connection cap is derived from the limit.
     let open_file_limit = file_descriptors::raise_open_file_limit();
+    secrets::secure_data_dir(&data_dir)?;
+    // Held while this hub runs: a second hub or a restore on the directory is refused.
+    let _data_lock = data_lock::DataDirLock::acquire(&data_dir)?;
     let store = open_store(&data_dir, &config).await?;
     // Operators attached when the previous process ended are gone: their sessions wait for them.
     store
