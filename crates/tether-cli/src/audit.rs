@@ -54,8 +54,17 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         /// Write to FILE instead of stdout
-        #[arg(short, long, value_name = "FILE")]
+        #[arg(short, long, value_name = "FILE", conflicts_with = "follow")]
         output: Option<PathBuf>,
+        /// Only events after this sequence number (the `seq` of the last event you have)
+        #[arg(long, value_name = "SEQ")]
+        after: Option<i64>,
+        /// Keep running: print new events as they are written (JSON Lines, polling the hub)
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: seconds between polls
+        #[arg(long, value_name = "SECONDS", default_value_t = 2, requires = "follow")]
+        poll_interval: u64,
         #[command(flatten)]
         filters: Filters,
     },
@@ -149,14 +158,29 @@ pub async fn run(options: &HubOptions, command: AuditCommand) -> Result<i32> {
         AuditCommand::Export {
             format,
             output,
+            after,
+            follow,
+            poll_interval,
             filters,
         } => {
             let mut query = audit_query(&api, &filters).await?.pairs();
+            if follow {
+                anyhow::ensure!(
+                    matches!(format, ExportFormat::Jsonl),
+                    "--follow prints JSON Lines only (leave out --format csv)"
+                );
+                let interval = std::time::Duration::from_secs(poll_interval.max(1));
+                crate::audit_follow::follow(&login, &query, after.unwrap_or(0), interval).await?;
+                return Ok(0);
+            }
             let format = match format {
                 ExportFormat::Csv => "csv",
                 ExportFormat::Jsonl => "jsonl",
             };
             query.insert(0, ("format", format.to_owned()));
+            if let Some(after) = after {
+                query.push(("after", after.to_string()));
+            }
             export(&login, &query, output).await?;
             Ok(0)
         }

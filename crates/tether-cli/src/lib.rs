@@ -6,6 +6,7 @@ mod access;
 mod api;
 mod audit;
 mod audit_checkpoint;
+mod audit_follow;
 mod completion;
 mod config;
 mod devices;

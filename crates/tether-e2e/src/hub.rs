@@ -27,6 +27,8 @@ pub struct HubOptions {
     /// A data directory whose TLS certificate, key and signing keys this hub uses too (another
     /// replica of the same deployment).
     pub secrets_from: Option<PathBuf>,
+    /// A backup (`tether-hub backup`) restored into the new data directory before the start.
+    pub restore_from: Option<PathBuf>,
 }
 
 impl HubOptions {
@@ -51,6 +53,12 @@ impl HubOptions {
     pub fn replica(self, database_url: &str, nats_url: &str) -> Self {
         self.env("TETHER_HUB_DATABASE_URL", database_url)
             .env("TETHER_HUB_NATS_URL", nats_url)
+    }
+
+    /// Restores the backup `file` into the data directory before the hub starts.
+    pub fn restored_from(mut self, file: &Path) -> Self {
+        self.restore_from = Some(file.to_owned());
+        self
     }
 
     /// Uses the certificate, key and signing key of `hub` (replicas share them).
@@ -119,8 +127,29 @@ impl Hub {
             previous_runs: Vec::new(),
             dir,
         };
+        if let Some(backup) = hub.options.restore_from.clone() {
+            let output = hub.run_hub(&["restore".as_ref(), backup.as_os_str()]);
+            assert!(
+                output.status.success(),
+                "`tether-hub restore {}` failed ({}):\nstdout: {}\nstderr: {}",
+                backup.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         hub.spawn("127.0.0.1:0");
         hub
+    }
+
+    /// Runs `tether-hub --data-dir DIR [--config FILE] ARGS` (with this hub's environment) to its
+    /// end, giving up after [`WAIT`].
+    pub fn run_hub(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        let mut command = self.base_command();
+        command.args(args);
+        let (output, timed_out) = run_with_deadline(command, None, WAIT);
+        assert!(!timed_out, "`tether-hub {args:?}` timed out");
+        output
     }
 
     /// Starts a hub with default options.

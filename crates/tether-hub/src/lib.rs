@@ -27,8 +27,8 @@ use crate::{
     config::HubConfig, domain::audit, domain::enrolment_limits::EnrolmentLimits, domain::login_throttle,
     domain::passwords, domain::session_limits, domain::tokens, http::connection_limits,
     http::file_descriptors, http::installer::Installer, http::server, http::state::AppState,
-    relay::open_terminals, relay::recording, relay::router, relay::router::Router, service::checkpoints,
-    service::secret_box, service::secrets, store::Store,
+    relay::open_terminals, relay::recording, relay::replicas, relay::router, relay::router::Router,
+    service::checkpoints, service::data_lock, service::secret_box, service::secrets, store::Store,
 };
 
 #[derive(clap::Args, Default)]
@@ -95,6 +95,40 @@ pub async fn add_user(
     Ok(())
 }
 
+/// `tether-hub backup FILE`: a consistent copy of the live SQLite database and the key files, in
+/// one archive (mode 0600).
+pub async fn backup(config: &HubConfig, output: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = service::backup::backup(config, output).await?;
+    let bytes: u64 = manifest.files.iter().map(|file| file.bytes).sum();
+    println!(
+        "wrote {} ({} files, {bytes} bytes): {}",
+        output.display(),
+        manifest.files.len(),
+        manifest
+            .files
+            .iter()
+            .map(|file| file.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if config.tls_cert.is_some() {
+        println!("the configured TLS certificate and key (tls_cert, tls_key) are not in it: keep them too");
+    }
+    Ok(())
+}
+
+/// `tether-hub restore FILE`: a backup into the (new) data directory.
+pub async fn restore(config: &HubConfig, input: &std::path::Path) -> anyhow::Result<()> {
+    let manifest = service::restore::restore(config, input).await?;
+    println!(
+        "restored {} files of a backup made by tether-hub {} into {}; start the hub on it",
+        manifest.files.len(),
+        manifest.hub_version,
+        config.data_dir.display()
+    );
+    Ok(())
+}
+
 /// What `serve` reports once it listens (used by `demo`).
 pub struct Listening {
     pub url: String,
@@ -145,6 +179,9 @@ pub async fn serve_until(
     let data_dir = config.data_dir.clone();
     // Before anything is opened: the connection cap is derived from the limit.
     let open_file_limit = file_descriptors::raise_open_file_limit();
+    secrets::secure_data_dir(&data_dir)?;
+    // Held while this hub runs: a second hub or a restore on the directory is refused.
+    let _data_lock = data_lock::DataDirLock::acquire(&data_dir)?;
     let store = open_store(&data_dir, &config).await?;
     // Operators attached when the previous process ended are gone: their sessions wait for them.
     store
@@ -165,12 +202,15 @@ pub async fn serve_until(
         &data_dir.join(secret_box::KEY_FILE),
     )
     .await?;
-    if store.count_users().await? == 0 && ready.is_none() {
+    if ready.is_none() && store.count_users().await? == 0 {
         let password = passwords::generate();
-        store
-            .upsert_user("admin", &passwords::hash(&password)?, true)
-            .await?;
-        println!("created the first administrator: user admin, password {password} (shown once)");
+        // The count above only spares a hash at every start; this decides, in one transaction.
+        if store
+            .create_first_administrator(&passwords::hash(&password)?)
+            .await?
+        {
+            println!("created the first administrator: user admin, password {password} (shown once)");
+        }
     }
     let address = listener.local_addr()?;
     let certificate_pem = std::fs::read(&tls.certificate)?;
@@ -226,13 +266,25 @@ pub async fn serve_until(
         metrics_token: secrets::metrics_token(&metrics_token_path)?.into(),
     };
     revoke_sleeping_tokens(&state).await?;
+    let shared = store.backend() == store::Backend::Postgres;
+    if shared {
+        // Alive before anything else: the others must not take this replica for dead.
+        replicas::beat(&state).await?;
+    }
     // Terminals this hub's previous run left open (SIGKILL, power loss) get their close event.
     let interrupted = open_terminals::close_interrupted(&state).await?;
     if interrupted > 0 {
         tracing::info!("closed {interrupted} terminal(s) interrupted by the previous stop of the hub");
     }
-    // With a shared database, other replicas' sessions are live: only a lone hub may close them.
-    if store.backend() == store::Backend::Sqlite {
+    if shared {
+        // And those of replicas that died: by heartbeat, never those of a live one.
+        let closed = replicas::close_terminals_of_dead_replicas(&state).await?;
+        if closed > 0 {
+            tracing::info!("closed {closed} terminal(s) left open by stopped replicas");
+        }
+        tokio::spawn(replicas::watch(state.hub.relay.clone()));
+    } else {
+        // A lone hub: every unfinished session row is its own.
         store.close_abandoned_terminal_sessions().await?;
     }
     if let Some(bus) = state.router.bus() {

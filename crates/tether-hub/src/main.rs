@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Write a backup of a SQLite hub (safe while it runs) to FILE: the database and the key
+    /// files, one archive, mode 0600 (see docs/operations.md).
+    Backup { file: PathBuf },
+    /// Restore a backup into the data directory (--data-dir), which must not hold a hub yet.
+    Restore { file: PathBuf },
     /// Run a hub on embedded defaults plus a local demo device, on loopback.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -120,6 +125,8 @@ fn main() -> anyhow::Result<()> {
                 let role = if admin { Some("admin".to_owned()) } else { role };
                 add_user(&data_dir, &config, &name, role, &groups).await
             }
+            Command::Backup { file } => tether_hub::backup(&config, &file).await,
+            Command::Restore { file } => tether_hub::restore(&config, &file).await,
             Command::Demo { listen } => demo::run(data_dir, config, listen).await,
         }
     })

@@ -110,6 +110,10 @@ pub struct HubConfig {
     /// A graceful shutdown asks its devices to reconnect spread over this many seconds, so that
     /// the other replicas are not hit by all of them at once.
     pub shutdown_spread_secs: u64,
+    /// With PostgreSQL: a replica that has not written its heartbeat for this many seconds is
+    /// taken for dead, and another replica closes the terminals it left open (`interrupted`).
+    /// Each replica beats every quarter of it.
+    pub replica_timeout_secs: u64,
     /// How long the hub keeps a terminal whose operator or device leg dropped, waiting for it to
     /// come back, and lists it as detached (the agent's `terminal.grace_period_secs` decides
     /// whether the shell is still there; keep the two alike).
@@ -188,6 +192,7 @@ impl Default for HubConfig {
             database_url: None,
             nats_url: None,
             shutdown_spread_secs: 0,
+            replica_timeout_secs: 60,
             terminal_grace_period_secs: 300,
             request_deadline_secs: 10,
             http_idle_timeout_secs: 60,
@@ -236,6 +241,7 @@ const KEYS: &[&str] = &[
     "database_url",
     "nats_url",
     "shutdown_spread_secs",
+    "replica_timeout_secs",
     "terminal_grace_period_secs",
     "request_deadline_secs",
     "http_idle_timeout_secs",

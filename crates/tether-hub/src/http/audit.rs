@@ -143,12 +143,13 @@ pub async fn export(
     };
     let store = state.store.clone();
     let filter = convert::audit_filter(query.filter);
+    let start = query.after.unwrap_or(0);
     // Streamed page by page, oldest first: an export never holds the whole log in memory.
-    let stream = futures_util::stream::unfold(Some(0i64), move |after| {
+    let stream = futures_util::stream::unfold(Some(start), move |after| {
         let (store, filter) = (store.clone(), filter.clone());
         async move {
             let after = after?;
-            let mut text = if csv && after == 0 {
+            let mut text = if csv && after == start {
                 CSV_COLUMNS.to_owned()
             } else {
                 String::new()

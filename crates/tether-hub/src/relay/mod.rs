@@ -4,6 +4,7 @@
 pub mod device_leg;
 pub mod open_terminals;
 pub mod recording;
+pub mod replicas;
 pub mod router;
 pub mod session_audit;
 pub mod user_leg;

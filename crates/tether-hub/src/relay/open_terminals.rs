@@ -4,7 +4,8 @@
 //! replica id, from `DATA_DIR/replica-id`). At start, the hub closes the rows it left: one
 //! `terminal.close` with outcome `interrupted` each, the output bytes and duration taken from the
 //! recording, and the recording's session row ended with them. A replica sharing a PostgreSQL
-//! database closes only its own rows: the others' terminals may be live.
+//! database closes its own rows at start, and those of replicas taken for dead
+//! (`relay::replicas`); never those of a live one.
 //!
 //! A shell that survives the restart (session survival, `resumable_sessions`) is closed the same
 //! way, marked `resumable`: the hub process that relayed it is gone, and a re-attach opens the
@@ -87,18 +88,41 @@ impl Tracking {
 /// At start: closes the terminals this replica left open. Returns how many. A terminal whose
 /// event cannot be written stays open, to be closed at the next start.
 pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
-    let left = state.store.open_terminals(&state.replica_id).await?;
+    // Under the closing lock: a replica that was down long enough may be being swept by another.
+    let lock = state.store.closing_lock().await?;
+    let closed = close_left_by(
+        state,
+        &state.replica_id,
+        "the hub stopped while the terminal was open (closed at the hub's next start)",
+    )
+    .await;
+    lock.release().await?;
+    closed
+}
+
+/// Closes the terminals `replica_id` left open, each with a `terminal.close` (`interrupted`,
+/// `reason` in its details). The caller holds [`crate::store::replicas::ClosingLock`]. The
+/// recordings of another replica are on its disk: their rows end now, without byte counts.
+pub async fn close_left_by(state: &Relay, replica_id: &str, reason: &str) -> anyhow::Result<usize> {
+    let left = state.store.open_terminals(replica_id).await?;
     let mut closed = 0;
     for terminal in left {
         let recordings = state.store.unfinished_terminal_sessions(&terminal.sid).await?;
         let mut bytes_out: Option<u64> = None;
         let mut duration_ms: Option<u64> = None;
         for recording in &recordings {
-            let (bytes, last_ms) = player::output_totals(&state.recordings_dir.join(&recording.sid))
-                .unwrap_or_else(|error| {
-                    tracing::warn!("recording {}: {error}", recording.sid);
-                    (0, 0)
-                });
+            let directory = state.recordings_dir.join(&recording.sid);
+            if !directory.exists() {
+                state
+                    .store
+                    .end_terminal_session(&recording.sid, unix_millis(), 0)
+                    .await?;
+                continue;
+            }
+            let (bytes, last_ms) = player::output_totals(&directory).unwrap_or_else(|error| {
+                tracing::warn!("recording {}: {error}", recording.sid);
+                (0, 0)
+            });
             *bytes_out.get_or_insert(0) += bytes;
             *duration_ms.get_or_insert(0) += last_ms;
             let ended_at = recording.started_at + last_ms as i64;
@@ -120,7 +144,7 @@ pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
             user_agent: terminal.user_agent.clone(),
         };
         let details = json!({
-            "reason": "the hub stopped while the terminal was open (closed at the hub's next start)",
+            "reason": reason,
             "bytes_out": bytes_out,
             "duration_ms": duration_ms,
             "command": terminal.command,
@@ -148,7 +172,7 @@ pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
             .delete_open_terminal(&terminal.sid, &terminal.replica_id)
             .await?;
         tracing::info!(
-            "session {}: closed its terminal, interrupted by the previous stop of the hub",
+            "session {}: closed its terminal, interrupted by the stop of replica {replica_id}",
             terminal.sid
         );
         closed += 1;

@@ -1,13 +1,17 @@
 //! Use cases over the store and the relay: authorizing and auditing what callers do, admitting
-//! sessions, checkpoints of the audit chain, and the hub's secrets. [`Hub`] is what they share.
+//! sessions, checkpoints of the audit chain, the hub's secrets, its data directory's lock, and
+//! backups of a SQLite hub. [`Hub`] is what they share.
 
 pub mod access;
 pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod checkpoints;
+pub mod data_lock;
 pub mod exec_runs;
 pub mod login;
+pub mod restore;
 pub mod roles;
 pub mod secret_box;
 pub mod secrets;

@@ -5,19 +5,22 @@
 //! TEXT and BIGINT columns only (times in Unix milliseconds, flags as 0/1). The migrations in
 //! `migrations/` are written in the same portable subset and run on both backends.
 //!
-//! This file opens the database; each table family adds its own `impl Store` block in a file of
-//! its own: `users` (users and login sessions), `devices` (devices, tags, enrolment bounds),
+//! This file opens the database (`backup` copies a live SQLite one); each table family adds its
+//! own `impl Store` block in a file of its own: `users` (users and login sessions), `devices` (devices, tags, enrolment bounds),
 //! `audit` (the audit chain), `terminals` (recordings and open terminals), `tokens` (personal
 //! access tokens), `resumable` (re-attachable sessions), `access` (roles, grants, approvals),
-//! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), and
-//! `principals` (callers from their credentials).
+//! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), `replicas`
+//! (heartbeats of replicas sharing PostgreSQL), and `principals` (callers from their
+//! credentials).
 
 pub mod access;
 mod audit;
+pub mod backup;
 mod devices;
 mod health;
 pub mod install_tokens;
 pub mod principals;
+pub mod replicas;
 mod resumable;
 pub mod terminals;
 #[cfg(test)]

@@ -4,7 +4,11 @@
 use sqlx::Row as _;
 use tether_proto::clock::unix_millis;
 
-use crate::{domain::user::UserRecord, store::Store};
+use crate::{domain::user::UserRecord, store::Backend, store::Store};
+
+/// The PostgreSQL advisory lock under which a starting replica looks for users and creates the
+/// first administrator (any constant distinct from the others; "admin" in ASCII).
+const FIRST_ADMINISTRATOR_LOCK: i64 = 0x61_646d_696e;
 
 /// A user, as listed (never the password hash).
 #[derive(Debug, Clone)]
@@ -50,6 +54,41 @@ impl Store {
             .bind(unix_millis())
             .execute(&self.pool)
             .await?;
+        Ok(true)
+    }
+
+    /// Creates the administrator `admin` if there is no user at all, in one transaction; returns
+    /// whether it did. Replicas starting together on one empty PostgreSQL database queue on a
+    /// transaction-scoped advisory lock, so exactly one of them creates it (and prints its
+    /// password); on SQLite, `BEGIN IMMEDIATE` takes the write lock before the count.
+    pub async fn create_first_administrator(&self, password_hash: &str) -> anyhow::Result<bool> {
+        let mut transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(FIRST_ADMINISTRATOR_LOCK)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction
+            }
+        };
+        let users: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&mut *transaction)
+            .await?
+            .try_get("n")?;
+        if users > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO users (id, name, password_hash, admin, disabled, created_at) VALUES ($1, 'admin', $2, 1, 0, $3)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(password_hash)
+        .bind(unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
         Ok(true)
     }
 

@@ -101,6 +101,15 @@ pub struct AuditExportQuery {
     pub filter: AuditQuery,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Only events with `seq` above this cursor (the last `seq` a reader has): appends are
+    /// numbered in commit order, so polling with the last seen `seq` misses nothing and repeats
+    /// nothing.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_text"
+    )]
+    pub after: Option<i64>,
 }
 
 /// An optional whole number given as a number or as text (empty text: none).
@@ -267,7 +276,9 @@ mod tests {
         round_trip::<AuditExportQuery>("{}");
         // What a query string carries: numbers as text, and empty text for no filter.
         let text: AuditExportQuery =
-            serde_json::from_str(r#"{"from":"5","to":"","limit":"7","format":"jsonl"}"#).unwrap();
+            serde_json::from_str(r#"{"from":"5","to":"","limit":"7","format":"jsonl","after":"41"}"#)
+                .unwrap();
+        assert_eq!(text.after, Some(41));
         assert_eq!(
             (text.filter.from, text.filter.to, text.filter.limit),
             (Some(5), None, Some(7))
