@@ -1,6 +1,8 @@
 //! Terminals cut by a crash, with two hub replicas sharing one PostgreSQL: a replica SIGKILLed
 //! under a terminal closes it as `interrupted` at its next start, with the bytes of its
-//! recording, and leaves the other replica's live terminal alone.
+//! recording; a replica that stays dead is taken for dead once its heartbeat is older than
+//! `replica_timeout_secs`, and a live replica closes its terminal as `interrupted`. Either way
+//! the other replica's live terminal is left alone.
 
 use serde_json::Value;
 use tether_e2e::{Agent, Cli, Hub, HubOptions, Nats, Postgres, PtySession, WAIT, wait_for};
@@ -26,16 +28,35 @@ fn new_terminal(cli: &Cli, known: &[String]) -> String {
     })
 }
 
-#[test]
-fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
+/// Two replicas on one PostgreSQL and NATS, a device held by B, an exec session through A and a
+/// terminal through B. Field order: sessions and hubs go before their database and bus.
+struct TwoSessions {
+    on_a: PtySession,
+    on_b: PtySession,
+    sid_a: String,
+    sid_b: String,
+    cli_a: Cli,
+    cli_b: Cli,
+    _agent: Agent,
+    a: Hub,
+    b: Hub,
+    options: HubOptions,
+    _nats: Nats,
+    _postgres: Postgres,
+}
+
+fn two_sessions(environment: &[(&str, &str)]) -> TwoSessions {
     let postgres = Postgres::start();
     let database = postgres.create_database("tether");
     let nats = Nats::start();
-    let options = HubOptions::default()
+    let mut options = HubOptions::default()
         .replica(&database, &nats.url())
         .provisioning_key(PROVISIONING_KEY);
-    let mut a = Hub::start(options.clone());
-    let b = Hub::start(options.secrets_of(&a));
+    for (key, value) in environment {
+        options = options.env(key, value);
+    }
+    let a = Hub::start(options.clone());
+    let b = Hub::start(options.clone().secrets_of(&a));
     let cli_b = b.user_cli("alice", true);
     let cli_a = a.cli();
     cli_a.login("alice", "pw-alice-correct-horse");
@@ -46,7 +67,6 @@ fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
         &format!("provisioning_key = {PROVISIONING_KEY:?}\n[terminal]\nshell = \"/bin/sh\"\n"),
     );
     cli_b.wait_online(&agent.name);
-
     let on_a = PtySession::spawn(
         &cli_a,
         &[
@@ -66,6 +86,39 @@ fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
     on_b.send_line("echo on-b-$((6*7))");
     on_b.expect("on-b-42", WAIT);
     let sid_b = new_terminal(&cli_b, std::slice::from_ref(&sid_a));
+    TwoSessions {
+        on_a,
+        on_b,
+        sid_a,
+        sid_b,
+        cli_a,
+        cli_b,
+        _agent: agent,
+        a,
+        b,
+        options,
+        _nats: nats,
+        _postgres: postgres,
+    }
+}
+
+#[test]
+fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
+    // Every field is bound: what `..` would leave out is dropped (killed) at once.
+    let TwoSessions {
+        on_a: _on_a,
+        on_b,
+        sid_a,
+        sid_b,
+        cli_a: _cli_a,
+        cli_b,
+        _agent,
+        mut a,
+        b: _b,
+        options: _,
+        _nats,
+        _postgres,
+    } = two_sessions(&[]);
     // A's recording holds the output before the kill (flushed every second).
     wait_for("A's recording on disk", WAIT, || {
         let directory = a.data_dir().join("recordings").join(&sid_a);
@@ -125,4 +178,60 @@ fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
         .expect("A's session row");
     assert!(!row_a["ended_at"].is_null(), "{row_a:#}");
     assert!(row_a["bytes_out"].as_u64().unwrap_or(0) > 0, "{row_a:#}");
+}
+
+#[test]
+fn a_live_replica_closes_the_terminals_of_a_dead_one() {
+    let TwoSessions {
+        on_a,
+        on_b,
+        sid_a,
+        sid_b,
+        cli_a: _cli_a,
+        cli_b,
+        _agent,
+        mut a,
+        b,
+        options,
+        _nats,
+        _postgres,
+    } = two_sessions(&[("TETHER_HUB_REPLICA_TIMEOUT_SECS", "3")]);
+    // A dies and stays dead: B notices by A's heartbeat.
+    a.kill();
+    let interrupted = wait_for("A's terminal closed by B", WAIT, || {
+        let found = events(
+            &cli_b,
+            &["--action", "terminal.close", "--outcome", "interrupted"],
+        );
+        (!found.is_empty()).then_some(found)
+    });
+    assert_eq!(interrupted.len(), 1, "{interrupted:#?}");
+    assert_eq!(
+        interrupted[0]["session_id"],
+        sid_a.as_str(),
+        "{:#}",
+        interrupted[0]
+    );
+    let reason = interrupted[0]["details"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no heartbeat"), "{:#}", interrupted[0]);
+
+    // A replica starting now sweeps too: nothing is closed twice, and B's terminal is left alone.
+    let c = Hub::start(options.secrets_of(&b));
+    let cli_c = c.cli();
+    cli_c.login("alice", "pw-alice-correct-horse");
+    on_b.send_line("echo still-$((6*7))");
+    on_b.expect("still-42", WAIT);
+    let closes = events(&cli_c, &["--action", "terminal.close"]);
+    assert_eq!(closes.len(), 1, "{closes:#?}");
+    let sessions: Vec<Value> = serde_json::from_str(cli_c.run(&["sessions", "list", "--json"]).ok()).unwrap();
+    let row = |sid: &str| {
+        sessions
+            .iter()
+            .find(|s| s["sid"] == sid)
+            .unwrap_or_else(|| panic!("no session row {sid}: {sessions:#?}"))
+            .clone()
+    };
+    assert!(!row(&sid_a)["ended_at"].is_null(), "{:#}", row(&sid_a));
+    assert!(row(&sid_b)["ended_at"].is_null(), "{:#}", row(&sid_b));
+    drop(on_a);
 }

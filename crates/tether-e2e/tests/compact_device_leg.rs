@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use tether_e2e::{
-    Agent, FaultProxy, Hub, HubOptions, PtySession,
+    Agent, Cli, FaultProxy, Hub, HubOptions, PtySession,
     peers::{sha256_file, write_deterministic_file},
     wait_for,
 };
@@ -20,14 +20,21 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// Keystrokes typed one at a time, each waited for: enough that keep-alives do not matter.
 const KEYSTROKES: usize = 100;
 
-/// Device-leg bytes (both directions) per keystroke and echo, typed at `cat` in a terminal.
-fn bytes_per_keystroke(hub_config: &str) -> (f64, String) {
+/// A hub with `hub_config`, an admin CLI, and an accepted, online agent with `agent_toml` whose
+/// leg passes through a proxy that counts its bytes.
+fn device_behind_a_counting_proxy(hub_config: &str, agent_toml: &str) -> (Hub, Cli, FaultProxy, Agent) {
     let hub = Hub::start(HubOptions::default().config(hub_config));
     let cli = hub.user_cli("alice", true);
     let device_leg = FaultProxy::for_hub(&hub);
-    let agent = Agent::start_via(&hub, &device_leg.url(), "");
+    let agent = Agent::start_via(&hub, &device_leg.url(), agent_toml);
     cli.accept(&agent.name);
     cli.wait_online(&agent.name);
+    (hub, cli, device_leg, agent)
+}
+
+/// Device-leg bytes (both directions) per keystroke and echo, typed at `cat` in a terminal.
+fn bytes_per_keystroke(hub_config: &str) -> (f64, String) {
+    let (hub, cli, device_leg, agent) = device_behind_a_counting_proxy(hub_config, "");
     let terminal = PtySession::terminal(&cli, &agent.name);
     terminal.expect("Connected to", LIMIT);
     terminal.send("cat\r");
@@ -91,16 +98,11 @@ fn a_text_download_travels_deflated_and_a_random_one_as_it_is() {
     let random = root.path().join("random.bin");
     write_deterministic_file(&random, 16, 2 << 20);
 
-    let hub = Hub::start(HubOptions::default());
-    let cli = hub.user_cli("alice", true);
-    let device_leg = FaultProxy::for_hub(&hub);
     let files = format!(
         "[file_transfer]\nenabled = true\nroots = [{:?}]\n",
         root.path().display().to_string()
     );
-    let agent = Agent::start_via(&hub, &device_leg.url(), &files);
-    cli.accept(&agent.name);
-    cli.wait_online(&agent.name);
+    let (_hub, cli, device_leg, agent) = device_behind_a_counting_proxy("", &files);
     for (file, compresses) in [(&text, true), (&random, false)] {
         let size = std::fs::metadata(file).expect("size").len();
         let copy = local.path().join(file.file_name().expect("name"));
@@ -150,12 +152,7 @@ fn terminal_output_travels_deflated_and_every_line_arrives() {
         })
         .collect();
     std::fs::write(&log, &text).expect("write the log");
-    let hub = Hub::start(HubOptions::default());
-    let cli = hub.user_cli("alice", true);
-    let device_leg = FaultProxy::for_hub(&hub);
-    let agent = Agent::start_via(&hub, &device_leg.url(), "");
-    cli.accept(&agent.name);
-    cli.wait_online(&agent.name);
+    let (_hub, cli, device_leg, agent) = device_behind_a_counting_proxy("", "");
     let terminal = PtySession::terminal(&cli, &agent.name);
     terminal.expect("Connected to", LIMIT);
     // Quotes in the commands keep their echo from matching what they print.
