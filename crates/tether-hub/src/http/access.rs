@@ -23,6 +23,13 @@ const MIN_DURATION_SECS: i64 = 10;
 /// The longest access one request can ask for.
 const MAX_DURATION_SECS: i64 = 7 * 86_400;
 
+#[utoipa::path(
+    post,
+    path = api::paths::ACCESS_REQUESTS_PATH,
+    tag = "access",
+    request_body = api::NewAccessRequest,
+    responses((status = 201, description = "The request, pending or approved by policy", body = api::AccessRequest))
+)]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -100,6 +107,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(convert::access_request(stored))))
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::ACCESS_REQUESTS_PATH,
+    tag = "access",
+    params(api::AccessRequestQuery),
+    responses((status = 200, description = "The access requests the caller may see", body = api::AccessRequestList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -124,6 +138,13 @@ pub async fn list(
 }
 
 /// One request: its requester, or anyone who may approve it, may read it.
+#[utoipa::path(
+    get,
+    path = &api::paths::access_request_path("{id}"),
+    tag = "access",
+    params(("id" = String, Path, description = "The access request id")),
+    responses((status = 200, description = "The access request", body = api::AccessRequest))
+)]
 pub async fn show(
     State(state): State<AppState>,
     context: RequestContext,
@@ -201,6 +222,14 @@ async fn refuse(
     Ok(ApiError::new(StatusCode::FORBIDDEN, why))
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::access_approve_path("{id}"),
+    tag = "access",
+    params(("id" = String, Path, description = "The access request id")),
+    request_body = Option<api::AccessDecision>,
+    responses((status = 200, description = "The approved request", body = api::AccessRequest))
+)]
 pub async fn approve(
     State(state): State<AppState>,
     context: RequestContext,
@@ -211,6 +240,14 @@ pub async fn approve(
     decide(&state, &principal, &context, &id, "approved", decision).await
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::access_deny_path("{id}"),
+    tag = "access",
+    params(("id" = String, Path, description = "The access request id")),
+    request_body = Option<api::AccessDecision>,
+    responses((status = 200, description = "The denied request", body = api::AccessRequest))
+)]
 pub async fn deny(
     State(state): State<AppState>,
     context: RequestContext,
@@ -282,6 +319,13 @@ async fn decide(
 }
 
 /// Ends an approved access before its time: by an approver, or by the requester.
+#[utoipa::path(
+    post,
+    path = &api::paths::access_revoke_path("{id}"),
+    tag = "access",
+    params(("id" = String, Path, description = "The access request id")),
+    responses((status = 200, description = "The revoked request", body = api::AccessRequest))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     context: RequestContext,

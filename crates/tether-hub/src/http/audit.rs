@@ -19,6 +19,13 @@ const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 const EXPORT_PAGE: i64 = 500;
 
+#[utoipa::path(
+    get,
+    path = api::paths::AUDIT_EVENTS_PATH,
+    tag = "audit",
+    params(api::AuditQuery),
+    responses((status = 200, description = "One page of audit events, newest first", body = api::EventPage))
+)]
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -37,6 +44,12 @@ pub async fn list(
     Ok(Json(api::EventPage { events, next_before }))
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::AUDIT_VERIFY_PATH,
+    tag = "audit",
+    responses((status = 200, description = "The result of checking the hash chain", body = api::Verification))
+)]
 pub async fn verify(
     State(state): State<AppState>,
     context: RequestContext,
@@ -59,6 +72,12 @@ pub async fn verify(
 /// `POST .../audit/checkpoints`: a fresh signed checkpoint of the chain's head (also appended to
 /// the checkpoint file and syslog when configured). Refused (409) when the chain no longer
 /// extends the head the hub last signed.
+#[utoipa::path(
+    post,
+    path = api::paths::AUDIT_CHECKPOINTS_PATH,
+    tag = "audit",
+    responses((status = 200, description = "The signed statement of the chain head", body = api::Statement))
+)]
 pub async fn checkpoint(
     State(state): State<AppState>,
     context: RequestContext,
@@ -81,6 +100,12 @@ pub async fn checkpoint(
 
 /// `GET .../audit/anchor`: where the chain starts, with retention's signed statement (for
 /// verification against checkpoints, which the CLI does itself over an export).
+#[utoipa::path(
+    get,
+    path = api::paths::AUDIT_ANCHOR_PATH,
+    tag = "audit",
+    responses((status = 200, description = "Where the chain starts", body = api::Anchor))
+)]
 pub async fn anchor(
     State(state): State<AppState>,
     context: RequestContext,
@@ -125,6 +150,13 @@ fn csv_line(event: &api::AuditEvent) -> String {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::AUDIT_EXPORT_PATH,
+    tag = "audit",
+    params(api::AuditQuery, ("format" = Option<String>, Query, description = "`jsonl` (the default) or `csv`"), ("after" = Option<i64>, Query, description = "Only events with a `seq` above this cursor")),
+    responses((status = 200, description = "Every matching event, oldest first, one per line", content((api::AuditEvent = "application/x-ndjson"), (String = "text/csv"))))
+)]
 pub async fn export(
     State(state): State<AppState>,
     context: RequestContext,

@@ -11,6 +11,12 @@ use crate::{
     http::error::ApiError, http::extract::UserCaller, http::state::AppState,
 };
 
+#[utoipa::path(
+    get,
+    path = api::paths::DETACHED_SESSIONS_PATH,
+    tag = "sessions",
+    responses((status = 200, description = "The caller's detached terminals, which can be re-attached", body = api::DetachedList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,

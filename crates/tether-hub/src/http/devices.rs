@@ -30,6 +30,13 @@ fn matches_search(device: &DeviceRecord, needle: &str) -> bool {
     .any(|field| field.to_lowercase().contains(needle))
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::DEVICES_PATH,
+    tag = "devices",
+    params(api::DeviceQuery),
+    responses((status = 200, description = "The devices the caller may see", body = api::DeviceList))
+)]
 pub async fn list_devices(
     State(state): State<AppState>,
     context: RequestContext,
@@ -121,6 +128,13 @@ async fn record_device_action(
         .map_err(ApiError::from)
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::device_accept_path("{id}"),
+    tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, description = "The accepted device", body = api::Device))
+)]
 pub async fn accept_device(
     State(state): State<AppState>,
     context: RequestContext,
@@ -136,6 +150,13 @@ pub async fn accept_device(
     Ok(Json(convert::device(device, online)))
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::device_reject_path("{id}"),
+    tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, description = "The rejected device", body = api::Device))
+)]
 pub async fn reject_device(
     State(state): State<AppState>,
     context: RequestContext,
@@ -158,6 +179,13 @@ pub async fn reject_device(
     Ok(Json(convert::device(device, false)))
 }
 
+#[utoipa::path(
+    delete,
+    path = &api::paths::device_path("{id}"),
+    tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 204, description = "Done"))
+)]
 pub async fn remove_device(
     State(state): State<AppState>,
     context: RequestContext,

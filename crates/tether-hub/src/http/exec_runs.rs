@@ -10,6 +10,13 @@ use crate::{
     service::exec_runs,
 };
 
+#[utoipa::path(
+    post,
+    path = api::paths::EXEC_RUNS_PATH,
+    tag = "exec",
+    request_body = api::NewExecRun,
+    responses((status = 200, description = "The run, with the devices it reaches", body = api::ExecRun))
+)]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,

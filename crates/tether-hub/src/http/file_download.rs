@@ -76,6 +76,13 @@ fn range_start(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 /// `file.download` (success with the bytes sent and, for a whole file, the SHA-256; or failure or
 /// refusal with the reason), a `HEAD` one `file.stat` (it reads the file's metadata only). A
 /// request without the permission is the `authorization` refusal of [`permit`] instead.
+#[utoipa::path(
+    method(get, head),
+    path = &api::paths::device_download_path("{id}"),
+    tag = "files",
+    params(("id" = String, Path, description = "The device id"), api::DownloadQuery),
+    responses((status = 200, description = "The file, streamed from the device", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The requested range of the file", body = Vec<u8>, content_type = "application/octet-stream"))
+)]
 pub async fn download(
     State(state): State<AppState>,
     caller: UserCaller,

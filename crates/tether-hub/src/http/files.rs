@@ -36,6 +36,14 @@ fn parse_mode(text: &str) -> Result<u32, ApiError> {
         })
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = &api::paths::device_upload_path("{id}"),
+    tag = "files",
+    params(("id" = String, Path, description = "The device id"), api::UploadFields),
+    request_body(content = String, description = "A multipart form with a `file` field (and optionally `path` and `mode`), streamed to the device", content_type = "multipart/form-data"),
+    responses((status = 201, description = "The file was written on the device", body = api::UploadSummary))
+)]
 pub async fn upload(
     State(state): State<AppState>,
     caller: UserCaller,

@@ -32,6 +32,13 @@ fn creator(principal: &Principal) -> String {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::INSTALL_TOKENS_PATH,
+    tag = "install-tokens",
+    request_body = api::NewInstallToken,
+    responses((status = 201, description = "The token (its secret is shown only here)", body = api::CreatedInstallToken))
+)]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -106,6 +113,12 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::INSTALL_TOKENS_PATH,
+    tag = "install-tokens",
+    responses((status = 200, description = "The install tokens", body = api::InstallTokenList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -118,6 +131,13 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = &api::paths::install_token_path("{id}"),
+    tag = "install-tokens",
+    params(("id" = String, Path, description = "The install token id")),
+    responses((status = 204, description = "Done"))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     context: RequestContext,

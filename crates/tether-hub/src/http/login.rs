@@ -9,6 +9,14 @@ use crate::{
     http::state::AppState, service::login,
 };
 
+#[utoipa::path(
+    post,
+    path = api::LOGIN_PATH,
+    tag = "auth",
+    request_body = api::LoginRequest,
+    responses((status = 200, description = "A session token", body = api::LoginResponse)),
+    security(())
+)]
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
@@ -29,6 +37,12 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = api::LOGOUT_PATH,
+    tag = "auth",
+    responses((status = 204, description = "Done"))
+)]
 pub async fn logout(
     State(state): State<AppState>,
     context: RequestContext,

@@ -23,6 +23,7 @@ pub mod installer;
 pub mod login;
 pub mod monitoring;
 pub mod observe;
+pub mod openapi;
 pub mod refusal_audit;
 pub mod roles;
 pub mod server;

@@ -34,6 +34,12 @@ fn role_object(name: &str) -> Object {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::ROLES_PATH,
+    tag = "roles",
+    responses((status = 200, description = "The built-in and custom roles", body = api::RoleList))
+)]
 pub async fn list_roles(
     State(state): State<AppState>,
     context: RequestContext,
@@ -46,6 +52,13 @@ pub async fn list_roles(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::ROLES_PATH,
+    tag = "roles",
+    request_body = api::NewRole,
+    responses((status = 201, description = "The new role", body = api::Role))
+)]
 pub async fn create_role(
     State(state): State<AppState>,
     context: RequestContext,
@@ -93,6 +106,13 @@ pub async fn create_role(
     Ok((StatusCode::CREATED, Json(role)))
 }
 
+#[utoipa::path(
+    delete,
+    path = &api::paths::role_path("{name}"),
+    tag = "roles",
+    params(("name" = String, Path, description = "The role name")),
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete_role(
     State(state): State<AppState>,
     context: RequestContext,
@@ -124,6 +144,13 @@ pub async fn delete_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = &api::paths::user_roles_path("{name}"),
+    tag = "roles",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The user's role grants", body = api::RoleGrants))
+)]
 pub async fn user_roles(
     State(state): State<AppState>,
     context: RequestContext,
@@ -137,6 +164,14 @@ pub async fn user_roles(
 }
 
 /// Replaces a user's role grants.
+#[utoipa::path(
+    put,
+    path = &api::paths::user_roles_path("{name}"),
+    tag = "roles",
+    params(("name" = String, Path, description = "The user name")),
+    request_body = api::RoleGrants,
+    responses((status = 200, description = "The user's role grants", body = api::RoleGrants))
+)]
 pub async fn set_user_roles(
     State(state): State<AppState>,
     context: RequestContext,
@@ -168,6 +203,14 @@ pub async fn set_user_roles(
 }
 
 /// Sets a device's tags (its groups).
+#[utoipa::path(
+    put,
+    path = &api::paths::device_tags_path("{id}"),
+    tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    request_body = api::DeviceTags,
+    responses((status = 200, description = "The device's tags", body = api::DeviceTags))
+)]
 pub async fn set_device_tags(
     State(state): State<AppState>,
     context: RequestContext,
@@ -197,6 +240,12 @@ pub async fn set_device_tags(
     Ok(Json(api::DeviceTags { tags }))
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::ACCESS_POLICIES_PATH,
+    tag = "access",
+    responses((status = 200, description = "The approval policies", body = api::ApprovalPolicies))
+)]
 pub async fn list_policies(
     State(state): State<AppState>,
     context: RequestContext,
@@ -209,6 +258,13 @@ pub async fn list_policies(
 }
 
 /// Requires approval on a group (or stops requiring it).
+#[utoipa::path(
+    put,
+    path = api::paths::ACCESS_POLICIES_PATH,
+    tag = "access",
+    request_body = api::PolicyChange,
+    responses((status = 200, description = "The approval policies", body = api::ApprovalPolicies))
+)]
 pub async fn set_policy(
     State(state): State<AppState>,
     context: RequestContext,

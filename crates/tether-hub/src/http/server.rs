@@ -16,11 +16,11 @@ use anyhow::Context as _;
 use axum::{
     Router,
     extract::{ConnectInfo, DefaultBodyLimit},
-    routing::{delete, get, post, put},
+    routing::{get, post},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-use tether_proto::{api, auth};
+use tether_proto::auth;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -28,12 +28,10 @@ use tokio::{
 use tower::ServiceExt as _;
 
 use crate::{
-    http::access, http::audit, http::connection_limits::AddressSlot,
-    http::connection_limits::ConnectionLimits, http::connection_limits::ConnectionPermit, http::device_auth,
-    http::device_connect, http::devices, http::error, http::file_download, http::files, http::install,
-    http::install_tokens, http::login, http::monitoring, http::observe, http::refusal_audit, http::roles,
-    http::sessions, http::state::AppState, http::terminal, http::two_factor, http::users, http::web_assets,
-    http::web_session, service::secrets::TlsFiles,
+    http::connection_limits::AddressSlot, http::connection_limits::ConnectionLimits,
+    http::connection_limits::ConnectionPermit, http::device_auth, http::device_connect, http::error,
+    http::install, http::monitoring, http::observe, http::openapi, http::refusal_audit,
+    http::state::AppState, http::web_assets, service::secrets::TlsFiles,
 };
 
 /// Largest JSON body the API accepts (authentication requests, logins).
@@ -46,111 +44,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/metrics", get(monitoring::scrape))
         .route("/install/agent.sh", get(install::script))
         .route("/install/agents/{arch}", get(install::agent_binary))
-        .route(
-            api::paths::INSTALL_TOKENS_PATH,
-            post(install_tokens::create).get(install_tokens::list),
-        )
-        .route(
-            &api::paths::install_token_path("{id}"),
-            delete(install_tokens::revoke),
-        )
         .route(auth::AUTH_PATH, post(device_auth::auth_request))
         .route(auth::DEVICE_CONNECT_PATH, get(device_connect::connect))
-        .route(api::LOGIN_PATH, post(login::login))
-        .route(api::LOGOUT_PATH, post(login::logout))
-        .route(api::paths::WEB_LOGIN_PATH, post(web_session::login))
-        .route(api::paths::WEB_LOGOUT_PATH, post(web_session::logout))
-        .route(api::paths::WEB_SESSION_PATH, get(web_session::session))
-        .route(api::DEVICES_PATH, get(devices::list_devices))
-        .route(&api::paths::device_path("{id}"), delete(devices::remove_device))
-        .route(
-            &api::paths::device_accept_path("{id}"),
-            post(devices::accept_device),
-        )
-        .route(
-            &api::paths::device_reject_path("{id}"),
-            post(devices::reject_device),
-        )
-        .route(&api::user_connect_path("{id}"), get(terminal::connect))
-        .route(api::paths::EXEC_RUNS_PATH, post(crate::http::exec_runs::create))
-        .route(api::paths::AUDIT_EVENTS_PATH, get(audit::list))
-        .route(api::paths::AUDIT_EXPORT_PATH, get(audit::export))
-        .route(api::paths::AUDIT_VERIFY_PATH, get(audit::verify))
-        .route(api::paths::AUDIT_CHECKPOINTS_PATH, post(audit::checkpoint))
-        .route(api::paths::AUDIT_ANCHOR_PATH, get(audit::anchor))
-        .route(api::paths::SESSIONS_PATH, get(sessions::list))
-        .route(
-            api::paths::DETACHED_SESSIONS_PATH,
-            get(crate::http::detached::list),
-        )
-        .route(
-            api::paths::TOKENS_PATH,
-            get(users::list_tokens).post(users::create_token),
-        )
-        .route(&api::paths::token_path("{id}"), delete(users::revoke_token))
-        .route(
-            api::paths::USERS_PATH,
-            get(users::list_users).post(users::create_user),
-        )
-        .route(
-            &api::paths::user_disable_path("{name}"),
-            post(users::disable_user),
-        )
-        .route(&api::paths::user_enable_path("{name}"), post(users::enable_user))
-        .route(
-            &api::paths::user_revoke_sessions_path("{name}"),
-            post(users::revoke_sessions),
-        )
-        .route(api::paths::PASSWORD_PATH, post(users::change_password))
-        .route(
-            &api::paths::session_recording_path("{sid}"),
-            get(sessions::recording),
-        )
-        .route(
-            &api::paths::session_asciicast_path("{sid}"),
-            get(sessions::asciicast),
-        )
-        .route(&api::paths::session_watch_path("{sid}"), get(sessions::watch))
-        .route(
-            &api::paths::device_download_path("{id}"),
-            get(file_download::download).head(file_download::download),
-        )
-        .route(
-            &api::paths::device_upload_path("{id}"),
-            // Uploads are streamed to the device; the device's maximum file size limits them.
-            put(files::upload)
-                .post(files::upload)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            api::paths::ROLES_PATH,
-            get(roles::list_roles).post(roles::create_role),
-        )
-        .route(&api::paths::role_path("{name}"), delete(roles::delete_role))
-        .route(
-            &api::paths::user_roles_path("{name}"),
-            get(roles::user_roles).put(roles::set_user_roles),
-        )
-        .route(&api::paths::device_tags_path("{id}"), put(roles::set_device_tags))
-        .route(
-            api::paths::ACCESS_POLICIES_PATH,
-            get(roles::list_policies).put(roles::set_policy),
-        )
-        .route(
-            api::paths::ACCESS_REQUESTS_PATH,
-            get(access::list).post(access::create),
-        )
-        .route(&api::paths::access_request_path("{id}"), get(access::show))
-        .route(&api::paths::access_approve_path("{id}"), post(access::approve))
-        .route(&api::paths::access_deny_path("{id}"), post(access::deny))
-        .route(&api::paths::access_revoke_path("{id}"), post(access::revoke))
-        .route(api::paths::TWO_FACTOR_ENROL_PATH, post(two_factor::enrol))
-        .route(api::paths::TWO_FACTOR_CONFIRM_PATH, post(two_factor::confirm))
-        .route(api::paths::TWO_FACTOR_DISABLE_PATH, post(two_factor::disable))
-        .route(
-            api::paths::TWO_FACTOR_SETTING_PATH,
-            get(two_factor::setting).put(two_factor::set_setting),
-        )
+        // The management API and its OpenAPI description (`http::openapi`).
+        .merge(openapi::management_routes())
         .fallback(web_assets::serve)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(

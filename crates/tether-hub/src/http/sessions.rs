@@ -33,6 +33,13 @@ fn own_sessions_only(principal: &Principal) -> Option<String> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::SESSIONS_PATH,
+    tag = "sessions",
+    params(api::SessionQuery),
+    responses((status = 200, description = "Terminal sessions and their recordings", body = api::SessionList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
@@ -106,6 +113,13 @@ where
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = &api::paths::session_recording_path("{sid}"),
+    tag = "sessions",
+    params(("sid" = String, Path, description = "The terminal session id"), api::RecordingQuery),
+    responses((status = 200, description = "The recording: a header line, then one record per line", content((api::RecordingRecord = "application/x-ndjson"))))
+)]
 pub async fn recording(
     State(state): State<AppState>,
     context: RequestContext,
@@ -140,6 +154,13 @@ pub async fn recording(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = &api::paths::session_asciicast_path("{sid}"),
+    tag = "sessions",
+    params(("sid" = String, Path, description = "The terminal session id")),
+    responses((status = 200, description = "The recording as an asciicast v2 file", body = String, content_type = "application/x-asciicast"))
+)]
 pub async fn asciicast(
     State(state): State<AppState>,
     context: RequestContext,
@@ -166,6 +187,13 @@ pub async fn asciicast(
 /// A read-only live view: a text frame `{"width","height"}`, the screen as a binary frame, then
 /// output as binary frames and resizes as text frames `{"resize": [w, h]}`. Anything the watcher
 /// sends is ignored: a watcher cannot type into the session.
+#[utoipa::path(
+    get,
+    path = &api::paths::session_watch_path("{sid}"),
+    tag = "sessions",
+    params(("sid" = String, Path, description = "The terminal session id")),
+    responses((status = 101, description = "A WebSocket of the live session (read-only)"))
+)]
 pub async fn watch(
     State(state): State<AppState>,
     context: RequestContext,

@@ -15,6 +15,13 @@ use crate::{
     http::extract::UserCaller, http::state::AppState, relay::user_leg::serve, service::auth::permit,
 };
 
+#[utoipa::path(
+    get,
+    path = &api::user_connect_path("{id}"),
+    tag = "terminals",
+    params(("id" = String, Path, description = "The device id"), api::AttachQuery),
+    responses((status = 101, description = "A WebSocket to the device (the Mender protocol: shell, files, forwards)"))
+)]
 pub async fn connect(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,

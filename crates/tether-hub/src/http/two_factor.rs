@@ -42,6 +42,12 @@ fn session_user(principal: &Principal) -> Result<&UserRecord, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::TWO_FACTOR_ENROL_PATH,
+    tag = "auth",
+    responses((status = 200, description = "A new TOTP secret to confirm", body = api::TwoFactorEnrolment))
+)]
 pub async fn enrol(
     State(state): State<AppState>,
     context: RequestContext,
@@ -72,6 +78,13 @@ pub async fn enrol(
 }
 
 /// Confirms an enrolment with a first code: enables 2FA and returns the recovery codes (once).
+#[utoipa::path(
+    post,
+    path = api::paths::TWO_FACTOR_CONFIRM_PATH,
+    tag = "auth",
+    request_body = api::TwoFactorCode,
+    responses((status = 200, description = "Two-factor login is on; the recovery codes, shown once", body = api::RecoveryCodes))
+)]
 pub async fn confirm(
     State(state): State<AppState>,
     context: RequestContext,
@@ -113,6 +126,13 @@ pub async fn confirm(
 }
 
 /// Disables 2FA, with a current code (or a recovery code) as proof.
+#[utoipa::path(
+    post,
+    path = api::paths::TWO_FACTOR_DISABLE_PATH,
+    tag = "auth",
+    request_body = api::TwoFactorCode,
+    responses((status = 204, description = "Done"))
+)]
 pub async fn disable(
     State(state): State<AppState>,
     context: RequestContext,
@@ -144,6 +164,12 @@ pub async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::TWO_FACTOR_SETTING_PATH,
+    tag = "users",
+    responses((status = 200, description = "Whether two-factor login is required", body = api::TwoFactorSetting))
+)]
 pub async fn setting(
     State(state): State<AppState>,
     context: RequestContext,
@@ -155,6 +181,13 @@ pub async fn setting(
 }
 
 /// Requires (or stops requiring) every user to enrol a second factor before doing anything.
+#[utoipa::path(
+    put,
+    path = api::paths::TWO_FACTOR_SETTING_PATH,
+    tag = "users",
+    request_body = api::TwoFactorSetting,
+    responses((status = 200, description = "Whether two-factor login is required", body = api::TwoFactorSetting))
+)]
 pub async fn set_setting(
     State(state): State<AppState>,
     context: RequestContext,

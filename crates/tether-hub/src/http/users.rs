@@ -36,6 +36,13 @@ fn session_user<'a>(principal: &'a Principal, what: &str) -> Result<(&'a UserRec
     }
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::TOKENS_PATH,
+    tag = "tokens",
+    request_body = api::NewToken,
+    responses((status = 201, description = "The token (its secret is shown only here)", body = api::CreatedToken))
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     context: RequestContext,
@@ -123,6 +130,13 @@ pub async fn create_token(
 }
 
 /// The caller's tokens, or with `?user=NAME` (administrators) that user's.
+#[utoipa::path(
+    get,
+    path = api::paths::TOKENS_PATH,
+    tag = "tokens",
+    params(api::TokenListQuery),
+    responses((status = 200, description = "The tokens", body = api::TokenList))
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     context: RequestContext,
@@ -143,6 +157,13 @@ pub async fn list_tokens(
 }
 
 /// Revokes a token: the caller's own, or (administrators) anyone's.
+#[utoipa::path(
+    delete,
+    path = &api::paths::token_path("{id}"),
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token id")),
+    responses((status = 204, description = "Done"))
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     context: RequestContext,
@@ -178,6 +199,12 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = api::paths::USERS_PATH,
+    tag = "users",
+    responses((status = 200, description = "The users", body = api::UserList))
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     context: RequestContext,
@@ -192,6 +219,13 @@ pub async fn list_users(
     Ok(Json(api::UserList { users }))
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::USERS_PATH,
+    tag = "users",
+    request_body = api::NewUser,
+    responses((status = 201, description = "The new user", body = api::UserSummary))
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     context: RequestContext,
@@ -290,6 +324,13 @@ async fn roles_of(state: &AppState, user_id: &str) -> Result<Vec<crate::domain::
         .map_err(ApiError::from)
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::user_disable_path("{name}"),
+    tag = "users",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The disabled user", body = api::UserSummary))
+)]
 pub async fn disable_user(
     State(state): State<AppState>,
     context: RequestContext,
@@ -299,6 +340,13 @@ pub async fn disable_user(
     set_account_enabled(&state, &principal, &context, &name, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::user_enable_path("{name}"),
+    tag = "users",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The enabled user", body = api::UserSummary))
+)]
 pub async fn enable_user(
     State(state): State<AppState>,
     context: RequestContext,
@@ -349,6 +397,13 @@ async fn set_account_enabled(
     Ok(Json(account_summary(state, &user.id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = &api::paths::user_revoke_sessions_path("{name}"),
+    tag = "users",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, description = "How many sessions were ended", body = api::RevokedSessions))
+)]
 pub async fn revoke_sessions(
     State(state): State<AppState>,
     context: RequestContext,
@@ -373,6 +428,13 @@ pub async fn revoke_sessions(
     Ok(Json(api::RevokedSessions { revoked }))
 }
 
+#[utoipa::path(
+    post,
+    path = api::paths::PASSWORD_PATH,
+    tag = "auth",
+    request_body = api::PasswordChange,
+    responses((status = 204, description = "Done"))
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     context: RequestContext,

@@ -41,6 +41,14 @@ fn cookie_header(value: &str, max_age_secs: i64) -> HeaderValue {
 /// `POST /auth/web/login`: the password login of `POST /auth/login`, answered with a cookie.
 /// (When a second factor exists, this is where its step goes: answer "second factor needed"
 /// without a cookie, and set the cookie once the factor is checked.)
+#[utoipa::path(
+    post,
+    path = api::paths::WEB_LOGIN_PATH,
+    tag = "auth",
+    request_body = api::LoginRequest,
+    responses((status = 200, description = "The session, with its cookie set", body = api::WebSession)),
+    security(())
+)]
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
@@ -75,6 +83,13 @@ pub async fn login(
 
 /// `GET /auth/web/session`: who the cookie belongs to, and the page's CSRF token (a page that
 /// was reloaded lost it). 401 when there is no live session: the page shows the login form.
+#[utoipa::path(
+    get,
+    path = api::paths::WEB_SESSION_PATH,
+    tag = "auth",
+    responses((status = 200, description = "The browser's session", body = api::WebSession)),
+    security(())
+)]
 pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -97,6 +112,12 @@ pub async fn session(
 
 /// `POST /auth/web/logout`: ends the session (CSRF-checked like every state change) and
 /// clears the cookie.
+#[utoipa::path(
+    post,
+    path = api::paths::WEB_LOGOUT_PATH,
+    tag = "auth",
+    responses((status = 204, description = "Done"))
+)]
 pub async fn logout(
     State(state): State<AppState>,
     context: RequestContext,

@@ -1,6 +1,7 @@
 //! The hub's management API, defined once: the JSON body of every request and response (serde
 //! types, one module per resource) and every path ([`paths`]). The hub answers with these types
-//! and the CLI reads them; a later OpenAPI description is generated from them.
+//! and the CLI reads them; the hub's OpenAPI description (`/api/openapi.json`, feature `openapi`)
+//! takes its schemas from them.
 //!
 //! The shapes are pinned to what the hub sends today (field names, which fields may be `null`,
 //! which are left out): each module's tests round-trip a sample of the hub's JSON.
