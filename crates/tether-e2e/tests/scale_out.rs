@@ -421,7 +421,7 @@ fn a_recording_made_on_one_replica_is_replayed_exported_and_pruned_once_from_bot
         });
         let refused = cli.run(&["replay", &sid, "--no-wait"]);
         assert!(
-            !refused.success() && refused.stderr.contains("no session"),
+            !refused.success() && refused.stderr.contains("no terminal session"),
             "{refused}"
         );
     }
