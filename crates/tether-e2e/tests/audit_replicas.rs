@@ -119,22 +119,16 @@ fn a_restarted_replica_closes_only_its_own_interrupted_terminals() {
         _nats,
         _postgres,
     } = two_sessions(&[]);
-    // A's recording holds the output before the kill (flushed every second).
-    wait_for("A's recording on disk", WAIT, || {
-        let directory = a.data_dir().join("recordings").join(&sid_a);
-        let text = std::fs::read_dir(directory)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|entry| {
-                let output = std::process::Command::new("gzip")
-                    .arg("-dc")
-                    .arg(entry.path())
-                    .output()
-                    .expect("run gzip");
-                String::from_utf8_lossy(&output.stdout).into_owned()
-            })
-            .collect::<String>();
-        text.contains("from-a-side").then_some(())
+    // A's recording holds the output before the kill (stored every second), read through B.
+    wait_for("A's recording stored", WAIT, || {
+        let output = cli_b.run(&["sessions", "export", &sid_a]);
+        // Past the header line, which names the command (and so the marker) from the start.
+        let recorded = output
+            .stdout
+            .lines()
+            .skip(1)
+            .any(|line| line.contains("from-a-side"));
+        (output.success() && recorded).then_some(())
     });
 
     a.kill();

@@ -58,6 +58,12 @@ fn a_backup_taken_under_load_restores_into_a_new_hub() {
             .as_str()
             .map(str::to_owned)
     });
+    // The recording is in the database (stored every second) before the backup copies it.
+    wait_for("the terminal's output recorded", WAIT, || {
+        let cast = cli.run(&["sessions", "export", &open_sid]);
+        let recorded = cast.stdout.lines().skip(1).any(|line| line.contains("open-42"));
+        (cast.success() && recorded).then_some(())
+    });
 
     let original = files.path().join("original.bin");
     write_deterministic_file(&original, 3, 8 * 1024 * 1024 + 17);
@@ -142,6 +148,9 @@ fn a_backup_taken_under_load_restores_into_a_new_hub() {
         (!events.as_array()?.is_empty()).then_some(events)
     });
     assert_eq!(closed[0]["session_id"], open_sid.as_str(), "{closed:#}");
+    // Its recording came back with the database: the restored hub replays it.
+    let replayed = restored_cli.run(&["replay", &open_sid, "--no-wait"]);
+    assert!(replayed.ok().contains("open-42"), "{replayed}");
 
     // Never over a running hub, never over an existing database.
     let refused = restored.run_hub(&["restore".as_ref(), backup.as_os_str()]);

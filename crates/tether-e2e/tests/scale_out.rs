@@ -2,7 +2,8 @@
 //! started here on free ports), one TLS certificate and one signing key. A device attached to
 //! replica A is used by an operator logged in on replica B: terminal, file copies both ways,
 //! port forwarding; replica A is SIGKILLed and the device moves to B; a rejection through B
-//! ends the device's sessions wherever they run.
+//! ends the device's sessions wherever they run; a recording made on A is listed, replayed,
+//! exported and, once old, deleted (once) from both.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,27 +25,51 @@ const PROVISIONING_KEY: &str = "scale-out-provisioning-key";
 struct Cluster {
     a: Hub,
     b: Hub,
+    /// The shared database's URL.
+    database: String,
     _nats: Nats,
     _postgres: Postgres,
 }
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with("")
+    }
+
+    /// Both replicas with the configuration `toml`.
+    fn start_with(toml: &str) -> Cluster {
         let postgres = Postgres::start();
         let database = postgres.create_database("tether");
         let nats = Nats::start();
         // Devices are accepted on first contact, so the agent's first hub (A) is where it lands.
         let options = HubOptions::default()
             .replica(&database, &nats.url())
-            .provisioning_key(PROVISIONING_KEY);
+            .provisioning_key(PROVISIONING_KEY)
+            .config(toml);
         let a = Hub::start(options.clone());
         let b = Hub::start(options.secrets_of(&a));
         Cluster {
             a,
             b,
+            database,
             _nats: nats,
             _postgres: postgres,
         }
+    }
+
+    /// Runs `sql` on the shared database with psql.
+    fn psql(&self, sql: &str) -> String {
+        let output = std::process::Command::new("psql")
+            .args([self.database.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+            .output()
+            .expect("psql (Debian: postgresql-client)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "psql {sql}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
     }
 }
 
@@ -320,4 +345,102 @@ fn a_device_reconnecting_to_another_replica_replaces_its_old_attachment() {
         // The new attachment stays: the device is online (through B).
         cli.wait_online(&on_a.name);
     });
+}
+
+/// The sessions `cli`'s replica lists, as JSON.
+fn sessions(cli: &Cli) -> Vec<Value> {
+    let output = cli.run(&["sessions", "list", "--json"]);
+    serde_json::from_str(output.ok()).unwrap_or_else(|e| panic!("sessions list --json: {e}\n{output}"))
+}
+
+#[test]
+fn a_recording_made_on_one_replica_is_replayed_exported_and_pruned_once_from_both() {
+    let mut cluster = Cluster::start_with("recording_retention_days = 1");
+    let cli_a = cluster.a.user_cli("alice", true);
+    let cli_b = cluster.b.cli();
+    cli_b.login("alice", "pw-alice-correct-horse");
+    let device = device_on_a(&cluster);
+    let name = device.agent.name.clone();
+    cli_a.wait_online(&name);
+
+    // User and device on A: A relays and records the session (watching it live from B is
+    // a_session_on_one_replica_is_watched_from_the_other).
+    terminal_works(&cli_a, &name, "recorded-on-a");
+    let sid = wait_for("the ended session listed on B", WAIT, || {
+        sessions(&cli_b)
+            .into_iter()
+            .find(|s| s["device_name"] == name.as_str() && !s["ended_at"].is_null())
+            .and_then(|s| s["sid"].as_str().map(str::to_owned))
+    });
+    assert!(
+        sessions(&cli_a).iter().any(|s| s["sid"] == sid.as_str()),
+        "the same session is listed on A"
+    );
+    // Nothing of it on A's disk: B reads what A stored in the database.
+    assert!(
+        !cluster.a.data_dir().join("recordings").join(&sid).exists(),
+        "no recording files on A"
+    );
+
+    let replayed = cli_b.run(&["replay", &sid, "--no-wait"]);
+    assert!(
+        replayed.ok().contains("recorded-on-a-42"),
+        "replay from B: {replayed}"
+    );
+    let cast = cli_b.run(&["sessions", "export", &sid]);
+    let mut lines = cast.ok().lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap_or_default()).expect("asciicast header");
+    assert_eq!(header["version"], 2, "{header}");
+    let output: String = lines
+        .map(|line| serde_json::from_str::<Value>(line).expect("asciicast event"))
+        .filter(|event| event[1] == "o")
+        .filter_map(|event| event[2].as_str().map(str::to_owned))
+        .collect();
+    assert!(output.contains("recorded-on-a-42"), "export from B: {output}");
+    assert_eq!(
+        cli_a.run(&["replay", &sid, "--no-wait"]).ok(),
+        replayed.ok(),
+        "A replays the same recording"
+    );
+
+    // Older than the retention limit (one day), then both replicas start at once: each runs
+    // retention at start.
+    let aged = cluster.psql(&format!(
+        "UPDATE terminal_sessions SET started_at = started_at - 172800000, \
+         ended_at = ended_at - 172800000 WHERE sid = '{sid}' RETURNING sid"
+    ));
+    assert_eq!(aged.trim(), sid);
+    std::thread::scope(|scope| {
+        let Cluster { a, b, .. } = &mut cluster;
+        scope.spawn(|| a.restart());
+        scope.spawn(|| b.restart());
+    });
+    for cli in [&cli_a, &cli_b] {
+        wait_for("the old session gone", WAIT, || {
+            (!sessions(cli).iter().any(|s| s["sid"] == sid.as_str())).then_some(())
+        });
+        let refused = cli.run(&["replay", &sid, "--no-wait"]);
+        assert!(
+            !refused.success() && refused.stderr.contains("no terminal session"),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        cluster
+            .psql(&format!(
+                "SELECT count(*) FROM recording_chunks WHERE sid = '{sid}'"
+            ))
+            .trim(),
+        "0",
+        "its chunks are deleted"
+    );
+    let prunes: Vec<Value> = audit_events(&cli_b)
+        .into_iter()
+        .filter(|e| e["action"] == "recording.prune")
+        .collect();
+    let deleted: u64 = prunes
+        .iter()
+        .filter_map(|e| e["details"]["deleted"].as_u64())
+        .sum();
+    assert_eq!(deleted, 1, "deleted once, by one replica: {prunes:#?}");
 }

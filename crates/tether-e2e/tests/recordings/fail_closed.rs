@@ -10,8 +10,16 @@ use crate::common::*;
 #[test]
 fn a_terminal_that_cannot_be_recorded_is_refused() {
     let (hub, cli, agent) = setup(HubOptions::default());
-    // A file where the recordings directory must go: no recording can be created.
-    std::fs::write(hub.data_dir().join("recordings"), b"not a directory\n").expect("block recordings");
+    // Recordings go to the database: one that refuses a session's row refuses its recording.
+    let blocked = std::process::Command::new("sqlite3")
+        .arg(hub.data_dir().join("hub.db"))
+        .arg(
+            "CREATE TRIGGER refuse_recordings BEFORE INSERT ON terminal_sessions \
+             BEGIN SELECT RAISE(ABORT, 'recordings refused by the test'); END;",
+        )
+        .output()
+        .expect("sqlite3 (install the sqlite3 package)");
+    assert!(blocked.status.success(), "sqlite3: {blocked:?}");
     let output = cli.exec(&agent.name, &["echo", "should-not-run-unrecorded"]);
     assert!(!output.success(), "an unrecordable exec must fail: {output}");
     assert!(

@@ -128,7 +128,7 @@ pub async fn recording(
     Query(query): Query<api::RecordingQuery>,
 ) -> Result<Response, ApiError> {
     let session = viewable(&state, &principal, &context, &sid, "recording.view").await?;
-    let directory = state.recordings_dir.join(&sid);
+    let (store, directory) = (state.store.clone(), state.recordings_dir.clone());
     let from_ms = query.from_ms.unwrap_or(0);
     let header = api::RecordingHeader {
         live: state.live.is_live(&sid),
@@ -140,7 +140,8 @@ pub async fn recording(
     };
     let header = serde_json::to_string(&header).unwrap_or_default();
     let body = stream_lines(move || {
-        let playback = player::Playback::open(&directory, from_ms)?;
+        let recording = player::Recording::open(&store, &directory, &sid)?;
+        let playback = player::Playback::open(recording, from_ms)?;
         let records = playback.map(|record| {
             record.map(|record| serde_json::to_string(&convert::recording_record(record)).unwrap_or_default())
         });
@@ -168,9 +169,10 @@ pub async fn asciicast(
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
     let session = viewable(&state, &principal, &context, &sid, "recording.export").await?;
-    let directory = state.recordings_dir.join(&sid);
+    let (store, directory) = (state.store.clone(), state.recordings_dir.clone());
     let body = stream_lines(move || {
-        player::asciicast_lines(&directory, session.started_at, session.command.as_deref())
+        let recording = player::Recording::open(&store, &directory, &session.sid)?;
+        player::asciicast_lines(recording, session.started_at, session.command.as_deref())
     });
     let mut response = body.into_response();
     response.headers_mut().insert(

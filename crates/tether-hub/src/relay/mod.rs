@@ -22,7 +22,8 @@ pub struct Relay {
     pub config: Arc<HubConfig>,
     pub store: Store,
     pub router: Arc<Router>,
-    /// Where terminal recordings are written (`DATA_DIR/recordings`).
+    /// Where recordings made before they were kept in the database (migration 0017) are, as
+    /// files (`DATA_DIR/recordings`): still played, and deleted by retention.
     pub recordings_dir: PathBuf,
     /// Sessions being recorded now, for live watchers.
     pub live: Arc<LiveSessions>,

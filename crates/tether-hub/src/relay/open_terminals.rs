@@ -101,8 +101,8 @@ pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
 }
 
 /// Closes the terminals `replica_id` left open, each with a `terminal.close` (`interrupted`,
-/// `reason` in its details). The caller holds [`crate::store::replicas::ClosingLock`]. The
-/// recordings of another replica are on its disk: their rows end now, without byte counts.
+/// `reason` in its details). The caller holds [`crate::store::replicas::ClosingLock`]. Byte
+/// counts and durations come from the recordings in the database, whichever replica made them.
 pub async fn close_left_by(state: &Relay, replica_id: &str, reason: &str) -> anyhow::Result<usize> {
     let left = state.store.open_terminals(replica_id).await?;
     let mut closed = 0;
@@ -111,18 +111,35 @@ pub async fn close_left_by(state: &Relay, replica_id: &str, reason: &str) -> any
         let mut bytes_out: Option<u64> = None;
         let mut duration_ms: Option<u64> = None;
         for recording in &recordings {
-            let directory = state.recordings_dir.join(&recording.sid);
-            if !directory.exists() {
-                state
-                    .store
-                    .end_terminal_session(&recording.sid, unix_millis(), 0)
-                    .await?;
-                continue;
-            }
-            let (bytes, last_ms) = player::output_totals(&directory).unwrap_or_else(|error| {
-                tracing::warn!("recording {}: {error}", recording.sid);
-                (0, 0)
-            });
+            let (store, directory, sid) = (
+                state.store.clone(),
+                state.recordings_dir.clone(),
+                recording.sid.clone(),
+            );
+            // Reading a recording blocks (player.rs): off the runtime's worker threads.
+            let totals = tokio::task::spawn_blocking(move || {
+                let recording = player::Recording::open(&store, &directory, &sid)?;
+                Ok::<_, std::io::Error>((!recording.is_empty()).then(|| player::output_totals(&recording)))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|totals| totals);
+            let totals = match totals {
+                Ok(Some(Ok(totals))) => totals,
+                Ok(Some(Err(error))) | Err(error) => {
+                    tracing::warn!("recording {}: {error}", recording.sid);
+                    (0, 0)
+                }
+                // Nothing recorded (or files on another replica's disk, from before 0017).
+                Ok(None) => {
+                    state
+                        .store
+                        .end_terminal_session(&recording.sid, unix_millis(), 0)
+                        .await?;
+                    continue;
+                }
+            };
+            let (bytes, last_ms) = totals;
             *bytes_out.get_or_insert(0) += bytes;
             *duration_ms.get_or_insert(0) += last_ms;
             let ended_at = recording.started_at + last_ms as i64;

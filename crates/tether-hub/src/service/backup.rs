@@ -9,9 +9,9 @@
 //! (from wherever the configuration keeps it), `encryption.key` and `replica-id` (so that the
 //! restored hub closes the terminals that were open at the backup as `interrupted`).
 //!
-//! Recordings are not in it (they can be large and are being written): copy `recordings/` with
-//! the archive if they must survive. With PostgreSQL, backups are `pg_dump`'s job
-//! (docs/operations.md).
+//! Recordings are in `hub.db` (migration 0017), so the copy holds them; recordings made before
+//! that are files in `recordings/`, not in the archive: copy them with it if they must survive.
+//! With PostgreSQL, backups are `pg_dump`'s job (docs/operations.md).
 
 use std::{
     fs::{self, File},

@@ -7,7 +7,8 @@
 //!
 //! This file opens the database (`backup` copies a live SQLite one); each table family adds its
 //! own `impl Store` block in a file of its own: `users` (users and login sessions), `devices` (devices, tags, enrolment bounds),
-//! `audit` (the audit chain), `terminals` (recordings and open terminals), `tokens` (personal
+//! `audit` (the audit chain), `terminals` (recordings and open terminals), `recordings` (what
+//! recordings hold), `tokens` (personal
 //! access tokens), `resumable` (re-attachable sessions), `access` (roles, grants, approvals),
 //! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), `replicas`
 //! (heartbeats of replicas sharing PostgreSQL), and `principals` (callers from their
@@ -20,6 +21,7 @@ mod devices;
 mod health;
 pub mod install_tokens;
 pub mod principals;
+pub mod recordings;
 pub mod replicas;
 mod resumable;
 pub mod terminals;

@@ -1,5 +1,5 @@
 //! The SQL of terminals: the terminal session rows of recordings (listed, ended, deleted after
-//! retention), and open terminals (migration 0011): which terminals a hub process serves, so that
+//! retention with their chunks, `store/recordings.rs`), and open terminals (migration 0011): which terminals a hub process serves, so that
 //! the next start of a hub that stopped under them can close them. Same rules as `store/mod.rs`:
 //! portable SQL (`$N` placeholders, TEXT and BIGINT).
 
@@ -115,23 +115,31 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the records of sessions that ended before `before` (Unix ms); returns their ids,
-    /// whose recordings the caller deletes.
+    /// Deletes the sessions that ended before `before` (Unix ms), their recordings' chunks
+    /// first; returns the ids of the sessions this call deleted (a recording made before
+    /// migration 0017 has files the caller deletes). Several replicas may run this at once:
+    /// each row is deleted, and so counted, by exactly one of them (`DELETE ... RETURNING`
+    /// returns only the rows that statement removed).
     pub async fn delete_terminal_sessions_ended_before(&self, before: i64) -> anyhow::Result<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT sid FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
-                .bind(before)
-                .fetch_all(&self.pool)
-                .await?;
-        let sids: Vec<String> = rows
+        // Chunks before their session: a stop in between leaves the session row, which the
+        // next run finds again, never chunks without a session.
+        sqlx::query(
+            "DELETE FROM recording_chunks WHERE sid IN \
+             (SELECT sid FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "DELETE FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1 RETURNING sid",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
             .iter()
             .map(|row| row.try_get("sid"))
-            .collect::<Result<_, _>>()?;
-        sqlx::query("DELETE FROM terminal_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(sids)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Sessions that never ended (the hub stopped under them): marked ended now.

@@ -3,7 +3,9 @@
 //!
 //! Convention for `store/`, unit tests: a `tests.rs` sibling declared `#[cfg(test)] mod tests;`.
 //! This one file holds the tests of every table family's file, so that each check runs on both
-//! backends.
+//! backends (recordings' in `tests/recordings.rs`).
+
+mod recordings;
 
 use crate::{
     domain::audit::AuditEvent, domain::audit::GENESIS_HASH, domain::audit::verify,
@@ -19,6 +21,7 @@ async fn check_all(store: &Store) {
     devices(store).await;
     audit_chain(store).await;
     terminal_sessions(store).await;
+    recordings::recording_chunks(store).await;
     open_terminals(store).await;
     access_tokens(store).await;
     access_control(store).await;
@@ -545,4 +548,18 @@ async fn storage_on_postgres() {
     let events = store.audit_events_after(0, 1000).await.unwrap();
     assert_eq!(events.len(), start + 40);
     assert!(verify(store.audit_anchor().await.unwrap(), events).ok);
+
+    // Two replicas running recording retention at once: each session is deleted by one.
+    let other = Store::open_postgres(&url).await.unwrap();
+    for n in 0..10 {
+        recordings::recorded_session(&store, &format!("race-{n}"), 1_000).await;
+    }
+    let prune =
+        |store: Store| async move { store.delete_terminal_sessions_ended_before(2_000).await.unwrap() };
+    let (first, second) = tokio::join!(tokio::spawn(prune(store.clone())), tokio::spawn(prune(other)));
+    let mut deleted = [first.unwrap(), second.unwrap()].concat();
+    deleted.retain(|sid| sid.starts_with("race-"));
+    deleted.sort();
+    let expected: Vec<String> = (0..10).map(|n| format!("race-{n}")).collect();
+    assert_eq!(deleted, expected, "each session deleted once");
 }

@@ -1,7 +1,8 @@
 //! Terminal session recordings: every terminal session's output (and window resizes, and input
 //! when configured) is written with its timing, compressed, in segments that each start with a
 //! keyframe, so that a long session is never cut off and a player can seek without replaying
-//! from the start. A live session can be watched, read-only.
+//! from the start. Segments are kept in the database (every replica sharing it reads them); a
+//! live session can be watched, read-only.
 
 pub mod player;
 pub mod recorder;
@@ -57,8 +58,10 @@ impl LiveSessions {
     }
 }
 
-/// Deletes the recordings of sessions that ended before `before` (Unix ms): the files first,
-/// then the records. Returns how many were deleted.
+/// Deletes the recordings of sessions that ended before `before` (Unix ms): their rows and
+/// chunks in the database, then the files of those made before the database held them. Returns
+/// how many this call deleted: with replicas sharing a database, each recording is deleted (and
+/// counted) by exactly one of the replicas running this, at once or not.
 pub async fn prune(
     store: &crate::store::Store,
     directory: &std::path::Path,
@@ -67,26 +70,41 @@ pub async fn prune(
     let sids = store.delete_terminal_sessions_ended_before(before).await?;
     for sid in &sids {
         // Session ids are UUIDs the hub made; never a path from outside.
-        let path = directory.join(sid);
-        if let Err(error) = std::fs::remove_dir_all(&path)
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("recording retention: deleting {}: {error}", path.display());
+        remove_files(&directory.join(sid));
+    }
+    // Files whose session another replica deleted (or one deleted before a crash here).
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Ok(sids.len());
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let sid = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && store.terminal_session(&sid).await?.is_none() {
+            remove_files(&entry.path());
         }
     }
     Ok(sids.len())
 }
 
+fn remove_files(path: &std::path::Path) {
+    if let Err(error) = std::fs::remove_dir_all(path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("recording retention: deleting {}: {error}", path.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::{domain::recording_format::SessionInfo, store::Store};
+    use crate::{domain::recording_format::SessionInfo, store::Store, store::recordings::RecordingChunk};
 
     #[tokio::test]
-    async fn retention_deletes_only_old_ended_recordings() {
-        let directory = std::env::temp_dir().join(format!("tether-prune-{}", std::process::id()));
-        let recordings = directory.join("recordings");
+    async fn retention_deletes_only_old_ended_recordings_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let recordings = directory.path().join("recordings");
         std::fs::create_dir_all(&recordings).unwrap();
-        let store = Store::open_sqlite(&directory.join("hub.db")).await.unwrap();
+        let store = Store::open_sqlite(&directory.path().join("hub.db"))
+            .await
+            .unwrap();
         for (sid, ended) in [("old", Some(1_000)), ("recent", Some(5_000)), ("live", None)] {
             let info = SessionInfo {
                 sid: sid.into(),
@@ -99,16 +117,33 @@ mod tests {
                 height: 24,
             };
             store.insert_terminal_session(&info, 0).await.unwrap();
+            let chunk = RecordingChunk {
+                segment: 0,
+                chunk: 0,
+                start_ms: 0,
+                data: b"gz".to_vec(),
+            };
+            store.append_recording_chunk(sid, &chunk).await.unwrap();
             if let Some(at) = ended {
                 store.end_terminal_session(sid, at, 0).await.unwrap();
             }
+        }
+        // Files of recordings from before the database held them: one of a kept session, one
+        // of the deleted one, one whose session is gone already (deleted by another replica).
+        for sid in ["recent", "old", "gone"] {
             std::fs::create_dir_all(recordings.join(sid)).unwrap();
         }
-        assert_eq!(super::prune(&store, &recordings, 2_000).await.unwrap(), 1);
-        assert!(!recordings.join("old").exists());
-        assert!(recordings.join("recent").exists() && recordings.join("live").exists());
+        // Two runs at once (two replicas): one deletes, the other finds nothing more.
+        let (first, second) = tokio::join!(
+            super::prune(&store, &recordings, 2_000),
+            super::prune(&store, &recordings, 2_000)
+        );
+        assert_eq!(first.unwrap() + second.unwrap(), 1);
+        assert!(!recordings.join("old").exists() && !recordings.join("gone").exists());
+        assert!(recordings.join("recent").exists());
         assert!(store.terminal_session("old").await.unwrap().is_none());
+        assert!(store.recording_segments("old").await.unwrap().is_empty());
         assert!(store.terminal_session("recent").await.unwrap().is_some());
-        std::fs::remove_dir_all(&directory).unwrap();
+        assert_eq!(store.recording_segments("live").await.unwrap(), [(0, 0)]);
     }
 }

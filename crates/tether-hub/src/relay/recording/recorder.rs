@@ -1,12 +1,13 @@
-//! Writes one session's recording. A thread per session owns the files and a terminal emulator
-//! (for keyframes), so compression and disk writes never run on the runtime's worker threads;
-//! the session's relay feeds it through a bounded channel and never blocks on disk.
+//! Writes one session's recording. A thread per session owns the segment being written and a
+//! terminal emulator (for keyframes), so compression never runs on the runtime's worker
+//! threads; the session's relay feeds it through a bounded channel. Each flush of a segment's
+//! gzip stream (about once a second, and at its end) goes as a chunk to a task that appends it
+//! to the database (`store/recordings.rs`), where every replica reads it: nothing but the
+//! current segment's unflushed tail is held in memory.
 
 use std::{
-    fs::File,
     io::Write as _,
     num::NonZeroU16,
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,16 +17,21 @@ use flate2::{Compression, write::GzEncoder};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::thread_receiver::{Received, ThreadReceiver};
-use crate::{domain::recording_format::Record, domain::recording_format::segment_name};
+use crate::{domain::recording_format::Record, store::Store, store::recordings::RecordingChunk};
 use crate::{domain::recording_format::SessionInfo, relay::Relay};
 
 /// A new segment (and keyframe) after this much output or time.
 const SEGMENT_BYTES: usize = 512 * 1024;
 const SEGMENT_TIME: Duration = Duration::from_secs(60);
-/// The compressed stream is flushed this often, so a crash loses at most this much.
+/// The compressed stream is flushed (and stored) this often, so a crash loses at most this much.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Queue between the relay and the recorder.
 const QUEUE: usize = 1024;
+/// Chunks on their way to the database: a slow database slows the recorder (and, through its
+/// queue, the session) instead of growing memory.
+const CHUNK_QUEUE: usize = 16;
+/// A chunk the database refused is tried once more after this pause, then dropped (logged).
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 pub enum Command {
     Output(Vec<u8>),
@@ -71,13 +77,13 @@ impl RecordingHandle {
     }
 }
 
-/// Starts recording a session. The recording ends when the handle is dropped.
+/// Starts recording a session. The recording ends when the handle is dropped. Fails (and the
+/// session is refused) when its row cannot be written: the database is where it would go.
 pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<RecordingHandle> {
-    let directory = state.recordings_dir.join(&info.sid);
-    tokio::fs::create_dir_all(&directory).await?;
     state.store.insert_terminal_session(&info, unix_millis()).await?;
     let (sender, receiver) = mpsc::channel(QUEUE);
-    let recorder = Recorder::new(directory, info.width, info.height)?;
+    let (chunks, stored) = mpsc::channel(CHUNK_QUEUE);
+    let recorder = Recorder::new(info.sid.clone(), chunks, info.width, info.height);
     let (finished, bytes_out) = oneshot::channel();
     let writer = std::thread::Builder::new()
         .name("recording".to_owned())
@@ -100,7 +106,8 @@ pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<Recording
     let state = state.clone();
     let sid = info.sid.clone();
     tokio::spawn(async move {
-        // The writer answers once the last segment is finished and synced.
+        // Ends when the writer thread has sent its last chunk (the end of its last segment).
+        store_chunks(&state.store, &sid, stored).await;
         let bytes_out = bytes_out.await.unwrap_or_else(|_| {
             tracing::error!("recording {sid}: the writer thread stopped before finishing");
             0
@@ -117,20 +124,49 @@ pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<Recording
     Ok(RecordingHandle { sender, record_input })
 }
 
+/// Appends the chunks of recording `sid` in the order they come, until the writer is done.
+async fn store_chunks(store: &Store, sid: &str, mut chunks: mpsc::Receiver<RecordingChunk>) {
+    let mut failed = false;
+    while let Some(chunk) = chunks.recv().await {
+        let mut result = store.append_recording_chunk(sid, &chunk).await;
+        if result.is_err() {
+            tokio::time::sleep(RETRY_AFTER).await;
+            // The same chunk again: if the first write did commit, this one changes nothing.
+            result = store.append_recording_chunk(sid, &chunk).await;
+        }
+        if let Err(error) = result
+            && !std::mem::replace(&mut failed, true)
+        {
+            tracing::error!("recording {sid}: storing segment {}: {error:#}", chunk.segment);
+        }
+    }
+}
+
 struct Recorder {
-    directory: PathBuf,
+    sid: String,
     started: Instant,
     terminal: vt100::Parser,
     width: u16,
     height: u16,
-    segment: Option<GzEncoder<File>>,
+    segment: Option<Segment>,
     segment_index: u32,
-    segment_bytes: usize,
-    segment_started: Instant,
+    chunks: mpsc::Sender<RecordingChunk>,
     last_flush: Instant,
     bytes_out: u64,
     live: broadcast::Sender<LiveEvent>,
     scratch: Vec<u8>,
+}
+
+/// The segment being written: its gzip stream, whose output is taken at each flush.
+struct Segment {
+    encoder: GzEncoder<Vec<u8>>,
+    start_ms: u64,
+    next_chunk: u32,
+    /// Output bytes in it, for the size limit.
+    bytes: usize,
+    started: Instant,
+    /// Written to since the last flush (an idle segment stores no empty chunks).
+    dirty: bool,
 }
 
 fn size(value: u16) -> NonZeroU16 {
@@ -138,23 +174,22 @@ fn size(value: u16) -> NonZeroU16 {
 }
 
 impl Recorder {
-    fn new(directory: PathBuf, width: u16, height: u16) -> anyhow::Result<Recorder> {
+    fn new(sid: String, chunks: mpsc::Sender<RecordingChunk>, width: u16, height: u16) -> Recorder {
         let now = Instant::now();
-        Ok(Recorder {
-            directory,
+        Recorder {
+            sid,
             started: now,
             terminal: vt100::Parser::new(size(height), size(width), 0),
             width,
             height,
             segment: None,
             segment_index: 0,
-            segment_bytes: 0,
-            segment_started: now,
+            chunks,
             last_flush: now,
             bytes_out: 0,
             live: broadcast::channel(256).0,
             scratch: Vec::new(),
-        })
+        }
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -162,7 +197,8 @@ impl Recorder {
     }
 
     /// Processes commands until the session drops its handle; returns the output byte count.
-    /// Runs on the recording's own thread, where waiting for the disk holds up no other task.
+    /// Runs on the recording's own thread, where waiting for compression or for the database
+    /// holds up no other task.
     fn run(mut self, commands: mpsc::Receiver<Command>) -> u64 {
         let mut commands = ThreadReceiver::new(commands);
         let mut failed = false;
@@ -179,15 +215,13 @@ impl Recorder {
             };
             if let Err(error) = result {
                 if !failed {
-                    tracing::error!("recording in {} failed: {error}", self.directory.display());
+                    tracing::error!("recording {} failed: {error}", self.sid);
                 }
                 failed = true;
             }
         }
-        if let Some(segment) = self.segment.take()
-            && let Err(error) = segment.finish().and_then(|file| file.sync_all())
-        {
-            tracing::error!("finishing recording {}: {error}", self.directory.display());
+        if let Err(error) = self.finish_segment() {
+            tracing::error!("finishing recording {}: {error}", self.sid);
         }
         self.bytes_out
     }
@@ -202,7 +236,9 @@ impl Recorder {
                 self.write(Record::Output { time_ms, data })?;
                 self.terminal.process(&live);
                 self.bytes_out += live.len() as u64;
-                self.segment_bytes += live.len();
+                if let Some(segment) = &mut self.segment {
+                    segment.bytes += live.len();
+                }
                 let _ = self.live.send(LiveEvent::Output(live));
             }
             Command::Input(data) => self.write(Record::Input { time_ms, data })?,
@@ -228,37 +264,70 @@ impl Recorder {
         Ok(())
     }
 
+    /// At most once a second: the segment's compressed bytes so far go to the database.
     fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(segment) = &mut self.segment
-            && self.last_flush.elapsed() >= FLUSH_EVERY
-        {
-            segment.flush()?;
-            self.last_flush = Instant::now();
+        if self.last_flush.elapsed() < FLUSH_EVERY {
+            return Ok(());
         }
-        Ok(())
+        self.last_flush = Instant::now();
+        let Some(segment) = &mut self.segment else {
+            return Ok(());
+        };
+        if !segment.dirty {
+            return Ok(());
+        }
+        // A sync flush: what was written so far decodes without the rest of the stream.
+        segment.encoder.flush()?;
+        segment.dirty = false;
+        let data = std::mem::take(segment.encoder.get_mut());
+        let chunk = segment.take_chunk(self.segment_index, data);
+        self.send(chunk)
+    }
+
+    fn send(&self, chunk: RecordingChunk) -> std::io::Result<()> {
+        if chunk.data.is_empty() {
+            return Ok(());
+        }
+        self.chunks
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the recording's store task has stopped"))
     }
 
     fn write(&mut self, record: Record) -> std::io::Result<()> {
-        let rollover = self.segment_bytes >= SEGMENT_BYTES || self.segment_started.elapsed() >= SEGMENT_TIME;
-        if self.segment.is_none() || rollover {
+        let rollover = self.segment.as_ref().is_none_or(|segment| {
+            segment.bytes >= SEGMENT_BYTES || segment.started.elapsed() >= SEGMENT_TIME
+        });
+        if rollover {
             self.open_segment(record.time_ms())?;
         }
         self.scratch.clear();
         record.encode(&mut self.scratch);
         if let Some(segment) = &mut self.segment {
-            segment.write_all(&self.scratch)?;
+            segment.encoder.write_all(&self.scratch)?;
+            segment.dirty = true;
         }
         self.flush()
     }
 
+    /// Ends the current segment's gzip stream (its trailer goes with its last chunk).
+    fn finish_segment(&mut self) -> std::io::Result<()> {
+        let Some(mut segment) = self.segment.take() else {
+            return Ok(());
+        };
+        let encoder = std::mem::replace(
+            &mut segment.encoder,
+            GzEncoder::new(Vec::new(), Compression::fast()),
+        );
+        let data = encoder.finish()?;
+        let chunk = segment.take_chunk(self.segment_index, data);
+        self.segment_index += 1;
+        self.send(chunk)
+    }
+
     /// Closes the current segment and starts the next with a keyframe of the screen.
     fn open_segment(&mut self, time_ms: u64) -> std::io::Result<()> {
-        if let Some(segment) = self.segment.take() {
-            segment.finish()?.sync_all()?;
-            self.segment_index += 1;
-        }
-        let path = self.directory.join(segment_name(self.segment_index, time_ms));
-        let mut encoder = GzEncoder::new(File::create(path)?, Compression::fast());
+        self.finish_segment()?;
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
         let keyframe = Record::Keyframe {
             time_ms,
             width: self.width,
@@ -268,10 +337,32 @@ impl Recorder {
         self.scratch.clear();
         keyframe.encode(&mut self.scratch);
         encoder.write_all(&self.scratch)?;
-        self.segment = Some(encoder);
-        self.segment_bytes = 0;
-        self.segment_started = Instant::now();
+        self.segment = Some(Segment {
+            encoder,
+            start_ms: time_ms,
+            next_chunk: 0,
+            bytes: 0,
+            started: Instant::now(),
+            dirty: true,
+        });
         Ok(())
+    }
+}
+
+impl Segment {
+    /// The next chunk of this segment (an empty one, never sent, takes no number: the numbers
+    /// stay gapless).
+    fn take_chunk(&mut self, segment: u32, data: Vec<u8>) -> RecordingChunk {
+        let chunk = self.next_chunk;
+        if !data.is_empty() {
+            self.next_chunk += 1;
+        }
+        RecordingChunk {
+            segment,
+            chunk,
+            start_ms: self.start_ms,
+            data,
+        }
     }
 }
 
@@ -283,13 +374,30 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn the_writer_thread_records_what_the_relay_sends_and_finishes_its_segment() {
-        let directory = std::env::temp_dir().join(format!("tether-recorder-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
+    /// The recorder on its thread, fed and drained through real channels.
+    fn recorder() -> (
+        mpsc::Sender<Command>,
+        mpsc::Receiver<RecordingChunk>,
+        std::thread::JoinHandle<u64>,
+    ) {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let recorder = Recorder::new(directory.clone(), 80, 24).unwrap();
+        let (chunks, stored) = mpsc::channel(CHUNK_QUEUE);
+        let recorder = Recorder::new("s".into(), chunks, 80, 24);
         let writer = std::thread::spawn(move || recorder.run(receiver));
+        (sender, stored, writer)
+    }
+
+    fn records(mut reader: impl std::io::Read) -> Vec<Record> {
+        let mut records = Vec::new();
+        while let Ok(Some(record)) = Record::read(&mut reader) {
+            records.push(record);
+        }
+        records
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_thread_records_what_the_relay_sends_and_finishes_its_segment() {
+        let (sender, mut stored, writer) = recorder();
         sender.send(Command::Output(b"hello".to_vec())).await.unwrap();
         sender.send(Command::Resize(100, 30)).await.unwrap();
         let (reply, answer) = oneshot::channel();
@@ -299,57 +407,50 @@ mod tests {
         assert!(String::from_utf8_lossy(&snapshot.screen).contains("hello"));
         // Dropping the last sender ends the recording: the thread finishes the segment.
         drop(sender);
-        assert_eq!(writer.join().unwrap(), 5);
-        let segments: Vec<PathBuf> = std::fs::read_dir(&directory)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        assert_eq!(segments.len(), 1, "{segments:?}");
+        let mut chunks = Vec::new();
+        while let Some(chunk) = stored.recv().await {
+            chunks.push(chunk);
+        }
+        let bytes_out = tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(bytes_out, 5);
+        assert!(chunks.iter().all(|chunk| chunk.segment == 0), "{chunks:?}");
+        let numbers: Vec<u32> = chunks.iter().map(|chunk| chunk.chunk).collect();
+        assert_eq!(
+            numbers,
+            (0..chunks.len() as u32).collect::<Vec<_>>(),
+            "in order, gapless"
+        );
+        let stream: Vec<u8> = chunks.into_iter().flat_map(|chunk| chunk.data).collect();
         // A finished gzip stream (a missing trailer would be an error here).
         let mut whole = Vec::new();
-        GzDecoder::new(File::open(&segments[0]).unwrap())
-            .read_to_end(&mut whole)
-            .unwrap();
-        let mut reader = GzDecoder::new(File::open(&segments[0]).unwrap());
-        let mut records = Vec::new();
-        while let Some(record) = Record::read(&mut reader).unwrap() {
-            records.push(record);
-        }
-        assert!(matches!(&records[..], [
+        GzDecoder::new(stream.as_slice()).read_to_end(&mut whole).unwrap();
+        assert!(matches!(&records(GzDecoder::new(stream.as_slice()))[..], [
             Record::Keyframe { width: 80, height: 24, .. },
             Record::Output { data, .. },
             Record::Resize { width: 100, height: 30, .. },
         ] if data == b"hello"));
-        std::fs::remove_dir_all(&directory).unwrap();
     }
 
-    #[tokio::test]
-    async fn a_quiet_session_is_flushed_within_about_a_second() {
-        let directory = std::env::temp_dir().join(format!("tether-recorder-quiet-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        let recorder = Recorder::new(directory.clone(), 80, 24).unwrap();
-        let writer = std::thread::spawn(move || recorder.run(receiver));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_session_is_stored_within_about_a_second() {
+        let (sender, mut stored, writer) = recorder();
         sender.send(Command::Output(b"quiet".to_vec())).await.unwrap();
-        tokio::time::sleep(FLUSH_EVERY + Duration::from_millis(500)).await;
-        // Read while the segment is still open, as after a crash: the output is on disk.
-        let segment = std::fs::read_dir(&directory)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let mut reader = flate2::read::GzDecoder::new(File::open(&segment).unwrap());
-        let mut records = Vec::new();
-        while let Ok(Some(record)) = Record::read(&mut reader) {
-            records.push(record);
-        }
+        // The segment is still open, as after a crash: what was flushed decodes on its own.
+        let chunk = tokio::time::timeout(FLUSH_EVERY * 10, stored.recv())
+            .await
+            .expect("a chunk while the session is quiet")
+            .unwrap();
+        let records = records(GzDecoder::new(chunk.data.as_slice()));
         assert!(
             matches!(&records[..], [Record::Keyframe { .. }, Record::Output { data, .. }] if data == b"quiet"),
             "{records:?}"
         );
         drop(sender);
-        writer.join().unwrap();
-        std::fs::remove_dir_all(&directory).unwrap();
+        while stored.recv().await.is_some() {}
+        tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
     }
 }
