@@ -2,8 +2,8 @@
 //!
 //! - **Stored bytes per MB of output**: `tether exec` runs commands printing about 10 MB each of
 //!   text-like output (`seq`, `ls -lR /usr`) and random-ish output (base64 of /dev/urandom); the
-//!   size of the session's recording directory (`DATA/recordings/SID/`, gzip segments with
-//!   keyframes) is divided by the output the hub counted (`bytes_out`).
+//!   size of the session's recording (its rows of `recording_chunks` in the hub's database,
+//!   gzip segments with keyframes, read with `sqlite3`) is divided by the output exec printed.
 //! - **With and without recording**: a second hub runs with `record_sessions = false` (the
 //!   switch meant for measurements; a hub that cannot record refuses terminals). On both hubs,
 //!   in the same run: the keystroke round trip through `tether terminal` (the method of
@@ -14,7 +14,6 @@
 //! hub), `TETHER_BIN_DIR` (release hub, CLI, agent).
 
 use std::{
-    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -85,7 +84,7 @@ fn main() -> ExitCode {
     );
     for (name, command) in cases() {
         let (sid, out_bytes, wall_rec, cpu_rec) = run_exec(&mut recorded, &command);
-        let stored = directory_size(&recorded.hub.data_dir().join("recordings").join(&sid));
+        let stored = stored_bytes(&recorded.hub, Some(&sid));
         // Timings: the median of RUNS runs on each hub, alternating.
         let (mut walls_rec, mut cpus_rec) = (vec![wall_rec], vec![cpu_rec]);
         let (mut walls_norec, mut cpus_norec) = (Vec::new(), Vec::new());
@@ -119,7 +118,7 @@ fn main() -> ExitCode {
         );
     }
     println!(
-        "(stored: the session's recording directory; rec/norec: median over {RUNS} runs of the exec's \
+        "(stored: the session's recording chunks in the database; rec/norec: median over {RUNS} runs of the exec's \
          wall time and the hub's CPU time with and without recording, same output, same run)"
     );
 
@@ -182,7 +181,7 @@ fn main() -> ExitCode {
         ratio(stats[0].p99, stats[1].p99),
         ratio(stats[0].mean, stats[1].mean)
     );
-    let total: u64 = directory_size(&recorded.hub.data_dir().join("recordings"));
+    let total: u64 = stored_bytes(&recorded.hub, None);
     println!("all recordings of this run: {}", human_bytes(total));
     ExitCode::SUCCESS
 }
@@ -191,8 +190,7 @@ fn main() -> ExitCode {
 /// recording directory that appeared), the output size, the wall time and the hub's CPU time
 /// spent meanwhile.
 fn run_exec(setup: &mut Setup, command: &str) -> (String, u64, Duration, Duration) {
-    let recordings = setup.hub.data_dir().join("recordings");
-    let before = session_dirs(&recordings);
+    let before = session_ids(&setup.hub);
     let pid = setup.hub.process().pid().expect("hub pid");
     let cpu_before = cpu_time(pid);
     let start = Instant::now();
@@ -204,7 +202,7 @@ fn run_exec(setup: &mut Setup, command: &str) -> (String, u64, Duration, Duratio
     // What exec printed is exactly the session's output.
     let printed = output.ok().len() as u64;
     let cpu = cpu_time(pid).saturating_sub(cpu_before);
-    let Some(sid) = session_dirs(&recordings)
+    let Some(sid) = session_ids(&setup.hub)
         .into_iter()
         .find(|sid| !before.contains(sid))
     else {
@@ -222,15 +220,34 @@ fn run_exec(setup: &mut Setup, command: &str) -> (String, u64, Duration, Duratio
     (sid, printed, wall, cpu)
 }
 
-fn session_dirs(recordings: &Path) -> Vec<String> {
-    std::fs::read_dir(recordings)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+/// One value from the hub's SQLite database (`sqlite3` reads it beside the running hub: WAL).
+fn query(hub: &Hub, sql: &str) -> String {
+    let output = std::process::Command::new("sqlite3")
+        .arg(hub.data_dir().join("hub.db"))
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (apt install sqlite3)");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The ids of the sessions the hub has recorded.
+fn session_ids(hub: &Hub) -> Vec<String> {
+    query(hub, "SELECT sid FROM terminal_sessions")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The bytes stored for session `sid`'s recording (every session's when `None`).
+fn stored_bytes(hub: &Hub, sid: Option<&str>) -> u64 {
+    // Session ids are UUIDs the hub made, safe to quote as they are.
+    let filter = sid.map(|sid| format!(" WHERE sid = '{sid}'")).unwrap_or_default();
+    query(
+        hub,
+        &format!("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM recording_chunks{filter}"),
+    )
+    .parse()
+    .unwrap_or(0)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -263,20 +280,6 @@ fn clock_ticks_per_second() -> u64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .filter(|&hz| hz > 0)
         .unwrap_or(100)
-}
-
-fn directory_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => directory_size(&entry.path()),
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 // The keystroke method of bench-keystroke: set a prompt, type one letter at a time, time each
