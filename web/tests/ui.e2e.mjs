@@ -154,7 +154,7 @@ try {
   await page.fill('#device-search', device);
   await page.waitForFunction((name) => {
     const rows = document.querySelectorAll('#devices tbody tr[data-device]');
-    return rows.length === 1 && rows[0].dataset.device === name && /online/.test(rows[0].textContent);
+    return rows.length === 1 && rows[0].dataset.device === name && rows[0].children[3].textContent === 'online now';
   }, device, { timeout: LIMIT });
   await page.fill('#device-search', '');
   await page.waitForFunction(() => document.querySelectorAll('#devices tbody tr[data-device]').length >= 3, null, { timeout: LIMIT });

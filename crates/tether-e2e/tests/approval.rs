@@ -1,6 +1,8 @@
 //! Approval on demand, end to end: on a group that requires approval nobody has standing
 //! access; a request is approved (not by its requester) and used, and its expiry ends the open
-//! terminal; a denied request is told to the waiting CLI; every step is in the audit log.
+//! terminal; a denied request is told to the waiting CLI; every step is in the audit log. An
+//! approval also shows its devices to a requester who has no standing grant on them, until it
+//! is revoked.
 
 use std::time::Duration;
 
@@ -144,4 +146,71 @@ fn approval_lifecycle_request_approve_use_expire_and_deny() {
             "no {action} in the audit log: {actions:?}"
         );
     }
+}
+
+#[test]
+fn an_approval_shows_its_devices_to_the_requester_until_revoked() {
+    let hub = Hub::start_default();
+    let alice = hub.user_cli("alice", true);
+    // Carol operates another group: nothing standing reaches or shows the prod device.
+    let carol = hub.user_cli_with("carol", &["--role", "operator", "--group", "tag:site-a"]);
+    let agent = Agent::start(&hub, SHELL);
+    alice.accept(&agent.name);
+    alice.run(&["devices", "set-tags", &agent.name, "prod"]).ok();
+    alice.run(&["access", "require", "tag:prod"]).ok();
+    assert!(carol.device(&agent.name).is_none(), "deny by default");
+
+    let answer = json(
+        &carol,
+        &[
+            "access",
+            "request",
+            "--group",
+            "tag:prod",
+            "--permission",
+            "terminal",
+            "--duration",
+            "1h",
+            "--reason",
+            "fix the pump",
+            "--json",
+        ],
+    );
+    let id = answer["id"].as_str().expect("an id").to_owned();
+    assert!(
+        carol.device(&agent.name).is_none(),
+        "a pending request shows nothing"
+    );
+
+    alice.run(&["access", "approve", &id]).ok();
+    let listed = carol
+        .device(&agent.name)
+        .expect("the approved device is listed for its requester");
+    assert!(listed.online, "{listed:#?}");
+    // The web UI's device page looks its device up by id.
+    let token = carol.token();
+    let (status, body) = hub.request(
+        "GET",
+        &format!(
+            "{}?id_prefix={}",
+            tether_proto::api::paths::DEVICES_PATH,
+            listed.id
+        ),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&listed.id), "the device page finds it: {body}");
+    let reached = carol.exec(&agent.name, &["echo", "reached"]);
+    assert!(
+        reached.success() && reached.stdout.contains("reached"),
+        "{reached}"
+    );
+
+    alice.run(&["access", "revoke", &id]).ok();
+    assert!(
+        carol.device(&agent.name).is_none(),
+        "a revoked approval shows nothing"
+    );
+    assert!(!carol.exec(&agent.name, &["true"]).success());
 }

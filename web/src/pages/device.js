@@ -272,7 +272,7 @@ export function devicePage(container, id) {
       return;
     }
     heading.textContent = device.name;
-    details.textContent = `${device.online ? 'online' : 'offline'} · last seen ${ago(device.last_seen_at)} · agent ${device.agent_version || 'unknown'} · ${device.id}`;
+    details.textContent = `${device.online ? 'online now' : `offline · last seen ${ago(device.last_seen_at)}`} · agent ${device.agent_version || 'unknown'} · ${device.id}`;
     terminal = terminalPanel(device);
     container.append(tagsLine(device), terminal.panel,
       h('section', { class: 'panel' }, downloadPanel(device), uploadPanel(device), portForwardPanel(device)),

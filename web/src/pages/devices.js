@@ -57,7 +57,9 @@ export function devicesPage(container) {
         ? h('a', { href: `#/device/${encodeURIComponent(device.id)}` }, device.name)
         : device.name, h('div', { class: 'notice' }, device.id.slice(0, 12))),
       h('td', {}, device.status),
-      h('td', {}, ago(device.last_seen_at)),
+      // last_seen_at is refreshed only every few minutes while a device is connected: an online
+      // device is seen now, not at its last refresh.
+      h('td', {}, device.online ? 'online now' : ago(device.last_seen_at)),
       h('td', {}, device.agent_version || '—'),
       h('td', {}, tags(device)),
       h('td', {}, actions));

@@ -4,7 +4,8 @@
 //! the database). A grant gives a user a role on a [`Scope`]: every device, the devices carrying a
 //! tag, or one device. Approved access requests are grants too, but they expire. A device in a
 //! scope that requires approval is reached (terminal, files, forwards) only through an approved,
-//! unexpired request: nobody has standing access there, administrators included.
+//! unexpired request: nobody has standing access there, administrators included. An approval
+//! also lets its requester see the approved devices ([`Grant::approved`]), for its lifetime only.
 //!
 //! Everything here is pure: [`Grants`] is loaded once per connection and asked per message.
 
@@ -116,6 +117,22 @@ pub struct Grant {
     pub permissions: Vec<Action>,
     pub scope: Scope,
     pub expires_at: Option<i64>,
+}
+
+impl Grant {
+    /// An approved access request as a grant: the approved permissions, plus seeing the devices
+    /// they are on. A requester without a standing grant there could otherwise open a terminal
+    /// to a device that no list or device page shows them. Seeing ends with the approval.
+    pub fn approved(mut permissions: Vec<Action>, scope: Scope, expires_at: i64) -> Grant {
+        if !permissions.contains(&Action::ViewDevices) {
+            permissions.push(Action::ViewDevices);
+        }
+        Grant {
+            permissions,
+            scope,
+            expires_at: Some(expires_at),
+        }
+    }
 }
 
 /// Everything a user holds, as loaded from the database.
@@ -262,6 +279,55 @@ mod tests {
         assert!(
             !grants.allow(Action::FileWrite, Some(&sensitive), 0),
             "not approved"
+        );
+    }
+
+    #[test]
+    fn an_approval_shows_its_devices_while_it_lasts() {
+        let (approved, other) = (device("d1", &["prod"]), device("d2", &["prod"]));
+        let mut grants = Grants {
+            standing: vec![operator_on("tag:site-a")],
+            approval_required: vec![Scope::parse("tag:prod").unwrap()],
+            ..Default::default()
+        };
+        assert!(
+            !grants.allow(Action::ViewDevices, Some(&approved), 0),
+            "deny by default"
+        );
+        grants.approved.push(Grant::approved(
+            vec![Action::Terminal],
+            Scope::Device("d1".into()),
+            1000,
+        ));
+        assert!(grants.allow(Action::ViewDevices, Some(&approved), 999));
+        assert!(grants.allow(Action::Terminal, Some(&approved), 999));
+        assert!(
+            !grants.allow(Action::ViewDevices, Some(&other), 999),
+            "not approved"
+        );
+        assert!(
+            !grants.allow(Action::ViewDevices, Some(&approved), 1000),
+            "expired"
+        );
+        assert!(
+            !grants.allow(Action::FileRead, Some(&approved), 999),
+            "only what was approved"
+        );
+        let without_standing = Grants {
+            approved: grants.approved.clone(),
+            ..Default::default()
+        };
+        assert!(
+            without_standing.allow(Action::ViewDevices, None, 999),
+            "a listing, narrowed"
+        );
+        assert!(
+            !without_standing.allow(Action::ViewDevices, None, 1000),
+            "expired"
+        );
+        assert!(
+            !without_standing.allow_on_scope(Action::ViewDevices, &Scope::AllDevices, 999),
+            "one device is not every device"
         );
     }
 }

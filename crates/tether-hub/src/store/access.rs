@@ -227,11 +227,11 @@ impl Store {
         .await?;
         for row in rows {
             if let Ok(scope) = Scope::parse(&row.try_get::<String, _>("scope")?) {
-                grants.approved.push(Grant {
-                    permissions: roles::parse_permissions(&row.try_get::<String, _>("permissions")?),
+                grants.approved.push(Grant::approved(
+                    roles::parse_permissions(&row.try_get::<String, _>("permissions")?),
                     scope,
-                    expires_at: Some(row.try_get("expires_at")?),
-                });
+                    row.try_get("expires_at")?,
+                ));
             }
         }
         grants.approval_required = self
