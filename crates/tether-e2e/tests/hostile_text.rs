@@ -157,3 +157,26 @@ fn device_and_file_names_with_control_characters_are_shown_escaped() {
     assert_no_raw_controls(&refused);
     assert!(refused.stderr.contains(HOSTILE_NAME_SHOWN), "{refused}");
 }
+
+/// A user name is shown to other users (lists, audit, watch notices): one with control
+/// characters is refused when the user is created.
+#[test]
+fn a_user_name_with_control_characters_is_refused() {
+    let hub = Hub::start_default();
+    let cli = hub.user_cli("alice", true);
+    let authorization = format!("Bearer {}", cli.token());
+    let body = serde_json::json!({ "name": "\u{1b}[2Jmallory", "password": "pw-long-enough" });
+    let (status, answer) = hub.request(
+        "POST",
+        tether_proto::api::paths::USERS_PATH,
+        &[
+            ("Authorization", &authorization),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("control characters"), "{answer}");
+    let users = cli.run(&["users", "list"]);
+    assert!(!users.ok().contains("mallory"), "{users}");
+}

@@ -234,9 +234,10 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<api::UserSummary>), ApiError> {
     permit(&state, &principal, &context, Action::ManageUsers, None).await?;
     let name = request.name.trim();
-    if name.is_empty() || name.len() > 64 || name.contains(char::is_whitespace) {
+    // Control characters would reach terminals and audit exports as they are.
+    if name.is_empty() || name.len() > 64 || name.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(ApiError::bad_request(
-            "a user name is 1 to 64 characters without spaces",
+            "a user name is 1 to 64 characters without spaces or control characters",
         ));
     }
     if request.password.len() < 8 {
