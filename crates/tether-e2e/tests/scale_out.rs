@@ -58,6 +58,14 @@ impl Cluster {
     }
 
     /// Runs `sql` on the shared database with psql.
+    /// Alice, an administrator, logged in on both replicas: her CLIs on A and on B.
+    fn alice_on_both(&self) -> (Cli, Cli) {
+        let on_a = self.a.user_cli("alice", true);
+        let on_b = self.b.cli();
+        on_b.login("alice", "pw-alice-correct-horse");
+        (on_a, on_b)
+    }
+
     fn psql(&self, sql: &str) -> String {
         let output = std::process::Command::new("psql")
             .args([self.database.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-Atc", sql])
@@ -250,9 +258,7 @@ fn killing_the_device_s_replica_moves_it_to_the_other() {
 #[test]
 fn rejecting_through_one_replica_ends_sessions_on_the_other() {
     let cluster = Cluster::start();
-    let cli_b = cluster.b.user_cli("alice", true);
-    let cli_a = cluster.a.cli();
-    cli_a.login("alice", "pw-alice-correct-horse");
+    let (cli_a, cli_b) = cluster.alice_on_both();
     let device = device_on_a(&cluster);
     let name = device.agent.name.clone();
     cli_b.wait_online(&name);
@@ -276,9 +282,7 @@ fn rejecting_through_one_replica_ends_sessions_on_the_other() {
 #[test]
 fn a_session_on_one_replica_is_watched_from_the_other() {
     let cluster = Cluster::start();
-    let cli_a = cluster.a.user_cli("alice", true);
-    let cli_b = cluster.b.cli();
-    cli_b.login("alice", "pw-alice-correct-horse");
+    let (cli_a, cli_b) = cluster.alice_on_both();
     let device = device_on_a(&cluster);
     let name = device.agent.name.clone();
     cli_a.wait_online(&name);
@@ -356,9 +360,7 @@ fn sessions(cli: &Cli) -> Vec<Value> {
 #[test]
 fn a_recording_made_on_one_replica_is_replayed_exported_and_pruned_once_from_both() {
     let mut cluster = Cluster::start_with("recording_retention_days = 1");
-    let cli_a = cluster.a.user_cli("alice", true);
-    let cli_b = cluster.b.cli();
-    cli_b.login("alice", "pw-alice-correct-horse");
+    let (cli_a, cli_b) = cluster.alice_on_both();
     let device = device_on_a(&cluster);
     let name = device.agent.name.clone();
     cli_a.wait_online(&name);

@@ -303,9 +303,10 @@ async fn audit_chain(store: &Store) {
     );
 }
 
-async fn terminal_sessions(store: &Store) {
-    let info = SessionInfo {
-        sid: "s1".into(),
+/// The terminal session `sid` of user alice on device gamma, 80 x 24.
+pub(super) fn session_info(sid: &str) -> SessionInfo {
+    SessionInfo {
+        sid: sid.into(),
         device_id: "d1".into(),
         device_name: "gamma".into(),
         user_id: "u1".into(),
@@ -313,7 +314,11 @@ async fn terminal_sessions(store: &Store) {
         command: None,
         width: 80,
         height: 24,
-    };
+    }
+}
+
+async fn terminal_sessions(store: &Store) {
+    let info = session_info("s1");
     store.insert_terminal_session(&info, 1_000).await.unwrap();
     assert_eq!(
         store
@@ -378,16 +383,7 @@ async fn open_terminals(store: &Store) {
     assert!(store.open_terminals("a").await.unwrap().is_empty());
     assert_eq!(store.open_terminals("b").await.unwrap().len(), 1);
 
-    let info = |sid: &str| SessionInfo {
-        sid: sid.into(),
-        device_id: "d1".into(),
-        device_name: "gamma".into(),
-        user_id: "u1".into(),
-        user_name: "alice".into(),
-        command: None,
-        width: 80,
-        height: 24,
-    };
+    let info = session_info;
     store.insert_terminal_session(&info("s8"), 1_000).await.unwrap();
     store
         .insert_terminal_session(&info("s8-resumed-9"), 2_000)

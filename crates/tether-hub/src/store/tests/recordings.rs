@@ -1,7 +1,7 @@
 //! The storage checks of recording contents (`store/recordings.rs`) and their retention, run on
 //! both backends by `store/tests.rs`.
 
-use crate::{domain::recording_format::SessionInfo, store::Store, store::recordings::RecordingChunk};
+use crate::{store::Store, store::recordings::RecordingChunk};
 
 fn chunk(segment: u32, chunk: u32, start_ms: u64, data: &[u8]) -> RecordingChunk {
     RecordingChunk {
@@ -14,16 +14,7 @@ fn chunk(segment: u32, chunk: u32, start_ms: u64, data: &[u8]) -> RecordingChunk
 
 /// A recorded session whose row ended at `ended_at`, with one chunk.
 pub(super) async fn recorded_session(store: &Store, sid: &str, ended_at: i64) {
-    let info = SessionInfo {
-        sid: sid.into(),
-        device_id: "d1".into(),
-        device_name: "gamma".into(),
-        user_id: "u1".into(),
-        user_name: "alice".into(),
-        command: None,
-        width: 80,
-        height: 24,
-    };
+    let info = super::session_info(sid);
     store.insert_terminal_session(&info, 0).await.unwrap();
     store
         .append_recording_chunk(sid, &chunk(0, 0, 0, b"x"))
