@@ -168,13 +168,13 @@ fn main() -> ExitCode {
         "== connections per second: {workers} workers, each connect + 4-byte echo + close, {rate_seconds} s =="
     );
     println!(
-        "{:<8} {:>10} {:>8} {:>10} {:>10} {:>10}",
-        "path", "conn/s", "failed", "mean ms", "p99 ms", "max ms"
+        "{:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "path", "conn/s", "failed", "mean ms", "p50 ms", "p99 ms", "max ms"
     );
     for (name, rate) in &rates {
         println!(
-            "{name:<8} {:>10.1} {:>8} {:>10.2} {:>10.2} {:>10.2}",
-            rate.per_second, rate.failed, rate.mean_ms, rate.p99_ms, rate.max_ms
+            "{name:<8} {:>10.1} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            rate.per_second, rate.failed, rate.mean_ms, rate.p50_ms, rate.p99_ms, rate.max_ms
         );
         println!("METRIC forward_conn_per_s_{name} {:.1}", rate.per_second);
         if let Some(e) = &rate.first_error {
@@ -190,6 +190,24 @@ fn main() -> ExitCode {
         }
     }
     println!("{line}");
+    let latency_of = |name: &str| {
+        rates
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| (r.p50_ms, r.p99_ms))
+    };
+    if let (Some((t50, t99)), Some((s50, s99))) = (latency_of("tether"), latency_of("ssh"))
+        && s50 > 0.0
+        && s99 > 0.0
+    {
+        println!(
+            "connection set-up: tether/ssh p50 {:.2}x p99 {:.2}x",
+            t50 / s50,
+            t99 / s99
+        );
+        println!("METRIC forward_conn_p50_ratio_ssh {:.2}", t50 / s50);
+        println!("METRIC forward_conn_p99_ratio_ssh {:.2}", t99 / s99);
+    }
 
     drop(forward);
     drop(ssh);
@@ -339,6 +357,8 @@ struct Rate {
     per_second: f64,
     failed: u64,
     mean_ms: f64,
+    /// Median and 99th percentile of one connection's set-up, 4-byte echo and answer.
+    p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
     first_error: Option<String>,
@@ -393,6 +413,7 @@ fn connection_rate(port: u16, workers: usize, duration: Duration) -> Rate {
         } else {
             0.0
         },
+        p50_ms: if count > 0 { ms(samples[count / 2]) } else { 0.0 },
         p99_ms: if count > 0 {
             ms(samples[((count as f64 * 0.99).ceil() as usize).clamp(1, count) - 1])
         } else {

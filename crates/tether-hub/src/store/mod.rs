@@ -50,8 +50,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
-    /// Serializes audit appends in this process: each event chains to the previous one.
-    audit_chain: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Serializes audit appends in this process (each event chains to the previous one) and
+    /// commits the events that queue meanwhile together.
+    audit_writer: std::sync::Arc<audit::AuditWriter>,
 }
 
 /// Which database engine a [`Store`] runs on.
@@ -89,7 +90,7 @@ impl Store {
             .context("applying database migrations")?;
         Ok(Store {
             pool,
-            audit_chain: Default::default(),
+            audit_writer: Default::default(),
             backend: Backend::Sqlite,
         })
     }
@@ -110,7 +111,7 @@ impl Store {
             .context("applying database migrations")?;
         Ok(Store {
             pool,
-            audit_chain: Default::default(),
+            audit_writer: Default::default(),
             backend: Backend::Postgres,
         })
     }

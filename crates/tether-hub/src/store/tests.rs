@@ -3,8 +3,9 @@
 //!
 //! Convention for `store/`, unit tests: a `tests.rs` sibling declared `#[cfg(test)] mod tests;`.
 //! This one file holds the tests of every table family's file, so that each check runs on both
-//! backends (recordings' in `tests/recordings.rs`).
+//! backends (recordings' in `tests/recordings.rs`, the audit writer's in `tests/audit_writer.rs`).
 
+mod audit_writer;
 mod recordings;
 
 use crate::{
@@ -20,6 +21,7 @@ async fn check_all(store: &Store) {
     users_and_sessions(store).await;
     devices(store).await;
     audit_chain(store).await;
+    audit_writer::concurrent_records(store).await;
     terminal_sessions(store).await;
     recordings::recording_chunks(store).await;
     open_terminals(store).await;

@@ -16,23 +16,25 @@ use crate::{
 
 use super::{Ending, Session, Sink, end_with_error, send};
 
-/// Records a session's events; when the audit log fails, the session ends (fail closed).
+/// Records a session's events (one commit); when the audit log fails, the session ends (fail
+/// closed).
 pub(crate) async fn record_all(
     state: &Relay,
     sink: &mut Sink,
     sid: &str,
     events: Vec<NewEvent>,
 ) -> Result<(), Ending> {
-    for event in events {
-        let tracking = open_terminals::Tracking::of(state, &event);
-        if let Err(error) = state.store.record_audit(event).await {
-            end_with_error(sink, sid, &error.message).await;
-            return Err(Ending::user(error.message));
-        }
-        // A terminal whose close could not be made after a crash is not opened (fail closed).
-        if let Some(tracking) = tracking
-            && let Err(error) = tracking.apply(state).await
-        {
+    let trackings: Vec<_> = events
+        .iter()
+        .filter_map(|event| open_terminals::Tracking::of(state, event))
+        .collect();
+    if let Err(error) = state.store.record_audits(events).await {
+        end_with_error(sink, sid, &error.message).await;
+        return Err(Ending::user(error.message));
+    }
+    // A terminal whose close could not be made after a crash is not opened (fail closed).
+    for tracking in trackings {
+        if let Err(error) = tracking.apply(state).await {
             tracing::error!("session {sid}: cannot track its open terminal: {error:#}");
             let why = audit::unavailable().message;
             end_with_error(sink, sid, &why).await;

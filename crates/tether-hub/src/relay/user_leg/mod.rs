@@ -273,26 +273,16 @@ async fn relay(
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
     let mut revocations = state.revocations.subscribe();
+    // A device event taken while gathering a batch, handled next.
+    let mut deferred = None;
     loop {
         tokio::select! {
             biased;
-            event = link.events.recv() => match event {
-                Some(SessionEvent::Message(mut envelope)) => {
-                    if envelope.proto == protocol::SHELL
-                        && !observe_shell(state, session, side, &mut envelope).await
-                    {
-                        continue;
-                    }
-                    // Fail closed: what the audit log cannot record does not reach the user.
-                    if let Err(ending) = record_all(state, sink, sid, session.audit.observe_device(&envelope)).await {
+            event = next_event(&mut deferred, link) => match event {
+                Some(SessionEvent::Message(envelope)) => {
+                    let batch = take_batch(envelope, link, &mut deferred);
+                    if let Err(ending) = deliver(state, session, sink, side, batch).await {
                         return ending;
-                    }
-                    if let Err(why) = record_terminal(state, session, &envelope).await {
-                        end_with_error(sink, sid, &why).await;
-                        return Ending::user(why);
-                    }
-                    if !send(sink, &envelope).await {
-                        return Ending::user_lost("the user disconnected");
                     }
                 }
                 Some(SessionEvent::Superseded) => {
@@ -375,4 +365,68 @@ async fn relay(
             }
         }
     }
+}
+
+/// At most this many device messages are delivered after one audit commit.
+const MAX_DELIVERY_BATCH: usize = 32;
+
+/// The deferred device event, else the next one from the device.
+async fn next_event(deferred: &mut Option<SessionEvent>, link: &mut SessionLink) -> Option<SessionEvent> {
+    match deferred.take() {
+        Some(event) => Some(event),
+        None => link.events.recv().await,
+    }
+}
+
+/// `first` and the device messages already waiting behind it: what one audit commit covers.
+/// Terminal messages go alone (the shell's observation and recording see them one by one); the
+/// first event that does not join the batch is deferred.
+fn take_batch(first: Envelope, link: &mut SessionLink, deferred: &mut Option<SessionEvent>) -> Vec<Envelope> {
+    let alone = first.proto == protocol::SHELL;
+    let mut batch = vec![first];
+    while !alone && batch.len() < MAX_DELIVERY_BATCH {
+        match link.events.try_recv() {
+            Ok(SessionEvent::Message(envelope)) if envelope.proto != protocol::SHELL => batch.push(envelope),
+            Ok(other) => {
+                *deferred = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Delivers device messages to the user: their audit events first, in one commit (fail closed:
+/// what the audit log cannot record does not reach the user), then each message in order. Under
+/// load (many forwarded connections opening at once) this turns a disk flush per message into
+/// one per batch.
+async fn deliver(
+    state: &Relay,
+    session: &mut Session<'_>,
+    sink: &mut Sink,
+    side: &mut DeviceSide,
+    batch: Vec<Envelope>,
+) -> Result<(), Ending> {
+    let sid = session.sid;
+    let mut events = Vec::new();
+    let mut delivered = Vec::with_capacity(batch.len());
+    for mut envelope in batch {
+        if envelope.proto == protocol::SHELL && !observe_shell(state, session, side, &mut envelope).await {
+            continue;
+        }
+        events.extend(session.audit.observe_device(&envelope));
+        delivered.push(envelope);
+    }
+    record_all(state, sink, sid, events).await?;
+    for envelope in delivered {
+        if let Err(why) = record_terminal(state, session, &envelope).await {
+            end_with_error(sink, sid, &why).await;
+            return Err(Ending::user(why));
+        }
+        if !send(sink, &envelope).await {
+            return Err(Ending::user_lost("the user disconnected"));
+        }
+    }
+    Ok(())
 }
