@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The read buffer of one device WebSocket: one maximal TLS record.
-const DEVICE_READ_BUFFER: usize = 16 * 1024;
+const DEVICE_READ_BUFFER: usize = 4 * 1024;
 
 pub async fn connect(
     State(state): State<AppState>,

@@ -148,7 +148,7 @@ impl Drop for DeviceSession {
         let router = self.router.clone();
         let sid = std::mem::take(&mut self.sid);
         tokio::spawn(async move {
-            let _ = sender.send(close).await;
+            let _ = sender.send(Box::new(close)).await;
             router.close_session(&sid).await;
         });
     }

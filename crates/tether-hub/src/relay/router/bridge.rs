@@ -184,8 +184,10 @@ pub(super) async fn accept_remote(
             let (interactive, bulk) = (interactive.clone(), bulk.clone());
             async move {
                 match message {
-                    Incoming::Frame(Lane::Interactive, envelope) => interactive.send(envelope).await.is_ok(),
-                    Incoming::Frame(Lane::Bulk, envelope) => bulk.send(envelope).await.is_ok(),
+                    Incoming::Frame(Lane::Interactive, envelope) => {
+                        interactive.send(Box::new(envelope)).await.is_ok()
+                    }
+                    Incoming::Frame(Lane::Bulk, envelope) => bulk.send(Box::new(envelope)).await.is_ok(),
                     Incoming::Close(_) | Incoming::Kicked(_) => false,
                 }
             }
@@ -218,8 +220,8 @@ enum Incoming {
 async fn user_outgoing(
     client: &async_nats::Client,
     to_device: &str,
-    mut interactive: mpsc::Receiver<tether_proto::Envelope>,
-    mut bulk: mpsc::Receiver<tether_proto::Envelope>,
+    mut interactive: mpsc::Receiver<super::Outbound>,
+    mut bulk: mpsc::Receiver<super::Outbound>,
     mut closed: oneshot::Receiver<()>,
     credit: Arc<Semaphore>,
 ) {
@@ -234,17 +236,17 @@ async fn user_outgoing(
             return;
         };
         permit.forget();
-        if !publish(client, to_device, Wire::Frame(next.0, next.1)).await {
+        if !publish(client, to_device, Wire::Frame(next.0, *next.1)).await {
             return;
         }
     }
     // The user left: flush what was queued (the final `close` among it) without waiting for
     // credit, then end the bridge.
     while let Ok(envelope) = interactive.try_recv() {
-        publish(client, to_device, Wire::Frame(Lane::Interactive, envelope)).await;
+        publish(client, to_device, Wire::Frame(Lane::Interactive, *envelope)).await;
     }
     while let Ok(envelope) = bulk.try_recv() {
-        publish(client, to_device, Wire::Frame(Lane::Bulk, envelope)).await;
+        publish(client, to_device, Wire::Frame(Lane::Bulk, *envelope)).await;
     }
     publish(client, to_device, Wire::Close(String::new())).await;
     let _ = client.flush().await;
