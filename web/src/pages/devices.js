@@ -34,6 +34,8 @@ export function devicesPage(container) {
   const admin = user() && user().admin;
 
   async function decide(device, verdict) {
+    // Rejecting cuts the device off: asked first (issue #19, admin's confirmations).
+    if (verdict === 'reject' && !window.confirm(`Reject the device ${device.name}? It can no longer connect.`)) return;
     try {
       await post(`devices/${encodeURIComponent(device.id)}/${verdict}`);
       load();

@@ -10,18 +10,49 @@ mod thread_receiver;
 
 use std::{collections::HashMap, sync::Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use recorder::{LiveEvent, RecordingHandle, Snapshot};
 
+/// Someone started or stopped watching a live session: its user leg tells the terminal's user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchNotice {
+    pub sid: String,
+    /// The watcher's user name.
+    pub user: String,
+    pub watching: bool,
+}
+
 /// The sessions being recorded right now, for live watchers.
-#[derive(Default)]
 pub struct LiveSessions {
     /// Weak: a recording ends when its session drops the handle, not when the registry does.
     sessions: Mutex<HashMap<String, mpsc::WeakSender<recorder::Command>>>,
+    /// Watchers coming and going, for every session's user leg on this replica (each keeps its
+    /// own sid's). A watcher on another replica reaches here through the bus.
+    notices: broadcast::Sender<WatchNotice>,
+}
+
+impl Default for LiveSessions {
+    fn default() -> Self {
+        LiveSessions {
+            sessions: Mutex::default(),
+            notices: broadcast::channel(64).0,
+        }
+    }
 }
 
 impl LiveSessions {
+    /// Tells the user leg of `notice.sid`, if it is on this replica.
+    pub fn announce(&self, notice: WatchNotice) {
+        // No receiver: no session on this replica right now; nothing to tell.
+        let _ = self.notices.send(notice);
+    }
+
+    /// The watch notices of every session on this replica, from now on.
+    pub fn notices(&self) -> broadcast::Receiver<WatchNotice> {
+        self.notices.subscribe()
+    }
+
     fn insert(&self, sid: &str, sender: mpsc::WeakSender<recorder::Command>) {
         self.sessions
             .lock()

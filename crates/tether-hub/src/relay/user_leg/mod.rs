@@ -273,6 +273,7 @@ async fn relay(
     let mut ticker = tokio::time::interval(keepalive / 4);
     let mut last_heard = Instant::now();
     let mut revocations = state.revocations.subscribe();
+    let mut watch_notices = state.live.notices();
     loop {
         tokio::select! {
             biased;
@@ -364,6 +365,18 @@ async fn relay(
                     return Ending::user(why);
                 }
             }
+            notice = watch_notices.recv() => {
+                // Someone watches this terminal live (or stopped): its user is told. A missed
+                // notice (lagged) is dropped: the next one says who watches.
+                if let Ok(notice) = notice
+                    && watches(&notice.sid, sid)
+                {
+                    let watching = Control::Watching { user: notice.user, watching: notice.watching };
+                    if !send(sink, &watching.to_envelope(sid)).await {
+                        return Ending::user_lost("the user disconnected");
+                    }
+                }
+            }
             _ = ticker.tick() => {
                 let silent = last_heard.elapsed();
                 if silent >= keepalive * 2 {
@@ -375,4 +388,12 @@ async fn relay(
             }
         }
     }
+}
+
+/// Whether a watcher of recording `watched` watches session `sid`: its recording, or that of a
+/// part of it resumed after a drop (`SID-resumed-…`).
+fn watches(watched: &str, sid: &str) -> bool {
+    watched
+        .strip_prefix(sid)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("-resumed-"))
 }
