@@ -14,6 +14,7 @@
 //! no helper asserts how fast something happened.
 
 mod agent;
+pub mod browser;
 mod cli;
 mod device;
 mod fault_proxy;

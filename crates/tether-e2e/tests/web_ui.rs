@@ -21,40 +21,15 @@
 //! Needs `node`, `web/node_modules` (`npm ci` in `web/`), Chromium and a hub built after
 //! `npm run build`; `scripts/test` provides all of them.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
-};
-
 use tether_e2e::{
-    Agent, Hub, Proc, WAIT,
+    Agent, Hub, WAIT,
+    browser::{run_web_script, screenshots_dir},
     peers::{sha256_file, write_deterministic_file},
     wait_for,
 };
 
-/// Give-up limit for the whole browser script on a loaded 2-core machine.
-const SCRIPT_LIMIT: Duration = Duration::from_secs(480);
-/// How the script asks the test to act on the hub (`kill-hub`, `restart-hub`).
-const CONTROL_PREFIX: &str = "[ui.e2e] control: ";
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
 #[test]
 fn the_web_ui_drives_a_device_end_to_end() {
-    let web = web_dir();
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `npm ci` in web/ (scripts/test does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: install the Debian package `chromium` (scripts/test does)"
-    );
-
     let mut hub = Hub::start_default();
     let password = "pw-web-correct-horse-battery";
     hub.add_user("webadmin", true, password);
@@ -88,72 +63,24 @@ fn the_web_ui_drives_a_device_end_to_end() {
             .then_some(())
     });
     let upload_text = format!("uploaded-through-the-browser-{}", std::process::id());
-    let control = device_tmp.path().join("control");
-    std::fs::create_dir(&control).unwrap();
-    let screenshots = tether_e2e::bin_dir()
-        .parent()
-        .expect("target dir")
-        .join("web-screenshots");
-
-    let mut command = Command::new("node");
-    command
-        .arg(web.join("tests/ui.e2e.mjs"))
-        .current_dir(&web)
-        .env("TETHER_URL", &hub.url)
-        .env("TETHER_USER", "webadmin")
-        .env("TETHER_PASSWORD", password)
-        .env("TETHER_DEVICE", &agent.name)
-        .env("TETHER_DEVICE_ROOT", &root)
-        .env("TETHER_DOWNLOAD", &download)
-        .env("TETHER_DOWNLOAD_SHA256", sha256_file(&download))
-        .env("TETHER_UPLOAD_TEXT", &upload_text)
-        .env("TETHER_SCREENSHOTS", &screenshots)
-        .env("TETHER_OFFLINE_DEVICE", &gone.name)
-        .env("TETHER_REJECT_DEVICE", &unwanted.name)
-        .env("TETHER_OPERATOR", "weboperator")
-        .env("TETHER_OPERATOR_PASSWORD", operator_password)
-        .env("TETHER_CONTROL", &control)
-        .env("CHROMIUM", &chromium);
-    let mut script = Proc::spawn("ui-e2e", command, device_tmp.path());
-    let started = Instant::now();
-    let mut handled = 0;
-    let status = loop {
-        if let Some(status) = script.try_wait() {
-            break Some(status);
-        }
-        // The script asks for what only the test can do to the hub.
-        let output = script.stdout();
-        let requests: Vec<&str> = output
-            .lines()
-            .filter_map(|line| line.strip_prefix(CONTROL_PREFIX))
-            .collect();
-        for request in requests.iter().skip(handled) {
-            match request.trim() {
-                "kill-hub" => hub.kill(),
-                "restart-hub" => hub.restart(),
-                other => panic!("the browser script asked for an unknown action {other:?}"),
-            }
-            std::fs::write(control.join(format!("{}.done", request.trim())), b"").unwrap();
-            handled += 1;
-        }
-        if started.elapsed() > SCRIPT_LIMIT {
-            script.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let report = || {
-        format!(
-            "browser script output:\n{}\n{}\nhub log:\n{}",
-            script.stdout(),
-            script.stderr(),
-            hub.log()
-        )
-    };
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the browser script failed ({status:?}); {}",
-        report()
+    let screenshots = screenshots_dir();
+    let text = |value: &std::path::Path| value.display().to_string();
+    run_web_script(
+        &mut hub,
+        "ui.e2e.mjs",
+        &[
+            ("TETHER_USER", "webadmin".into()),
+            ("TETHER_PASSWORD", password.into()),
+            ("TETHER_DEVICE", agent.name.clone()),
+            ("TETHER_DEVICE_ROOT", text(&root)),
+            ("TETHER_DOWNLOAD", text(&download)),
+            ("TETHER_DOWNLOAD_SHA256", sha256_file(&download)),
+            ("TETHER_UPLOAD_TEXT", upload_text.clone()),
+            ("TETHER_OFFLINE_DEVICE", gone.name.clone()),
+            ("TETHER_REJECT_DEVICE", unwanted.name.clone()),
+            ("TETHER_OPERATOR", "weboperator".into()),
+            ("TETHER_OPERATOR_PASSWORD", operator_password.into()),
+        ],
     );
 
     // The upload really reached the device's disk.
