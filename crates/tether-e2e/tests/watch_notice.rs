@@ -87,11 +87,19 @@ fn a_watched_terminal_is_told_on_stderr_never_in_its_output() {
 
     let watcher = PtySession::spawn(&watcher_cli, &["sessions", "watch", &sid], 24, 80);
     watcher.expect("read-only", LONG);
-    wait_text(&stderr, "carol is watching this terminal", "the watching notice on stderr");
+    wait_text(
+        &stderr,
+        "carol is watching this terminal",
+        "the watching notice on stderr",
+    );
 
     // The watcher leaves (its process ends, so does its WebSocket).
     drop(watcher);
-    wait_text(&stderr, "carol stopped watching this terminal", "the notice that carol left");
+    wait_text(
+        &stderr,
+        "carol stopped watching this terminal",
+        "the notice that carol left",
+    );
 
     writeln!(stdin, "echo done-$((1+1))").unwrap();
     wait_text(&stdout, "done-2", "output after the watcher left");

@@ -171,7 +171,7 @@ function downloadPanel(device) {
 
 function uploadPanel(device) {
   const directory = h('input', { id: 'upload-dir', placeholder: '/destination/directory', size: 40 });
-  const picker = h('input', { type: 'file', id: 'upload-file' });
+  const picker = h('input', { type: 'file', id: 'upload-file', 'aria-label': 'File to upload' });
   const progress = h('progress', { max: 1, value: 0, hidden: true, id: 'upload-progress' });
   const message = h('span', { class: 'notice', id: 'upload-status' });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' }, 'Drop a file here, or pick one: ', picker);

@@ -31,8 +31,11 @@ export function usersPage(container) {
   let roleOptions = [];
   let scopeOptions = [];
   const selects = { roles: [role], scopes: [] };
-  const options = (list) => list.map(({ value, label }) => h('option', { value }, label));
-  const fillRoles = (select) => select.replaceChildren(...(select === role ? [h('option', { value: '' }, 'no role')] : []), ...options(roleOptions));
+  const options = (list) => list.map(({ value, label, title }) => h('option', { value, title }, label));
+  const fillRoles = (select) => {
+    select.replaceChildren(...(select === role ? [h('option', { value: '' }, 'no role')] : []), ...options(roleOptions));
+    if (roleOptions.some((option) => option.value === 'operator')) select.value = 'operator';
+  };
   const fillScopes = (select) => select.replaceChildren(...options(scopeOptions));
 
   /** Why `grants` cannot be saved, or null. */
@@ -85,7 +88,7 @@ export function usersPage(container) {
         save(parseGrants(grants.value));
       } }, grants, h('button', { type: 'submit', class: 'small' }, 'Save')),
       h('div', { class: 'toolbar grant-add' }, grantRole, grantScope,
-        h('button', { type: 'button', class: 'small', onclick: add, 'aria-label': `Add the grant to ${account.name}` }, 'Add grant'))),
+        h('button', { type: 'button', class: 'small', onclick: add, 'aria-label': `Add grant to ${account.name}` }, 'Add grant'))),
       h('td', {}, account.disabled ? h('span', { class: 'error' }, 'disabled') : 'active'),
       h('td', {}, when(account.created_at)),
       h('td', {},
@@ -110,7 +113,7 @@ export function usersPage(container) {
   async function loadRoles() {
     try {
       const { roles } = await get('roles');
-      roleOptions = roles.map((r) => ({ value: r.name, label: `${r.name} (${r.permissions.join(', ')})` }));
+      roleOptions = roles.map((r) => ({ value: r.name, label: r.name, title: r.permissions.join(', ') }));
       roleNames = roles.map((r) => r.name);
       for (const select of selects.roles) fillRoles(select);
       role.value = roles.some((r) => r.name === 'operator') ? 'operator' : '';

@@ -20,8 +20,7 @@ use crate::{
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
     domain::principal::authorize, http::convert, http::error::ApiError, http::extract::UserCaller,
     http::state::AppState, relay::recording::LiveEvent, relay::recording::WatchNotice,
-    relay::recording::player, service::auth::permit,
-    store::TerminalSessionRecord,
+    relay::recording::player, service::auth::permit, store::TerminalSessionRecord,
 };
 
 /// Auditors see every session; other users only their own.
