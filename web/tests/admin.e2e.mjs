@@ -1,7 +1,7 @@
 // Browser test of the operator's administration pages (issue #19): Active Sessions with Watch
 // and the watched terminal's "is watching" notice, the Roles page, grants chosen from lists,
 // approval policies, the header's count of pending access requests, the confirmations before
-// reject, disable, delete and deny, the header offering only usable pages, the skip link,
+// reject, remove, disable, delete and deny, the header offering only usable pages, the skip link,
 // keyboard-only navigation, and axe-core (no serious or critical violation) on every page.
 // Started by crates/tether-e2e/tests/web_admin.rs (tether_e2e::browser::run_web_script) with:
 //   TETHER_URL, TETHER_SCREENSHOTS, TETHER_USER / TETHER_PASSWORD (an administrator),
@@ -321,6 +321,18 @@ try {
     await visit(operator, route, selector);
     await accessible(operator, `the operator's #/${route}`);
   }
+
+  begin('removing a device asks first');
+  await visit(admin, `device/${deviceId}`, '#remove-device');
+  await check('cancelling the removal keeps the device, confirming removes it', async () => {
+    await confirming(admin, false, () => admin.click('#remove-device'));
+    const kept = await api(admin, 'GET', `devices?id_prefix=${deviceId}`);
+    if (!kept.body.devices.some((listed) => listed.id === deviceId)) throw new Error('the device went though the removal was cancelled');
+    await confirming(admin, true, () => admin.click('#remove-device'));
+    await admin.waitForFunction(() => location.hash === '#/devices', null, { timeout: LIMIT });
+    const gone = await api(admin, 'GET', `devices?id_prefix=${deviceId}`);
+    if (gone.body.devices.some((listed) => listed.id === deviceId)) throw new Error('the device is still listed after the removal');
+  });
 } catch (error) {
   console.error(`[admin.e2e] FAILED at step "${step}": ${error.stack || error.message}`);
   await browser.close();
