@@ -87,7 +87,8 @@ export function createTerminal(element, options = {}, { clipboard = false } = {}
 
 /**
  * The "NAME is watching" notice above `terminal`'s box: `watching(user, yes)` counts a watcher
- * in or out (one user may watch from two tabs); `remove()` takes the notice away.
+ * in or out (one user may watch from two tabs); `reset()` forgets them (a re-attach: the hub
+ * names them again); `remove()` takes the notice away.
  */
 function watchersNotice(terminal) {
   const counts = new Map();
@@ -109,6 +110,10 @@ function watchersNotice(terminal) {
       const count = (counts.get(user) || 0) + (yes ? 1 : -1);
       if (count > 0) counts.set(user, count);
       else counts.delete(user);
+      render();
+    },
+    reset() {
+      counts.clear();
       render();
     },
     remove() {
@@ -200,7 +205,11 @@ export function connectTerminal(device, terminal, fit, report) {
       const meaning = interpret(message);
       switch (meaning.kind) {
         case 'accepted':
-          if (resuming) break;
+          // Re-attached: the hub says again who watches.
+          if (resuming) {
+            watchers.reset();
+            break;
+          }
           sid = message.sid;
           fit.fit();
           sendNow(shellNew(sid, terminal.cols, terminal.rows));

@@ -274,6 +274,13 @@ async fn relay(
     let mut last_heard = Instant::now();
     let mut revocations = state.revocations.subscribe();
     let mut watch_notices = state.live.notices();
+    // A re-attached terminal's user is told again who watches it.
+    for user in state.live.watchers(sid) {
+        let watching = Control::Watching { user, watching: true };
+        if !send(sink, &watching.to_envelope(sid)).await {
+            return Ending::user_lost("the user disconnected");
+        }
+    }
     loop {
         tokio::select! {
             biased;
@@ -369,7 +376,7 @@ async fn relay(
                 // Someone watches this terminal live (or stopped): its user is told. A missed
                 // notice (lagged) is dropped: the next one says who watches.
                 if let Ok(notice) = notice
-                    && watches(&notice.sid, sid)
+                    && crate::relay::recording::watches(&notice.sid, sid)
                 {
                     let watching = Control::Watching { user: notice.user, watching: notice.watching };
                     if !send(sink, &watching.to_envelope(sid)).await {
@@ -388,12 +395,4 @@ async fn relay(
             }
         }
     }
-}
-
-/// Whether a watcher of recording `watched` watches session `sid`: its recording, or that of a
-/// part of it resumed after a drop (`SID-resumed-…`).
-fn watches(watched: &str, sid: &str) -> bool {
-    watched
-        .strip_prefix(sid)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with("-resumed-"))
 }
