@@ -11,6 +11,7 @@ export const API = '/api/management/v1';
 
 let csrfToken = null;
 let currentUser = null;
+let permissions = [];
 let onExpired = () => {};
 let reachable = true;
 const reachabilityListeners = [];
@@ -32,10 +33,17 @@ export class HubUnreachable extends Error {
 export function setSession(session) {
   csrfToken = session ? session.csrf_token : null;
   currentUser = session ? session.user : null;
+  permissions = session && Array.isArray(session.permissions) ? session.permissions : [];
 }
 
 export function user() {
   return currentUser;
+}
+
+/** Whether the user holds `permission` in general (the hub's session answer says), to decide
+ * which pages and buttons to offer. The hub still checks every request. */
+export function may(permission) {
+  return permissions.includes(permission);
 }
 
 export function csrfHeaders() {
@@ -132,6 +140,7 @@ export async function request(method, path, body, { expectLogin = true } = {}) {
 export const get = (path) => request('GET', path);
 export const post = (path, body) => request('POST', path, body);
 export const put = (path, body) => request('PUT', path, body);
+export const remove = (path) => request('DELETE', path);
 
 /** The hub's answer to a login without a code, for a user with two-factor authentication. */
 export const CODE_REQUIRED = 'two-factor code required';

@@ -46,7 +46,7 @@ export const shellStop = (sid) => envelope(SHELL, 'stop', sid);
 
 /**
  * What an inbound message means to the terminal:
- * {kind: 'accepted'|'started'|'refused'|'output'|'ended'|'notice'|'closed'|'reply'|'ignore'}.
+ * {kind: 'accepted'|'started'|'refused'|'output'|'ended'|'notice'|'watching'|'closed'|'reply'|'ignore'}.
  */
 export function interpret(message) {
   if (!message) return { kind: 'ignore' };
@@ -63,6 +63,13 @@ export function interpret(message) {
         // Code 1100: the device's leg dropped; the hub waits for it (not an error: a state).
         return body.code === RECONNECTING ? { kind: 'reconnecting', text: err } : { kind: 'notice', text: err };
       }
+      case 'watching': {
+        // Tether's: someone started (or stopped) watching this terminal live.
+        let body = {};
+        try { body = decode(message.body) || {}; } catch { /* keep empty */ }
+        return typeof body.user === 'string' ? { kind: 'watching', user: body.user, watching: body.watching === true } : { kind: 'ignore' };
+      }
+      // A control message this page does not know (a newer hub's): ignored.
       default: return { kind: 'ignore' };
     }
   }

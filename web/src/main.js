@@ -5,10 +5,15 @@
 //
 // An unreachable hub (restarting, a network cut) is not a logout: a banner says so and the page
 // keeps asking until the hub answers, keeping the login and whatever the page was doing.
+//
+// The header offers only the pages the user can use (the session's `permissions`; the hub still
+// checks every request), and counts the access requests waiting for an approver. The first
+// focusable element is a "Skip to content" link to the page's main region.
 
 import '@xterm/xterm/css/xterm.css';
 import './style.css';
-import { checkSession, hubReachable, logout, user, whenExpired, whenReachability } from './api.js';
+import { checkSession, hubReachable, logout, may, user, whenExpired, whenReachability } from './api.js';
+import { startPendingBadge } from './pending_badge.js';
 import { loginPage } from './pages/login.js';
 import { devicesPage } from './pages/devices.js';
 import { devicePage } from './pages/device.js';
@@ -19,6 +24,8 @@ import { watchPage } from './pages/watch.js';
 import { accountPage } from './pages/account.js';
 import { usersPage } from './pages/users.js';
 import { accessPage } from './pages/access.js';
+import { sessionsPage } from './pages/sessions.js';
+import { rolesPage } from './pages/roles.js';
 
 const pages = {
   devices: devicesPage,
@@ -30,6 +37,8 @@ const pages = {
   account: accountPage,
   users: usersPage,
   access: accessPage,
+  sessions: sessionsPage,
+  roles: rolesPage,
 };
 
 /** Longest pause between two questions to an unreachable hub. */
@@ -74,7 +83,8 @@ function route() {
     });
     return;
   }
-  document.getElementById('users-link').hidden = !signedIn.admin;
+  for (const link of top.querySelectorAll('nav a[data-needs]')) link.hidden = !may(link.dataset.needs);
+  startPendingBadge();
   document.getElementById('whoami').replaceChildren(Object.assign(document.createElement('a'), { href: '#/account', textContent: signedIn.name }));
   for (const link of top.querySelectorAll('nav a')) {
     link.classList.toggle('active', link.getAttribute('href') === `#/${name}`);
@@ -86,6 +96,13 @@ function route() {
   }
   show(page, ...parameters);
 }
+
+// The skip link moves the focus into the page without touching the route (`#app` is no page).
+document.getElementById('skip-link').addEventListener('click', (event) => {
+  event.preventDefault();
+  app.focus();
+  app.scrollIntoView();
+});
 
 whenExpired((message) => {
   notice = message;

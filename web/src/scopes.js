@@ -39,3 +39,22 @@ export async function scopesProblem(scopes) {
   }
   return null;
 }
+
+/**
+ * What a grant or a policy may be on, for a select: every device, each known group (the tags
+ * of the accepted devices and of the approval policies) and each accepted device by name.
+ * Returns [{value, label}].
+ */
+export async function scopeChoices() {
+  const [{ devices }, policies] = await Promise.all([
+    get('devices?status=accepted&limit=1000'),
+    get('access/policies').catch(() => ({ require_approval: [] })),
+  ]);
+  const tags = new Set(devices.flatMap((device) => device.tags || []));
+  for (const scope of policies.require_approval || []) if (scope.startsWith('tag:')) tags.add(scope.slice(4));
+  return [
+    { value: '*', label: '* (every device)' },
+    ...[...tags].sort().map((tag) => ({ value: `tag:${tag}`, label: `tag:${tag} (group)` })),
+    ...devices.map((device) => ({ value: device.id, label: `${device.name} (device)` })),
+  ];
+}

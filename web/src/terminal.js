@@ -1,7 +1,8 @@
 // A browser terminal on a device: xterm.js over the hub's user-leg WebSocket (the cookie
 // authenticates it; the hub checks Origin). The fit addon makes the remote PTY follow the
 // window; selecting copies, Ctrl+Shift+C/V copy and paste; Esc then Tab (or Shift+Tab) moves
-// the focus out of the terminal, which otherwise keeps every key for the shell.
+// the focus out of the terminal, which otherwise keeps every key for the shell. When someone
+// watches the terminal live, a notice above it says who (the hub's control `watching`).
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
@@ -84,6 +85,43 @@ export function createTerminal(element, options = {}, { clipboard = false } = {}
   return { terminal, fit };
 }
 
+/**
+ * The "NAME is watching" notice above `terminal`'s box: `watching(user, yes)` counts a watcher
+ * in or out (one user may watch from two tabs); `reset()` forgets them (a re-attach: the hub
+ * names them again); `remove()` takes the notice away.
+ */
+function watchersNotice(terminal) {
+  const counts = new Map();
+  let notice = null;
+  const render = () => {
+    const box = terminal.element && terminal.element.parentElement;
+    if (!box) return;
+    if (!notice) {
+      notice = Object.assign(document.createElement('p'), { className: 'watchers-notice' });
+      notice.setAttribute('role', 'status');
+      box.before(notice);
+    }
+    const names = [...counts.keys()];
+    notice.hidden = names.length === 0;
+    notice.textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} watching this terminal (read-only).` : '';
+  };
+  return {
+    watching(user, yes) {
+      const count = (counts.get(user) || 0) + (yes ? 1 : -1);
+      if (count > 0) counts.set(user, count);
+      else counts.delete(user);
+      render();
+    },
+    reset() {
+      counts.clear();
+      render();
+    },
+    remove() {
+      if (notice) notice.remove();
+    },
+  };
+}
+
 /** How long a lost session keeps trying to re-attach (the agent keeps a shell 5 min by default). */
 const REATTACH_FOR_MS = 15 * 60 * 1000;
 /** A hub and an online device that refuse a re-attach this often in a row: the shell is gone. */
@@ -110,6 +148,7 @@ export function connectTerminal(device, terminal, fit, report) {
   let refusedOnline = 0;
   const pending = [];
   const encoder = new TextEncoder();
+  const watchers = watchersNotice(terminal);
   report('connecting', `Connecting to ${device.name}…`);
 
   const finish = (state, text) => {
@@ -166,7 +205,11 @@ export function connectTerminal(device, terminal, fit, report) {
       const meaning = interpret(message);
       switch (meaning.kind) {
         case 'accepted':
-          if (resuming) break;
+          // Re-attached: the hub says again who watches.
+          if (resuming) {
+            watchers.reset();
+            break;
+          }
           sid = message.sid;
           fit.fit();
           sendNow(shellNew(sid, terminal.cols, terminal.rows));
@@ -196,6 +239,9 @@ export function connectTerminal(device, terminal, fit, report) {
         case 'reconnecting':
           if (!lostSince) lostSince = Date.now();
           report('reconnecting', `${meaning.text}`);
+          break;
+        case 'watching':
+          watchers.watching(meaning.user, meaning.watching);
           break;
         case 'notice':
           terminal.write(`\r\n\x1b[33m[${meaning.text}]\x1b[0m\r\n`);
@@ -313,6 +359,7 @@ export function connectTerminal(device, terminal, fit, report) {
     disconnect() {
       if (started) sendNow(shellStop(sid));
       finish('ended', 'Disconnected.');
+      watchers.remove();
       input.dispose();
       binary.dispose();
       resize.dispose();
@@ -320,6 +367,7 @@ export function connectTerminal(device, terminal, fit, report) {
     dispose() {
       over = true;
       if (socket && socket.readyState === WebSocket.OPEN) socket.close();
+      watchers.remove();
       input.dispose();
       binary.dispose();
       resize.dispose();

@@ -146,7 +146,7 @@ try {
   await page.waitForSelector(`tr[data-device="${device}"] a[data-open]`, { timeout: LIMIT });
   begin('reject another pending device');
   const unwanted = env('TETHER_REJECT_DEVICE');
-  await page.click(`button[data-reject="${unwanted}"]`, { timeout: LIMIT });
+  page.once('dialog', (dialog) => dialog.accept()); await page.click(`button[data-reject="${unwanted}"]`, { timeout: LIMIT });
   await page.waitForFunction((name) => {
     const row = document.querySelector(`#devices tr[data-device="${name}"]`);
     return row && row.children[2].textContent === 'rejected' && !row.querySelector('button');
@@ -414,7 +414,7 @@ try {
   await page.fill('#user-groups', 'tag:site-a');
   await page.click('button:text("Create user")');
   await page.waitForFunction(() => document.querySelector('#users tr[data-user="bob"] input.grants')?.value === 'operator@tag:site-a', null, { timeout: LIMIT });
-  await page.click('#users tr[data-user="bob"] button:text("Disable")', { timeout: LIMIT });
+  page.once('dialog', (dialog) => dialog.accept()); await page.click('#users tr[data-user="bob"] button:text("Disable")', { timeout: LIMIT });
   await page.waitForFunction(() => /disabled/.test(document.querySelector('#users tr[data-user="bob"]')?.textContent || ''), null, { timeout: LIMIT });
   await check('a grant without tag: is refused with what is wrong', async () => {
     await page.fill('#users tr[data-user="bob"] input.grants', 'operator@site-a');

@@ -148,7 +148,7 @@ pub async fn follow<Stop>(
                         None => Ending::Exited(0),
                     });
                 }
-                Event::Notice(text) | Event::Reconnecting(text) => notice(&text),
+                Event::Notice(text) | Event::Reconnecting(text) | Event::Watching(text) => notice(&text),
             },
             stopped = &mut stop => return Ok(Ending::Stopped(stopped)),
         }

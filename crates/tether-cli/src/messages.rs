@@ -28,6 +28,8 @@ pub enum Event {
     Notice(String),
     /// The device's leg dropped; the hub waits for it to come back (the text says so).
     Reconnecting(String),
+    /// Someone started or stopped watching the terminal live (the text says who).
+    Watching(String),
 }
 
 #[derive(Debug, PartialEq)]
@@ -85,6 +87,11 @@ fn control(envelope: &Envelope) -> Inbound {
         },
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
         Ok(Control::Wait { reason, timeout_secs }) => Inbound::Waiting { reason, timeout_secs },
+        Ok(Control::Watching { user, watching }) => Inbound::Event(Event::Watching(if watching {
+            format!("{user} is watching this terminal")
+        } else {
+            format!("{user} stopped watching this terminal")
+        })),
         Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");
@@ -260,6 +267,23 @@ mod tests {
         );
         assert_eq!(
             through_the_wire(Envelope::new(protocol::SHELL, "resize", "s")),
+            Inbound::Ignore
+        );
+    }
+
+    #[test]
+    fn a_watcher_is_a_notice_and_unknown_control_types_are_ignored() {
+        let watching = Control::Watching {
+            user: "bob".into(),
+            watching: true,
+        };
+        assert_eq!(
+            through_the_wire(watching.to_envelope("s")),
+            Inbound::Event(Event::Watching("bob is watching this terminal".into()))
+        );
+        // A newer hub's control message this CLI does not know.
+        assert_eq!(
+            through_the_wire(Envelope::new(protocol::CONTROL, "from-the-future", "s")),
             Inbound::Ignore
         );
     }

@@ -258,7 +258,8 @@ impl Terminal {
                 }
                 return Ok(Some(Ending::Finished(0)));
             }
-            Event::Notice(text) => say_on_new_line!("tether: {text}"),
+            // On stderr, never in the shell's output stream (stdout).
+            Event::Notice(text) | Event::Watching(text) => say_on_new_line!("tether: {text}"),
             Event::Reconnecting(text) => {
                 self.device_away = true;
                 say_on_new_line!("tether: {text}");

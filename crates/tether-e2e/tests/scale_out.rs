@@ -3,7 +3,8 @@
 //! replica A is used by an operator logged in on replica B: terminal, file copies both ways,
 //! port forwarding; replica A is SIGKILLed and the device moves to B; a rejection through B
 //! ends the device's sessions wherever they run; a recording made on A is listed, replayed,
-//! exported and, once old, deleted (once) from both.
+//! exported and, once old, deleted (once) from both; a session on A watched from B tells its
+//! user so.
 
 use std::{
     path::{Path, PathBuf},
@@ -304,6 +305,10 @@ fn a_session_on_one_replica_is_watched_from_the_other() {
     watcher.expect("first-42", WAIT);
     terminal.send_line("echo watched-$((40+3))");
     watcher.expect("watched-43", WAIT);
+    // The terminal's user on A is told of the watcher on B (NATS `tether.watch.notice`).
+    terminal.expect("alice is watching this terminal", WAIT);
+    drop(watcher);
+    terminal.expect("alice stopped watching this terminal", WAIT);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The control protocol (0xFFFF): per-session handshake, session close, ping and errors.
+//! The control protocol (0xFFFF): per-session handshake, session close, ping and errors, and
+//! Tether's extensions (the device's kept sessions, who watches a terminal).
 
 use crate::{
     Error,
@@ -33,6 +34,13 @@ pub enum Control {
     /// sessions whose shells the device still keeps (detached, waiting to be resumed).
     Sessions {
         sids: Vec<String>,
+    },
+    /// Tether extension, hub → user, on a terminal's session: `user` started (`watching`
+    /// true) or stopped watching it live. Only for the terminal's user; a client that does not
+    /// know it ignores it (an unknown control type).
+    Watching {
+        user: String,
+        watching: bool,
     },
 }
 
@@ -104,6 +112,7 @@ impl Control {
             Control::Error(_) => "error",
             Control::Wait { .. } => "wait",
             Control::Sessions { .. } => "sessions",
+            Control::Watching { .. } => "watching",
         }
     }
 
@@ -136,6 +145,11 @@ impl Control {
                 "sids",
                 Some(Value::Array(sids.iter().cloned().map(Value::Str).collect())),
             )])
+            .encode(),
+            Control::Watching { user, watching } => map([
+                ("user", Some(Value::Str(user.clone()))),
+                ("watching", Some(Value::Bool(*watching))),
+            ])
             .encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
@@ -202,6 +216,17 @@ impl Control {
                     sids: sids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
                 }
             }
+            "watching" => {
+                let body = envelope.body_value()?;
+                Control::Watching {
+                    user: body
+                        .get("user")
+                        .and_then(Value::as_str)
+                        .ok_or(Error::Missing("user"))?
+                        .to_owned(),
+                    watching: body.get("watching").and_then(Value::as_bool).unwrap_or(false),
+                }
+            }
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,
@@ -241,6 +266,14 @@ mod tests {
                 sids: vec!["a".into(), "b".into()],
             },
             Control::Sessions { sids: vec![] },
+            Control::Watching {
+                user: "bob".into(),
+                watching: true,
+            },
+            Control::Watching {
+                user: "bob".into(),
+                watching: false,
+            },
         ];
         for message in messages {
             let bytes = message.to_envelope("sid").encode();

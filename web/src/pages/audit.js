@@ -13,12 +13,12 @@ function millis(value) {
 
 export function auditPage(container) {
   const fields = {
-    from: h('input', { type: 'datetime-local', id: 'audit-from' }),
-    to: h('input', { type: 'datetime-local', id: 'audit-to' }),
+    from: h('input', { type: 'datetime-local', id: 'audit-from', 'aria-label': 'From' }),
+    to: h('input', { type: 'datetime-local', id: 'audit-to', 'aria-label': 'To' }),
     actor: h('input', { id: 'audit-actor', placeholder: 'actor', size: 12 }),
     device: h('input', { id: 'audit-device', placeholder: 'device name or id', size: 16 }),
     action: h('input', { id: 'audit-action', placeholder: 'action, e.g. terminal.open', size: 18 }),
-    outcome: h('select', { id: 'audit-outcome' }, ['', 'success', 'failure', 'refused', 'interrupted'].map((o) => h('option', { value: o }, o || 'any outcome'))),
+    outcome: h('select', { id: 'audit-outcome', 'aria-label': 'Outcome' }, ['', 'success', 'failure', 'refused', 'interrupted'].map((o) => h('option', { value: o }, o || 'any outcome'))),
   };
   const body = h('tbody');
   const error = h('p', { class: 'error', id: 'audit-error' });

@@ -6,6 +6,7 @@
 import { API, HubUnreachable, csrfHeaders, expiredAfterUnauthorized, get, hubFetch, put, user } from '../api.js';
 import { ago, copyButton, h } from '../dom.js';
 import { LEAVE_KEYS, connectTerminal, createTerminal } from '../terminal.js';
+import { removalPanel } from '../device_removal.js';
 
 /** Larger downloads go to the browser's own download manager instead of memory. */
 const IN_PAGE_DOWNLOAD_LIMIT = 256 * 1024 * 1024;
@@ -171,7 +172,7 @@ function downloadPanel(device) {
 
 function uploadPanel(device) {
   const directory = h('input', { id: 'upload-dir', placeholder: '/destination/directory', size: 40 });
-  const picker = h('input', { type: 'file', id: 'upload-file' });
+  const picker = h('input', { type: 'file', id: 'upload-file', 'aria-label': 'File to upload' });
   const progress = h('progress', { max: 1, value: 0, hidden: true, id: 'upload-progress' });
   const message = h('span', { class: 'notice', id: 'upload-status' });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' }, 'Drop a file here, or pick one: ', picker);
@@ -276,7 +277,8 @@ export function devicePage(container, id) {
     terminal = terminalPanel(device);
     container.append(tagsLine(device), terminal.panel,
       h('section', { class: 'panel' }, downloadPanel(device), uploadPanel(device), portForwardPanel(device)),
-      h('p', {}, h('a', { href: `#/recordings/${encodeURIComponent(device.id)}` }, 'Recorded sessions of this device')));
+      h('p', {}, h('a', { href: `#/recordings/${encodeURIComponent(device.id)}` }, 'Recorded sessions of this device')),
+      removalPanel(device));
   }).catch((failure) => {
     details.className = 'error';
     details.textContent = failure.message;

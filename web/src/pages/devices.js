@@ -17,12 +17,12 @@ function tags(device) {
 export function devicesPage(container) {
   let offset = 0;
   const search = h('input', { type: 'search', id: 'device-search', placeholder: 'Search name, id, version, tags' });
-  const status = h('select', { id: 'device-status' },
+  const status = h('select', { id: 'device-status', 'aria-label': 'Status' },
     h('option', { value: '' }, 'any status'),
     h('option', { value: 'accepted' }, 'accepted'),
     h('option', { value: 'pending' }, 'pending'),
     h('option', { value: 'rejected' }, 'rejected'));
-  const online = h('select', { id: 'device-online' },
+  const online = h('select', { id: 'device-online', 'aria-label': 'Online or offline' },
     h('option', { value: '' }, 'online or offline'),
     h('option', { value: 'true' }, 'online'),
     h('option', { value: 'false' }, 'offline'));
@@ -34,6 +34,8 @@ export function devicesPage(container) {
   const admin = user() && user().admin;
 
   async function decide(device, verdict) {
+    // Rejecting cuts the device off: asked first (issue #19, admin's confirmations).
+    if (verdict === 'reject' && !window.confirm(`Reject the device ${device.name}? It can no longer connect.`)) return;
     try {
       await post(`devices/${encodeURIComponent(device.id)}/${verdict}`);
       load();

@@ -25,8 +25,8 @@ const clock = (seconds) => `${Math.floor(seconds / 60)}:${String(Math.floor(seco
 export function playerPage(container, sid) {
   const box = h('div', { class: 'player-box', id: 'player' });
   const play = h('button', { type: 'button', id: 'play', class: 'primary' }, 'Play');
-  const speed = h('select', { id: 'speed' }, ['0.5', '1', '2', '4', '8'].map((s) => h('option', { value: s, selected: s === '1' }, `${s}×`)));
-  const seek = h('input', { type: 'range', id: 'seek', min: 0, max: 1000, value: 0 });
+  const speed = h('select', { id: 'speed', 'aria-label': 'Speed' }, ['0.5', '1', '2', '4', '8'].map((s) => h('option', { value: s, selected: s === '1' }, `${s}×`)));
+  const seek = h('input', { type: 'range', id: 'seek', 'aria-label': 'Position', min: 0, max: 1000, value: 0 });
   const time = h('span', { id: 'time', class: 'notice' }, '0:00');
   const error = h('p', { class: 'error' });
   container.append(h('h1', {}, 'Recorded session'), h('p', { class: 'notice' }, sid), error,

@@ -1,10 +1,12 @@
 // Users (administrators): list with their role grants, create (a role on every device or on
-// some groups), change grants, disable and enable, end a user's login sessions. Grants are
-// checked before they are sent: a known role, and a scope the hub can match (scopes.js).
+// some groups), change grants, disable (after a confirmation) and enable, end a user's login
+// sessions. A grant is added from lists (a role from `GET /roles`, a scope: every device, a
+// known group or a device) or typed; grants are checked before they are sent: a known role,
+// and a scope the hub can match (scopes.js).
 
 import { get, post, put } from '../api.js';
 import { h, when } from '../dom.js';
-import { scopesProblem } from '../scopes.js';
+import { scopeChoices, scopesProblem } from '../scopes.js';
 
 /** "operator@tag:site-a, auditor@*" ↔ [{role, scope}]: one short line per user to edit. */
 const grantsText = (grants) => grants.map((grant) => `${grant.role}@${grant.scope}`).join(', ');
@@ -25,6 +27,16 @@ export function usersPage(container) {
   const role = h('select', { id: 'user-role' }, h('option', { value: '' }, 'no role'));
   const groups = h('input', { id: 'user-groups', placeholder: 'groups, e.g. tag:site-a (empty: every device)', size: 36 });
   let roleNames = null;
+  /** The role and scope selects of every row and the create form, filled once both lists are known. */
+  let roleOptions = [];
+  let scopeOptions = [];
+  const selects = { roles: [role], scopes: [] };
+  const options = (list) => list.map(({ value, label, title }) => h('option', { value, title }, label));
+  const fillRoles = (select) => {
+    select.replaceChildren(...(select === role ? [h('option', { value: '' }, 'no role')] : []), ...options(roleOptions));
+    if (roleOptions.some((option) => option.value === 'operator')) select.value = 'operator';
+  };
+  const fillScopes = (select) => select.replaceChildren(...options(scopeOptions));
 
   /** Why `grants` cannot be saved, or null. */
   async function grantsProblem(grants) {
@@ -52,20 +64,37 @@ export function usersPage(container) {
 
   function row(account) {
     const path = `users/${encodeURIComponent(account.name)}`;
-    const grants = h('input', { class: 'grants', size: 30, value: grantsText(account.roles || []), title: 'role@scope, comma-separated; scope * (every device), tag:NAME or a device id' });
+    const grants = h('input', { class: 'grants', size: 30, value: grantsText(account.roles || []), 'aria-label': `Roles of ${account.name} (role@scope, comma-separated)`, title: 'role@scope, comma-separated; scope * (every device), tag:NAME or a device id' });
+    const save = (parsed) => act(put, `${path}/roles`, { grants: parsed }, () => `Roles of ${account.name} saved.`, () => grantsProblem(parsed));
+    const grantRole = h('select', { class: 'grant-role', 'aria-label': `Role to grant ${account.name}` });
+    const grantScope = h('select', { class: 'grant-scope', 'aria-label': `Where ${account.name} gets the role` });
+    fillRoles(grantRole);
+    fillScopes(grantScope);
+    selects.roles.push(grantRole);
+    selects.scopes.push(grantScope);
+    const add = () => {
+      const parsed = [...parseGrants(grants.value), { role: grantRole.value, scope: grantScope.value }];
+      grants.value = grantsText(parsed);
+      save(parsed);
+    };
+    const disable = () => {
+      if (!window.confirm(`Disable ${account.name}? Their login sessions and terminals end at once.`)) return;
+      act(post, `${path}/disable`, undefined, () => `${account.name} disabled; their sessions ended.`);
+    };
     return h('tr', { dataset: { user: account.name } },
-      h('td', {}, account.name),
+      h('th', { scope: 'row' }, account.name),
       h('td', {}, h('form', { class: 'toolbar', onsubmit: (event) => {
         event.preventDefault();
-        const parsed = parseGrants(grants.value);
-        act(put, `${path}/roles`, { grants: parsed }, () => `Roles of ${account.name} saved.`, () => grantsProblem(parsed));
-      } }, grants, h('button', { type: 'submit', class: 'small' }, 'Save'))),
+        save(parseGrants(grants.value));
+      } }, grants, h('button', { type: 'submit', class: 'small' }, 'Save')),
+      h('div', { class: 'toolbar grant-add' }, grantRole, grantScope,
+        h('button', { type: 'button', class: 'small', onclick: add, 'aria-label': `Add grant to ${account.name}` }, 'Add grant'))),
       h('td', {}, account.disabled ? h('span', { class: 'error' }, 'disabled') : 'active'),
       h('td', {}, when(account.created_at)),
       h('td', {},
         account.disabled
           ? h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/enable`, undefined, () => `${account.name} enabled.`) }, 'Enable')
-          : h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/disable`, undefined, () => `${account.name} disabled; their sessions ended.`) }, 'Disable'),
+          : h('button', { type: 'button', class: 'small', onclick: disable }, 'Disable'),
         ' ',
         h('button', { type: 'button', class: 'small', onclick: () => act(post, `${path}/revoke-sessions`, undefined, (a) => `${a.revoked} login session(s) of ${account.name} ended.`) }, 'End sessions')));
   }
@@ -73,6 +102,8 @@ export function usersPage(container) {
   async function load() {
     try {
       const list = await get('users');
+      selects.roles = [role];
+      selects.scopes = [scope];
       body.replaceChildren(...list.users.map(row));
     } catch (failure) {
       error.textContent = failure.message;
@@ -82,13 +113,31 @@ export function usersPage(container) {
   async function loadRoles() {
     try {
       const { roles } = await get('roles');
-      role.append(...roles.map((r) => h('option', { value: r.name, title: r.permissions.join(', ') }, r.name)));
-      role.value = roles.some((r) => r.name === 'operator') ? 'operator' : '';
+      roleOptions = roles.map((r) => ({ value: r.name, label: r.name, title: r.permissions.join(', ') }));
       roleNames = roles.map((r) => r.name);
+      for (const select of selects.roles) fillRoles(select);
+      role.value = roles.some((r) => r.name === 'operator') ? 'operator' : '';
     } catch (failure) {
       error.textContent = failure.message;
     }
   }
+
+  async function loadScopes() {
+    try {
+      scopeOptions = await scopeChoices();
+      for (const select of selects.scopes) fillScopes(select);
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  }
+
+  /** The create form's scope list adds its choice to the groups (empty: every device). */
+  const scope = h('select', { id: 'user-scope', 'aria-label': 'Add a group or device to the new user’s role', onchange: () => {
+    const chosen = scope.value;
+    if (chosen === '*') groups.value = '';
+    else if (chosen && !groupsOf(groups.value).includes(chosen)) groups.value = [...groupsOf(groups.value), chosen].join(', ');
+  } });
+  selects.scopes.push(scope);
 
   const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
     event.preventDefault();
@@ -113,10 +162,12 @@ export function usersPage(container) {
     } catch (failure) {
       error.textContent = failure.message;
     }
-  } }, name, password, h('label', {}, 'role ', role), groups, h('button', { type: 'submit', class: 'primary' }, 'Create user'));
+  } }, h('label', {}, 'Name ', name), h('label', {}, 'Password ', password), h('label', {}, 'role ', role),
+  h('label', {}, 'on ', groups), scope, h('button', { type: 'submit', class: 'primary' }, 'Create user'));
 
   container.append(h('h1', {}, 'Users'), form, message, error,
-    h('div', { class: 'table-scroll' }, h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['Name', 'Roles (role@scope)', 'Status', 'Created', ''].map((t) => h('th', {}, t)))), body)));
+    h('div', { class: 'table-scroll' }, h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['Name', 'Roles (role@scope)', 'Status', 'Created', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'visually-hidden' }, 'Actions'))))), body)));
   loadRoles();
+  loadScopes();
   load();
 }

@@ -19,8 +19,8 @@ use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
     domain::principal::authorize, http::convert, http::error::ApiError, http::extract::UserCaller,
-    http::state::AppState, relay::recording::LiveEvent, relay::recording::player, service::auth::permit,
-    store::TerminalSessionRecord,
+    http::state::AppState, relay::recording::LiveEvent, relay::recording::WatchNotice,
+    relay::recording::player, service::auth::permit, store::TerminalSessionRecord,
 };
 
 /// Auditors see every session; other users only their own.
@@ -188,7 +188,8 @@ pub async fn asciicast(
 
 /// A read-only live view: a text frame `{"width","height"}`, the screen as a binary frame, then
 /// output as binary frames and resizes as text frames `{"resize": [w, h]}`. Anything the watcher
-/// sends is ignored: a watcher cannot type into the session.
+/// sends is ignored: a watcher cannot type into the session. The session's user is told that
+/// the watcher came (control `watching`), and again when they leave.
 #[utoipa::path(
     get,
     path = &api::paths::session_watch_path("{sid}"),
@@ -204,11 +205,11 @@ pub async fn watch(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     viewable(&state, &principal, &context, &sid, "session.watch").await?;
-    let snapshot = match (state.live.watch(&sid).await, state.router.bus()) {
-        (Some(snapshot), _) => Some(snapshot),
+    let (snapshot, remote) = match (state.live.watch(&sid).await, state.router.bus()) {
+        (Some(snapshot), _) => (Some(snapshot), false),
         // Served by another replica?
-        (None, Some(bus)) => crate::relay::router::live_watch::remote(bus, &sid).await,
-        (None, None) => None,
+        (None, Some(bus)) => (crate::relay::router::live_watch::remote(bus, &sid).await, true),
+        (None, None) => (None, false),
     };
     let Some(snapshot) = snapshot else {
         return Err(ApiError::new(
@@ -216,7 +217,29 @@ pub async fn watch(
             format!("session {sid} is not live (replay its recording)"),
         ));
     };
-    Ok(upgrade.on_upgrade(move |socket| relay_watch(socket, snapshot)))
+    let watcher = match &principal {
+        Principal::User { user, .. } => user.name.clone(),
+        Principal::Device { device_id } => device_id.clone(),
+    };
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let notice = |watching| WatchNotice {
+            sid: sid.clone(),
+            user: watcher.clone(),
+            watching,
+        };
+        tell_watched(&state, remote, notice(true)).await;
+        relay_watch(socket, snapshot).await;
+        tell_watched(&state, remote, notice(false)).await;
+    }))
+}
+
+/// The watched terminal's user is told who watches: on this replica, or through the bus on
+/// the one serving the session.
+async fn tell_watched(state: &AppState, remote: bool, notice: WatchNotice) {
+    match state.router.bus() {
+        Some(bus) if remote => crate::relay::router::live_watch::announce_remote(bus, &notice).await,
+        _ => state.live.announce(notice),
+    }
 }
 
 async fn relay_watch(socket: WebSocket, snapshot: crate::relay::recording::Snapshot) {

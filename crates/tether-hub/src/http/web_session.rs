@@ -10,6 +10,9 @@
 //!   (`https://` + `Host`); a WebSocket upgrade must carry a matching `Origin` (browsers always
 //!   send one), which refuses cross-site WebSocket hijacking.
 //!
+//! The session's answer names the permissions the user holds in general, so that the page
+//! offers only what the user can use (the hub still decides every request).
+//!
 //! Bearer tokens (the CLI) are untouched: a request with `Authorization` never looks at cookies.
 
 use axum::{
@@ -22,6 +25,7 @@ use tether_proto::api;
 
 use crate::{
     domain::audit::RequestContext,
+    domain::permissions::PERMISSIONS,
     domain::principal::Credential,
     domain::principal::Principal,
     http::convert::user,
@@ -31,6 +35,23 @@ use crate::{
     http::state::AppState,
     service::login,
 };
+
+/// What the page may offer: the permissions `principal` holds without naming a device (as the
+/// hub decides for a listing or an administration request).
+fn permissions(principal: &Principal) -> Vec<String> {
+    let Principal::User { user, grants, .. } = principal else {
+        return Vec::new();
+    };
+    if user.disabled {
+        return Vec::new();
+    }
+    let now = tether_proto::clock::unix_millis();
+    PERMISSIONS
+        .iter()
+        .filter(|(_, action)| grants.allow(*action, None, now))
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
+}
 
 fn cookie_header(value: &str, max_age_secs: i64) -> HeaderValue {
     let cookie =
@@ -68,10 +89,12 @@ pub async fn login(
     )
     .await?;
     let expires_at = session.expires_at / 1000;
+    let principal = state.store.principal_for_token(&session.token).await?;
     let body = api::WebSession {
         user: user(&session.user),
         csrf_token: csrf_token(&session.token),
         expires_at: Some(expires_at),
+        permissions: principal.as_ref().map(permissions).unwrap_or_default(),
     };
     let max_age = (expires_at - tether_proto::clock::unix_seconds()).max(0);
     let mut response = Json(body).into_response();
@@ -97,15 +120,22 @@ pub async fn session(
     let expired = || ApiError::new(StatusCode::UNAUTHORIZED, "not logged in or session expired");
     let token = session_cookie(&headers).ok_or_else(expired)?;
     match state.store.principal_for_token(&token).await? {
-        Some(Principal::User {
-            user: record,
-            credential: Credential::Session { .. },
-            ..
-        }) => Ok(Json(api::WebSession {
-            user: user(&record),
-            csrf_token: csrf_token(&token),
-            expires_at: None,
-        })),
+        Some(
+            principal @ Principal::User {
+                credential: Credential::Session { .. },
+                ..
+            },
+        ) => {
+            let Principal::User { user: record, .. } = &principal else {
+                return Err(expired());
+            };
+            Ok(Json(api::WebSession {
+                user: user(record),
+                csrf_token: csrf_token(&token),
+                expires_at: None,
+                permissions: permissions(&principal),
+            }))
+        }
         _ => Err(expired()),
     }
 }

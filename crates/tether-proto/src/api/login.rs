@@ -44,6 +44,10 @@ pub struct WebSession {
     pub csrf_token: String,
     /// Unix seconds; `null` from `GET /auth/web/session`.
     pub expires_at: Option<i64>,
+    /// The permissions the user holds in general (on every device, or for `view_devices` and
+    /// `approve_access` on any): which pages the UI offers. The hub still checks every request.
+    #[serde(default)]
+    pub permissions: Vec<String>,
 }
 
 /// `POST /auth/password`: the current password and the new one (answered 204).
@@ -69,10 +73,10 @@ mod tests {
         );
         assert!(response.user.admin);
         round_trip::<WebSession>(
-            r#"{"user":{"id":"u1","name":"alice","admin":false},"csrf_token":"c0ffee","expires_at":null}"#,
+            r#"{"user":{"id":"u1","name":"alice","admin":false},"csrf_token":"c0ffee","expires_at":null,"permissions":[]}"#,
         );
         round_trip::<WebSession>(
-            r#"{"user":{"id":"u1","name":"alice","admin":false},"csrf_token":"c0ffee","expires_at":1714564800}"#,
+            r#"{"user":{"id":"u1","name":"alice","admin":false},"csrf_token":"c0ffee","expires_at":1714564800,"permissions":["manage_users"]}"#,
         );
         round_trip::<PasswordChange>(r#"{"current_password":"old","new_password":"new-secret"}"#);
     }

@@ -10,18 +10,75 @@ mod thread_receiver;
 
 use std::{collections::HashMap, sync::Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use recorder::{LiveEvent, RecordingHandle, Snapshot};
 
+/// Someone started or stopped watching a live session: its user leg tells the terminal's user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchNotice {
+    pub sid: String,
+    /// The watcher's user name.
+    pub user: String,
+    pub watching: bool,
+}
+
 /// The sessions being recorded right now, for live watchers.
-#[derive(Default)]
 pub struct LiveSessions {
     /// Weak: a recording ends when its session drops the handle, not when the registry does.
     sessions: Mutex<HashMap<String, mpsc::WeakSender<recorder::Command>>>,
+    /// Watchers coming and going, for every session's user leg on this replica (each keeps its
+    /// own sid's). A watcher on another replica reaches here through the bus.
+    notices: broadcast::Sender<WatchNotice>,
+    /// Who watches each session now (by recording id), from the same notices: a user leg that
+    /// re-attaches tells its user again.
+    watchers: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Default for LiveSessions {
+    fn default() -> Self {
+        LiveSessions {
+            sessions: Mutex::default(),
+            notices: broadcast::channel(64).0,
+            watchers: Mutex::default(),
+        }
+    }
 }
 
 impl LiveSessions {
+    /// Tells the user leg of `notice.sid`, if it is on this replica.
+    pub fn announce(&self, notice: WatchNotice) {
+        {
+            let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            let users = watchers.entry(notice.sid.clone()).or_default();
+            if notice.watching {
+                users.push(notice.user.clone());
+            } else if let Some(index) = users.iter().position(|user| *user == notice.user) {
+                users.remove(index);
+            }
+            if users.is_empty() {
+                watchers.remove(&notice.sid);
+            }
+        }
+        // No receiver: no session on this replica right now; nothing to tell.
+        let _ = self.notices.send(notice);
+    }
+
+    /// Who watches session `sid` now (a user watching twice is named twice).
+    pub fn watchers(&self, sid: &str) -> Vec<String> {
+        let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers
+            .iter()
+            .filter(|(watched, _)| watches(watched, sid))
+            .flat_map(|(_, users)| users.iter().cloned())
+            .collect()
+    }
+
+    /// The watch notices of every session on this replica, from now on.
+    pub fn notices(&self) -> broadcast::Receiver<WatchNotice> {
+        self.notices.subscribe()
+    }
+
     fn insert(&self, sid: &str, sender: mpsc::WeakSender<recorder::Command>) {
         self.sessions
             .lock()
@@ -56,6 +113,14 @@ impl LiveSessions {
         sender.send(recorder::Command::Subscribe(reply)).await.ok()?;
         answer.await.ok()
     }
+}
+
+/// Whether a watcher of recording `watched` watches session `sid`: its recording, or that of a
+/// part of it resumed after a drop (`SID-resumed-…`).
+pub fn watches(watched: &str, sid: &str) -> bool {
+    watched
+        .strip_prefix(sid)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("-resumed-"))
 }
 
 /// Deletes the recordings of sessions that ended before `before` (Unix ms): their rows and
@@ -95,7 +160,29 @@ fn remove_files(path: &std::path::Path) {
 
 #[cfg(test)]
 mod tests {
+    use super::{LiveSessions, WatchNotice};
     use crate::{domain::recording_format::SessionInfo, store::Store, store::recordings::RecordingChunk};
+
+    #[test]
+    fn watchers_come_and_go_and_a_resumed_part_counts() {
+        let live = LiveSessions::default();
+        let notice = |sid: &str, user: &str, watching| WatchNotice {
+            sid: sid.into(),
+            user: user.into(),
+            watching,
+        };
+        live.announce(notice("s1", "bob", true));
+        live.announce(notice("s1", "bob", true));
+        live.announce(notice("s1-resumed-17", "carol", true));
+        live.announce(notice("s10", "dave", true));
+        assert_eq!(live.watchers("s1").len(), 3);
+        live.announce(notice("s1", "bob", false));
+        live.announce(notice("s1-resumed-17", "carol", false));
+        assert_eq!(live.watchers("s1"), ["bob"]);
+        live.announce(notice("s1", "bob", false));
+        assert!(live.watchers("s1").is_empty());
+        assert_eq!(live.watchers("s10"), ["dave"]);
+    }
 
     #[tokio::test]
     async fn retention_deletes_only_old_ended_recordings_once() {

@@ -2,6 +2,11 @@
 //! replica on `tether.watch.request`; the one recording the session answers on the watcher's
 //! inbox with the screen, then the live output, until the session ends or the watcher leaves
 //! (`<inbox>.stop`). Like a local watcher, a remote one that falls behind skips ahead.
+//!
+//! Watchers coming and going are told to the watched terminal's user: the watcher's replica
+//! publishes a [`WatchNotice`] on `tether.watch.notice` (JSON), and every replica hands it to
+//! its user legs (only the one of that session says anything). An older replica ignores the
+//! subject: its users are not told.
 
 use std::sync::Arc;
 
@@ -9,7 +14,12 @@ use futures_util::StreamExt as _;
 use tokio::sync::broadcast;
 
 use super::bus::Bus;
-use crate::{relay::recording::LiveEvent, relay::recording::LiveSessions, relay::recording::Snapshot};
+use crate::{
+    relay::recording::LiveEvent, relay::recording::LiveSessions, relay::recording::Snapshot,
+    relay::recording::WatchNotice,
+};
+
+const NOTICE_SUBJECT: &str = "tether.watch.notice";
 
 const SNAPSHOT: u8 = 1;
 const OUTPUT: u8 = 2;
@@ -37,6 +47,16 @@ fn parse_size(bytes: &[u8]) -> Option<(u16, u16)> {
 /// Answers watch requests for the sessions this replica records.
 pub async fn serve(bus: Arc<Bus>, live: Arc<LiveSessions>) -> anyhow::Result<()> {
     let mut requests = bus.client.subscribe("tether.watch.request").await?;
+    let mut notices = bus.client.subscribe(NOTICE_SUBJECT).await?;
+    let told = live.clone();
+    tokio::spawn(async move {
+        while let Some(message) = notices.next().await {
+            match serde_json::from_slice::<WatchNotice>(&message.payload) {
+                Ok(notice) => told.announce(notice),
+                Err(error) => tracing::warn!("NATS: malformed watch notice ignored: {error}"),
+            }
+        }
+    });
     tokio::spawn(async move {
         while let Some(request) = requests.next().await {
             let Some(reply) = request.reply else { continue };
@@ -86,6 +106,14 @@ async fn stream_session(bus: Arc<Bus>, inbox: String, snapshot: Snapshot) {
         if bus.client.publish(inbox.clone(), message.into()).await.is_err() || end {
             return;
         }
+    }
+}
+
+/// Tells the replica serving a watched session (another one) that `notice.user` came or left.
+pub async fn announce_remote(bus: &Bus, notice: &WatchNotice) {
+    let payload = serde_json::to_vec(notice).unwrap_or_default();
+    if let Err(error) = bus.client.publish(NOTICE_SUBJECT, payload.into()).await {
+        tracing::warn!("NATS: cannot publish a watch notice: {error}");
     }
 }
 

@@ -275,6 +275,14 @@ async fn relay(
     let mut revocations = state.revocations.subscribe();
     // A device event taken while gathering a batch, handled next.
     let mut deferred = None;
+    let mut watch_notices = state.live.notices();
+    // A re-attached terminal's user is told again who watches it.
+    for user in state.live.watchers(sid) {
+        let watching = Control::Watching { user, watching: true };
+        if !send(sink, &watching.to_envelope(sid)).await {
+            return Ending::user_lost("the user disconnected");
+        }
+    }
     loop {
         tokio::select! {
             biased;
@@ -352,6 +360,18 @@ async fn relay(
                 if let Some(why) = why {
                     end_with_error(sink, sid, &why).await;
                     return Ending::user(why);
+                }
+            }
+            notice = watch_notices.recv() => {
+                // Someone watches this terminal live (or stopped): its user is told. A missed
+                // notice (lagged) is dropped: the next one says who watches.
+                if let Ok(notice) = notice
+                    && crate::relay::recording::watches(&notice.sid, sid)
+                {
+                    let watching = Control::Watching { user: notice.user, watching: notice.watching };
+                    if !send(sink, &watching.to_envelope(sid)).await {
+                        return Ending::user_lost("the user disconnected");
+                    }
                 }
             }
             _ = ticker.tick() => {
