@@ -3,6 +3,7 @@
 use crate::{
     Error,
     envelope::Envelope,
+    inventory::Inventory,
     protocol::CONTROL,
     value::{Value, map},
 };
@@ -34,6 +35,9 @@ pub enum Control {
     Sessions {
         sids: Vec<String>,
     },
+    /// Tether extension, device → server, session id empty, sent after `sessions` and again when
+    /// it changed: what the device reports of itself (see [`crate::inventory`]).
+    Inventory(Inventory),
 }
 
 /// Tether's own `code` values of a control `error` (1000 and above).
@@ -104,6 +108,7 @@ impl Control {
             Control::Error(_) => "error",
             Control::Wait { .. } => "wait",
             Control::Sessions { .. } => "sessions",
+            Control::Inventory(_) => "inventory",
         }
     }
 
@@ -137,6 +142,7 @@ impl Control {
                 Some(Value::Array(sids.iter().cloned().map(Value::Str).collect())),
             )])
             .encode(),
+            Control::Inventory(inventory) => inventory.to_value().encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
         Envelope::new(CONTROL, self.typ(), sid).with_body(body)
@@ -202,6 +208,7 @@ impl Control {
                     sids: sids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
                 }
             }
+            "inventory" => Control::Inventory(Inventory::from_value(&envelope.body_value()?)?),
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,

@@ -210,7 +210,11 @@ impl Sessions {
                 }
             }
             Control::Error(body) => tracing::warn!("hub reports an error in session {sid}: {}", body.err),
-            Control::Pong | Control::Accept { .. } | Control::Wait { .. } | Control::Sessions { .. } => {}
+            Control::Pong
+            | Control::Accept { .. }
+            | Control::Wait { .. }
+            | Control::Sessions { .. }
+            | Control::Inventory(_) => {}
         }
     }
 
