@@ -85,7 +85,9 @@ fn control(envelope: &Envelope) -> Inbound {
         },
         Ok(Control::Close) => Inbound::Closed("the hub closed the session".into()),
         Ok(Control::Wait { reason, timeout_secs }) => Inbound::Waiting { reason, timeout_secs },
-        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
+        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. } | Control::Inventory(_)) => {
+            Inbound::Ignore
+        }
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");
             Inbound::Ignore

@@ -5,6 +5,7 @@
 //! This one file holds the tests of every table family's file, so that each check runs on both
 //! backends (recordings' in `tests/recordings.rs`).
 
+mod inventory;
 mod recordings;
 
 use crate::{
@@ -26,6 +27,7 @@ async fn check_all(store: &Store) {
     access_tokens(store).await;
     access_control(store).await;
     install_tokens(store).await;
+    inventory::device_inventory(store).await;
 }
 
 /// Roles, grants, tags, approval policies and requests, and the second factor.
@@ -184,6 +186,7 @@ async fn devices(store: &Store) {
         created_at: unix_millis(),
         last_seen_at: None,
         tags: Vec::new(),
+        inventory: None,
     };
     store.insert_device(&device("d1", "key-1", "beta")).await.unwrap();
     store
