@@ -268,4 +268,20 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn an_inventory_round_trips_and_stays_a_few_hundred_bytes() {
+        let inventory = crate::inventory::tests::typical();
+        let envelope = Control::Inventory(inventory.clone()).to_envelope("");
+        let frame = envelope.encode();
+        // The whole frame (header included) of a typical device, as it travels.
+        assert!(frame.len() < 300, "{} bytes", frame.len());
+        // The figure docs/protocol.md gives.
+        assert_eq!(frame.len(), 231);
+        let decoded = crate::Envelope::decode(&frame).unwrap();
+        assert_eq!(
+            Control::from_envelope(&decoded).unwrap(),
+            Control::Inventory(inventory)
+        );
+    }
 }

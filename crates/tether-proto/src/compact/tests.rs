@@ -179,11 +179,7 @@ fn every_message() -> Vec<Envelope> {
         Control::Sessions {
             sids: vec!["a".into()],
         },
-        Control::Inventory(crate::inventory::Inventory {
-            os_name: Some("Debian GNU/Linux".into()),
-            versions: vec![1, 2, 3],
-            ..Default::default()
-        }),
+        Control::Inventory(Default::default()),
     ]
     .iter()
     .map(|message| message.to_envelope(SID))
