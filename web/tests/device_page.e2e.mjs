@@ -8,7 +8,8 @@
 // Checks: the inventory panel (kernel, architecture, uptime), the list's OS and architecture
 // columns and filters, browsing a directory, download by click, upload by drop into the shown
 // directory, the overwrite warning (cancel keeps the file, overwrite replaces it), the "file
-// transfer is off on this device" panel, and screenshots (device-*.png) at 1400×900 and 400 px,
+// transfer is off on this device" panel, and screenshots (device-*.png) at 1400×900 and 400 px
+// (device-list, device-page, device-files-off; device-files: the browser at 1400×900),
 // with nothing wider than 400 px. Exits 0 when every step passed.
 
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -161,6 +162,11 @@ try {
   await page.click('#browse-overwrite');
   await page.waitForSelector('#upload-status[data-done]', { timeout: LIMIT });
   if (readFileSync(`${root}/a.txt`, 'utf8') !== 'replaced') throw new Error('overwrite did not replace a.txt');
+  // The browser itself at 1400×900 (device-files.png): the page's top is the inventory.
+  await page.setViewportSize({ width: 1400, height: 900 });
+  await page.$eval('#browser', (element) => element.scrollIntoView());
+  await page.screenshot({ path: `${screenshots}/device-files.png`, type: 'png' });
+  await page.setViewportSize({ width: 1100, height: 700 });
   await page.evaluate(() => window.scrollTo(0, 0));
   await shots('device-page');
 
