@@ -22,6 +22,7 @@ mod connection;
 mod consent;
 mod file_transfer;
 mod identity;
+mod inventory;
 mod port_forward;
 mod sessions;
 mod settings;

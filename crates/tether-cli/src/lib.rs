@@ -317,6 +317,15 @@ enum DevicesCommand {
         #[arg(long, value_enum)]
         status: Option<StatusFilter>,
     },
+    /// Show one device with its inventory (OS, kernel, architecture, addresses, uptime, features)
+    #[command(after_help = DEVICE_HELP)]
+    Show {
+        #[arg(add = ArgValueCompleter::new(Devices::Any))]
+        device: String,
+        /// Print the device as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Accept a pending (or rejected) device
     #[command(after_help = DEVICE_HELP)]
     Accept {
@@ -449,6 +458,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 DevicesCommand::List { json, status } => {
                     devices::list(&api, status.map(StatusFilter::as_str), json).await?
                 }
+                DevicesCommand::Show { device, json } => devices::show(&api, &device, json).await?,
                 DevicesCommand::Accept { device } => devices::decide(&api, &device, Decision::Accept).await?,
                 DevicesCommand::Reject { device } => devices::decide(&api, &device, Decision::Reject).await?,
                 DevicesCommand::Remove { device } => devices::decide(&api, &device, Decision::Remove).await?,

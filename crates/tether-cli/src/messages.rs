@@ -92,7 +92,9 @@ fn control(envelope: &Envelope) -> Inbound {
         } else {
             format!("{user} stopped watching this terminal")
         })),
-        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. }) => Inbound::Ignore,
+        Ok(Control::Open { .. } | Control::Pong | Control::Sessions { .. } | Control::Inventory(_)) => {
+            Inbound::Ignore
+        }
         Err(error) => {
             tracing::debug!("ignoring a malformed control message: {error}");
             Inbound::Ignore

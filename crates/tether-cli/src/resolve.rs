@@ -104,6 +104,8 @@ mod tests {
             created_at: 0,
             last_seen_at: None,
             tags: Vec::new(),
+            inventory: None,
+            inventory_at: None,
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::{
     Error,
     envelope::Envelope,
+    inventory::Inventory,
     protocol::CONTROL,
     value::{Value, map},
 };
@@ -42,6 +43,9 @@ pub enum Control {
         user: String,
         watching: bool,
     },
+    /// Tether extension, device → server, session id empty, sent after `sessions` and again when
+    /// it changed: what the device reports of itself (see [`crate::inventory`]).
+    Inventory(Inventory),
 }
 
 /// Tether's own `code` values of a control `error` (1000 and above).
@@ -113,6 +117,7 @@ impl Control {
             Control::Wait { .. } => "wait",
             Control::Sessions { .. } => "sessions",
             Control::Watching { .. } => "watching",
+            Control::Inventory(_) => "inventory",
         }
     }
 
@@ -151,6 +156,7 @@ impl Control {
                 ("watching", Some(Value::Bool(*watching))),
             ])
             .encode(),
+            Control::Inventory(inventory) => inventory.to_value().encode(),
             Control::Close | Control::Ping | Control::Pong => Vec::new(),
         };
         Envelope::new(CONTROL, self.typ(), sid).with_body(body)
@@ -227,6 +233,7 @@ impl Control {
                     watching: body.get("watching").and_then(Value::as_bool).unwrap_or(false),
                 }
             }
+            "inventory" => Control::Inventory(Inventory::from_value(&envelope.body_value()?)?),
             other => {
                 return Err(Error::UnknownType {
                     proto: CONTROL,
@@ -292,6 +299,22 @@ mod tests {
             [
                 0x81, 0xa8, b'v', b'e', b'r', b's', b'i', b'o', b'n', b's', 0x91, 0x01
             ]
+        );
+    }
+
+    #[test]
+    fn an_inventory_round_trips_and_stays_a_few_hundred_bytes() {
+        let inventory = crate::inventory::tests::typical();
+        let envelope = Control::Inventory(inventory.clone()).to_envelope("");
+        let frame = envelope.encode();
+        // The whole frame (header included) of a typical device, as it travels.
+        assert!(frame.len() < 300, "{} bytes", frame.len());
+        // The figure docs/protocol.md gives.
+        assert_eq!(frame.len(), 231);
+        let decoded = crate::Envelope::decode(&frame).unwrap();
+        assert_eq!(
+            Control::from_envelope(&decoded).unwrap(),
+            Control::Inventory(inventory)
         );
     }
 }

@@ -7,6 +7,7 @@
 //!   small integer kinds, varints), with the per-connection session tables it needs.
 //! - [`control`], [`shell`], [`file_transfer`], [`port_forward`]: typed messages of the control
 //!   (0xFFFF), shell (1), file transfer (2) and port forward (3) protocols.
+//! - [`inventory`]: what a Tether agent reports of its device (a control extension).
 //! - [`transfer`]: flow control of a file transfer (chunks, window, acks), shared by the CLI and
 //!   the hub.
 //! - [`auth`]: the device authentication request the agent signs and the hub verifies.
@@ -30,6 +31,7 @@ pub mod compact;
 pub mod control;
 pub mod envelope;
 pub mod file_transfer;
+pub mod inventory;
 pub mod port_forward;
 pub mod shell;
 pub mod transfer;

@@ -1,12 +1,15 @@
-// One device: a terminal (connect, reconnect, follows the window's size), file download by
-// path and upload by picking or dropping (with progress) through the hub's HTTP file API, and
-// the `tether port-forward` command to copy. Leaving the page with a shell running asks first
+// One device: its inventory (device_inventory.js), a terminal (connect, reconnect, follows the
+// window's size), a file browser (device_files.js), file download by path and upload by picking
+// or dropping (with progress) through the hub's HTTP file API, and the `tether port-forward`
+// command to copy. A feature the device reported off gets a panel saying so instead. Leaving the page with a shell running asks first
 // (main.js): the shell would end.
 
 import { API, HubUnreachable, csrfHeaders, expiredAfterUnauthorized, get, hubFetch, put, user } from '../api.js';
 import { ago, copyButton, h } from '../dom.js';
 import { LEAVE_KEYS, connectTerminal, createTerminal } from '../terminal.js';
 import { removalPanel } from '../device_removal.js';
+import { browserPanel, bytes } from './device_files.js';
+import { featureOn, inventoryPanel } from './device_inventory.js';
 
 /** Larger downloads go to the browser's own download manager instead of memory. */
 const IN_PAGE_DOWNLOAD_LIMIT = 256 * 1024 * 1024;
@@ -70,19 +73,6 @@ function terminalPanel(device) {
       if (terminal) terminal.dispose();
     },
   };
-}
-
-/** "22 bytes", "1.5 MiB": sizes as people read them. */
-function bytes(count) {
-  if (count < 1024) return `${count} bytes`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = count / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** Hands `blob` to the browser as a saved file named `name`. */
@@ -159,15 +149,23 @@ function downloadPanel(device) {
     message.dataset.done = 'true';
   }
 
-  const form = h('form', { class: 'toolbar', onsubmit: async (event) => {
-    event.preventDefault();
+  async function start() {
     try {
       await download();
     } catch (failure) {
       say(failure instanceof HubUnreachable ? 'Download failed: hub unreachable.' : `Download failed: ${failure.message}`, true);
     }
-  } }, path, h('button', { type: 'submit', id: 'download' }, 'Download'), progress, message);
-  return h('div', {}, h('h2', {}, 'Download a file'), form);
+  }
+  const form = h('form', { class: 'toolbar', onsubmit: (event) => { event.preventDefault(); start(); } },
+    path, h('button', { type: 'submit', id: 'download' }, 'Download'), progress, message);
+  return {
+    element: h('div', {}, h('h2', {}, 'Download a file'), form),
+    /** Downloads `file` (the file browser's click), reporting here. */
+    download(file) {
+      path.value = file;
+      start();
+    },
+  };
 }
 
 function uploadPanel(device) {
@@ -177,11 +175,15 @@ function uploadPanel(device) {
   const message = h('span', { class: 'notice', id: 'upload-status' });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' }, 'Drop a file here, or pick one: ', picker);
 
-  function upload(file) {
+  /** Uploads `file` into `into` (the file browser's directory) or the typed directory; resolves
+   *  to whether it succeeded. */
+  const upload = (file, into) => new Promise((resolve) => {
+    if (into) directory.value = into;
     const target = `${directory.value.replace(/\/+$/, '')}/${file.name}`;
     if (!directory.value.startsWith('/')) {
       message.className = 'error';
       message.textContent = 'Give an absolute destination directory first.';
+      resolve(false);
       return;
     }
     const form = new FormData();
@@ -204,19 +206,22 @@ function uploadPanel(device) {
         progress.value = 1;
         message.textContent = `Uploaded ${answer.path || target} (${answer.size ?? file.size} bytes, sha256 ${String(answer.sha256 || '').slice(0, 12)}…)`;
         message.dataset.done = 'true';
+        resolve(true);
       } else {
         message.className = 'error';
         message.textContent = answer.error || `upload failed (${request.status})`;
         // Only an ended session logs out; another 401 is this upload's own refusal.
         if (request.status === 401) expiredAfterUnauthorized();
+        resolve(false);
       }
     });
     request.addEventListener('error', () => {
       message.className = 'error';
       message.textContent = 'upload failed: connection lost';
+      resolve(false);
     });
     request.send(form);
-  }
+  });
 
   picker.addEventListener('change', () => { if (picker.files[0]) upload(picker.files[0]); });
   zone.addEventListener('dragover', (event) => { event.preventDefault(); zone.classList.add('over'); });
@@ -226,12 +231,33 @@ function uploadPanel(device) {
     zone.classList.remove('over');
     if (event.dataTransfer.files[0]) upload(event.dataTransfer.files[0]);
   });
-  return h('div', {}, h('h2', {}, 'Upload a file'),
-    h('div', { class: 'toolbar' }, h('label', {}, 'Destination directory ', directory)),
-    zone, h('div', { class: 'toolbar' }, progress, message));
+  return {
+    element: h('div', {}, h('h2', {}, 'Upload a file'),
+      h('div', { class: 'toolbar' }, h('label', {}, 'Destination directory ', directory)),
+      zone, h('div', { class: 'toolbar' }, progress, message)),
+    upload,
+  };
+}
+
+/** A panel saying that `what` is switched off in the device's agent configuration. */
+function offPanel(id, title, text) {
+  return h('div', { id }, h('h2', {}, title), h('p', { class: 'notice off' }, text));
+}
+
+/** File transfer (browser, download, upload) when the device has it, else why not. */
+function filesPanels(device) {
+  if (!featureOn(device, 'files')) {
+    return [offPanel('files-off', 'Files', 'File transfer is off on this device (file_transfer.enabled = false in its agent configuration).')];
+  }
+  const downloads = downloadPanel(device);
+  const uploads = uploadPanel(device);
+  return [browserPanel(device, { download: downloads.download, upload: uploads.upload }), downloads.element, uploads.element];
 }
 
 function portForwardPanel(device) {
+  if (!featureOn(device, 'forwards')) {
+    return offPanel('forwards-off', 'Port forwarding', 'Port forwarding is off on this device (port_forward.enabled = false in its agent configuration).');
+  }
   const command = `tether port-forward ${device.name} 8080:127.0.0.1:80`;
   return h('div', {}, h('h2', {}, 'Port forwarding'),
     h('p', { class: 'notice' }, 'Forward a local port to the device with the CLI (edit ports to taste):'),
@@ -262,6 +288,7 @@ function tagsLine(device) {
 
 export function devicePage(container, id) {
   let terminal = null;
+  let inventory = null;
   const heading = h('h1', {}, 'Device');
   const details = h('p', { class: 'notice' });
   container.append(heading, details);
@@ -274,9 +301,12 @@ export function devicePage(container, id) {
     }
     heading.textContent = device.name;
     details.textContent = `${device.online ? 'online now' : `offline · last seen ${ago(device.last_seen_at)}`} · agent ${device.agent_version || 'unknown'} · ${device.id}`;
-    terminal = terminalPanel(device);
-    container.append(tagsLine(device), terminal.panel,
-      h('section', { class: 'panel' }, downloadPanel(device), uploadPanel(device), portForwardPanel(device)),
+    inventory = inventoryPanel(device);
+    const shell = featureOn(device, 'terminal')
+      ? (terminal = terminalPanel(device)).panel
+      : h('section', { class: 'panel' }, offPanel('terminal-off', 'Terminal', 'The terminal is off on this device (terminal.enabled = false in its agent configuration).'));
+    container.append(tagsLine(device), inventory.panel, shell,
+      h('section', { class: 'panel' }, ...filesPanels(device), portForwardPanel(device)),
       h('p', {}, h('a', { href: `#/recordings/${encodeURIComponent(device.id)}` }, 'Recorded sessions of this device')),
       removalPanel(device));
   }).catch((failure) => {
@@ -284,7 +314,10 @@ export function devicePage(container, id) {
     details.textContent = failure.message;
   });
   return {
-    cleanup: () => terminal && terminal.cleanup(),
+    cleanup: () => {
+      if (terminal) terminal.cleanup();
+      if (inventory) inventory.cleanup();
+    },
     leaving: () => terminal && terminal.leaving(),
   };
 }

@@ -1,5 +1,6 @@
 //! The link to the hub: get a device token, open the WebSocket, serve it (reader, writer,
-//! keep-alive, token renewal), and reconnect with backoff when it fails, hub after hub.
+//! keep-alive, token renewal, the device's inventory when it changes), and reconnect with backoff
+//! when it fails, hub after hub.
 
 use std::{
     cell::{Cell, RefCell},
@@ -14,6 +15,7 @@ use tether_proto::{
     auth::DEVICE_CONNECT_PATH,
     clock::unix_seconds,
     compact::{self, Link},
+    control::Control,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -25,6 +27,7 @@ use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 use crate::{
     auth::{Authenticator, TokenStore},
     backoff::Backoff,
+    inventory,
     sessions::Sessions,
     settings::Settings,
 };
@@ -193,6 +196,16 @@ impl Agent {
             sessions.return_bulk(bulk);
             return Outcome::Lost("the connection failed at once".into());
         }
+        // Then what the device is (a hub may have restarted: every connection gets it once).
+        let (features, versions) = sessions.features();
+        let mut reported = inventory::collect(features.clone(), versions.clone());
+        let frame = link
+            .borrow_mut()
+            .encode(&Control::Inventory(reported.clone()).to_envelope(""));
+        if sink.send(Message::binary(frame)).await.is_err() {
+            sessions.return_bulk(bulk);
+            return Outcome::Lost("the connection failed at once".into());
+        }
         let interval = self.settings.keepalive_interval;
         let last_received = Cell::new(Instant::now());
         let reader = async {
@@ -235,6 +248,8 @@ impl Agent {
         };
         let writer = async {
             let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+            let mut recheck =
+                tokio::time::interval_at(Instant::now() + inventory::RECHECK, inventory::RECHECK);
             // The next message of `outbound`, taken early so that the frame before it knows what
             // follows (a burst of output is then one deflate stream); it is always sent next.
             let mut ahead: Option<Envelope> = None;
@@ -247,6 +262,16 @@ impl Agent {
                     None => tokio::select! {
                         biased;
                         _ = ping.tick() => Message::Ping(Default::default()),
+                        _ = recheck.tick() => {
+                            let mut current = inventory::collect(features.clone(), versions.clone());
+                            if !inventory::changed(&reported, &mut current) {
+                                continue;
+                            }
+                            tracing::info!("the device's inventory changed; reporting it");
+                            let envelope = Control::Inventory(current.clone()).to_envelope("");
+                            reported = current;
+                            encode(&envelope, None)
+                        }
                         envelope = outbound.recv() => match envelope {
                             Some(envelope) => {
                                 ahead = outbound.try_recv().ok();

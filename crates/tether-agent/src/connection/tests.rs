@@ -126,14 +126,20 @@ async fn a_live_hub_is_pinged_served_and_closed_on_shutdown() {
     assert!(matches!(fixture.serve(device).await, Outcome::Shutdown));
     let (pings, replies, closed) = timeout(Duration::from_secs(5), hub_side).await.unwrap().unwrap();
     assert!(pings >= 3, "{pings} pings");
-    assert_eq!(replies.len(), 2, "{replies:?}");
-    // First the shells kept from earlier connections (none), then the answer to `open`.
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    // First the shells kept from earlier connections (none), then the device's inventory, then
+    // the answer to `open`.
     assert_eq!(
         Control::from_envelope(&replies[0]).unwrap(),
         Control::Sessions { sids: vec![] }
     );
+    let Ok(Control::Inventory(inventory)) = Control::from_envelope(&replies[1]) else {
+        panic!("no inventory: {:?}", replies[1]);
+    };
+    assert_eq!(inventory.features, ["terminal"]);
+    assert_eq!(inventory.versions, [1, 2, 3]);
     assert_eq!(
-        Control::from_envelope(&replies[1]).unwrap(),
+        Control::from_envelope(&replies[2]).unwrap(),
         Control::Accept {
             version: 2,
             protocols: vec![SHELL]

@@ -1,6 +1,7 @@
-//! What a new connection to the hub starts with: the shells kept for resuming.
+//! What a new connection to the hub starts with: the shells kept for resuming, and the features
+//! its inventory reports.
 
-use tether_proto::{Envelope, control::Control, version};
+use tether_proto::{Envelope, control::Control, inventory::feature, version};
 
 use super::Sessions;
 
@@ -17,6 +18,24 @@ impl Sessions {
             .collect();
         sids.sort();
         Control::Sessions { sids }.to_envelope("")
+    }
+
+    /// The features enabled on this device and the versions it speaks, as its inventory
+    /// reports them (the same that its `accept`s say).
+    pub fn features(&self) -> (Vec<String>, Vec<u32>) {
+        let mut features = Vec::new();
+        let enabled = [
+            (self.terminal.enabled, feature::TERMINAL),
+            (self.file_transfers.is_some(), feature::FILES),
+            (self.port_forwards.enabled(), feature::FORWARDS),
+            (self.consent.is_some(), feature::CONSENT),
+        ];
+        for (on, name) in enabled {
+            if on {
+                features.push(name.to_owned());
+            }
+        }
+        (features, super::SPOKEN_VERSIONS.to_vec())
     }
 
     /// The kept shells whose session chose version 3: the hub resumes them without a new

@@ -214,7 +214,8 @@ impl Sessions {
             | Control::Accept { .. }
             | Control::Wait { .. }
             | Control::Sessions { .. }
-            | Control::Watching { .. } => {}
+            | Control::Watching { .. }
+            | Control::Inventory(_) => {}
         }
     }
 

@@ -177,6 +177,8 @@ fn as_device(device: &ExecRunDevice) -> Device {
         created_at: 0,
         last_seen_at: None,
         tags: Vec::new(),
+        inventory: None,
+        inventory_at: None,
     }
 }
 

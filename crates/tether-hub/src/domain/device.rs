@@ -1,4 +1,4 @@
-//! A device, as the hub knows it: its key, identity, name, status and tags.
+//! A device, as the hub knows it: its key, identity, name, status, tags and inventory.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceStatus {
@@ -39,6 +39,15 @@ pub struct DeviceRecord {
     pub last_seen_at: Option<i64>,
     /// Sorted tag names (device groups are defined by tags).
     pub tags: Vec<String>,
+    /// What the device's agent last reported of itself, if it ever did.
+    pub inventory: Option<ReportedInventory>,
+}
+
+/// A device's inventory as stored: its JSON and when it arrived (Unix ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedInventory {
+    pub json: String,
+    pub reported_at: i64,
 }
 
 #[cfg(test)]
@@ -55,6 +64,7 @@ impl DeviceRecord {
             created_at: 0,
             last_seen_at: None,
             tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            inventory: None,
         }
     }
 }

@@ -14,7 +14,14 @@ use crate::{
 
 /// A device; `online` comes from the router. Times become Unix seconds.
 pub fn device(record: DeviceRecord, online: bool) -> api::Device {
+    let inventory = inventory(&record);
     api::Device {
+        inventory_at: record
+            .inventory
+            .as_ref()
+            .filter(|_| inventory.is_some())
+            .map(|reported| reported.reported_at / 1000),
+        inventory,
         identity: serde_json::from_str(&record.identity).unwrap_or_default(),
         id: record.id,
         name: record.name,
@@ -25,6 +32,12 @@ pub fn device(record: DeviceRecord, online: bool) -> api::Device {
         last_seen_at: record.last_seen_at.map(|t| t / 1000),
         tags: record.tags,
     }
+}
+
+/// The device's stored inventory, if it has one that reads (it was checked on arrival).
+pub fn inventory(record: &DeviceRecord) -> Option<tether_proto::inventory::Inventory> {
+    let reported = record.inventory.as_ref()?;
+    serde_json::from_str(&reported.json).ok()
 }
 
 /// Who is logged in.

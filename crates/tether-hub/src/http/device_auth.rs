@@ -207,6 +207,7 @@ pub async fn auth_request(
                 created_at: unix_millis(),
                 last_seen_at: None,
                 tags: Vec::new(),
+                inventory: None,
             };
             state.store.insert_device(&device).await?;
             tracing::info!(

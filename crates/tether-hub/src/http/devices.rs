@@ -1,5 +1,5 @@
-//! Devices as operators manage them: the list (filters, pages), accepting, rejecting and
-//! removing one. Every action is recorded in the audit log before it is confirmed.
+//! Devices as operators manage them: the list (filters, pages), one device with its inventory,
+//! accepting, rejecting and removing one. Every action is recorded in the audit log before it is confirmed.
 
 use axum::{
     Json,
@@ -14,6 +14,7 @@ use crate::{
     domain::device::DeviceStatus, domain::permissions::Action, domain::principal::Principal,
     domain::principal::authorize_quietly, domain::roles::Scope, http::convert, http::error::ApiError,
     http::extract::UserCaller, http::state::AppState, service::auth::permit, service::auth::permitted_device,
+    store::devices::DevicePageFilter,
 };
 
 /// Largest page of devices one request may ask for.
@@ -25,9 +26,48 @@ fn matches_search(device: &DeviceRecord, needle: &str) -> bool {
         device.id.as_str(),
         device.agent_version.as_deref().unwrap_or(""),
         device.identity.as_str(),
+        device
+            .inventory
+            .as_ref()
+            .map_or("", |inventory| inventory.json.as_str()),
     ]
     .iter()
     .any(|field| field.to_lowercase().contains(needle))
+}
+
+/// The architecture (exactly) and OS name (contains) filters, both lower-cased; empty: any.
+fn matches_inventory(device: &DeviceRecord, architecture: &str, os: &str) -> bool {
+    if architecture.is_empty() && os.is_empty() {
+        return true;
+    }
+    let Some(inventory) = convert::inventory(device) else {
+        return false;
+    };
+    let reported_architecture = inventory.architecture.unwrap_or_default().to_lowercase();
+    let reported_os = inventory.os_name.unwrap_or_default().to_lowercase();
+    (architecture.is_empty() || reported_architecture == architecture)
+        && (os.is_empty() || reported_os.contains(os))
+}
+
+#[utoipa::path(
+    get,
+    path = &api::paths::device_path("{id}"),
+    tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "The device, with its inventory when its agent reported one", body = api::Device),
+        (status = 404, description = "No such device (or not one the caller may see)", body = api::ApiError)
+    )
+)]
+pub async fn show_device(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(id): Path<String>,
+) -> Result<Json<api::Device>, ApiError> {
+    let device = permitted_device(&state, &principal, &context, &id, Action::ViewDevices).await?;
+    let online = state.router.is_online(&id).await;
+    Ok(Json(convert::device(device, online)))
 }
 
 #[utoipa::path(
@@ -51,7 +91,14 @@ pub async fn list_devices(
         })?),
     };
     let online = state.router.online_devices().await;
-    let needle = filter.search.unwrap_or_default().trim().to_lowercase();
+    let needle = filter.search.clone().unwrap_or_default().trim().to_lowercase();
+    let architecture = filter
+        .architecture
+        .clone()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    let os = filter.os.clone().unwrap_or_default().trim().to_lowercase();
     // A page without the online filter is cut by the database (the web UI's common case), when
     // the caller sees every device; a user of some groups gets theirs filtered here.
     let sees_all = matches!(&principal, Principal::User { grants, .. }
@@ -60,7 +107,13 @@ pub async fn list_devices(
     if let (Some(limit), None, true, false) = (filter.limit, filter.online, sees_all, looks_up) {
         let limit = limit.clamp(1, MAX_DEVICE_PAGE) as i64;
         let offset = i64::try_from(filter.offset.unwrap_or(0)).unwrap_or(i64::MAX);
-        let (page, total) = state.store.devices_page(status, &needle, offset, limit).await?;
+        let page_filter = DevicePageFilter {
+            status,
+            search: &needle,
+            architecture: &architecture,
+            os: &os,
+        };
+        let (page, total) = state.store.devices_page(page_filter, offset, limit).await?;
         let devices = page
             .into_iter()
             .map(|d| {
@@ -83,6 +136,7 @@ pub async fn list_devices(
         // Each user sees the devices they hold view_devices on (their groups).
         .filter(|d| authorize_quietly(&principal, Action::ViewDevices, d))
         .filter(|d| needle.is_empty() || matches_search(d, &needle))
+        .filter(|d| matches_inventory(d, &architecture, &os))
         .filter(|d| filter.name.as_ref().is_none_or(|name| &d.name == name))
         .filter(|d| {
             filter
@@ -208,7 +262,17 @@ pub async fn remove_device(
 
 #[cfg(test)]
 mod tests {
-    use crate::{domain::device::DeviceRecord, domain::device::DeviceStatus, store::Store};
+    use crate::{
+        domain::device::DeviceRecord, domain::device::DeviceStatus, store::Store,
+        store::devices::DevicePageFilter,
+    };
+
+    fn search(text: &str) -> DevicePageFilter<'_> {
+        DevicePageFilter {
+            search: text,
+            ..DevicePageFilter::default()
+        }
+    }
 
     fn device(n: usize, status: DeviceStatus) -> DeviceRecord {
         DeviceRecord {
@@ -224,6 +288,7 @@ mod tests {
             created_at: 0,
             last_seen_at: None,
             tags: Vec::new(),
+            inventory: None,
         }
     }
 
@@ -240,7 +305,7 @@ mod tests {
             };
             store.insert_device(&device(n, status)).await.unwrap();
         }
-        let (page, total) = store.devices_page(None, "", 25, 10).await.unwrap();
+        let (page, total) = store.devices_page(search(""), 25, 10).await.unwrap();
         assert_eq!(total, 30);
         let names: Vec<_> = page.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(
@@ -248,16 +313,23 @@ mod tests {
             ["device-25", "device-26", "device-27", "device-28", "device-29"]
         );
         let (page, total) = store
-            .devices_page(Some(DeviceStatus::Pending), "", 0, 3)
+            .devices_page(
+                DevicePageFilter {
+                    status: Some(DeviceStatus::Pending),
+                    ..DevicePageFilter::default()
+                },
+                0,
+                3,
+            )
             .await
             .unwrap();
         assert_eq!((page.len(), total), (3, 10));
         // Case-insensitive, over the identity; `_` is a character, not a wildcard.
-        let (_, total) = store.devices_page(None, "plant_a", 0, 50).await.unwrap();
+        let (_, total) = store.devices_page(search("plant_a"), 0, 50).await.unwrap();
         assert_eq!(total, 15);
-        let (page, total) = store.devices_page(None, "DEVICE-07", 0, 50).await.unwrap();
+        let (page, total) = store.devices_page(search("DEVICE-07"), 0, 50).await.unwrap();
         assert_eq!((page[0].id.as_str(), total), ("id-07", 1));
-        let (_, total) = store.devices_page(None, "100%", 0, 50).await.unwrap();
+        let (_, total) = store.devices_page(search("100%"), 0, 50).await.unwrap();
         assert_eq!(total, 0);
         std::fs::remove_dir_all(&directory).ok();
     }

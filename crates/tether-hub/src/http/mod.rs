@@ -15,6 +15,7 @@ pub mod exec_runs;
 pub mod extract;
 pub mod file_descriptors;
 pub mod file_download;
+pub mod file_listing;
 pub mod file_transfer;
 pub mod files;
 pub mod install;

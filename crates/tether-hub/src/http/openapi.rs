@@ -22,8 +22,8 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::http::{
-    access, audit, detached, devices, exec_runs, file_download, files, install_tokens, login, roles,
-    sessions, state::AppState, terminal, two_factor, users, web_session,
+    access, audit, detached, devices, exec_runs, file_download, file_listing, files, install_tokens, login,
+    roles, sessions, state::AppState, terminal, two_factor, users, web_session,
 };
 
 /// Where the description is served (without authentication: it holds no data).
@@ -74,12 +74,13 @@ pub fn management_routes() -> axum::Router<AppState> {
         .routes(routes!(two_factor::disable))
         .routes(routes!(two_factor::setting, two_factor::set_setting))
         .routes(routes!(devices::list_devices))
-        .routes(routes!(devices::remove_device))
+        .routes(routes!(devices::show_device, devices::remove_device))
         .routes(routes!(devices::accept_device))
         .routes(routes!(devices::reject_device))
         .routes(routes!(roles::set_device_tags))
         .routes(routes!(terminal::connect))
         .routes(routes!(file_download::download))
+        .routes(routes!(file_listing::list))
         // Uploads are streamed to the device, whose maximum file size limits them: no body limit.
         .merge(
             OpenApiRouter::new()

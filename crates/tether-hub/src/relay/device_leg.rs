@@ -45,6 +45,8 @@ const LAST_SEEN_REFRESH: Duration = Duration::from_secs(300);
 struct Connection {
     sink: SplitSink<WebSocket, Message>,
     link: Link,
+    /// When this connection's last inventory was stored.
+    inventory_at: Option<Instant>,
 }
 
 impl Connection {
@@ -112,6 +114,7 @@ async fn relay(
     let mut connection = Connection {
         sink,
         link: Link::new(),
+        inventory_at: None,
     };
     if Offer::from_config(&state.config).compression {
         // The handshakes offer compression: a payload inflates to at most a frame's limit.
@@ -229,6 +232,10 @@ async fn handle(
                 Ok(Control::Sessions { sids }) => forget_lost_sessions(state, device, &sids).await,
                 _ => tracing::warn!("device {} sent a malformed session list", device.id),
             }
+            return true;
+        }
+        (protocol::CONTROL, "inventory") => {
+            crate::relay::inventory::record(state, device, &envelope, &mut connection.inventory_at).await;
             return true;
         }
         _ => {}

@@ -2,6 +2,7 @@
 //! process, or across replicas over NATS), with the terminal recorder beside the stream.
 
 pub mod device_leg;
+pub mod inventory;
 pub mod open_terminals;
 pub mod recording;
 pub mod replicas;

@@ -1,17 +1,43 @@
-//! The SQL of devices: their records and status, tags, and the enrolment bounds (counting devices
+//! The SQL of devices: their records and status, tags, inventory, and the enrolment bounds (counting devices
 //! by status, finding and dropping the oldest pending ones). Same rules as `store/mod.rs`: portable
 //! SQL (`$N` placeholders, TEXT and BIGINT).
 
 use sqlx::Row as _;
 use tether_proto::clock::unix_millis;
 
-use crate::{domain::device::DeviceRecord, domain::device::DeviceStatus, store::Store, store::split_list};
+use crate::{
+    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::device::ReportedInventory,
+    store::Store, store::split_list,
+};
+
+/// The filters of a page of devices (`devices_page`); an empty text filters nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DevicePageFilter<'a> {
+    pub status: Option<DeviceStatus>,
+    /// Case-insensitive text in the name, id, agent version, identity or inventory.
+    pub search: &'a str,
+    /// The reported architecture, exactly (case-insensitive).
+    pub architecture: &'a str,
+    /// Text in the reported OS name (case-insensitive).
+    pub os: &'a str,
+}
+
+/// `text` lower-cased with LIKE's wildcards escaped (`\\` is the escape), inside `%…%`.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
 
 /// The device columns, as a macro so that queries stay literal strings (sqlx refuses dynamic SQL).
 macro_rules! device_select {
     ($rest:literal) => {
         concat!(
-            "SELECT id, public_key, identity, name, status, agent_version, created_at, last_seen_at, tags FROM devices ",
+            "SELECT id, public_key, identity, name, status, agent_version, created_at, last_seen_at, tags, \
+             inventory, inventory_at FROM devices ",
             $rest
         )
     };
@@ -29,6 +55,13 @@ fn device_from_row(row: &sqlx::any::AnyRow) -> Result<DeviceRecord, sqlx::Error>
         created_at: row.try_get("created_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
         tags: split_list(&row.try_get::<String, _>("tags")?),
+        inventory: match (
+            row.try_get::<Option<String>, _>("inventory")?,
+            row.try_get::<Option<i64>, _>("inventory_at")?,
+        ) {
+            (Some(json), Some(reported_at)) => Some(ReportedInventory { json, reported_at }),
+            _ => None,
+        },
     })
 }
 
@@ -66,13 +99,11 @@ impl Store {
         Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// One page of devices (by name) with `status` (any when `None`) whose name, id, agent
-    /// version or identity contains `search` (case-insensitive; any when empty), and how many
-    /// match in all. The database cuts the page, so a fleet of 10,000 costs one page.
+    /// One page of devices (by name) matching `filter`, and how many match in all. The database
+    /// cuts the page, so a fleet of 10,000 costs one page.
     pub async fn devices_page(
         &self,
-        status: Option<DeviceStatus>,
-        search: &str,
+        filter: DevicePageFilter<'_>,
         offset: i64,
         limit: i64,
     ) -> anyhow::Result<(Vec<DeviceRecord>, i64)> {
@@ -80,35 +111,59 @@ impl Store {
             () => {
                 "WHERE ($1 = '' OR status = $1) AND ($2 = '%%' OR lower(name) LIKE $2 ESCAPE '\\' \
                  OR lower(id) LIKE $2 ESCAPE '\\' OR lower(COALESCE(agent_version, '')) LIKE $2 ESCAPE '\\' \
-                 OR lower(identity) LIKE $2 ESCAPE '\\')"
+                 OR lower(identity) LIKE $2 ESCAPE '\\' OR lower(COALESCE(inventory, '')) LIKE $2 ESCAPE '\\') \
+                 AND ($3 = '' OR architecture = $3) AND ($4 = '%%' OR os_name LIKE $4 ESCAPE '\\')"
             };
         }
-        let status = status.map(|s| s.as_str()).unwrap_or("");
-        let escaped = search
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+        let status = filter.status.map(|s| s.as_str()).unwrap_or("");
+        let pattern = like_pattern(filter.search);
+        let architecture = filter.architecture.to_lowercase();
+        let os = like_pattern(filter.os);
         let total: i64 = sqlx::query(concat!("SELECT COUNT(*) AS n FROM devices ", matching!()))
             .bind(status)
             .bind(&pattern)
+            .bind(&architecture)
+            .bind(&os)
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
         let rows = sqlx::query(concat!(
             device_select!(""),
             matching!(),
-            " ORDER BY name, id LIMIT $3 OFFSET $4"
+            " ORDER BY name, id LIMIT $5 OFFSET $6"
         ))
         .bind(status)
         .bind(&pattern)
+        .bind(&architecture)
+        .bind(&os)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         let devices = rows.iter().map(device_from_row).collect::<Result<_, _>>()?;
         Ok((devices, total))
+    }
+
+    /// Records what a device's agent reported of itself (`json`, an `Inventory`), with the two
+    /// fields the list filters on.
+    pub async fn set_device_inventory(
+        &self,
+        id: &str,
+        json: &str,
+        os_name: Option<&str>,
+        architecture: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET inventory = $1, inventory_at = $2, os_name = $3, architecture = $4 WHERE id = $5",
+        )
+        .bind(json)
+        .bind(unix_millis())
+        .bind(os_name.map(str::to_lowercase))
+        .bind(architecture.map(str::to_lowercase))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn insert_device(&self, device: &DeviceRecord) -> anyhow::Result<()> {

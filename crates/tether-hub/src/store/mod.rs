@@ -17,7 +17,7 @@
 pub mod access;
 mod audit;
 pub mod backup;
-mod devices;
+pub mod devices;
 mod health;
 pub mod install_tokens;
 pub mod principals;

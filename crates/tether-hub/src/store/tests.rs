@@ -6,6 +6,7 @@
 //! backends (recordings' in `tests/recordings.rs`, the audit writer's in `tests/audit_writer.rs`).
 
 mod audit_writer;
+mod inventory;
 mod recordings;
 
 use crate::{
@@ -28,6 +29,7 @@ async fn check_all(store: &Store) {
     access_tokens(store).await;
     access_control(store).await;
     install_tokens(store).await;
+    inventory::device_inventory(store).await;
 }
 
 /// Roles, grants, tags, approval policies and requests, and the second factor.
@@ -186,6 +188,7 @@ async fn devices(store: &Store) {
         created_at: unix_millis(),
         last_seen_at: None,
         tags: Vec::new(),
+        inventory: None,
     };
     store.insert_device(&device("d1", "key-1", "beta")).await.unwrap();
     store

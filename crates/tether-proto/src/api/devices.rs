@@ -20,6 +20,13 @@ pub struct Device {
     /// Tags (device groups are written `tag:NAME`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// What the device's agent last reported of itself (a Tether agent; a stock mender-connect
+    /// reports nothing, and this is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<crate::inventory::Inventory>,
+    /// When that inventory was reported, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_at: Option<i64>,
 }
 
 /// The answer to `GET /devices`: one page of devices.
@@ -39,7 +46,7 @@ pub struct DeviceQuery {
     /// `pending`, `accepted` or `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Case-insensitive text to find in the name, id, agent version or identity.
+    /// Case-insensitive text to find in the name, id, agent version, identity or inventory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<String>,
     /// Only online (`true`) or offline (`false`) devices.
@@ -51,6 +58,12 @@ pub struct DeviceQuery {
     /// Only the devices whose id starts with this (a full id is its own prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_prefix: Option<String>,
+    /// Only the devices whose reported architecture is this (case-insensitive), e.g. `aarch64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Only the devices whose reported OS name contains this (case-insensitive), e.g. `debian`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
     /// Pagination: skip this many matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
@@ -68,6 +81,8 @@ impl DeviceQuery {
             ("search", &self.search),
             ("name", &self.name),
             ("id_prefix", &self.id_prefix),
+            ("architecture", &self.architecture),
+            ("os", &self.os),
         ];
         for (key, value) in texts {
             if let Some(value) = value {
@@ -102,12 +117,17 @@ mod tests {
 
     const DEVICE: &str = r#"{"id":"0190a1b2-aaaa","name":"pump-17","status":"accepted","online":true,
         "identity":{"hostname":"pump-17","mac":"00:11:22:33:44:55"},"agent_version":"0.4.0",
-        "created_at":1714564800,"last_seen_at":null,"tags":["site-a"]}"#;
+        "created_at":1714564800,"last_seen_at":null,"tags":["site-a"],
+        "inventory":{"os_name":"Debian GNU/Linux","os_version":"12","kernel":"6.1.0-28-amd64",
+        "architecture":"x86_64","hostname":"pump-17","addresses":["eth0 192.168.1.20/24"],
+        "boot_time":1764800000,"agent_version":"0.4.0","features":["terminal","files"],
+        "versions":[1,2,3]},"inventory_at":1764800100}"#;
 
     #[test]
     fn the_device_shapes_are_pinned() {
         let device: Device = round_trip(DEVICE);
         assert_eq!(device.identity["hostname"], "pump-17");
+        assert_eq!(device.inventory.unwrap().architecture.as_deref(), Some("x86_64"));
         let list: DeviceList = round_trip(&format!(r#"{{"devices":[{DEVICE}],"total":1}}"#));
         assert_eq!(list.total, Some(1));
         round_trip::<DeviceTags>(r#"{"tags":["site-a","site-b"]}"#);

@@ -1,5 +1,6 @@
-//! The HTTP file API (`.../deviceconnect/devices/{id}/download` and `/upload`): its query
-//! parameters and the JSON answer of an upload. File data itself is not JSON.
+//! The HTTP file API (`.../deviceconnect/devices/{id}/download` and `/upload`, and the directory
+//! listing `/devices/{id}/files`): its query parameters, the JSON answer of an upload and of a
+//! listing. File data itself is not JSON.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,40 @@ pub struct UploadSummary {
     pub sha256: String,
 }
 
+/// The query of `GET /devices/{id}/files`: the directory on the device (absolute, no `..`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct ListQuery {
+    pub path: String,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileEntry {
+    /// The name within the directory.
+    pub name: String,
+    /// The absolute path on the device.
+    pub path: String,
+    /// `file`, `directory`, `symlink`, `fifo`, `socket`, `char device`, `block device`, `other`.
+    pub kind: String,
+    pub size: i64,
+    /// Permission bits in octal, e.g. `644`.
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Last modification, Unix seconds.
+    pub modified: i64,
+}
+
+/// The answer to `GET /devices/{id}/files`: the directory's entries in name order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileListing {
+    pub path: String,
+    pub entries: Vec<FileEntry>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +80,9 @@ mod tests {
         round_trip::<UploadSummary>(r#"{"path":"/tmp/a","size":3,"sha256":"ba7816bf"}"#);
         round_trip::<UploadFields>(r#"{"path":"/tmp/a","uid":0,"gid":0,"mode":"0644"}"#);
         round_trip::<DownloadQuery>(r#"{"path":"/etc/hostname"}"#);
+        round_trip::<FileListing>(
+            r#"{"path":"/data","entries":[{"name":"a.txt","path":"/data/a.txt","kind":"file",
+            "size":3,"mode":"644","uid":0,"gid":0,"modified":1764800000}]}"#,
+        );
     }
 }

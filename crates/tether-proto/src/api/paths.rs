@@ -37,7 +37,7 @@ pub const AUDIT_VERIFY_PATH: &str = "/api/management/v1/audit/verify";
 pub const AUDIT_CHECKPOINTS_PATH: &str = "/api/management/v1/audit/checkpoints";
 pub const AUDIT_ANCHOR_PATH: &str = "/api/management/v1/audit/anchor";
 
-/// `DELETE /devices/{id}`; the base of the device's other paths.
+/// `GET` and `DELETE /devices/{id}`; the base of the device's other paths.
 pub fn device_path(id: &str) -> String {
     format!("{DEVICES_PATH}/{id}")
 }
@@ -55,6 +55,11 @@ pub fn device_reject_path(id: &str) -> String {
 /// `PUT /devices/{id}/tags`.
 pub fn device_tags_path(id: &str) -> String {
     format!("{DEVICES_PATH}/{id}/tags")
+}
+
+/// `GET /devices/{id}/files?path=DIR`: a directory listing of the device.
+pub fn device_files_path(id: &str) -> String {
+    format!("{DEVICES_PATH}/{id}/files")
 }
 
 /// The user leg of a session: a WebSocket carrying protocol messages to one device.

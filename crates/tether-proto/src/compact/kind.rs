@@ -152,6 +152,7 @@ pub const KINDS: &[Kind] = &[
     kind(0x75, CONTROL, "error", NONE),
     kind(0x76, CONTROL, "wait", NONE),
     kind(0x77, CONTROL, "sessions", NONE),
+    kind(0x78, CONTROL, "inventory", NONE),
 ];
 
 /// The control `close`: after it, the session's handle is free again (on both sides).

@@ -179,6 +179,7 @@ fn every_message() -> Vec<Envelope> {
         Control::Sessions {
             sids: vec!["a".into()],
         },
+        Control::Inventory(Default::default()),
     ]
     .iter()
     .map(|message| message.to_envelope(SID))
