@@ -304,6 +304,7 @@ pub async fn serve_until(
     let checkpoint_store = state.store.clone();
     let shutdown_spread_secs = state.config.shutdown_spread_secs;
     let connections = connection_settings(&state.config, open_file_limit);
+    tokio::spawn(http::memory_trim::run(connections.limits.clone()));
     notify_systemd_ready();
     server::serve(listener, acceptor, server::routes(state), connections, shutdown).await?;
     tracing::info!("shutting down: closing device connections");

@@ -122,6 +122,7 @@ fn idle_devices(count: usize, idle_seconds: u64) {
     }
     let all_connected = wait_count(&connected, count, Duration::from_secs(600));
     let connect_time = started.elapsed();
+    let connected_at = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let full_rss = rss_kib(pid);
     let ticks_before = cpu_ticks(pid);
@@ -142,6 +143,21 @@ fn idle_devices(count: usize, idle_seconds: u64) {
         (1u64 << 30) as f64 / per_device.max(1.0)
     );
     println!("hub CPU while idle: {idle_cpu:.1}% of one core (over {idle_seconds} s)");
+    // Once the number of connections holds still, the hub hands what the wave of connections
+    // freed back to the system (http/memory_trim.rs, looked at every 10 s): what an idle hub keeps.
+    std::thread::sleep(Duration::from_secs(25).saturating_sub(connected_at.elapsed()));
+    let settled_rss = rss_kib(pid);
+    let settled_per_device = (settled_rss.saturating_sub(empty_rss)) as f64 * 1024.0 / count as f64;
+    println!(
+        "hub RSS settled ({:.0} s after the last connection): {}, {} per device, {:.0} devices per GB; \
+         100,000 devices: {}",
+        connected_at.elapsed().as_secs_f64(),
+        human_bytes(settled_rss * 1024),
+        human_bytes(settled_per_device as u64),
+        (1u64 << 30) as f64 / settled_per_device.max(1.0),
+        human_bytes((empty_rss as f64 * 1024.0 + settled_per_device * 100_000.0) as u64)
+    );
+    println!("METRIC idle_device_bytes_settled {settled_per_device:.0}");
 
     // Restart the hub (SIGKILL, same port and data): time until every device is back.
     let before = connected.load(Ordering::SeqCst);

@@ -22,6 +22,7 @@ pub mod install;
 pub mod install_tokens;
 pub mod installer;
 pub mod login;
+pub mod memory_trim;
 pub mod monitoring;
 pub mod observe;
 pub mod openapi;
