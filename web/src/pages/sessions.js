@@ -18,6 +18,15 @@ const KINDS = {
   port_forward: 'port forward',
 };
 
+/** Since when: the time of day for today's sessions (the full date in the tooltip), the date
+ * and time for older ones, and how long ago. */
+function since(started) {
+  const date = new Date(started);
+  const today = date.toDateString() === new Date().toDateString();
+  const text = today ? date.toLocaleTimeString() : when(started);
+  return h('td', { title: when(started) }, h('time', { datetime: date.toISOString() }, text), ` (${ago(started)})`);
+}
+
 /** The Kind cell: what it is, and the command, path or targets in code. */
 function kindCell(session) {
   const label = KINDS[session.kind] || session.kind;
@@ -39,7 +48,7 @@ export function sessionsPage(container) {
     return h('tr', { dataset: { sid: session.sid, user: session.user_name, device: session.device_name, kind: session.kind } },
       h('td', {}, who),
       h('td', {}, h('a', { href: `#/device/${encodeURIComponent(session.device_id)}` }, where)),
-      h('td', { title: when(session.started_at) }, `${when(session.started_at)} (${ago(session.started_at)})`),
+      since(session.started_at),
       h('td', { class: 'session-kind' }, kindCell(session)),
       h('td', {}, watch));
   }
