@@ -1,7 +1,7 @@
 //! The Active sessions list (`GET /sessions/active`, `tether sessions active`) with the real hub,
 //! agent and CLI: a running `tether terminal`, a `tether exec` command, a `tether port-forward`
-//! (however many connections it carries: one row) and HTTP file transfers held half way (an
-//! upload and a download) are listed with their kind and detail (command, path, TCP target);
+//! (however many connections it carries: one row), HTTP file transfers held half way (an
+//! upload and a download) and a `tether cp` download held half way are listed with their kind and detail (command, path, TCP target);
 //! each leaves the list when it ends; an operator sees only their own, an auditor everyone's;
 //! and after the hub is SIGKILLed under them and restarted on the same data, none is listed.
 
@@ -139,6 +139,36 @@ impl Drop for HeldTransfer {
     }
 }
 
+/// `tether cp REMOTE DIR/held.bin` held half way: the CLI writes into `.held.bin.tether-part`
+/// beside its destination (its name for a download under way), made a FIFO here whose reader
+/// never reads, so the CLI blocks once the pipe is full and stops acknowledging: the transfer
+/// stays under way until the CLI is killed (on drop, with the reader).
+struct HeldCopy {
+    _cli: Killed,
+    _reader: std::fs::File,
+}
+
+fn held_cp_download(cli: &Cli, remote: &str, local: &Path) -> HeldCopy {
+    use std::os::unix::{ffi::OsStrExt as _, fs::OpenOptionsExt as _};
+    let part = local.join(".held.bin.tether-part");
+    let name = std::ffi::CString::new(part.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo {}", part.display());
+    // Opened first (without blocking), so that the CLI's open for writing does not block.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&part)
+        .expect("open the FIFO for reading");
+    let destination = local.join("held.bin").display().to_string();
+    let mut command = cli.command(&["cp", remote, &destination]);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    HeldCopy {
+        _cli: Killed(command.spawn().expect("start tether cp")),
+        _reader: reader,
+    }
+}
+
 /// A terminal whose shell answered.
 fn working_terminal(cli: &Cli, device: &str) -> PtySession {
     let terminal = PtySession::terminal(cli, device);
@@ -177,6 +207,8 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     let mut command = admin.command(&["exec", &agent.name, "sleep", "120"]);
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let exec = Killed(command.spawn().expect("start tether exec"));
+    let local = tempfile::tempdir().expect("temp dir");
+    let cp = held_cp_download(&operator, &format!("{}:{}", agent.name, big.display()), local.path());
 
     let listed_forward = wait_listed(&auditor, "port_forward", &format!("TCP {target}"));
     assert_eq!(listed_forward["user_name"], "olga");
@@ -185,7 +217,9 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     assert!(listed_forward["watch_sid"].is_null(), "{listed_forward}");
     let listed_upload = wait_listed(&auditor, "file_upload", &upload_path);
     assert_eq!(listed_upload["user_name"], "olga");
-    wait_listed(&auditor, "file_download", "big file.bin");
+    wait_for("two downloads listed (HTTP and `tether cp`)", WAIT, || {
+        (of_kind(&active(&auditor), "file_download").len() == 2).then_some(())
+    });
     let listed_command = wait_listed(&auditor, "command", "sleep");
     assert_eq!(listed_command["user_name"], "alice");
     let everyone = active(&auditor);
@@ -200,11 +234,11 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
         "one row for the forward, not one per connection: {everyone:#?}"
     );
     let kinds: Vec<&str> = everyone.iter().filter_map(|s| s["kind"].as_str()).collect();
-    assert_eq!(kinds.len(), 5, "{everyone:#?}");
+    assert_eq!(kinds.len(), 6, "{everyone:#?}");
 
-    // The operator sees their own four, not the administrator's command.
+    // The operator sees their own five, not the administrator's command.
     let own = active(&operator);
-    assert_eq!(own.len(), 4, "{own:#?}");
+    assert_eq!(own.len(), 5, "{own:#?}");
     assert!(own.iter().all(|s| s["user_name"] == "olga"), "{own:#?}");
     assert!(of_kind(&own, "command").is_empty());
     // The table names the kinds and details too.
@@ -217,6 +251,7 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     drop(upload);
     wait_unlisted(&auditor, "file_upload");
     drop(download);
+    drop(cp);
     wait_unlisted(&auditor, "file_download");
     drop(forward);
     wait_unlisted(&auditor, "port_forward");
