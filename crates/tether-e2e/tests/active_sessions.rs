@@ -89,7 +89,10 @@ impl HeldTransfer {
             .expect("tokio runtime");
         let target = Target::of(hub);
         let stream = runtime.block_on(async {
-            let mut stream = target.connect(Ipv4Addr::LOCALHOST).await.expect("connect to the hub");
+            let mut stream = target
+                .connect(Ipv4Addr::LOCALHOST)
+                .await
+                .expect("connect to the hub");
             stream.write_all(&request).await.expect("send the request");
             stream.flush().await.expect("send the request");
             if read_head {
@@ -97,11 +100,19 @@ impl HeldTransfer {
                 let mut byte = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") {
                     let read = stream.read(&mut byte).await.expect("read the response head");
-                    assert_eq!(read, 1, "the hub closed the download: {}", String::from_utf8_lossy(&head));
+                    assert_eq!(
+                        read,
+                        1,
+                        "the hub closed the download: {}",
+                        String::from_utf8_lossy(&head)
+                    );
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head);
-                assert!(head.starts_with("HTTP/1.1 200"), "the download was refused: {head}");
+                assert!(
+                    head.starts_with("HTTP/1.1 200"),
+                    "the download was refused: {head}"
+                );
             }
             stream
         });
@@ -126,7 +137,8 @@ impl HeldTransfer {
     /// `GET .../download?path=PATH`: the response head is read, the body is not.
     fn download(hub: &Hub, token: &str, device_id: &str, path: &str) -> HeldTransfer {
         let target = with_query(&device_download_path(device_id), &[("path", path)]);
-        let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
         HeldTransfer::open(hub, request.into_bytes(), true)
     }
 }
@@ -153,7 +165,12 @@ fn held_cp_download(cli: &Cli, remote: &str, local: &Path) -> HeldCopy {
     let part = local.join(".held.bin.tether-part");
     let name = std::ffi::CString::new(part.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo {}", part.display());
+    assert_eq!(
+        unsafe { libc::mkfifo(name.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        part.display()
+    );
     // Opened first (without blocking), so that the CLI's open for writing does not block.
     let reader = std::fs::OpenOptions::new()
         .read(true)
@@ -162,7 +179,10 @@ fn held_cp_download(cli: &Cli, remote: &str, local: &Path) -> HeldCopy {
         .expect("open the FIFO for reading");
     let destination = local.join("held.bin").display().to_string();
     let mut command = cli.command(&["cp", remote, &destination]);
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     HeldCopy {
         _cli: Killed(command.spawn().expect("start tether cp")),
         _reader: reader,
@@ -205,10 +225,17 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     let upload = HeldTransfer::upload(&hub, &operator.token(), &device_id, &upload_path, 1 << 20);
     let download = HeldTransfer::download(&hub, &operator.token(), &device_id, &big.display().to_string());
     let mut command = admin.command(&["exec", &agent.name, "sleep", "120"]);
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let exec = Killed(command.spawn().expect("start tether exec"));
     let local = tempfile::tempdir().expect("temp dir");
-    let cp = held_cp_download(&operator, &format!("{}:{}", agent.name, big.display()), local.path());
+    let cp = held_cp_download(
+        &operator,
+        &format!("{}:{}", agent.name, big.display()),
+        local.path(),
+    );
 
     let listed_forward = wait_listed(&auditor, "port_forward", &format!("TCP {target}"));
     assert_eq!(listed_forward["user_name"], "olga");
@@ -226,7 +253,10 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     let terminals = of_kind(&everyone, "terminal");
     assert_eq!(terminals.len(), 1, "{everyone:#?}");
     assert_eq!(terminals[0]["user_name"], "olga");
-    assert!(terminals[0]["watch_sid"].is_string(), "a recorded terminal can be watched");
+    assert!(
+        terminals[0]["watch_sid"].is_string(),
+        "a recorded terminal can be watched"
+    );
     assert!(terminals[0]["started_at"].as_i64().is_some_and(|t| t > 0));
     assert_eq!(
         of_kind(&everyone, "port_forward").len(),
@@ -243,7 +273,13 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     assert!(of_kind(&own, "command").is_empty());
     // The table names the kinds and details too.
     let table = operator.run(&["sessions", "active"]);
-    for text in ["port forward", &format!("TCP {target}"), "file upload", "file download", "terminal"] {
+    for text in [
+        "port forward",
+        &format!("TCP {target}"),
+        "file upload",
+        "file download",
+        "terminal",
+    ] {
         assert!(table.ok().contains(text), "`{text}` missing from:\n{table}");
     }
 
@@ -268,7 +304,9 @@ fn every_kind_of_live_session_is_listed_to_whom_may_see_it_until_it_ends() {
     std::fs::write(&local, "copied through the hub\n").unwrap();
     let remote = format!("{}:{}", agent.name, root.path().join("copied.txt").display());
     admin.run(&["cp", &local.display().to_string(), &remote]).ok();
-    admin.run(&["cp", &remote, &root.path().join("back.txt").display().to_string()]).ok();
+    admin
+        .run(&["cp", &remote, &root.path().join("back.txt").display().to_string()])
+        .ok();
     assert_eq!(active(&auditor), Vec::<Value>::new());
 }
 
@@ -299,7 +337,11 @@ fn sessions_left_by_a_killed_hub_are_not_listed_after_its_restart() {
     hub.restart();
     admin.wait_online(&agent.name);
     let listed = active(&admin);
-    assert_eq!(listed, Vec::<Value>::new(), "stale sessions listed after the restart");
+    assert_eq!(
+        listed,
+        Vec::<Value>::new(),
+        "stale sessions listed after the restart"
+    );
     let log = hub.log();
     assert!(
         log.contains("deleted 2 live session row(s) left by the previous run"),

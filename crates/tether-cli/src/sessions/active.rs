@@ -27,9 +27,16 @@ pub async fn run(api: &Api, json: bool) -> Result<()> {
     let text = if json {
         serde_json::to_string_pretty(&list.sessions)? + "\n"
     } else {
-        let mut rows = vec![["SESSION", "USER", "DEVICE", "SINCE (UTC)", "KIND", "DETAIL"].map(str::to_owned)];
+        let mut rows =
+            vec![["SESSION", "USER", "DEVICE", "SINCE (UTC)", "KIND", "DETAIL"].map(str::to_owned)];
         for session in &list.sessions {
-            let or = |name: &str, id: &str| if name.is_empty() { id.to_owned() } else { name.to_owned() };
+            let or = |name: &str, id: &str| {
+                if name.is_empty() {
+                    id.to_owned()
+                } else {
+                    name.to_owned()
+                }
+            };
             rows.push([
                 session.sid.clone(),
                 or(&session.user_name, &session.user_id),

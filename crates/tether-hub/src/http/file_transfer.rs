@@ -13,12 +13,22 @@ use tether_proto::{
 };
 
 use crate::{
-    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::session_limits::SessionSlot,
-    http::error::ApiError, http::state::AppState, relay::router::Lane, relay::router::Router,
-    relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::Offer,
-    relay::user_leg::handshake,
+    domain::audit::Actor,
+    domain::audit::NewEvent,
+    domain::audit::Object,
+    domain::audit::Outcome,
+    domain::device::DeviceRecord,
+    domain::device::DeviceStatus,
+    domain::session_limits::SessionSlot,
+    http::error::ApiError,
+    http::state::AppState,
     relay::active_sessions::{self, Listed, Owner},
+    relay::router::Lane,
+    relay::router::Router,
+    relay::router::SessionEvent,
+    relay::router::SessionLink,
+    relay::user_leg::Offer,
+    relay::user_leg::handshake,
 };
 
 /// How long the device may stay silent in the middle of a transfer.
@@ -83,7 +93,14 @@ impl DeviceSession {
     /// Lists the transfer of `path` (to the device if `upload`) as an active session for as
     /// long as this session lives. A row that cannot be written is logged, never fatal: the list
     /// is a view, the audit event the record.
-    pub(crate) async fn list(&mut self, state: &AppState, actor: &Actor, device: &DeviceRecord, upload: bool, path: &str) {
+    pub(crate) async fn list(
+        &mut self,
+        state: &AppState,
+        actor: &Actor,
+        device: &DeviceRecord,
+        upload: bool,
+        path: &str,
+    ) {
         let owner = Owner {
             sid: &self.sid,
             user_id: actor.id.as_deref().unwrap_or_default(),

@@ -22,8 +22,8 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::http::{
-    access, active_sessions, audit, detached, devices, exec_runs, file_download, file_listing, files, install_tokens, login,
-    roles, sessions, state::AppState, terminal, two_factor, users, web_session,
+    access, active_sessions, audit, detached, devices, exec_runs, file_download, file_listing, files,
+    install_tokens, login, roles, sessions, state::AppState, terminal, two_factor, users, web_session,
 };
 
 /// Where the description is served (without authentication: it holds no data).

@@ -80,7 +80,9 @@ impl Listed {
     /// Whether a port forward lists `target` already (or is full): nothing to write.
     pub fn knows(&self, target: &ForwardTarget) -> bool {
         match &self.detail {
-            ActivityDetail::PortForward { targets } => targets.len() >= MAX_TARGETS || targets.contains(target),
+            ActivityDetail::PortForward { targets } => {
+                targets.len() >= MAX_TARGETS || targets.contains(target)
+            }
             ActivityDetail::FileTransfer { .. } => true,
         }
     }

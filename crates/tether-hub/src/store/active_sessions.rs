@@ -131,7 +131,11 @@ impl Store {
     }
 
     /// Live non-terminal sessions of every replica, oldest first, optionally of one user.
-    pub async fn active_sessions(&self, user_id: Option<&str>, limit: i64) -> anyhow::Result<Vec<ActiveSessionRecord>> {
+    pub async fn active_sessions(
+        &self,
+        user_id: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ActiveSessionRecord>> {
         let rows = sqlx::query(
             "SELECT id, sid, detail, replica_id, user_id, user_name, device_id, device_name, started_at \
              FROM active_sessions WHERE ($1 IS NULL OR user_id = $1) ORDER BY started_at, id LIMIT $2",
@@ -144,7 +148,11 @@ impl Store {
     }
 
     /// Open terminals of every replica, oldest first, optionally of one user.
-    pub async fn live_terminals(&self, user_id: Option<&str>, limit: i64) -> anyhow::Result<Vec<LiveTerminal>> {
+    pub async fn live_terminals(
+        &self,
+        user_id: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<LiveTerminal>> {
         let rows = sqlx::query(
             "SELECT sid, actor_id, actor_name, device_id, device_name, command, opened_at, \
              (SELECT recording.sid FROM terminal_sessions AS recording WHERE recording.ended_at IS NULL \

@@ -29,8 +29,7 @@ pub(super) async fn list_activity(state: &Relay, session: &mut Session<'_>, enve
         }
         protocol::PORT_FORWARD if envelope.typ == "new" => {
             let Ok(PortForward::New {
-                target: Some(target),
-                ..
+                target: Some(target), ..
             }) = PortForward::from_envelope(envelope)
             else {
                 return;
@@ -41,7 +40,10 @@ pub(super) async fn list_activity(state: &Relay, session: &mut Session<'_>, enve
                 if !listed.knows(&target)
                     && let Err(error) = listed.reach(target).await
                 {
-                    tracing::warn!("session {}: cannot list its forward's target: {error:#}", session.sid);
+                    tracing::warn!(
+                        "session {}: cannot list its forward's target: {error:#}",
+                        session.sid
+                    );
                 }
                 return;
             }

@@ -8,7 +8,13 @@ use crate::store::{
     terminals::OpenTerminal,
 };
 
-fn record(id: &str, user: &str, replica: &str, started_at: i64, detail: ActivityDetail) -> ActiveSessionRecord {
+fn record(
+    id: &str,
+    user: &str,
+    replica: &str,
+    started_at: i64,
+    detail: ActivityDetail,
+) -> ActiveSessionRecord {
     ActiveSessionRecord {
         id: id.into(),
         sid: format!("sid-{id}"),
@@ -60,7 +66,11 @@ pub(super) async fn active_sessions(store: &Store) {
     let ann = store.active_sessions(Some("u-ann"), 1000).await.unwrap();
     assert_eq!(ann.len(), 2);
     assert!(ann.iter().all(|row| row.user_id == "u-ann"));
-    assert_eq!(store.active_sessions(None, 2).await.unwrap().len(), 2, "the limit");
+    assert_eq!(
+        store.active_sessions(None, 2).await.unwrap().len(),
+        2,
+        "the limit"
+    );
 
     let wider = ActivityDetail::PortForward {
         targets: vec![forward("127.0.0.1:22"), forward("10.0.0.5:5432")],
@@ -112,7 +122,10 @@ pub(super) async fn live_terminals(store: &Store) {
         .await
         .unwrap();
     let info = super::session_info;
-    store.insert_terminal_session(&info("live-s1"), 1_000).await.unwrap();
+    store
+        .insert_terminal_session(&info("live-s1"), 1_000)
+        .await
+        .unwrap();
     store.end_terminal_session("live-s1", 1_500, 10).await.unwrap();
     store
         .insert_terminal_session(&info("live-s1-resumed-2"), 2_000)
@@ -125,7 +138,10 @@ pub(super) async fn live_terminals(store: &Store) {
     assert_eq!(ann[0].user_name, "name-u-ann");
     assert_eq!(ann[0].recording_sid.as_deref(), Some("live-s1-resumed-2"));
     let all = store.live_terminals(None, 1000).await.unwrap();
-    let bob = all.iter().find(|row| row.sid == "live-s2").expect("bob's terminal");
+    let bob = all
+        .iter()
+        .find(|row| row.sid == "live-s2")
+        .expect("bob's terminal");
     assert_eq!(bob.recording_sid, None, "not recorded");
     store.delete_open_terminal("live-s1", "live-r3").await.unwrap();
     store.delete_open_terminal("live-s2", "live-r3").await.unwrap();
