@@ -1,12 +1,13 @@
 // Browser test of the operator's administration pages (issue #19): Active Sessions with Watch
-// and the watched terminal's "is watching" notice, the Roles page, grants chosen from lists,
+// (and a port forward listed with its kind and target) and the watched terminal's "is watching" notice, the Roles page, grants chosen from lists,
 // approval policies, the header's count of pending access requests, the confirmations before
 // reject, remove, disable, delete and deny, the header offering only usable pages, the skip link,
 // keyboard-only navigation, and axe-core (no serious or critical violation) on every page.
 // Started by crates/tether-e2e/tests/web_admin.rs (tether_e2e::browser::run_web_script) with:
 //   TETHER_URL, TETHER_SCREENSHOTS, TETHER_USER / TETHER_PASSWORD (an administrator),
 //   TETHER_OPERATOR / TETHER_OPERATOR_PASSWORD (the operator role on every device),
-//   TETHER_DEVICE (an accepted, online device) and TETHER_PENDING_DEVICE (a pending one).
+//   TETHER_DEVICE (an accepted, online device), TETHER_PENDING_DEVICE (a pending one) and
+//   TETHER_FORWARD_TARGET (the HOST:PORT of a port forward to TETHER_DEVICE, running meanwhile).
 // Exits 0 when every step and check passed; a failed check is reported and the run goes on.
 
 import { mkdirSync } from 'node:fs';
@@ -175,6 +176,17 @@ try {
   const row = `#sessions tr[data-user="${operatorName}"][data-device="${device}"][data-kind="terminal"]`;
   await admin.waitForSelector(`${row} a:text("Watch")`, { timeout: LIMIT });
   const sid = await admin.getAttribute(row, 'data-sid');
+  await check('the sessions page lists the port forward with its kind and target, without Watch', async () => {
+    const forward = `#sessions tr[data-kind="port_forward"][data-device="${device}"]`;
+    const target = env('TETHER_FORWARD_TARGET');
+    await admin.waitForFunction(([selector, expected]) => {
+      const cell = document.querySelector(`${selector} td.session-kind`);
+      return cell && cell.textContent === `port forward TCP ${expected}`;
+    }, [forward, target], { timeout: LIMIT });
+    if (await admin.isVisible(`${forward} a:text("Watch")`)) throw new Error('a port forward is offered Watch');
+    const since = await admin.textContent(`${forward} td:nth-child(3)`);
+    if (!/ago|now/.test(since)) throw new Error(`the Since cell says ${since}`);
+  });
   await shots(admin, 'sessions');
   await accessible(admin, 'the sessions page');
 

@@ -36,6 +36,7 @@ fn the_description_names_every_management_route_and_its_errors() {
         (paths::device_upload_path("{id}"), "put"),
         (paths::AUDIT_EXPORT_PATH.to_owned(), "get"),
         (paths::session_recording_path("{sid}"), "get"),
+        (paths::ACTIVE_SESSIONS_PATH.to_owned(), "get"),
         (paths::user_roles_path("{name}"), "put"),
         (paths::access_approve_path("{id}"), "post"),
         (paths::INSTALL_TOKENS_PATH.to_owned(), "post"),

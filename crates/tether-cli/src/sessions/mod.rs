@@ -2,6 +2,7 @@
 //! them, replaying one with its timing, exporting it as asciicast v2, and watching a live
 //! session read-only.
 
+pub mod active;
 pub mod recording;
 pub mod replay;
 pub mod watch;
@@ -58,6 +59,12 @@ pub enum SessionsCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List every session running now: terminals, commands, file transfers and port forwards
+    Active {
+        /// Print the sessions as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// List terminals left running on their device when their connection was lost; re-attach
     /// with `tether terminal DEVICE --attach SESSION`
     Detached {
@@ -92,6 +99,10 @@ pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> 
         SessionsCommand::Export { session, output } => {
             let sid = resolve_sid(&api, &session).await?;
             export(&login, &sid, output).await?;
+            Ok(0)
+        }
+        SessionsCommand::Active { json } => {
+            active::run(&api, json).await?;
             Ok(0)
         }
         SessionsCommand::Detached { json } => {

@@ -212,6 +212,7 @@ async fn prepare_download(
                 offset,
             })
             .await?;
+        session.list(state, &event.actor, device, false, &info.path).await;
     }
     Ok(Prepared {
         status,

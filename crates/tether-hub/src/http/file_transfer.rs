@@ -13,10 +13,21 @@ use tether_proto::{
 };
 
 use crate::{
-    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
-    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::session_limits::SessionSlot,
-    http::error::ApiError, http::state::AppState, relay::router::Lane, relay::router::Router,
-    relay::router::SessionEvent, relay::router::SessionLink, relay::user_leg::Offer,
+    domain::audit::Actor,
+    domain::audit::NewEvent,
+    domain::audit::Object,
+    domain::audit::Outcome,
+    domain::device::DeviceRecord,
+    domain::device::DeviceStatus,
+    domain::session_limits::SessionSlot,
+    http::error::ApiError,
+    http::state::AppState,
+    relay::active_sessions::{self, Listed, Owner},
+    relay::router::Lane,
+    relay::router::Router,
+    relay::router::SessionEvent,
+    relay::router::SessionLink,
+    relay::user_leg::Offer,
     relay::user_leg::handshake,
 };
 
@@ -34,6 +45,8 @@ pub(crate) struct DeviceSession {
     _slot: SessionSlot,
     /// Counted in `tether_sessions_active{kind="file"}` while it runs.
     _counted: crate::metrics::Held,
+    /// Its row in the Active sessions list while the transfer runs (`relay::active_sessions`).
+    listed: Option<Listed>,
 }
 
 impl DeviceSession {
@@ -73,7 +86,33 @@ impl DeviceSession {
             device_name: device.name.clone(),
             _slot: slot,
             _counted: crate::metrics::metrics().session("file"),
+            listed: None,
         })
+    }
+
+    /// Lists the transfer of `path` (to the device if `upload`) as an active session for as
+    /// long as this session lives. A row that cannot be written is logged, never fatal: the list
+    /// is a view, the audit event the record.
+    pub(crate) async fn list(
+        &mut self,
+        state: &AppState,
+        actor: &Actor,
+        device: &DeviceRecord,
+        upload: bool,
+        path: &str,
+    ) {
+        let owner = Owner {
+            sid: &self.sid,
+            user_id: actor.id.as_deref().unwrap_or_default(),
+            user_name: actor.name.as_deref().unwrap_or_default(),
+            device_id: &device.id,
+            device_name: &device.name,
+        };
+        let detail = active_sessions::file_transfer(upload, path);
+        match Listed::start(&state.store, &state.replica_id, owner, detail).await {
+            Ok(listed) => self.listed = Some(listed),
+            Err(error) => tracing::warn!("session {}: cannot list it as active: {error:#}", self.sid),
+        }
     }
 
     pub(crate) async fn send(&self, message: &FileTransfer) -> Result<(), ApiError> {

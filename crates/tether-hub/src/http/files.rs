@@ -125,8 +125,7 @@ where
     E: std::fmt::Display,
 {
     event.path = fields.path.clone().unwrap_or_default();
-    let user_name = event.actor.name.clone().unwrap_or_default();
-    let result = upload_to_device(state, device, &user_name, fields, size, body, slot).await;
+    let result = upload_to_device(state, device, &event.actor, fields, size, body, slot).await;
     match &result {
         Ok((path, sent, sha256)) => {
             let details = serde_json::json!({ "path": path, "size": sent, "sha256": sha256 });
@@ -155,7 +154,7 @@ where
 async fn upload_to_device<S, E>(
     state: &AppState,
     device: &DeviceRecord,
-    user_name: &str,
+    actor: &Actor,
     fields: api::UploadFields,
     size: Option<i64>,
     body: S,
@@ -171,7 +170,8 @@ where
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("missing `path`"))?;
     let mode = fields.mode.as_deref().map(parse_mode).transpose()?;
-    let mut session = DeviceSession::open(state, device, user_name, slot).await?;
+    let user_name = actor.name.clone().unwrap_or_default();
+    let mut session = DeviceSession::open(state, device, &user_name, slot).await?;
     let tether = session.version >= version::TETHER;
     let (chunk_size, window) = if tether {
         (file_transfer::MAX_CHUNK, file_transfer::WINDOW_BYTES as i64)
@@ -190,6 +190,7 @@ where
     };
     session.send(&FileTransfer::PutFile(request)).await?;
     expect_ack(&mut session).await?;
+    session.list(state, actor, device, true, &path).await;
 
     let mut hasher = Sha256::new();
     let mut sent: i64 = 0;

@@ -2,6 +2,7 @@
 //! one handler file per resource.
 
 pub mod access;
+pub mod active_sessions;
 pub mod audit;
 pub mod connection_limits;
 pub mod convert;

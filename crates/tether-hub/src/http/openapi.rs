@@ -22,8 +22,8 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::http::{
-    access, audit, detached, devices, exec_runs, file_download, file_listing, files, install_tokens, login,
-    roles, sessions, state::AppState, terminal, two_factor, users, web_session,
+    access, active_sessions, audit, detached, devices, exec_runs, file_download, file_listing, files,
+    install_tokens, login, roles, sessions, state::AppState, terminal, two_factor, users, web_session,
 };
 
 /// Where the description is served (without authentication: it holds no data).
@@ -48,7 +48,7 @@ pub const DESCRIPTION_PATH: &str = "/api/openapi.json";
         (name = "terminals", description = "Terminals and everything else on the device WebSocket"),
         (name = "files", description = "Files to and from devices"),
         (name = "exec", description = "A command on many devices"),
-        (name = "sessions", description = "Terminal sessions, recordings and live watching"),
+        (name = "sessions", description = "Live sessions of every kind, terminal recordings and live watching"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "users", description = "Users and hub-wide settings"),
         (name = "tokens", description = "Access tokens for scripts"),
@@ -90,6 +90,7 @@ pub fn management_routes() -> axum::Router<AppState> {
         .routes(routes!(exec_runs::create))
         .routes(routes!(sessions::list))
         .routes(routes!(detached::list))
+        .routes(routes!(active_sessions::list))
         .routes(routes!(sessions::recording))
         .routes(routes!(sessions::asciicast))
         .routes(routes!(sessions::watch))

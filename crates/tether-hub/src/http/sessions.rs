@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Auditors see every session; other users only their own.
-fn own_sessions_only(principal: &Principal) -> Option<String> {
+pub(crate) fn own_sessions_only(principal: &Principal) -> Option<String> {
     match principal {
         Principal::User { user, .. } if authorize(principal, Action::ViewRecordings, None).is_err() => {
             Some(user.id.clone())

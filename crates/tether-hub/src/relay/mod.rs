@@ -1,6 +1,7 @@
 //! The relay: the device and user legs of every session and the routing between them (in
 //! process, or across replicas over NATS), with the terminal recorder beside the stream.
 
+pub mod active_sessions;
 pub mod device_leg;
 pub mod inventory;
 pub mod open_terminals;

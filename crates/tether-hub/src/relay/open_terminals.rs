@@ -5,7 +5,8 @@
 //! `terminal.close` with outcome `interrupted` each, the output bytes and duration taken from the
 //! recording, and the recording's session row ended with them. A replica sharing a PostgreSQL
 //! database closes its own rows at start, and those of replicas taken for dead
-//! (`relay::replicas`); never those of a live one.
+//! (`relay::replicas`); never those of a live one. The rows of its other live sessions (file
+//! transfers, port forwards: `active_sessions`) are deleted at the same moments.
 //!
 //! A shell that survives the restart (session survival, `resumable_sessions`) is closed the same
 //! way, marked `resumable`: the hub process that relayed it is gone, and a re-attach opens the
@@ -96,7 +97,13 @@ pub async fn close_interrupted(state: &Relay) -> anyhow::Result<usize> {
         "the hub stopped while the terminal was open (closed at the hub's next start)",
     )
     .await;
+    // The file transfers and port forwards it served ended with it too (`active_sessions`).
+    let gone = state.store.delete_active_sessions_of(&state.replica_id).await;
+    if let Ok(gone @ 1..) = gone {
+        tracing::info!("deleted {gone} live session row(s) left by the previous run of this hub");
+    }
     lock.release().await?;
+    gone?;
     closed
 }
 

@@ -2,7 +2,8 @@
 //! quarter of `replica_timeout_secs`, and a replica whose heartbeat is older than the timeout is
 //! taken for dead (SIGKILL, power loss, a lost host). The replica that notices first closes the
 //! terminals the dead one left open, as `interrupted` (as that replica itself would at its next
-//! start, see `open_terminals`), under the closing lock so that none is closed twice.
+//! start, see `open_terminals`), under the closing lock so that none is closed twice, and
+//! deletes its rows of other live sessions (`active_sessions`: file transfers, port forwards).
 //!
 //! A live replica's rows are never closed while its heartbeats reach the database; one cut off
 //! from the database for longer than the timeout cannot record audit events either. Clocks of
@@ -48,6 +49,11 @@ pub async fn close_terminals_of_dead_replicas(state: &Relay) -> anyhow::Result<u
                 state.replica_id
             );
             closed += open_terminals::close_left_by(state, &replica, &reason).await?;
+            // Its file transfers and port forwards ended with it: no event, just off the list.
+            let gone = state.store.delete_active_sessions_of(&replica).await?;
+            if gone > 0 {
+                tracing::info!("deleted {gone} live session row(s) of stopped replica {replica}");
+            }
         }
         state.store.forget_dead_replicas(alive_since).await?;
         anyhow::Ok(closed)

@@ -86,6 +86,11 @@ impl SessionAudit {
         });
     }
 
+    /// A file transfer is under way (requested, not yet finished or failed).
+    pub fn transferring(&self) -> bool {
+        self.transfer.is_some()
+    }
+
     /// A message from the user, about to go to the device.
     pub fn observe_user(&mut self, envelope: &Envelope) {
         match envelope.proto {

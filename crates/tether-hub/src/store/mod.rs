@@ -11,10 +11,12 @@
 //! recordings hold), `tokens` (personal
 //! access tokens), `resumable` (re-attachable sessions), `access` (roles, grants, approvals),
 //! `two_factor` (second factor and settings), `install_tokens` (enrolment tokens), `replicas`
-//! (heartbeats of replicas sharing PostgreSQL), and `principals` (callers from their
+//! (heartbeats of replicas sharing PostgreSQL), `active_sessions` (live file transfers and port
+//! forwards), and `principals` (callers from their
 //! credentials).
 
 pub mod access;
+pub mod active_sessions;
 mod audit;
 pub mod backup;
 pub mod devices;

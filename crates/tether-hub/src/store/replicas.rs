@@ -1,6 +1,7 @@
 //! The SQL of replica liveness (migration 0016): each replica's heartbeat, the replicas taken
-//! for dead, and the lock under which one replica at a time closes terminals left open. Same
-//! rules as `store/mod.rs`: portable SQL, though only PostgreSQL deployments use it.
+//! for dead, and the lock under which one replica at a time closes terminals (and deletes the
+//! other live sessions, `active_sessions`) left open. Same rules as `store/mod.rs`: portable
+//! SQL, though only PostgreSQL deployments use it.
 
 use sqlx::Row as _;
 
@@ -56,25 +57,28 @@ impl Store {
         })
     }
 
-    /// The replicas other than `me` that serve open terminals and whose last heartbeat is older
-    /// than `alive_since` (Unix milliseconds). A replica with no heartbeat at all (rows written by
+    /// The replicas other than `me` that serve open terminals or other live sessions
+    /// (`active_sessions`) and whose last heartbeat is older than `alive_since` (Unix
+    /// milliseconds). A replica with no heartbeat at all (rows written by
     /// a hub from before heartbeats) is first given one now, so it gets a whole timeout to show
     /// it is alive rather than being taken for dead at once.
     pub async fn dead_replicas(&self, me: &str, now: i64, alive_since: i64) -> anyhow::Result<Vec<String>> {
         // The WHERE clause is there for SQLite's parser (INSERT ... SELECT ... ON CONFLICT).
         sqlx::query(
             "INSERT INTO replica_heartbeats (replica_id, heartbeat_at) \
-             SELECT DISTINCT replica_id, $1 FROM open_terminals WHERE replica_id <> '' \
+             SELECT DISTINCT replica_id, $1 FROM (SELECT replica_id FROM open_terminals \
+             UNION SELECT replica_id FROM active_sessions) AS serving WHERE replica_id <> '' \
              ON CONFLICT (replica_id) DO NOTHING",
         )
         .bind(now)
         .execute(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT DISTINCT open_terminals.replica_id AS replica_id FROM open_terminals \
-             JOIN replica_heartbeats ON replica_heartbeats.replica_id = open_terminals.replica_id \
-             WHERE open_terminals.replica_id <> $1 AND replica_heartbeats.heartbeat_at < $2 \
-             ORDER BY open_terminals.replica_id",
+            "SELECT DISTINCT serving.replica_id AS replica_id FROM (SELECT replica_id FROM open_terminals \
+             UNION SELECT replica_id FROM active_sessions) AS serving \
+             JOIN replica_heartbeats ON replica_heartbeats.replica_id = serving.replica_id \
+             WHERE serving.replica_id <> $1 AND replica_heartbeats.heartbeat_at < $2 \
+             ORDER BY serving.replica_id",
         )
         .bind(me)
         .bind(alive_since)
@@ -86,11 +90,13 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Forgets replicas dead since before `alive_since` that no longer serve any terminal.
+    /// Forgets replicas dead since before `alive_since` that no longer serve any terminal or
+    /// other live session.
     pub async fn forget_dead_replicas(&self, alive_since: i64) -> anyhow::Result<u64> {
         let done = sqlx::query(
             "DELETE FROM replica_heartbeats WHERE heartbeat_at < $1 \
-             AND replica_id NOT IN (SELECT replica_id FROM open_terminals)",
+             AND replica_id NOT IN (SELECT replica_id FROM open_terminals) \
+             AND replica_id NOT IN (SELECT replica_id FROM active_sessions)",
         )
         .bind(alive_since)
         .execute(&self.pool)

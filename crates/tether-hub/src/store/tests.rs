@@ -5,6 +5,7 @@
 //! This one file holds the tests of every table family's file, so that each check runs on both
 //! backends (recordings' in `tests/recordings.rs`, the audit writer's in `tests/audit_writer.rs`).
 
+mod active_sessions;
 mod audit_writer;
 mod inventory;
 mod recordings;
@@ -26,6 +27,8 @@ async fn check_all(store: &Store) {
     terminal_sessions(store).await;
     recordings::recording_chunks(store).await;
     open_terminals(store).await;
+    active_sessions::active_sessions(store).await;
+    active_sessions::live_terminals(store).await;
     access_tokens(store).await;
     access_control(store).await;
     install_tokens(store).await;

@@ -7,6 +7,7 @@
 //! which are left out): each module's tests round-trip a sample of the hub's JSON.
 
 pub mod access;
+pub mod active_sessions;
 pub mod audit;
 pub mod devices;
 pub mod exec_runs;
@@ -23,6 +24,7 @@ pub mod users;
 use serde::{Deserialize, Serialize};
 
 pub use access::*;
+pub use active_sessions::*;
 pub use audit::*;
 pub use devices::*;
 pub use exec_runs::*;

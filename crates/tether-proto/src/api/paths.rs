@@ -28,6 +28,8 @@ pub const ACCESS_POLICIES_PATH: &str = "/api/management/v1/access/policies";
 pub const ACCESS_REQUESTS_PATH: &str = "/api/management/v1/access/requests";
 pub const SESSIONS_PATH: &str = "/api/management/v1/sessions";
 pub const DETACHED_SESSIONS_PATH: &str = "/api/management/v1/sessions/detached";
+/// `GET`: every live session of any kind (see [`super::active_sessions`]).
+pub const ACTIVE_SESSIONS_PATH: &str = "/api/management/v1/sessions/active";
 /// `POST`: one command across a device group (see [`super::exec_runs`]).
 pub const EXEC_RUNS_PATH: &str = "/api/management/v1/exec-runs";
 

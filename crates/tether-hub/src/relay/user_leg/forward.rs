@@ -200,6 +200,7 @@ pub(super) async fn forward(
         session.counted = session_kind(&envelope).map(|kind| crate::metrics::metrics().session(kind));
     }
     session.audit.observe_user(&envelope);
+    super::listing::list_activity(state, session, &envelope).await;
     if envelope.proto == protocol::SHELL {
         match Shell::from_envelope(&envelope) {
             Ok(Shell::New {

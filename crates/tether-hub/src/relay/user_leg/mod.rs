@@ -32,6 +32,7 @@ use crate::{
 mod audit;
 mod forward;
 mod handshake;
+mod listing;
 mod resume;
 
 use audit::record_all;
@@ -140,6 +141,8 @@ pub async fn serve(
                     requested_shell: None,
                     resumed: resume.is_some(),
                     counted: resume.map(|_| crate::metrics::metrics().session("terminal")),
+                    listed_transfer: None,
+                    listed_forward: None,
                 };
                 if let Some(offset) = resume {
                     session.audit.resume();
@@ -257,6 +260,10 @@ pub(crate) struct Session<'a> {
     pub(crate) resumed: bool,
     /// Counted in `tether_sessions_active` by kind, from its first message on.
     pub(crate) counted: Option<crate::metrics::Held>,
+    /// The file transfer under way, listed as an active session while it runs.
+    pub(crate) listed_transfer: Option<crate::relay::active_sessions::Listed>,
+    /// The port forward, listed from its first connection to the end of the session.
+    pub(crate) listed_forward: Option<crate::relay::active_sessions::Listed>,
 }
 
 async fn relay(
@@ -439,6 +446,7 @@ async fn deliver(
         delivered.push(envelope);
     }
     record_all(state, sink, sid, events).await?;
+    listing::transfer_may_have_ended(session);
     for envelope in delivered {
         if let Err(why) = record_terminal(state, session, &envelope).await {
             end_with_error(sink, sid, &why).await;
