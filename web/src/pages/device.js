@@ -249,10 +249,13 @@ function terminalPanels(device) {
 export function devicePage(container, id) {
   let terminal = null;
   let inventory = null;
+  /** Left before the device was known: build nothing (its timers would outlive the page). */
+  let left = false;
   const heading = h('h1', {}, 'Device');
   const details = h('p', { class: 'notice' });
   container.append(heading, details);
   get(`devices?id_prefix=${encodeURIComponent(id)}`).then((list) => {
+    if (left) return;
     const device = list.devices.find((d) => d.id === id);
     if (!device) {
       details.className = 'error';
@@ -275,6 +278,7 @@ export function devicePage(container, id) {
   });
   return {
     cleanup: () => {
+      left = true;
       if (terminal) terminal.cleanup();
       if (inventory) inventory.cleanup();
     },
