@@ -11,6 +11,10 @@ import { LEAVE_KEYS, connectTerminal, createTerminal } from '../terminal.js';
 
 const LIVE = ['connecting', 'connected', 'reconnecting'];
 
+/** Whether the device's shells outlive their connection (protocol version 2 on; a stock
+ *  mender-connect, with no inventory, ends its shell with the connection). */
+const keepsShells = (device) => ((device.inventory && device.inventory.versions) || []).some((version) => version >= 2);
+
 /** What a tab's label adds for its state (the status line under it says more). */
 const STATE_WORDS = { connecting: 'connecting', connected: 'running', reconnecting: 'reconnecting', ended: 'ended', failed: 'failed', detached: 'detached' };
 
@@ -48,7 +52,7 @@ export function terminalTabs(device, { changed = () => {} } = {}) {
     const status = h('span', { id: `terminal-status${suffix}`, class: 'notice terminal-status', 'aria-live': 'polite' }, 'Not connected.');
     const connectButton = h('button', { type: 'button', class: 'primary connect', id: `connect${suffix}` }, 'Connect terminal');
     const disconnectButton = h('button', { type: 'button', class: 'disconnect', id: `disconnect${suffix}`, disabled: true }, 'Disconnect');
-    const detachButton = h('button', { type: 'button', class: 'detach', id: `detach-terminal-${number}`, disabled: true, title: 'Leave the shell running on the device, to re-attach later' }, 'Detach');
+    const detachButton = h('button', { type: 'button', class: 'detach', id: `detach-terminal-${number}`, disabled: true, hidden: !keepsShells(device), title: 'Leave the shell running on the device, to re-attach later' }, 'Detach');
     const closeButton = h('button', { type: 'button', class: 'close-tab', id: `close-terminal-${number}` }, `Close tab ${number}`);
     const tabPanel = h('div', {
       role: 'tabpanel', id: `terminal-panel-${number}`, 'aria-labelledby': tabButton.id, hidden: true, dataset: { tab: String(number) },
