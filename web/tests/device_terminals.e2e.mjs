@@ -7,9 +7,9 @@
 // Checks: two tabs run different commands and each keeps its own output; the arrow keys, Home
 // and End switch tabs; the leave-page question names both running shells; a third shell is
 // refused by the hub's session limit and its tab says so while the others keep running; closing a
-// tab asks (cancel keeps it, confirm ends only its shell, the other still answers); the
-// detached shell is listed with when it was detached, and Re-attach opens it in a new tab with
-// its earlier output, taking input; Esc then Tab leaves a second tab's terminal; Detach closes
+// tab asks (cancel keeps it, Delete on the tab asks too, confirm ends only its shell, the other
+// still answers); the detached shell is listed with when it was detached, and Re-attach opens
+// it in a new tab with its earlier output, taking input; Esc then Tab leaves a second tab's terminal; Detach closes
 // that tab, the shell is listed again and re-attached again with its output; axe-core finds
 // nothing serious; the detached list was asked again by itself; screenshots device-terminals
 // and device-detached at 1400×900 and 400 px, nothing wider than 400 px.
@@ -195,6 +195,15 @@ try {
     if ((await stateOf(2)) !== 'connected') throw new Error('tab 2 is gone or ended');
     await typeLine(2, 'echo kept-$((4+4))');
     await waitScreen('#terminal-2', /^kept-8$/m, 'tab 2 after cancel', page);
+  });
+  await check('Delete on the focused tab asks the same', async () => {
+    await page.focus('#terminal-tab-2');
+    const asked = nextDialog(false);
+    await page.keyboard.press('Delete');
+    const message = await asked;
+    if (message !== 'End the shell in tab 2?') throw new Error(`asked ${JSON.stringify(message)}`);
+    await page.waitForTimeout(300);
+    if ((await stateOf(2)) !== 'connected') throw new Error('tab 2 is gone or ended');
   });
   const confirmed = nextDialog(true);
   await page.click('#close-terminal-2');
