@@ -232,6 +232,14 @@ mod tests {
     }
 
     #[test]
+    fn holds_everywhere_decides_like_authorize() {
+        assert!(holds_everywhere(&user(true, false), Action::ViewRecordings));
+        assert!(!holds_everywhere(&user(false, false), Action::ViewRecordings));
+        assert!(!holds_everywhere(&user(true, true), Action::ViewRecordings));
+        assert!(holds_everywhere(&user(false, false), Action::Terminal));
+    }
+
+    #[test]
     fn a_device_token_reaches_only_its_own_device_leg() {
         let device = Principal::Device {
             device_id: "d".into(),

@@ -464,3 +464,23 @@ async fn deliver(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed_with(code: u16) -> Ending {
+        Ending::user_closed(Some(&CloseFrame {
+            code,
+            reason: "".into(),
+        }))
+    }
+
+    #[test]
+    fn only_the_detach_code_keeps_the_shell() {
+        assert!(closed_with(DETACH_CLOSE_CODE).detachable);
+        assert!(!closed_with(1000).detachable);
+        assert!(!closed_with(4000).detachable);
+        assert!(!Ending::user_closed(None).detachable);
+    }
+}
