@@ -267,6 +267,8 @@ try {
     await waitScreen(boxOf(again), /^twice-42$/m, 'the shell re-attached twice', page);
   });
   await check('the detached list is asked again by itself', async () => {
+    // Past the second look that follows a tab's change (1.5 s): only the interval is left.
+    await page.waitForTimeout(2500);
     const before = detachedRequests;
     const deadline = Date.now() + 40000;
     while (detachedRequests === before && Date.now() < deadline) await page.waitForTimeout(500);
