@@ -122,6 +122,8 @@ function watchersNotice(terminal) {
   };
 }
 
+/** The WebSocket close code that tells the hub to keep the shell for a re-attach (protocol.md). */
+const DETACH_CLOSE_CODE = 4001;
 /** How long a lost session keeps trying to re-attach (the agent keeps a shell 5 min by default). */
 const REATTACH_FOR_MS = 15 * 60 * 1000;
 /** A hub and an online device that refuse a re-attach this often in a row: the shell is gone. */
@@ -133,10 +135,14 @@ const MAX_PENDING_INPUT = 256;
  * Connects `terminal` to device `device` ({id, name}); `report(state, text)` hears
  * 'connecting' | 'connected' | 'reconnecting' | 'ended' | 'failed'. A session whose connection
  * drops re-attaches by itself (`?attach=SID&offset=N`): the output missed meanwhile is replayed,
- * and what was already shown is not shown twice. Returns {disconnect, dispose}.
+ * and what was already shown is not shown twice. With `attach` (a detached shell's session id)
+ * it re-attaches to that shell from its first byte instead of starting one. Returns
+ * {disconnect, dispose, sid}.
  */
-export function connectTerminal(device, terminal, fit, report) {
-  let sid = '';
+export function connectTerminal(device, terminal, fit, report, { attach = '' } = {}) {
+  let sid = attach;
+  /** Re-attaching to a detached shell, until its first start answers. */
+  let adopting = Boolean(attach);
   let started = false;
   let over = false;
   let socket = null;
@@ -149,7 +155,7 @@ export function connectTerminal(device, terminal, fit, report) {
   const pending = [];
   const encoder = new TextEncoder();
   const watchers = watchersNotice(terminal);
-  report('connecting', `Connecting to ${device.name}…`);
+  report('connecting', adopting ? `Re-attaching to the shell on ${device.name}…` : `Connecting to ${device.name}…`);
 
   const finish = (state, text) => {
     if (over) return;
@@ -216,7 +222,13 @@ export function connectTerminal(device, terminal, fit, report) {
           break;
         case 'started':
           started = true;
-          if (resuming) {
+          if (adopting) {
+            adopting = false;
+            report('connected', `Connected to ${device.name} (re-attached)`);
+            fit.fit();
+            sendNow(shellResize(sid, terminal.cols, terminal.rows));
+            terminal.focus();
+          } else if (resuming) {
             back();
             sendNow(shellResize(sid, terminal.cols, terminal.rows));
           } else {
@@ -296,7 +308,9 @@ export function connectTerminal(device, terminal, fit, report) {
     if (over) return;
     if (session === 'expired') return loggedOut();
     if (session === 'unknown') return finish('failed', 'Hub unreachable: could not open a session.');
-    let why = 'Could not open a session on the device.';
+    // The hub refuses an upgrade beyond its caps (HTTP 429, which a browser cannot read) or
+    // without the permission; the device being offline or gone is told apart below.
+    let why = `The hub refused a new session on ${device.name}: a session limit was reached (the hub's max_sessions_per_user or max_sessions_per_device), or you may not open one there. Close another terminal and try again.`;
     try {
       const found = await lookUp();
       if (!found) why = 'The device no longer exists.';
@@ -356,6 +370,8 @@ export function connectTerminal(device, terminal, fit, report) {
   open();
 
   return {
+    /** The session's id, once the hub gave one ('' before). */
+    sid: () => sid,
     disconnect() {
       if (started) sendNow(shellStop(sid));
       finish('ended', 'Disconnected.');
@@ -363,6 +379,19 @@ export function connectTerminal(device, terminal, fit, report) {
       input.dispose();
       binary.dispose();
       resize.dispose();
+    },
+    /** Leaves a started shell running on the device, detached (the hub's close code 4001),
+     *  to be re-attached later; returns whether there was one to leave. */
+    detach() {
+      if (!started || over) return false;
+      over = true;
+      socket.close(DETACH_CLOSE_CODE, 'detach');
+      report('detached', `Detached: the shell keeps running on ${device.name}.`);
+      watchers.remove();
+      input.dispose();
+      binary.dispose();
+      resize.dispose();
+      return true;
     },
     dispose() {
       over = true;

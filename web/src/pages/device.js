@@ -1,14 +1,16 @@
-// One device: its inventory (device_inventory.js), a terminal (connect, reconnect, follows the
-// window's size), a file browser (device_files.js), file download by path and upload by picking
+// One device: its inventory (device_inventory.js), terminals in tabs (device_terminals.js:
+// connect, reconnect, follow the window's size), its detached shells to re-attach
+// (device_detached.js), a file browser (device_files.js), file download by path and upload by picking
 // or dropping (with progress) through the hub's HTTP file API, and the `tether port-forward`
 // command to copy. A feature the device reported off gets a panel saying so instead. Leaving the page with a shell running asks first
 // (main.js): the shell would end.
 
 import { API, HubUnreachable, csrfHeaders, expiredAfterUnauthorized, get, hubFetch, put, user } from '../api.js';
 import { ago, copyButton, h } from '../dom.js';
-import { LEAVE_KEYS, connectTerminal, createTerminal } from '../terminal.js';
 import { removalPanel } from '../device_removal.js';
 import { browserPanel, bytes } from './device_files.js';
+import { detachedPanel } from './device_detached.js';
+import { terminalTabs } from './device_terminals.js';
 import { featureOn, inventoryPanel } from './device_inventory.js';
 
 /** Larger downloads go to the browser's own download manager instead of memory. */
@@ -16,63 +18,6 @@ const IN_PAGE_DOWNLOAD_LIMIT = 256 * 1024 * 1024;
 
 function filesUrl(device, what) {
   return `${API}/deviceconnect/devices/${encodeURIComponent(device.id)}/${what}`;
-}
-
-function terminalPanel(device) {
-  const box = h('div', { class: 'terminal-box', id: 'terminal' });
-  const status = h('span', { id: 'terminal-status', class: 'notice' }, 'Not connected.');
-  const connectButton = h('button', { type: 'button', class: 'primary', id: 'connect' }, 'Connect terminal');
-  const disconnectButton = h('button', { type: 'button', id: 'disconnect', disabled: true }, 'Disconnect');
-  const panel = h('section', { class: 'panel' },
-    h('div', { class: 'status-line' }, connectButton, disconnectButton, status), box,
-    h('p', { class: 'notice hint', id: 'terminal-keys' }, `${LEAVE_KEYS} (Esc then Shift+Tab: backwards); Ctrl+Shift+C / Ctrl+Shift+V copy and paste.`));
-  let terminal = null;
-  let fit = null;
-  let session = null;
-  let state = 'idle';
-
-  const refit = () => { if (fit) fit.fit(); };
-  const observer = new ResizeObserver(refit);
-
-  function report(now, text) {
-    state = now;
-    status.textContent = text;
-    status.className = state === 'failed' ? 'error' : 'notice';
-    status.dataset.state = state;
-    const live = state === 'connecting' || state === 'connected' || state === 'reconnecting';
-    connectButton.disabled = live;
-    disconnectButton.disabled = !live;
-    connectButton.textContent = state === 'connecting' || state === 'connected' ? 'Connect terminal' : (terminal && state !== 'idle' ? 'Reconnect' : 'Connect terminal');
-  }
-
-  connectButton.addEventListener('click', () => {
-    if (!terminal) {
-      ({ terminal, fit } = createTerminal(box, {}, { clipboard: true }));
-      observer.observe(box);
-      window.addEventListener('resize', refit);
-    } else {
-      terminal.reset();
-    }
-    if (session) session.dispose();
-    fit.fit();
-    session = connectTerminal(device, terminal, fit, report);
-  });
-  disconnectButton.addEventListener('click', () => session && session.disconnect());
-
-  return {
-    panel,
-    /** What leaving would end, or null. */
-    leaving() {
-      const live = state === 'connecting' || state === 'connected' || state === 'reconnecting';
-      return live ? `The shell on ${device.name} is still running: leaving this page ends it.` : null;
-    },
-    cleanup() {
-      if (session) session.disconnect();
-      observer.disconnect();
-      window.removeEventListener('resize', refit);
-      if (terminal) terminal.dispose();
-    },
-  };
 }
 
 /** Hands `blob` to the browser as a saved file named `name`. */
@@ -286,13 +231,31 @@ function tagsLine(device) {
   return line;
 }
 
+/** Terminal tabs and the detached shells, which open in a tab; told when a tab changes. */
+function terminalPanels(device) {
+  let detached = null;
+  const tabs = terminalTabs(device, { changed: () => detached && detached.refresh() });
+  detached = detachedPanel(device, { reattach: (sid) => tabs.reattach(sid), held: () => tabs.sids() });
+  return {
+    panels: [tabs.panel, detached.panel],
+    leaving: () => tabs.leaving(),
+    cleanup() {
+      detached.cleanup();
+      tabs.cleanup();
+    },
+  };
+}
+
 export function devicePage(container, id) {
   let terminal = null;
   let inventory = null;
+  /** Left before the device was known: build nothing (its timers would outlive the page). */
+  let left = false;
   const heading = h('h1', {}, 'Device');
   const details = h('p', { class: 'notice' });
   container.append(heading, details);
   get(`devices?id_prefix=${encodeURIComponent(id)}`).then((list) => {
+    if (left) return;
     const device = list.devices.find((d) => d.id === id);
     if (!device) {
       details.className = 'error';
@@ -303,18 +266,19 @@ export function devicePage(container, id) {
     details.textContent = `${device.online ? 'online now' : `offline · last seen ${ago(device.last_seen_at)}`} · agent ${device.agent_version || 'unknown'} · ${device.id}`;
     inventory = inventoryPanel(device);
     const shell = featureOn(device, 'terminal')
-      ? (terminal = terminalPanel(device)).panel
-      : h('section', { class: 'panel' }, offPanel('terminal-off', 'Terminal', 'The terminal is off on this device (terminal.enabled = false in its agent configuration).'));
-    container.append(tagsLine(device), inventory.panel, shell,
+      ? (terminal = terminalPanels(device)).panels
+      : [h('section', { class: 'panel' }, offPanel('terminal-off', 'Terminal', 'The terminal is off on this device (terminal.enabled = false in its agent configuration).'))];
+    container.append(tagsLine(device), inventory.panel, ...shell,
       h('section', { class: 'panel' }, ...filesPanels(device), portForwardPanel(device)),
       h('p', {}, h('a', { href: `#/recordings/${encodeURIComponent(device.id)}` }, 'Recorded sessions of this device')),
-      removalPanel(device));
+      removalPanel(device) || []);
   }).catch((failure) => {
     details.className = 'error';
     details.textContent = failure.message;
   });
   return {
     cleanup: () => {
+      left = true;
       if (terminal) terminal.cleanup();
       if (inventory) inventory.cleanup();
     },

@@ -173,6 +173,12 @@ pub fn authorize_quietly(principal: &Principal, action: Action, device: &DeviceR
     decide(principal, action, Some(device))
 }
 
+/// Whether the caller may do `action` on every device, without logging a refusal: for choosing
+/// what a listing shows (a page asking every few seconds must not fill the log).
+pub fn holds_everywhere(principal: &Principal, action: Action) -> bool {
+    decide(principal, action, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +229,14 @@ mod tests {
 
     fn record(id: &str) -> DeviceRecord {
         DeviceRecord::accepted_for_test(id, &[])
+    }
+
+    #[test]
+    fn holds_everywhere_decides_like_authorize() {
+        assert!(holds_everywhere(&user(true, false), Action::ViewRecordings));
+        assert!(!holds_everywhere(&user(false, false), Action::ViewRecordings));
+        assert!(!holds_everywhere(&user(true, true), Action::ViewRecordings));
+        assert!(holds_everywhere(&user(false, false), Action::Terminal));
     }
 
     #[test]

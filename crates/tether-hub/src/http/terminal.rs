@@ -20,7 +20,7 @@ use crate::{
     path = &api::user_connect_path("{id}"),
     tag = "terminals",
     params(("id" = String, Path, description = "The device id"), api::AttachQuery),
-    responses((status = 101, description = "A WebSocket to the device (the Mender protocol: shell, files, forwards)"))
+    responses((status = 101, description = "A WebSocket to the device (the Mender protocol: shell, files, forwards); closing it with code 4001 detaches an interactive shell, kept for `?attach=`"))
 )]
 pub async fn connect(
     State(state): State<AppState>,

@@ -204,6 +204,10 @@ pub async fn serve(
     reason
 }
 
+/// The WebSocket close code with which a client detaches: its interactive shell keeps running
+/// on the device, to be re-attached (the web UI's Detach; `docs/protocol.md`).
+pub const DETACH_CLOSE_CODE: u16 = 4001;
+
 /// Why the relay ended, and what is left to do on the device's side.
 #[derive(Default)]
 pub(crate) struct Ending {
@@ -229,6 +233,16 @@ impl Ending {
             text: text.into(),
             detachable: true,
             ..Ending::default()
+        }
+    }
+
+    /// The user closed the WebSocket: with [`DETACH_CLOSE_CODE`] they leave the shell running
+    /// (detached, as if the connection had dropped); with any other code they end it.
+    pub(crate) fn user_closed(frame: Option<&CloseFrame>) -> Self {
+        if frame.is_some_and(|frame| frame.code == DETACH_CLOSE_CODE) {
+            Ending::user_lost("the user detached")
+        } else {
+            Ending::user("the user disconnected")
         }
     }
 
@@ -332,7 +346,7 @@ async fn relay(
                 last_heard = Instant::now();
                 match inbound {
                     None | Some(Err(_)) => return Ending::user_lost("the user disconnected"),
-                    Some(Ok(Message::Close(_))) => return Ending::user("the user disconnected"),
+                    Some(Ok(Message::Close(frame))) => return Ending::user_closed(frame.as_ref()),
                     Some(Ok(Message::Binary(bytes))) => {
                         let envelope = match Envelope::decode(&bytes) {
                             Ok(envelope) => envelope,
@@ -457,4 +471,24 @@ async fn deliver(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed_with(code: u16) -> Ending {
+        Ending::user_closed(Some(&CloseFrame {
+            code,
+            reason: "".into(),
+        }))
+    }
+
+    #[test]
+    fn only_the_detach_code_keeps_the_shell() {
+        assert!(closed_with(DETACH_CLOSE_CODE).detachable);
+        assert!(!closed_with(1000).detachable);
+        assert!(!closed_with(4000).detachable);
+        assert!(!Ending::user_closed(None).detachable);
+    }
 }

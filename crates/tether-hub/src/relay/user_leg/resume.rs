@@ -126,7 +126,7 @@ pub(super) async fn await_device(
                 last_heard = Instant::now();
                 let bytes = match inbound {
                     None | Some(Err(_)) => return Err(Ending::user_lost("the user disconnected")),
-                    Some(Ok(Message::Close(_))) => return Err(Ending::user("the user disconnected")),
+                    Some(Ok(Message::Close(frame))) => return Err(Ending::user_closed(frame.as_ref())),
                     Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(_)) => continue,
                 };
