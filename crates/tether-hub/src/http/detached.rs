@@ -7,8 +7,8 @@ use axum::{Json, extract::State};
 use tether_proto::{api, clock::unix_millis};
 
 use crate::{
-    domain::permissions::Action, domain::principal::Principal, domain::principal::holds_everywhere,
-    http::error::ApiError, http::extract::UserCaller, http::state::AppState,
+    http::error::ApiError, http::extract::UserCaller, http::sessions::own_sessions_only,
+    http::state::AppState,
 };
 
 #[utoipa::path(
@@ -21,13 +21,7 @@ pub async fn list(
     State(state): State<AppState>,
     UserCaller(principal): UserCaller,
 ) -> Result<Json<api::DetachedList>, ApiError> {
-    let user = match &principal {
-        // Asked quietly: the device page asks every 15 s, and a refusal here is no event.
-        Principal::User { user, .. } if !holds_everywhere(&principal, Action::ViewRecordings) => {
-            Some(user.id.clone())
-        }
-        _ => None,
-    };
+    let user = own_sessions_only(&principal);
     let grace = (state.config.terminal_grace_period_secs as i64).saturating_mul(1000);
     let since = unix_millis() - grace;
     let rows = state.store.detached_sessions(user.as_deref(), since).await?;

@@ -18,15 +18,16 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
-    domain::principal::authorize, http::convert, http::error::ApiError, http::extract::UserCaller,
+    domain::principal::holds_everywhere, http::convert, http::error::ApiError, http::extract::UserCaller,
     http::state::AppState, relay::recording::LiveEvent, relay::recording::WatchNotice,
     relay::recording::player, service::auth::permit, store::TerminalSessionRecord,
 };
 
-/// Auditors see every session; other users only their own.
+/// Auditors see every session; other users only their own. Asked quietly: the Sessions page and
+/// the device page's detached shells ask every few seconds, and seeing one's own is no refusal.
 pub(crate) fn own_sessions_only(principal: &Principal) -> Option<String> {
     match principal {
-        Principal::User { user, .. } if authorize(principal, Action::ViewRecordings, None).is_err() => {
+        Principal::User { user, .. } if !holds_everywhere(principal, Action::ViewRecordings) => {
             Some(user.id.clone())
         }
         _ => None,
