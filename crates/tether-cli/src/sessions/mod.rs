@@ -158,6 +158,7 @@ async fn fetch(
         device: device.map(str::to_owned),
         user: user.map(str::to_owned),
         limit: limit.map(i64::from),
+        ..SessionQuery::default()
     };
     Ok(api.get::<SessionList>(&query.path()).await?.sessions)
 }
@@ -345,6 +346,7 @@ mod tests {
                 width: 80,
                 height: 24,
                 live: ended_at.is_none(),
+                excerpt: None,
             },
             detached: false,
         };

@@ -90,6 +90,7 @@ pub fn management_routes() -> axum::Router<AppState> {
         .routes(routes!(exec_runs::create))
         .routes(routes!(sessions::list))
         .routes(routes!(detached::list))
+        .routes(routes!(sessions::segments))
         .routes(routes!(sessions::recording))
         .routes(routes!(sessions::asciicast))
         .routes(routes!(sessions::watch))
