@@ -62,7 +62,10 @@ pub async fn list(
         limit,
     };
     let (sessions, search) = match text {
-        None => (state.store.terminal_sessions(&filter).await?, None),
+        None => {
+            let sessions = state.store.terminal_sessions(&filter).await?;
+            (sessions.into_iter().map(|session| (session, None)).collect(), None)
+        }
         Some(text) => {
             let (found, search) = session_search::search(&state, &principal, &context, filter, &text).await?;
             (found, Some(search))
