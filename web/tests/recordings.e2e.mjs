@@ -164,7 +164,7 @@ try {
   begin('the player: metadata, idle gaps skipped, playing to the end');
   requests.length = 0;
   await page.goto(`${url}/#/play/${playerSid}`);
-  await waitScreen('#player', /player-end-4/, 'playback to the end');
+  await waitScreen('#player', /player-end-4/, 'playback to the end', page);
   await page.waitForSelector('#play:text("Play")', { timeout: LIMIT });
   await check('the player shows user, device, date and duration', async () => {
     const facts = await page.$$eval('#player-meta dd', (all) => Object.fromEntries(all.map((dd) => [dd.id, dd.textContent])));
@@ -206,7 +206,7 @@ try {
     const whole = await page.evaluate(async ([api, sid]) => (await (await fetch(`${api}/sessions/${sid}/recording`)).text()).length, [API, playerSid]);
     if (!(window.length * 2 < whole)) throw new Error(`the window is ${window.length} bytes of ${whole}`);
     // The screen at that moment: in the middle of the numbers, not the end of the session.
-    const shown = (await waitScreen('#player', /^\d{5,6}$/m, 'the screen after seeking')).input;
+    const shown = (await waitScreen('#player', /^\d{5,6}$/m, 'the screen after seeking', page)).input;
     if (/player-end-4/.test(shown)) throw new Error(`the screen after seeking shows the end:\n${shown}`);
   });
   await check('seeking back to the start clears the screen', async () => {
@@ -219,7 +219,7 @@ try {
     await page.uncheck('#skip-idle');
     await page.selectOption('#speed', '8');
     await page.click('#play');
-    await waitScreen('#player', /player-end-4/, 'playback without skipping');
+    await waitScreen('#player', /player-end-4/, 'playback without skipping', page);
     const skipped = Number(await page.getAttribute('#player-skipped', 'data-skipped-ms'));
     if (skipped >= 1000) throw new Error(`skipped ${skipped} ms with skipping off`);
   });
@@ -240,7 +240,7 @@ try {
   await check('axe finds nothing serious on the filtered audit log', () => assertAccessible(page, 'audit'));
   await page.click(`#audit tr[data-action="terminal.open"] a[data-recording="${playerSid}"]`);
   await page.waitForFunction((sid) => location.hash === `#/play/${sid}`, playerSid, { timeout: LIMIT });
-  await waitScreen('#player', /player-end-4/, 'the player reached from the audit log');
+  await waitScreen('#player', /player-end-4/, 'the player reached from the audit log', page);
 
   begin('the unfiltered audit log links terminal events to their recordings');
   await page.goto(`${url}/#/audit`);

@@ -56,7 +56,7 @@ export function playerPage(container, sid) {
   const seek = h('input', { type: 'range', id: 'seek', 'aria-label': 'Position', min: 0, max: 1000, value: 0, list: 'player-keyframes' });
   const time = h('span', { id: 'time', class: 'notice', 'aria-live': 'off' }, '0:00');
   const skip = h('input', { type: 'checkbox', id: 'skip-idle', checked: true });
-  const limit = h('input', { type: 'number', id: 'idle-limit', min: 0.5, max: 600, step: 0.5, value: 2, size: 4 });
+  const limit = h('input', { type: 'number', id: 'idle-limit', 'aria-label': 'Longest idle gap kept, in seconds', min: 0.5, max: 600, step: 0.5, value: 2, size: 4 });
   const skipped = h('p', { class: 'notice', id: 'player-skipped', 'aria-live': 'polite' });
   const error = h('p', { class: 'error', id: 'player-error' });
   const field = (id) => h('dd', { id });
