@@ -187,6 +187,9 @@ try {
     if (requests.some((path) => path.includes('/asciicast'))) throw new Error(`the cast was downloaded: ${requests}`);
   });
 
+  // As it ended: its facts, and the idle time it skipped.
+  await shots('player-metadata');
+
   begin('seek through the keyframes');
   const segments = await page.evaluate(async ([api, sid]) => (await fetch(`${api}/sessions/${sid}/segments`)).json(), [API, playerSid]);
   await check('the recording has several keyframes, offered on the seek bar', async () => {
@@ -224,8 +227,6 @@ try {
     if (skipped >= 1000) throw new Error(`skipped ${skipped} ms with skipping off`);
   });
   await check('axe finds nothing serious on the player', () => assertAccessible(page, 'player'));
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await shots('player-metadata');
 
   begin('the player links to the session\'s audit events, and they link back');
   await page.click('#player-audit');

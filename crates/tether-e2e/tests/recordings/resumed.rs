@@ -60,26 +60,49 @@ fn a_resumed_terminal_continues_its_recording() {
         .filter_map(|s| s["sid"].as_str())
         .filter(|listed| listed.starts_with(&sid))
         .collect();
-    assert_eq!(fragments, [sid.as_str()], "one recording for the session: {listed:?}");
+    assert_eq!(
+        fragments,
+        [sid.as_str()],
+        "one recording for the session: {listed:?}"
+    );
 
     let recorded = recording(&hub, &token, &sid, 0);
     let output = recorded.output();
     let at = |needle: &str| {
-        find(&output, needle.as_bytes())
-            .unwrap_or_else(|| panic!("{needle} missing from the recording:\n{}", String::from_utf8_lossy(&output)))
+        find(&output, needle.as_bytes()).unwrap_or_else(|| {
+            panic!(
+                "{needle} missing from the recording:\n{}",
+                String::from_utf8_lossy(&output)
+            )
+        })
     };
-    let positions = [at(&before_out), at("after-first-resume-"), at("after-second-resume-")];
+    let positions = [
+        at(&before_out),
+        at("after-first-resume-"),
+        at("after-second-resume-"),
+    ];
     assert!(
         positions.windows(2).all(|pair| pair[0] < pair[1]),
         "the parts are recorded in order: {positions:?}"
     );
     // `--attach` asks for the shell's output from its start: what was recorded is not again.
-    let count = String::from_utf8_lossy(&output).matches(before_out.as_str()).count();
-    assert_eq!(count, 1, "{before_out} recorded once:\n{}", String::from_utf8_lossy(&output));
+    let count = String::from_utf8_lossy(&output)
+        .matches(before_out.as_str())
+        .count();
+    assert_eq!(
+        count,
+        1,
+        "{before_out} recorded once:\n{}",
+        String::from_utf8_lossy(&output)
+    );
     assert!(
         recorded.records.windows(2).all(|pair| pair[0].t <= pair[1].t),
         "record times go forward across the re-attaches"
     );
     // The byte count covers every part.
-    assert_eq!(session["bytes_out"].as_u64(), Some(output.len() as u64), "{session}");
+    assert_eq!(
+        session["bytes_out"].as_u64(),
+        Some(output.len() as u64),
+        "{session}"
+    );
 }

@@ -19,9 +19,9 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
-    domain::principal::authorize, http::convert, http::error::ApiError, http::extract::UserCaller,
-    http::state::AppState, relay::recording::LiveEvent, relay::recording::WatchNotice,
-    domain::recording_format::Record, http::session_search, relay::recording::player, service::auth::permit,
+    domain::principal::authorize, domain::recording_format::Record, http::convert, http::error::ApiError,
+    http::extract::UserCaller, http::session_search, http::state::AppState, relay::recording::LiveEvent,
+    relay::recording::WatchNotice, relay::recording::player, service::auth::permit,
     store::TerminalSessionRecord, store::terminals::TerminalSessionFilter,
 };
 
@@ -64,7 +64,10 @@ pub async fn list(
     let (sessions, search) = match text {
         None => {
             let sessions = state.store.terminal_sessions(&filter).await?;
-            (sessions.into_iter().map(|session| (session, None)).collect(), None)
+            (
+                sessions.into_iter().map(|session| (session, None)).collect(),
+                None,
+            )
         }
         Some(text) => {
             let (found, search) = session_search::search(&state, &principal, &context, filter, &text).await?;
@@ -222,7 +225,9 @@ pub async fn recording(
         let playback = player::Playback::open(recording, from_ms)?;
         // The window ends before `to_ms`; its first record, the screen at `from_ms`, is kept.
         let before_end = move |record: &std::io::Result<Record>| match (record, to_ms) {
-            (Ok(record), Some(to_ms)) => record.time_ms() < to_ms || matches!(record, Record::Keyframe { .. }),
+            (Ok(record), Some(to_ms)) => {
+                record.time_ms() < to_ms || matches!(record, Record::Keyframe { .. })
+            }
             _ => true,
         };
         let records = playback.take_while(before_end).map(|record| {

@@ -117,7 +117,10 @@ impl Store {
     }
 
     /// Sessions newest first, with the filters that are set.
-    pub async fn terminal_sessions(&self, filter: &TerminalSessionFilter) -> anyhow::Result<Vec<TerminalSessionRecord>> {
+    pub async fn terminal_sessions(
+        &self,
+        filter: &TerminalSessionFilter,
+    ) -> anyhow::Result<Vec<TerminalSessionRecord>> {
         let rows = sqlx::query(terminal_session_select!(
             "WHERE ($1 IS NULL OR device_id = $1 OR device_name = $1) \
              AND ($2 IS NULL OR user_id = $2 OR user_name = $2) \

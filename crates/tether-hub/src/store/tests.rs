@@ -333,27 +333,54 @@ async fn terminal_sessions(store: &Store) {
     let listed = |filter: TerminalSessionFilter| async move {
         let filter = TerminalSessionFilter { limit: 10, ..filter };
         let sessions = store.terminal_sessions(&filter).await.unwrap();
-        sessions.into_iter().map(|session| session.sid).collect::<Vec<_>>()
+        sessions
+            .into_iter()
+            .map(|session| session.sid)
+            .collect::<Vec<_>>()
     };
     let text = |value: &str| Some(value.to_owned());
-    assert_eq!(listed(TerminalSessionFilter::default()).await, ["s2", "s1"], "newest first");
+    assert_eq!(
+        listed(TerminalSessionFilter::default()).await,
+        ["s2", "s1"],
+        "newest first"
+    );
     // A device by id or by name, a user by id or by name.
     for device in ["d1", "gamma"] {
-        let filter = TerminalSessionFilter { device: text(device), ..Default::default() };
+        let filter = TerminalSessionFilter {
+            device: text(device),
+            ..Default::default()
+        };
         assert_eq!(listed(filter).await, ["s1"], "device {device}");
     }
     for user in ["u2", "bob"] {
-        let filter = TerminalSessionFilter { user: text(user), ..Default::default() };
+        let filter = TerminalSessionFilter {
+            user: text(user),
+            ..Default::default()
+        };
         assert_eq!(listed(filter).await, ["s2"], "user {user}");
     }
     // Started at or after `from`, before `to`.
-    let filter = TerminalSessionFilter { from: Some(5_000), ..Default::default() };
+    let filter = TerminalSessionFilter {
+        from: Some(5_000),
+        ..Default::default()
+    };
     assert_eq!(listed(filter).await, ["s2"]);
-    let filter = TerminalSessionFilter { to: Some(5_000), ..Default::default() };
+    let filter = TerminalSessionFilter {
+        to: Some(5_000),
+        ..Default::default()
+    };
     assert_eq!(listed(filter).await, ["s1"]);
-    let filter = TerminalSessionFilter { from: Some(1_000), to: Some(1_001), user: text("alice"), ..Default::default() };
+    let filter = TerminalSessionFilter {
+        from: Some(1_000),
+        to: Some(1_001),
+        user: text("alice"),
+        ..Default::default()
+    };
     assert_eq!(listed(filter).await, ["s1"]);
-    let filter = TerminalSessionFilter { limit: 1, ..Default::default() };
+    let filter = TerminalSessionFilter {
+        limit: 1,
+        ..Default::default()
+    };
     assert_eq!(store.terminal_sessions(&filter).await.unwrap().len(), 1);
     store.end_terminal_session("s1", 2_000, 4096).await.unwrap();
     let stored = store.terminal_session("s1").await.unwrap().unwrap();
@@ -417,7 +444,10 @@ async fn open_terminals(store: &Store) {
     // Re-attached: the same row is open again, its start and byte count kept.
     assert!(store.reopen_terminal_session("s8").await.unwrap());
     let reopened = store.terminal_session("s8").await.unwrap().unwrap();
-    assert_eq!((reopened.started_at, reopened.ended_at, reopened.bytes_out), (1_000, None, 10));
+    assert_eq!(
+        (reopened.started_at, reopened.ended_at, reopened.bytes_out),
+        (1_000, None, 10)
+    );
     assert!(!store.reopen_terminal_session("no-such").await.unwrap());
 }
 

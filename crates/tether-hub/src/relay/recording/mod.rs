@@ -98,7 +98,10 @@ impl LiveSessions {
 
     fn remove(&self, sid: &str, number: u64) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.get(sid).is_some_and(|(registered, _)| *registered == number) {
+        if sessions
+            .get(sid)
+            .is_some_and(|(registered, _)| *registered == number)
+        {
             sessions.remove(sid);
         }
     }

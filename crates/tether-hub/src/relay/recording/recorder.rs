@@ -68,7 +68,10 @@ impl RecordingHandle {
     /// Output at the shell's output `offset` (None: a device that numbers none).
     pub async fn output(&self, offset: Option<u64>, data: &[u8]) {
         let skip = offset.map_or(0, |offset| self.recorded_until.saturating_sub(offset));
-        let Some(data) = data.get(skip.min(data.len() as u64) as usize..).filter(|rest| !rest.is_empty()) else {
+        let Some(data) = data
+            .get(skip.min(data.len() as u64) as usize..)
+            .filter(|rest| !rest.is_empty())
+        else {
             return;
         };
         let _ = self.sender.send(Command::Output(data.to_vec())).await;

@@ -28,8 +28,8 @@ enum Escape {
     Control,
     /// In `ESC ] ...` (a title, a link), up to BEL or ESC \.
     Operating,
-    /// ESC inside an operating-system command: `\` ends it.
-    OperatingEscape,
+    /// ESC inside an operating-system command: a `\` after it ends the command.
+    OperatingEnd,
 }
 
 /// Finds a text in output given piece by piece (a match may span two pieces).
@@ -75,10 +75,10 @@ impl TextFinder {
                 (Escape::Start, _) => Escape::None,
                 (Escape::Control, 0x40..=0x7e) => Escape::None,
                 (Escape::Control, _) => Escape::Control,
-                (Escape::Operating | Escape::OperatingEscape, 0x07) => Escape::None,
-                (Escape::Operating, 0x1b) => Escape::OperatingEscape,
-                (Escape::OperatingEscape, b'\\') => Escape::None,
-                (Escape::Operating | Escape::OperatingEscape, _) => Escape::Operating,
+                (Escape::Operating | Escape::OperatingEnd, 0x07) => Escape::None,
+                (Escape::Operating, 0x1b) => Escape::OperatingEnd,
+                (Escape::OperatingEnd, b'\\') => Escape::None,
+                (Escape::Operating | Escape::OperatingEnd, _) => Escape::Operating,
             };
         }
         // A match must end in the new text: what came before was searched already.
@@ -88,14 +88,21 @@ impl TextFinder {
             .position(|window| window == self.needle.as_slice())
             .map(|at| first_start + at);
         if let Some(at) = found {
-            let line_start = self.text[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let line_start = self.text[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
             let end = at + self.needle.len();
             let line_end = self.text[end..]
                 .iter()
                 .position(|&b| b == b'\n')
                 .map_or(self.text.len(), |i| end + i)
                 .min(end + CONTEXT / 2);
-            return Some(String::from_utf8_lossy(&self.text[line_start..line_end]).trim().to_owned());
+            return Some(
+                String::from_utf8_lossy(&self.text[line_start..line_end])
+                    .trim()
+                    .to_owned(),
+            );
         }
         // Keep enough for a match across the next piece, and for an excerpt's start.
         let keep = CONTEXT.max(self.needle.len());
@@ -156,7 +163,10 @@ mod tests {
         let mut finder = TextFinder::new("secret");
         assert_eq!(finder.push(b"\x1b]0;secret title\x07plain"), None);
         assert_eq!(finder.push(b"\x1b]0;secret\x1b\\ text"), None);
-        assert_eq!(finder.push(b" and a SECRET").as_deref(), Some("plain text and a secret"));
+        assert_eq!(
+            finder.push(b" and a SECRET").as_deref(),
+            Some("plain text and a secret")
+        );
     }
 
     #[test]

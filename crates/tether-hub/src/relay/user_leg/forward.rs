@@ -72,7 +72,9 @@ pub(super) async fn record_terminal(
     match envelope.typ.as_str() {
         "shell" => {
             if let Some(recording) = &session.recording {
-                recording.output(shell::output_offset(envelope), &envelope.body).await;
+                recording
+                    .output(shell::output_offset(envelope), &envelope.body)
+                    .await;
             }
         }
         "new"
