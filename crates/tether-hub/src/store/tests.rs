@@ -23,7 +23,7 @@ async fn check_all(store: &Store) {
     devices(store).await;
     audit_chain(store).await;
     audit_writer::concurrent_records(store).await;
-    terminal_sessions(store).await;
+    recordings::terminal_sessions(store).await;
     recordings::recording_chunks(store).await;
     open_terminals(store).await;
     access_tokens(store).await;
@@ -320,78 +320,6 @@ pub(super) fn session_info(sid: &str) -> SessionInfo {
         width: 80,
         height: 24,
     }
-}
-
-async fn terminal_sessions(store: &Store) {
-    use crate::store::terminals::TerminalSessionFilter;
-    let info = session_info("s1");
-    store.insert_terminal_session(&info, 1_000).await.unwrap();
-    let mut other = session_info("s2");
-    (other.device_id, other.device_name, other.user_id, other.user_name) =
-        ("d2".into(), "delta".into(), "u2".into(), "bob".into());
-    store.insert_terminal_session(&other, 5_000).await.unwrap();
-    let listed = |filter: TerminalSessionFilter| async move {
-        let filter = TerminalSessionFilter { limit: 10, ..filter };
-        let sessions = store.terminal_sessions(&filter).await.unwrap();
-        sessions
-            .into_iter()
-            .map(|session| session.sid)
-            .collect::<Vec<_>>()
-    };
-    let text = |value: &str| Some(value.to_owned());
-    assert_eq!(
-        listed(TerminalSessionFilter::default()).await,
-        ["s2", "s1"],
-        "newest first"
-    );
-    // A device by id or by name, a user by id or by name.
-    for device in ["d1", "gamma"] {
-        let filter = TerminalSessionFilter {
-            device: text(device),
-            ..Default::default()
-        };
-        assert_eq!(listed(filter).await, ["s1"], "device {device}");
-    }
-    for user in ["u2", "bob"] {
-        let filter = TerminalSessionFilter {
-            user: text(user),
-            ..Default::default()
-        };
-        assert_eq!(listed(filter).await, ["s2"], "user {user}");
-    }
-    // Started at or after `from`, before `to`.
-    let filter = TerminalSessionFilter {
-        from: Some(5_000),
-        ..Default::default()
-    };
-    assert_eq!(listed(filter).await, ["s2"]);
-    let filter = TerminalSessionFilter {
-        to: Some(5_000),
-        ..Default::default()
-    };
-    assert_eq!(listed(filter).await, ["s1"]);
-    let filter = TerminalSessionFilter {
-        from: Some(1_000),
-        to: Some(1_001),
-        user: text("alice"),
-        ..Default::default()
-    };
-    assert_eq!(listed(filter).await, ["s1"]);
-    let filter = TerminalSessionFilter {
-        limit: 1,
-        ..Default::default()
-    };
-    assert_eq!(store.terminal_sessions(&filter).await.unwrap().len(), 1);
-    store.end_terminal_session("s1", 2_000, 4096).await.unwrap();
-    let stored = store.terminal_session("s1").await.unwrap().unwrap();
-    assert_eq!(
-        (stored.ended_at, stored.bytes_out, stored.width),
-        (Some(2_000), 4096, 80)
-    );
-    assert_eq!(
-        store.delete_terminal_sessions_ended_before(3_000).await.unwrap(),
-        ["s1"]
-    );
 }
 
 /// Open terminals per replica, and the unfinished recordings of a session (with its re-attaches).
