@@ -3,7 +3,7 @@
 //! `tether sessions export` writes an asciicast that `asciinema` accepts, seeking into a large
 //! recording does not stream it from the start, and `tether sessions watch` follows a live
 //! session without being able to type into it, and a terminal resumed after a drop is one
-//! recording.
+//! recording; the output search is bounded and a recording is read in windows.
 //!
 //! One test binary (CI time), a module per concern.
 
@@ -12,4 +12,5 @@ mod fail_closed;
 mod large;
 mod playback;
 mod resumed;
+mod search;
 mod watch;
