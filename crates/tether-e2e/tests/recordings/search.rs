@@ -1,7 +1,8 @@
 //! The recordings API of the web player and the recordings page: a search in the recorded
 //! output is bounded (the newest 100 recordings) and says whether it read them all, narrowing
 //! the filters makes it complete, an over-long text is refused; a recording's keyframes are
-//! listed, and a window of it (`from_ms`, `to_ms`) holds only its own records.
+//! listed, and a window of it (`from_ms`, `to_ms`) holds only its own records. The CLI's
+//! `sessions list --text` says when the search was not complete.
 
 use serde_json::Value;
 use tether_e2e::{HubOptions, WAIT, wait_for};
@@ -81,6 +82,18 @@ fn an_output_search_is_bounded_and_a_recording_is_read_in_windows() {
         &format!("/api/management/v1/sessions?text=absent-text-99&from={from}"),
     );
     assert_eq!(missing["sessions"].as_array().map(Vec::len), Some(0), "{missing}");
+
+    // The CLI's `sessions list --text` says so too, on stderr.
+    let listed = cli.run(&[
+        "sessions", "list", "--json", "--text", "found-42", "--limit", "1000",
+    ]);
+    let sessions: Vec<Value> = serde_json::from_str(listed.ok()).expect("sessions JSON");
+    assert_eq!(sessions.len(), 100, "{listed}");
+    assert!(listed.stderr.contains("newest 100 recordings only"), "{listed}");
+    let old = cli.run(&[
+        "sessions", "list", "--json", "--text", "found-42", "--until", "1h",
+    ]);
+    assert_eq!(old.ok().trim(), "[]", "started over an hour ago: none\n{old}");
 
     let long = "x".repeat(201);
     let (status, refused) = get(&hub, &token, &format!("/api/management/v1/sessions?text={long}"));
