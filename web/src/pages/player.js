@@ -9,14 +9,16 @@ import { API, hubFetch, get } from '../api.js';
 import { h, when } from '../dom.js';
 import { createTerminal } from '../terminal.js';
 
-/** The shortest window read ahead, in ms: a window ends at a keyframe at least this far on. */
-const WINDOW_MS = 20000;
+/** The shortest window read ahead, in ms: a window ends at a keyframe at least this far on.
+ *  Each window is a viewing in the audit log (`recording.view`): not too many per playback. */
+const WINDOW_MS = 60000;
 
+/** m:ss, or h:mm:ss from an hour on. */
 const clock = (ms) => {
   const seconds = Math.floor(ms / 1000);
   const minutes = Math.floor(seconds / 60);
-  const rest = `${String(minutes % 60).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}`;
-  return minutes >= 60 ? `${Math.floor(minutes / 60)}:${rest}` : `${minutes}:${String(seconds % 60).padStart(2, '0')}`;
+  const ss = String(seconds % 60).padStart(2, '0');
+  return minutes >= 60 ? `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, '0')}:${ss}` : `${minutes}:${ss}`;
 };
 
 /** A duration in words, for the metadata. */
