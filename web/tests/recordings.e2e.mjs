@@ -4,7 +4,7 @@
 //   TETHER_URL, TETHER_USER, TETHER_PASSWORD (an administrator), TETHER_DEVICE (alice's two
 //   sessions), TETHER_OTHER_DEVICE (bob's), TETHER_NEEDLE_SID (alice's command printing
 //   "needle-42-found here"), TETHER_OTHER_SID (bob's command), TETHER_PLAYER_SID (alice's shell:
-//   player-start-2, over a megabyte of `seq` output, a 5 s pause, then player-end-4 on a cleared
+//   player-start-2, over a megabyte of `seq` output, a 62 s pause, then player-end-4 on a cleared
 //   screen), TETHER_SCREENSHOTS.
 // Checks: the recordings list filters by device (name and id), user and dates, and searches the
 // output (the needle found with its excerpt, the search said complete, a missing text finds
@@ -174,9 +174,9 @@ try {
     if (!/^\d+ s$|^\d+ min \d+ s$/.test(facts['player-duration'] || '')) throw new Error(`duration: ${facts['player-duration']}`);
     if (facts['player-command'] !== 'shell') throw new Error(`command: ${facts['player-command']}`);
   });
-  await check('the 5 s pause is skipped down to the 2 s limit', async () => {
+  await check('the 62 s pause is skipped down to the 2 s limit', async () => {
     const skipped = Number(await page.getAttribute('#player-skipped', 'data-skipped-ms'));
-    if (!(skipped >= 2500)) throw new Error(`skipped ${skipped} ms`);
+    if (!(skipped >= 55000)) throw new Error(`skipped ${skipped} ms`);
     const said = await page.textContent('#player-skipped');
     if (!/^Skipped \d+ s of idle time\.$/.test(said)) throw new Error(`the notice says ${JSON.stringify(said)}`);
   });
@@ -184,6 +184,10 @@ try {
     if (!requests.some((path) => path.endsWith(`/sessions/${playerSid}/segments`))) throw new Error(`no segments request: ${requests}`);
     const windows = requests.filter((path) => path.includes(`/sessions/${playerSid}/recording?`));
     if (!windows.length || !windows.every((path) => /from_ms=\d+/.test(path))) throw new Error(`recording requests: ${windows}`);
+    // The first window ends at the keyframe after the pause; the next one starts there.
+    if (windows.length < 2 || !/to_ms=\d+/.test(windows[0])) throw new Error(`one window for a recording of two: ${windows}`);
+    const end = new URL(`${url}${windows[0]}`).searchParams.get('to_ms');
+    if (new URL(`${url}${windows[1]}`).searchParams.get('from_ms') !== end) throw new Error(`the windows do not follow on: ${windows}`);
     if (requests.some((path) => path.includes('/asciicast'))) throw new Error(`the cast was downloaded: ${requests}`);
   });
 
@@ -198,14 +202,17 @@ try {
     if (ticks !== segments.segments.length) throw new Error(`${ticks} ticks for ${segments.segments.length} keyframes`);
   });
   await check('seeking reads from the keyframe before the moment, far less than the whole recording', async () => {
-    const target = segments.segments[segments.segments.length - 1].start_ms + 1;
+    if (segments.segments.length < 3) throw new Error(`segments: ${JSON.stringify(segments.segments)}`);
+    // Just after the keyframe before the pause's (in the middle of the numbers).
+    const keyframe = segments.segments[segments.segments.length - 2].start_ms;
+    const target = keyframe + 1;
     requests.length = 0;
     const answered = page.waitForResponse((response) => response.url().includes('/recording?from_ms='), { timeout: LIMIT });
     await page.fill('#seek', String(Math.ceil((target / segments.duration_ms) * 1000)));
     await page.dispatchEvent('#seek', 'input');
     const window = await (await answered).text();
     const from = Number(new URL(`${url}${requests.find((path) => path.includes('/recording?'))}`).searchParams.get('from_ms'));
-    if (!(from >= segments.segments[segments.segments.length - 1].start_ms)) throw new Error(`read from ${from} ms`);
+    if (!(from >= keyframe)) throw new Error(`read from ${from} ms, before the keyframe at ${keyframe}`);
     const whole = await page.evaluate(async ([api, sid]) => (await (await fetch(`${api}/sessions/${sid}/recording`)).text()).length, [API, playerSid]);
     if (!(window.length * 2 < whole)) throw new Error(`the window is ${window.length} bytes of ${whole}`);
     // The screen at that moment: in the middle of the numbers, not the end of the session.

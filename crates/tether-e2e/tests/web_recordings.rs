@@ -2,7 +2,7 @@
 //! `web/tests/recordings.e2e.mjs`: a real hub, two real agents and three recorded sessions made
 //! with the real CLI (alice's command printing a needle on the first device, bob's command on the
 //! second, and alice's interactive shell with over a megabyte of output, so several keyframes,
-//! and a 5 s pause). The script checks the recordings list's filters (device by name and by id,
+//! and a 62 s pause). The script checks the recordings list's filters (device by name and by id,
 //! user, dates) and the search in the output, the player's user, device, date and duration, the
 //! idle gap skipped, seeking through the keyframes (a window from the keyframe, never the whole
 //! recording), the player's link to the session's audit events and the audit events' links
@@ -47,11 +47,13 @@ fn recordings_are_filtered_searched_played_and_linked_to_the_audit_log() {
     alice.exec(&first.name, &[needle_command]).ok();
     bob.exec(&second.name, &["echo other output"]).ok();
 
-    // Over a megabyte of output (several segments, so several keyframes), then 5 s idle.
+    // Over a megabyte of output (several segments, so several keyframes), then 62 s idle: the
+    // output after it starts a segment of its own (a segment lasts at most 60 s), so the player
+    // reads the recording in two windows, and the gap is one to skip.
     let mut shell = PtySession::terminal(&alice, &first.name);
     shell.expect("Connected to", WAIT);
-    shell.send_line("echo player-start-$((1+1)); seq 1 200000; sleep 5; clear; echo player-end-$((2+2))");
-    shell.expect("player-end-4", WAIT);
+    shell.send_line("echo player-start-$((1+1)); seq 1 200000; sleep 62; clear; echo player-end-$((2+2))");
+    shell.expect("player-end-4", WAIT + std::time::Duration::from_secs(62));
     shell.send_line("exit");
     shell.expect_exit(WAIT);
 
