@@ -374,7 +374,7 @@ async fn verify(api: &Api, json: bool) -> Result<i32> {
 }
 
 /// `--since`/`--until`: a duration before now or an RFC 3339 time, as unix milliseconds.
-fn parse_time(text: &str) -> Result<i64> {
+pub(crate) fn parse_time(text: &str) -> Result<i64> {
     parse_time_at(text, tether_proto::clock::unix_millis())
 }
 

@@ -1,7 +1,9 @@
 // The audit log: filters (time range, actor, device, action, outcome), older pages, and
 // export as CSV or JSON Lines with the same filters (a plain download: the cookie goes along).
 // The device filter takes a name or an id prefix, like the CLI; a text that names no current
-// device still filters as an id (the events of a removed device keep its id).
+// device still filters as an id (the events of a removed device keep its id). A terminal's
+// events link to its recording; `#/audit/session/SID` (the player's link back) starts with the
+// session filter set.
 
 import { API, get, newestOnly } from '../api.js';
 import { h, when } from '../dom.js';
@@ -11,13 +13,19 @@ function millis(value) {
   return value ? String(new Date(value).getTime()) : '';
 }
 
-export function auditPage(container) {
+/** Terminal events whose session has a recording: opened (not refused) or closed. */
+function recorded(event) {
+  return event.session_id && (event.action === 'terminal.close' || (event.action === 'terminal.open' && event.outcome !== 'refused'));
+}
+
+export function auditPage(container, filterName, filterValue) {
   const fields = {
     from: h('input', { type: 'datetime-local', id: 'audit-from', 'aria-label': 'From' }),
     to: h('input', { type: 'datetime-local', id: 'audit-to', 'aria-label': 'To' }),
     actor: h('input', { id: 'audit-actor', placeholder: 'actor', size: 12 }),
     device: h('input', { id: 'audit-device', placeholder: 'device name or id', size: 16 }),
     action: h('input', { id: 'audit-action', placeholder: 'action, e.g. terminal.open', size: 18 }),
+    session: h('input', { id: 'audit-session', placeholder: 'session id', size: 14, 'aria-label': 'Session', value: filterName === 'session' ? filterValue || '' : '' }),
     outcome: h('select', { id: 'audit-outcome', 'aria-label': 'Outcome' }, ['', 'success', 'failure', 'refused', 'interrupted'].map((o) => h('option', { value: o }, o || 'any outcome'))),
   };
   const body = h('tbody');
@@ -59,7 +67,9 @@ export function auditPage(container) {
       h('td', {}, when(event.time)),
       h('td', {}, event.actor_name || event.actor_kind, h('div', { class: 'notice' }, event.client_address || '')),
       h('td', {}, event.action),
-      h('td', {}, object),
+      h('td', {}, object, recorded(event)
+        ? h('div', {}, h('a', { href: `#/play/${encodeURIComponent(event.session_id)}`, dataset: { recording: event.session_id } }, 'Recording'))
+        : null),
       h('td', { class: event.outcome === 'success' ? '' : 'error' }, event.outcome),
       h('td', { class: 'notice' }, details));
   }
@@ -122,7 +132,7 @@ export function auditPage(container) {
   older.addEventListener('click', () => load(true));
   updateExports();
   container.append(h('h1', {}, 'Audit log'),
-    h('div', { class: 'toolbar' }, 'From', fields.from, 'to', fields.to, fields.actor, fields.device, fields.action, fields.outcome,
+    h('div', { class: 'toolbar' }, 'From', fields.from, 'to', fields.to, fields.actor, fields.device, fields.action, fields.session, fields.outcome,
       h('button', { type: 'button', onclick: () => load() }, 'Refresh'), csv, jsonl),
     deviceNote, error,
     h('div', { class: 'table-scroll' }, h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', 'Object', 'Outcome', 'Details'].map((t) => h('th', {}, t)))), body)),

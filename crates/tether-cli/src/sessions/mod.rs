@@ -46,6 +46,16 @@ pub enum SessionsCommand {
         /// Only sessions of this user (id or name)
         #[arg(long, value_name = "USER")]
         user: Option<String>,
+        /// Only sessions started at or after TIME (a duration before now, or an RFC 3339 time)
+        #[arg(long, value_name = "TIME", value_parser = crate::audit::parse_time)]
+        since: Option<i64>,
+        /// Only sessions started before TIME
+        #[arg(long, value_name = "TIME", value_parser = crate::audit::parse_time)]
+        until: Option<i64>,
+        /// Only sessions whose recorded output contains TEXT (case-insensitive; the hub reads
+        /// the newest 100 recordings the other filters keep, and says when that was not all)
+        #[arg(long, value_name = "TEXT")]
+        text: Option<String>,
         /// How many sessions to show (default 100, at most 1000)
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
@@ -91,9 +101,20 @@ pub async fn run(options: &HubOptions, command: SessionsCommand) -> Result<i32> 
             json,
             device,
             user,
+            since,
+            until,
+            text,
             limit,
         } => {
-            list(&api, device.as_deref(), user.as_deref(), limit, json).await?;
+            let query = SessionQuery {
+                device,
+                user,
+                from: since,
+                to: until,
+                text,
+                limit: limit.map(i64::from),
+            };
+            list(&api, query, json).await?;
             Ok(0)
         }
         SessionsCommand::Export { session, output } => {
@@ -159,38 +180,27 @@ async fn detached(api: &Api, json: bool) -> Result<()> {
     print_listing(&text).context("writing to stdout")
 }
 
-async fn fetch(
-    api: &Api,
-    device: Option<&str>,
-    user: Option<&str>,
-    limit: Option<u32>,
-) -> Result<Vec<TerminalSession>> {
-    let query = SessionQuery {
-        device: device.map(str::to_owned),
-        user: user.map(str::to_owned),
-        limit: limit.map(i64::from),
-    };
-    Ok(api.get::<SessionList>(&query.path()).await?.sessions)
-}
-
-async fn list(
-    api: &Api,
-    device: Option<&str>,
-    user: Option<&str>,
-    limit: Option<u32>,
-    json: bool,
-) -> Result<()> {
+async fn list(api: &Api, mut query: SessionQuery, json: bool) -> Result<()> {
     // A device query is resolved like everywhere else; one matching no device is passed as-is
     // (the id of a removed device).
-    let device = match device {
-        Some(query) => Some(match find(api, query).await {
-            Ok(device) => device.id,
-            Err(error) if error.to_string().starts_with("no device matches") => query.to_owned(),
+    if let Some(device) = query.device.take() {
+        query.device = Some(match find(api, &device).await {
+            Ok(found) => found.id,
+            Err(error) if error.to_string().starts_with("no device matches") => device,
             Err(error) => return Err(error),
-        }),
-        None => None,
-    };
-    let sessions = fetch(api, device.as_deref(), user, limit).await?;
+        });
+    }
+    let answer = api.get::<SessionList>(&query.path()).await?;
+    if let Some(search) = answer.search.as_ref().filter(|search| !search.complete) {
+        eprintln!(
+            "tether: searched the output of the newest {} recordings only (at most {} or {} MiB per \
+             search); narrow the filters (--device, --user, --since, --until) to search older ones",
+            search.scanned,
+            search.scan_limit,
+            search.byte_limit / (1024 * 1024)
+        );
+    }
+    let sessions = answer.sessions;
     // Best effort: an older hub has no list of detached sessions.
     let detached = api
         .get::<DetachedList>(DETACHED_SESSIONS_PATH)
@@ -265,7 +275,11 @@ pub async fn resolve_sid(api: &Api, query: &str) -> Result<String> {
     if query.is_empty() {
         bail!("no session given");
     }
-    let sessions = fetch(api, None, None, Some(1000)).await?;
+    let newest = SessionQuery {
+        limit: Some(1000),
+        ..SessionQuery::default()
+    };
+    let sessions = api.get::<SessionList>(&newest.path()).await?.sessions;
     if sessions.iter().any(|session| session.sid == query) {
         return Ok(query.to_owned());
     }
@@ -356,6 +370,7 @@ mod tests {
                 width: 80,
                 height: 24,
                 live: ended_at.is_none(),
+                excerpt: None,
             },
             detached: false,
         };

@@ -141,6 +141,7 @@ pub fn terminal_session(record: TerminalSessionRecord, live: bool) -> api::Termi
         width: record.width,
         height: record.height,
         live,
+        excerpt: None,
     }
 }
 

@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod refusal_audit;
 pub mod roles;
 pub mod server;
+pub mod session_search;
 pub mod sessions;
 pub mod state;
 pub mod terminal;

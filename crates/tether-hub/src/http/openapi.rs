@@ -91,6 +91,7 @@ pub fn management_routes() -> axum::Router<AppState> {
         .routes(routes!(sessions::list))
         .routes(routes!(detached::list))
         .routes(routes!(active_sessions::list))
+        .routes(routes!(sessions::segments))
         .routes(routes!(sessions::recording))
         .routes(routes!(sessions::asciicast))
         .routes(routes!(sessions::watch))

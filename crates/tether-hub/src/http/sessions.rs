@@ -1,5 +1,6 @@
-//! Terminal sessions for auditors: the list, a recording streamed from any moment, its asciicast
-//! v2 export, and a read-only live view of a running session.
+//! Terminal sessions for auditors: the list (filtered, and searched in its output by
+//! `http/session_search.rs`), where a recording's keyframes are, a recording streamed from any
+//! moment to any other, its asciicast v2 export, and a read-only live view of a running session.
 
 use axum::{
     Json,
@@ -18,9 +19,10 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
     domain::audit::RequestContext, domain::permissions::Action, domain::principal::Principal,
-    domain::principal::holds_everywhere, http::convert, http::error::ApiError, http::extract::UserCaller,
-    http::state::AppState, relay::recording::LiveEvent, relay::recording::WatchNotice,
-    relay::recording::player, service::auth::permit, store::TerminalSessionRecord,
+    domain::principal::holds_everywhere, domain::recording_format::Record, http::convert,
+    http::error::ApiError, http::extract::UserCaller, http::session_search, http::state::AppState,
+    relay::recording::LiveEvent, relay::recording::WatchNotice, relay::recording::player,
+    service::auth::permit, store::TerminalSessionRecord, store::terminals::TerminalSessionFilter,
 };
 
 /// Auditors see every session; other users only their own. Asked quietly: the Sessions page and
@@ -39,26 +41,104 @@ pub(crate) fn own_sessions_only(principal: &Principal) -> Option<String> {
     path = api::paths::SESSIONS_PATH,
     tag = "sessions",
     params(api::SessionQuery),
-    responses((status = 200, description = "Terminal sessions and their recordings", body = api::SessionList))
+    responses(
+        (status = 200, description = "Terminal sessions and their recordings", body = api::SessionList),
+        (status = 400, description = "A search text longer than 200 characters"),
+        (status = 403, description = "A search in output by a user who may not view recordings"),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
+    context: RequestContext,
     UserCaller(principal): UserCaller,
     Query(query): Query<api::SessionQuery>,
 ) -> Result<Json<api::SessionList>, ApiError> {
-    let user = own_sessions_only(&principal).or(query.user);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let sessions = state.store.terminal_sessions(query.device, user, limit).await?;
+    let text = query.text.clone().filter(|text| !text.trim().is_empty());
+    let filter = TerminalSessionFilter {
+        device: query.device.filter(|device| !device.is_empty()),
+        user: own_sessions_only(&principal).or(query.user.filter(|user| !user.is_empty())),
+        from: query.from,
+        to: query.to,
+        limit,
+    };
+    let (sessions, search) = match text {
+        None => {
+            let sessions = state.store.terminal_sessions(&filter).await?;
+            (
+                sessions.into_iter().map(|session| (session, None)).collect(),
+                None,
+            )
+        }
+        Some(text) => {
+            let (found, search) = session_search::search(&state, &principal, &context, filter, &text).await?;
+            (found, Some(search))
+        }
+    };
     let sessions = sessions
         .into_iter()
-        .map(|session| {
+        .map(|(session, excerpt)| {
             // With several replicas, another one may be recording it: open means live there.
             let live = state.live.is_live(&session.sid)
                 || (state.router.bus().is_some() && session.ended_at.is_none());
-            convert::terminal_session(session, live)
+            api::TerminalSession {
+                excerpt,
+                ..convert::terminal_session(session, live)
+            }
         })
         .collect();
-    Ok(Json(api::SessionList { sessions }))
+    Ok(Json(api::SessionList { sessions, search }))
+}
+
+#[utoipa::path(
+    get,
+    path = &api::paths::session_segments_path("{sid}"),
+    tag = "sessions",
+    params(("sid" = String, Path, description = "The terminal session id")),
+    responses(
+        (status = 200, description = "The session, its recording's length and keyframes", body = api::RecordingSegments),
+        (status = 403, description = "The caller may not view recordings"),
+        (status = 404, description = "No such session"),
+    )
+)]
+pub async fn segments(
+    State(state): State<AppState>,
+    context: RequestContext,
+    UserCaller(principal): UserCaller,
+    Path(sid): Path<String>,
+) -> Result<Json<api::RecordingSegments>, ApiError> {
+    let session = state
+        .store
+        .terminal_session(&sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no terminal session {sid}")))?;
+    // Where the keyframes are is not the recording's content: no viewing is recorded.
+    permit(&state, &principal, &context, Action::ViewRecordings, None).await?;
+    let (store, directory, id) = (state.store.clone(), state.recordings_dir.clone(), sid.clone());
+    let starts = tokio::task::spawn_blocking(move || {
+        player::Recording::open(&store, &directory, &id).map(|recording| recording.segment_starts())
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(|error| anyhow::anyhow!("reading the segments of {sid}: {error}"))?;
+    let end = session.ended_at.unwrap_or_else(tether_proto::clock::unix_millis);
+    let duration_ms = u64::try_from(end - session.started_at)
+        .unwrap_or(0)
+        .max(starts.last().copied().unwrap_or(0));
+    let live = state.live.is_live(&sid) || (state.router.bus().is_some() && session.ended_at.is_none());
+    let segments = starts
+        .into_iter()
+        .enumerate()
+        .map(|(index, start_ms)| api::RecordingSegment {
+            index: index as u32,
+            start_ms,
+        })
+        .collect();
+    Ok(Json(api::RecordingSegments {
+        session: convert::terminal_session(session, live),
+        duration_ms,
+        segments,
+    }))
 }
 
 /// Loads a session the caller may view, recording the viewing in the audit log.
@@ -131,6 +211,7 @@ pub async fn recording(
     let session = viewable(&state, &principal, &context, &sid, "recording.view").await?;
     let (store, directory) = (state.store.clone(), state.recordings_dir.clone());
     let from_ms = query.from_ms.unwrap_or(0);
+    let to_ms = query.to_ms;
     let header = api::RecordingHeader {
         live: state.live.is_live(&sid),
         sid: session.sid,
@@ -143,7 +224,14 @@ pub async fn recording(
     let body = stream_lines(move || {
         let recording = player::Recording::open(&store, &directory, &sid)?;
         let playback = player::Playback::open(recording, from_ms)?;
-        let records = playback.map(|record| {
+        // The window ends before `to_ms`; its first record, the screen at `from_ms`, is kept.
+        let before_end = move |record: &std::io::Result<Record>| match (record, to_ms) {
+            (Ok(record), Some(to_ms)) => {
+                record.time_ms() < to_ms || matches!(record, Record::Keyframe { .. })
+            }
+            _ => true,
+        };
+        let records = playback.take_while(before_end).map(|record| {
             record.map(|record| serde_json::to_string(&convert::recording_record(record)).unwrap_or_default())
         });
         Ok(std::iter::once(Ok(header)).chain(records))
@@ -160,20 +248,22 @@ pub async fn recording(
     get,
     path = &api::paths::session_asciicast_path("{sid}"),
     tag = "sessions",
-    params(("sid" = String, Path, description = "The terminal session id")),
-    responses((status = 200, description = "The recording as an asciicast v2 file", body = String, content_type = "application/x-asciicast"))
+    params(("sid" = String, Path, description = "The terminal session id"), api::RecordingQuery),
+    responses((status = 200, description = "The recording as an asciicast v2 file (from `from_ms`: the screen at that moment first)", body = String, content_type = "application/x-asciicast"))
 )]
 pub async fn asciicast(
     State(state): State<AppState>,
     context: RequestContext,
     UserCaller(principal): UserCaller,
     Path(sid): Path<String>,
+    Query(query): Query<api::RecordingQuery>,
 ) -> Result<Response, ApiError> {
     let session = viewable(&state, &principal, &context, &sid, "recording.export").await?;
     let (store, directory) = (state.store.clone(), state.recordings_dir.clone());
     let body = stream_lines(move || {
         let recording = player::Recording::open(&store, &directory, &session.sid)?;
-        player::asciicast_lines(recording, session.started_at, session.command.as_deref())
+        let window = (query.from_ms.unwrap_or(0), query.to_ms);
+        player::asciicast_lines(recording, session.started_at, session.command.as_deref(), window)
     });
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -25,6 +25,19 @@ pub struct TerminalSessionRecord {
     pub height: i64,
 }
 
+/// Which sessions [`Store::terminal_sessions`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct TerminalSessionFilter {
+    /// A device id or name.
+    pub device: Option<String>,
+    /// A user id or name.
+    pub user: Option<String>,
+    /// Started at or after / before (Unix ms).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: i64,
+}
+
 fn terminal_session_from_row(row: &sqlx::any::AnyRow) -> Result<TerminalSessionRecord, sqlx::Error> {
     Ok(TerminalSessionRecord {
         sid: row.try_get("sid")?,
@@ -85,6 +98,16 @@ impl Store {
         Ok(())
     }
 
+    /// A session re-attached after a drop continues its recording: its row is open again (the
+    /// time it was detached is an idle gap in the recording). False when there is no such row.
+    pub async fn reopen_terminal_session(&self, sid: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE terminal_sessions SET ended_at = NULL WHERE sid = $1")
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn terminal_session(&self, sid: &str) -> anyhow::Result<Option<TerminalSessionRecord>> {
         let row = sqlx::query(terminal_session_select!("WHERE sid = $1"))
             .bind(sid)
@@ -93,20 +116,22 @@ impl Store {
         Ok(row.as_ref().map(terminal_session_from_row).transpose()?)
     }
 
-    /// Sessions newest first, optionally of one device or user.
+    /// Sessions newest first, with the filters that are set.
     pub async fn terminal_sessions(
         &self,
-        device: Option<String>,
-        user: Option<String>,
-        limit: i64,
+        filter: &TerminalSessionFilter,
     ) -> anyhow::Result<Vec<TerminalSessionRecord>> {
         let rows = sqlx::query(terminal_session_select!(
-            "WHERE ($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR user_id = $2 OR user_name = $2) \
-             ORDER BY started_at DESC LIMIT $3"
+            "WHERE ($1 IS NULL OR device_id = $1 OR device_name = $1) \
+             AND ($2 IS NULL OR user_id = $2 OR user_name = $2) \
+             AND ($3 IS NULL OR started_at >= $3) AND ($4 IS NULL OR started_at < $4) \
+             ORDER BY started_at DESC LIMIT $5"
         ))
-        .bind(device)
-        .bind(user)
-        .bind(limit)
+        .bind(&filter.device)
+        .bind(&filter.user)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -241,8 +266,9 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// The unfinished recordings of session `sid` (its first one, `sid`, and those of its
-    /// re-attaches, `sid-resumed-…`), oldest first.
+    /// The unfinished recordings of session `sid`, oldest first: its own and, from hubs before
+    /// a re-attached session continued its recording, those of its re-attaches
+    /// (`sid-resumed-…`).
     pub async fn unfinished_terminal_sessions(&self, sid: &str) -> anyhow::Result<Vec<UnfinishedRecording>> {
         let rows = sqlx::query(
             "SELECT sid, started_at FROM terminal_sessions WHERE ended_at IS NULL \

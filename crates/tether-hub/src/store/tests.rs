@@ -24,7 +24,7 @@ async fn check_all(store: &Store) {
     devices(store).await;
     audit_chain(store).await;
     audit_writer::concurrent_records(store).await;
-    terminal_sessions(store).await;
+    recordings::terminal_sessions(store).await;
     recordings::recording_chunks(store).await;
     open_terminals(store).await;
     active_sessions::active_sessions(store).await;
@@ -325,37 +325,6 @@ pub(super) fn session_info(sid: &str) -> SessionInfo {
     }
 }
 
-async fn terminal_sessions(store: &Store) {
-    let info = session_info("s1");
-    store.insert_terminal_session(&info, 1_000).await.unwrap();
-    assert_eq!(
-        store
-            .terminal_sessions(Some("d1".into()), None, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        store
-            .terminal_sessions(None, Some("alice".into()), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    store.end_terminal_session("s1", 2_000, 4096).await.unwrap();
-    let stored = store.terminal_session("s1").await.unwrap().unwrap();
-    assert_eq!(
-        (stored.ended_at, stored.bytes_out, stored.width),
-        (Some(2_000), 4096, 80)
-    );
-    assert_eq!(
-        store.delete_terminal_sessions_ended_before(3_000).await.unwrap(),
-        ["s1"]
-    );
-}
-
 /// Open terminals per replica, and the unfinished recordings of a session (with its re-attaches).
 async fn open_terminals(store: &Store) {
     use crate::store::terminals::OpenTerminal;
@@ -403,6 +372,14 @@ async fn open_terminals(store: &Store) {
     assert_eq!(sids, ["s8", "s8-resumed-9"]);
     store.end_terminal_session("s8", 1_500, 10).await.unwrap();
     assert_eq!(store.unfinished_terminal_sessions("s8").await.unwrap().len(), 1);
+    // Re-attached: the same row is open again, its start and byte count kept.
+    assert!(store.reopen_terminal_session("s8").await.unwrap());
+    let reopened = store.terminal_session("s8").await.unwrap().unwrap();
+    assert_eq!(
+        (reopened.started_at, reopened.ended_at, reopened.bytes_out),
+        (1_000, None, 10)
+    );
+    assert!(!store.reopen_terminal_session("no-such").await.unwrap());
 }
 
 async fn access_tokens(store: &Store) {

@@ -139,6 +139,11 @@ pub fn session_recording_path(sid: &str) -> String {
     format!("{SESSIONS_PATH}/{sid}/recording")
 }
 
+/// `GET /sessions/{sid}/segments`: the keyframes of a recording.
+pub fn session_segments_path(sid: &str) -> String {
+    format!("{SESSIONS_PATH}/{sid}/segments")
+}
+
 /// `GET /sessions/{sid}/asciicast`: asciicast v2.
 pub fn session_asciicast_path(sid: &str) -> String {
     format!("{SESSIONS_PATH}/{sid}/asciicast")

@@ -22,6 +22,10 @@ pub struct TerminalSession {
     pub height: i64,
     /// Still running (on this hub, or open on any replica).
     pub live: bool,
+    /// With a `text` search: the end of the output line where the text was found (escape
+    /// sequences taken out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 /// The answer to `GET /sessions`, newest first.
@@ -29,18 +33,47 @@ pub struct TerminalSession {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     pub sessions: Vec<TerminalSession>,
+    /// With a `text` search: how much output was searched. The search reads recordings, so it is
+    /// bounded; `complete` is false when it stopped at a bound before the older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<OutputSearch>,
+}
+
+/// How far a search in the recorded output got.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputSearch {
+    /// Recordings read (newest first, among those the other filters keep).
+    pub scanned: u32,
+    /// At most this many are read per search.
+    pub scan_limit: u32,
+    /// Output bytes read, and the most read per search.
+    pub bytes_scanned: u64,
+    pub byte_limit: u64,
+    /// Every recording the other filters keep was searched.
+    pub complete: bool,
 }
 
 /// The query of `GET /sessions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct SessionQuery {
-    /// A device id.
+    /// A device id or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// A user id or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Started at or after this time (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// Started before this time (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    /// Only sessions whose recorded output contains this text (case-insensitive, escape
+    /// sequences ignored); bounded, see [`OutputSearch`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// At most this many (default 100, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
@@ -55,6 +88,15 @@ impl SessionQuery {
         }
         if let Some(user) = &self.user {
             pairs.push(("user", user.clone()));
+        }
+        if let Some(from) = self.from {
+            pairs.push(("from", from.to_string()));
+        }
+        if let Some(to) = self.to {
+            pairs.push(("to", to.to_string()));
+        }
+        if let Some(text) = &self.text {
+            pairs.push(("text", text.clone()));
         }
         if let Some(limit) = self.limit {
             pairs.push(("limit", limit.to_string()));
@@ -114,13 +156,38 @@ pub struct RecordingRecord {
     pub d: Option<String>,
 }
 
-/// The query of `GET /sessions/{sid}/recording`: start here (milliseconds since the session
-/// began); the first record is then the screen at that moment.
+/// The query of `GET /sessions/{sid}/recording` and `.../asciicast`: a window of the recording,
+/// in milliseconds since the session began. The hub reads from the keyframe at or before
+/// `from_ms` (never the recording from its start), and the first record is the screen at
+/// `from_ms`; records at or after `to_ms` are left out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct RecordingQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<u64>,
+}
+
+/// The answer to `GET /sessions/{sid}/segments`: the session, how long its recording lasts,
+/// and where its keyframes are, for a player's seek bar (each segment starts with one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordingSegments {
+    pub session: TerminalSession,
+    /// Milliseconds from the session's start to its end (to now while it runs).
+    pub duration_ms: u64,
+    pub segments: Vec<RecordingSegment>,
+}
+
+/// One segment of a recording.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordingSegment {
+    /// Its number, from 0.
+    pub index: u32,
+    /// Its keyframe's time, milliseconds since the session began.
+    pub start_ms: u64,
 }
 
 /// The query of the session WebSocket (`.../deviceconnect/devices/{id}/connect`): re-attach to
@@ -186,7 +253,13 @@ mod tests {
         round_trip::<WatchMessage>(r#"{"width":80,"height":24}"#);
         let resize: WatchMessage = round_trip(r#"{"resize":[100,30]}"#);
         assert_eq!(resize.resize, Some((100, 30)));
-        round_trip::<RecordingQuery>(r#"{"from_ms":5000}"#);
+        round_trip::<RecordingQuery>(r#"{"from_ms":5000,"to_ms":65000}"#);
+        round_trip::<RecordingSegments>(
+            r#"{"session":{"sid":"s1","device_id":"d1","device_name":"pump","user_id":"u1","user_name":"alice",
+                "command":null,"started_at":1714564800000,"ended_at":1714564920000,"bytes_out":2048,"width":80,
+                "height":24,"live":false},"duration_ms":120000,
+                "segments":[{"index":0,"start_ms":0},{"index":1,"start_ms":60000}]}"#,
+        );
     }
 
     #[test]
@@ -195,6 +268,15 @@ mod tests {
         assert_eq!(query.attach.as_deref(), Some("s1"));
         let bare: AttachQuery = serde_json::from_str("{}").unwrap();
         assert_eq!(bare, AttachQuery::default());
-        round_trip::<SessionQuery>(r#"{"device":"d1","user":"bob","limit":5}"#);
+        round_trip::<SessionQuery>(
+            r#"{"device":"d1","user":"bob","from":1714564800000,"to":1714568400000,"text":"error","limit":5}"#,
+        );
+        let searched: SessionList = round_trip(
+            r#"{"sessions":[{"sid":"s1","device_id":"d1","device_name":"pump","user_id":"u1","user_name":"alice",
+                "command":null,"started_at":1714564800000,"ended_at":null,"bytes_out":2048,"width":80,
+                "height":24,"live":true,"excerpt":"disk error"}],
+                "search":{"scanned":100,"scan_limit":100,"bytes_scanned":4096,"byte_limit":268435456,"complete":false}}"#,
+        );
+        assert_eq!(searched.search.map(|search| search.complete), Some(false));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod player;
 pub mod recorder;
+pub mod search;
 mod thread_receiver;
 
 use std::{collections::HashMap, sync::Mutex};
@@ -26,7 +27,10 @@ pub struct WatchNotice {
 /// The sessions being recorded right now, for live watchers.
 pub struct LiveSessions {
     /// Weak: a recording ends when its session drops the handle, not when the registry does.
-    sessions: Mutex<HashMap<String, mpsc::WeakSender<recorder::Command>>>,
+    /// Each with the number it was registered under: the part of a re-attached session that
+    /// ended is removed, never the part that continues its recording under the same id.
+    sessions: Mutex<HashMap<String, (u64, mpsc::WeakSender<recorder::Command>)>>,
+    registrations: std::sync::atomic::AtomicU64,
     /// Watchers coming and going, for every session's user leg on this replica (each keeps its
     /// own sid's). A watcher on another replica reaches here through the bus.
     notices: broadcast::Sender<WatchNotice>,
@@ -39,6 +43,7 @@ impl Default for LiveSessions {
     fn default() -> Self {
         LiveSessions {
             sessions: Mutex::default(),
+            registrations: std::sync::atomic::AtomicU64::new(0),
             notices: broadcast::channel(64).0,
             watchers: Mutex::default(),
         }
@@ -79,18 +84,26 @@ impl LiveSessions {
         self.notices.subscribe()
     }
 
-    fn insert(&self, sid: &str, sender: mpsc::WeakSender<recorder::Command>) {
+    /// Registers a recording; returns the number to remove it by.
+    fn insert(&self, sid: &str, sender: mpsc::WeakSender<recorder::Command>) -> u64 {
+        let number = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sid.to_owned(), sender);
+            .insert(sid.to_owned(), (number, sender));
+        number
     }
 
-    fn remove(&self, sid: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(sid);
+    fn remove(&self, sid: &str, number: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions
+            .get(sid)
+            .is_some_and(|(registered, _)| *registered == number)
+        {
+            sessions.remove(sid);
+        }
     }
 
     pub fn is_live(&self, sid: &str) -> bool {
@@ -108,6 +121,7 @@ impl LiveSessions {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(sid)?
+            .1
             .upgrade()?;
         let (reply, answer) = oneshot::channel();
         sender.send(recorder::Command::Subscribe(reply)).await.ok()?;
@@ -115,8 +129,9 @@ impl LiveSessions {
     }
 }
 
-/// Whether a watcher of recording `watched` watches session `sid`: its recording, or that of a
-/// part of it resumed after a drop (`SID-resumed-…`).
+/// Whether a watcher of recording `watched` watches session `sid`: its recording, or (from hubs
+/// before a re-attached session continued its recording) that of a part of it resumed after a
+/// drop (`SID-resumed-…`).
 pub fn watches(watched: &str, sid: &str) -> bool {
     watched
         .strip_prefix(sid)

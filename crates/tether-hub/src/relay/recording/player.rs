@@ -70,6 +70,11 @@ impl Recording {
         self.segments.is_empty()
     }
 
+    /// When each segment (each keyframe) starts, in ms since the session began, in order.
+    pub fn segment_starts(&self) -> Vec<u64> {
+        self.segments.iter().map(|(start, _)| *start).collect()
+    }
+
     /// One segment's records, decompressed as they are read. A stored segment is fetched
     /// whole: segments are bounded, a recording is not.
     fn read(&self, at: &SegmentAt) -> io::Result<SegmentReader> {
@@ -268,13 +273,17 @@ impl Utf8Carry {
     }
 }
 
-/// An asciicast v2 file: the header line, then `[seconds, "o"|"i"|"r", text]` lines.
+/// An asciicast v2 file: the header line, then `[seconds, "o"|"i"|"r", text]` lines; from
+/// `from_ms` (read from the keyframe before it: the screen at that moment is the first output
+/// event) up to `to_ms`, times counted from the session's start either way.
 pub fn asciicast_lines(
     recording: Recording,
     started_at_ms: i64,
     command: Option<&str>,
+    window: (u64, Option<u64>),
 ) -> io::Result<impl Iterator<Item = io::Result<String>> + use<>> {
-    let mut playback = Playback::open(recording, 0)?.peekable();
+    let (from_ms, to_ms) = window;
+    let mut playback = Playback::open(recording, from_ms)?.peekable();
     let (width, height) = match playback.peek() {
         Some(Ok(Record::Keyframe { width, height, .. })) => (*width, *height),
         _ => (80, 24),
@@ -291,14 +300,23 @@ pub fn asciicast_lines(
     }
     let mut output = Utf8Carry::default();
     let mut input = Utf8Carry::default();
-    let events = playback.filter_map(move |record| {
+    let before_end = move |record: &io::Result<Record>| match (record, to_ms) {
+        (Ok(record), Some(to_ms)) => record.time_ms() < to_ms || matches!(record, Record::Keyframe { .. }),
+        _ => true,
+    };
+    let events = playback.take_while(before_end).filter_map(move |record| {
         let line = |time_ms: u64, kind: &str, text: String| {
             serde_json::json!([time_ms as f64 / 1000.0, kind, text]).to_string()
         };
         Some(match record {
             Err(error) => Err(error),
-            // The first keyframe of a recording is the empty screen.
-            Ok(Record::Keyframe { .. }) => return None,
+            // The first keyframe of a recording is the empty screen; a later moment's is drawn.
+            Ok(Record::Keyframe { .. }) if from_ms == 0 => return None,
+            Ok(Record::Keyframe { time_ms, screen, .. }) => {
+                let mut drawn = b"\x1b[H\x1b[2J".to_vec();
+                drawn.extend_from_slice(&screen);
+                Ok(line(time_ms, "o", String::from_utf8_lossy(&drawn).into_owned()))
+            }
             Ok(Record::Output { time_ms, data }) => Ok(line(time_ms, "o", output.push(&data))),
             Ok(Record::Input { time_ms, data }) => Ok(line(time_ms, "i", input.push(&data))),
             Ok(Record::Resize {

@@ -59,10 +59,21 @@ pub struct Snapshot {
 pub struct RecordingHandle {
     sender: mpsc::Sender<Command>,
     record_input: bool,
+    /// The shell's output offset the recording holds already: a re-attach replays output from
+    /// the offset its client asks for (0 for `tether terminal --attach`), recorded once.
+    recorded_until: u64,
 }
 
 impl RecordingHandle {
-    pub async fn output(&self, data: &[u8]) {
+    /// Output at the shell's output `offset` (None: a device that numbers none).
+    pub async fn output(&self, offset: Option<u64>, data: &[u8]) {
+        let skip = offset.map_or(0, |offset| self.recorded_until.saturating_sub(offset));
+        let Some(data) = data
+            .get(skip.min(data.len() as u64) as usize..)
+            .filter(|rest| !rest.is_empty())
+        else {
+            return;
+        };
         let _ = self.sender.send(Command::Output(data.to_vec())).await;
     }
 
@@ -77,13 +88,39 @@ impl RecordingHandle {
     }
 }
 
+/// Where a re-attached session's recording goes on: the row's start, the segment number and
+/// byte count to continue from, and the screen as the recording left it (for the keyframes).
+struct Continuation {
+    started_at: i64,
+    next_segment: u32,
+    bytes_out: u64,
+    screen: Option<(u16, u16, Vec<u8>)>,
+}
+
+/// How long a re-attached session waits for the recording of its previous part to be finished
+/// (by its user leg, here or on another replica) before continuing it.
+const PREVIOUS_PART_WAIT: Duration = Duration::from_secs(10);
+
 /// Starts recording a session. The recording ends when the handle is dropped. Fails (and the
 /// session is refused) when its row cannot be written: the database is where it would go.
-pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<RecordingHandle> {
-    state.store.insert_terminal_session(&info, unix_millis()).await?;
+///
+/// A session re-attached after a drop (`resumed`) continues its own recording: one recording
+/// per shell, the time it was detached an idle gap in it.
+pub async fn start(state: &Relay, info: SessionInfo, resumed: bool) -> anyhow::Result<RecordingHandle> {
+    let continuation = match resumed {
+        true => continuation(state, &info.sid).await?,
+        false => None,
+    };
+    if continuation.is_none() {
+        state.store.insert_terminal_session(&info, unix_millis()).await?;
+    }
     let (sender, receiver) = mpsc::channel(QUEUE);
     let (chunks, stored) = mpsc::channel(CHUNK_QUEUE);
-    let recorder = Recorder::new(info.sid.clone(), chunks, info.width, info.height);
+    let mut recorder = Recorder::new(info.sid.clone(), chunks, info.width, info.height);
+    let bytes_before = continuation.as_ref().map_or(0, |continued| continued.bytes_out);
+    if let Some(continued) = continuation {
+        recorder.continue_from(continued);
+    }
     let (finished, bytes_out) = oneshot::channel();
     let writer = std::thread::Builder::new()
         .name("recording".to_owned())
@@ -94,14 +131,14 @@ pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<Recording
         // Nothing will be written: the session's record is closed now.
         if let Err(error) = state
             .store
-            .end_terminal_session(&info.sid, unix_millis(), 0)
+            .end_terminal_session(&info.sid, unix_millis(), bytes_before)
             .await
         {
             tracing::warn!("recording {}: {error:#}", info.sid);
         }
         return Err(anyhow::Error::new(error).context("cannot start the recording's writer thread"));
     }
-    state.live.insert(&info.sid, sender.downgrade());
+    let registered = state.live.insert(&info.sid, sender.downgrade());
     let record_input = state.config.record_input;
     let state = state.clone();
     let sid = info.sid.clone();
@@ -112,16 +149,75 @@ pub async fn start(state: &Relay, info: SessionInfo) -> anyhow::Result<Recording
             tracing::error!("recording {sid}: the writer thread stopped before finishing");
             0
         });
-        state.live.remove(&sid);
+        state.live.remove(&sid, registered);
         if let Err(error) = state
             .store
-            .end_terminal_session(&sid, unix_millis(), bytes_out)
+            .end_terminal_session(&sid, unix_millis(), bytes_before + bytes_out)
             .await
         {
             tracing::warn!("recording {sid}: {error:#}");
         }
     });
-    Ok(RecordingHandle { sender, record_input })
+    Ok(RecordingHandle {
+        sender,
+        record_input,
+        recorded_until: bytes_before,
+    })
+}
+
+/// The recording a re-attached session continues, its row open again; None when the session
+/// has no recording yet (its first part was not recorded).
+async fn continuation(state: &Relay, sid: &str) -> anyhow::Result<Option<Continuation>> {
+    // The previous part's user leg may still be finishing its recording (a take-over ends it
+    // while this one starts): its last segment must be stored before this one numbers its own.
+    let deadline = Instant::now() + PREVIOUS_PART_WAIT;
+    let (session, finished) = loop {
+        let Some(session) = state.store.terminal_session(sid).await? else {
+            return Ok(None);
+        };
+        if session.ended_at.is_some() {
+            break (session, true);
+        }
+        if Instant::now() >= deadline {
+            break (session, false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let segments = state.store.recording_segments(sid).await?;
+    let last = segments.iter().map(|(number, _)| *number).max();
+    // Unfinished: the previous writer may still open the segment after its last stored one.
+    let next_segment = last.map_or(0, |number| number + 1) + u32::from(!finished);
+    if !finished {
+        tracing::warn!("recording {sid}: its previous part is still open; continuing it anyway");
+    }
+    let (store, directory, id) = (state.store.clone(), state.recordings_dir.clone(), sid.to_owned());
+    // Reading a recording blocks (player.rs): off the runtime's worker threads. The screen at
+    // its end replays only its last segment.
+    let screen = tokio::task::spawn_blocking(move || {
+        let recording = super::player::Recording::open(&store, &directory, &id)?;
+        let mut playback = super::player::Playback::open(recording, u64::MAX)?;
+        Ok::<_, std::io::Error>(match playback.next() {
+            Some(Ok(Record::Keyframe {
+                width,
+                height,
+                screen,
+                ..
+            })) => Some((width, height, screen)),
+            _ => None,
+        })
+    })
+    .await?
+    .unwrap_or_else(|error| {
+        tracing::warn!("recording {sid}: reading its screen: {error}");
+        None
+    });
+    state.store.reopen_terminal_session(sid).await?;
+    Ok(Some(Continuation {
+        started_at: session.started_at,
+        next_segment,
+        bytes_out: session.bytes_out.max(0) as u64,
+        screen,
+    }))
 }
 
 /// Appends the chunks of recording `sid` in the order they come, until the writer is done.
@@ -189,6 +285,20 @@ impl Recorder {
             bytes_out: 0,
             live: broadcast::channel(256).0,
             scratch: Vec::new(),
+        }
+    }
+
+    /// Goes on with an earlier part's recording: times count from the session's start (so the
+    /// recording stays in order), segments from the next number, the screen from where it was.
+    fn continue_from(&mut self, continued: Continuation) {
+        let since_start = (unix_millis() - continued.started_at).max(0) as u64;
+        let now = Instant::now();
+        self.started = now.checked_sub(Duration::from_millis(since_start)).unwrap_or(now);
+        self.segment_index = continued.next_segment;
+        if let Some((width, height, screen)) = continued.screen {
+            self.terminal = vt100::Parser::new(size(height), size(width), 0);
+            self.terminal.process(&screen);
+            (self.width, self.height) = (width, height);
         }
     }
 

@@ -1,7 +1,6 @@
 //! Per-message authorization and forwarding of user messages, the re-check after access
 //! changed, and feeding the terminal recording.
 
-use tether_proto::clock::unix_millis;
 use tether_proto::{
     Envelope, STOCK_AGENT_MAX_FRAME,
     control::Control,
@@ -73,7 +72,9 @@ pub(super) async fn record_terminal(
     match envelope.typ.as_str() {
         "shell" => {
             if let Some(recording) = &session.recording {
-                recording.output(&envelope.body).await;
+                recording
+                    .output(shell::output_offset(envelope), &envelope.body)
+                    .await;
             }
         }
         "new"
@@ -86,14 +87,9 @@ pub(super) async fn record_terminal(
             let Principal::User { user, .. } = &session.principal else {
                 return Ok(());
             };
-            // A re-attached session's recording is a new one (the first ended with the link).
-            let recording_id = if session.resumed {
-                format!("{}-resumed-{}", session.sid, unix_millis())
-            } else {
-                session.sid.to_owned()
-            };
+            // A re-attached session continues its recording (`recorder::start`).
             let info = SessionInfo {
-                sid: recording_id,
+                sid: session.sid.to_owned(),
                 device_id: session.device.id.clone(),
                 device_name: session.device.name.clone(),
                 user_id: user.id.clone(),
@@ -102,7 +98,7 @@ pub(super) async fn record_terminal(
                 width,
                 height,
             };
-            match recording::recorder::start(state, info).await {
+            match recording::recorder::start(state, info, session.resumed).await {
                 Ok(handle) => session.recording = Some(handle),
                 Err(error) => {
                     tracing::error!("session {}: cannot record the terminal: {error:#}", session.sid);
