@@ -11,41 +11,20 @@
 // Exits 0 when every step and check passed; a failed check is reported and the run goes on.
 
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { createRun, env, launchBrowser, saveShots } from './script.mjs';
 import { LIMIT, waitScreen } from './helpers.mjs';
 import { assertAccessible, assertKeyboardReachable } from './a11y.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('TETHER_URL');
 const device = env('TETHER_DEVICE');
 const screenshots = env('TETHER_SCREENSHOTS');
 mkdirSync(screenshots, { recursive: true });
 const API = '/api/management/v1';
 
-const started = Date.now();
-const log = (text) => console.log(`[admin.e2e] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
-let step = 'start';
-const begin = (name) => { step = name; log(name); };
-const failedChecks = [];
-async function check(name, action) {
-  try {
-    await action();
-    log(`check passed: ${name}`);
-  } catch (error) {
-    failedChecks.push(name);
-    console.error(`[admin.e2e] CHECK FAILED: ${name}: ${error.message}`);
-  }
-}
+const run = createRun('admin.e2e');
+const { log, begin, check, failedChecks } = run;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-});
+const browser = await launchBrowser();
 
 /** A logged-in page of its own browser context (its own cookie). */
 async function loggedIn(name, password) {
@@ -61,26 +40,8 @@ async function loggedIn(name, password) {
   return page;
 }
 
-/** Screenshots at 1400×900 (NAME.png) and 400 px wide (NAME-400.png), checking the width. */
-async function shots(page, name) {
-  const viewport = page.viewportSize();
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
-  await page.setViewportSize({ width: 400, height: 800 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
-  await check(`the ${name} page fits a 400 px screen`, async () => {
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    if (width > 400) {
-      const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
-        .filter((element) => element.getBoundingClientRect().right > 401)
-        .slice(0, 6).map((element) => `${element.tagName.toLowerCase()}#${element.id}.${element.className}`).join(', '));
-      throw new Error(`the page is ${width} px wide at 400 px (too wide: ${wide})`);
-    }
-  });
-  await page.setViewportSize(viewport);
-}
+/** Screenshots of `page` at both sizes (script.mjs). */
+const shots = (page, name) => saveShots(page, screenshots, name, check);
 
 /** axe-core and Tab navigation on the page as it is. */
 async function accessible(page, what) {
@@ -346,7 +307,7 @@ try {
     if (gone.body.devices.some((listed) => listed.id === deviceId)) throw new Error('the device is still listed after the removal');
   });
 } catch (error) {
-  console.error(`[admin.e2e] FAILED at step "${step}": ${error.stack || error.message}`);
+  console.error(`[admin.e2e] FAILED at step "${run.step}": ${error.stack || error.message}`);
   await browser.close();
   process.exit(1);
 }

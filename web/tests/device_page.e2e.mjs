@@ -13,53 +13,25 @@
 // with nothing wider than 400 px. Exits 0 when every step passed.
 
 import { mkdirSync, readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { createRun, env, launchBrowser, saveShots } from './script.mjs';
 import { LIMIT } from './helpers.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('TETHER_URL');
 const device = env('TETHER_DEVICE');
 const root = env('TETHER_DEVICE_ROOT');
 const screenshots = env('TETHER_SCREENSHOTS');
 mkdirSync(screenshots, { recursive: true });
 
-const started = Date.now();
-const log = (text) => console.log(`[device_page] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
-let step = 'start';
-const begin = (name) => { step = name; log(name); };
+const run = createRun('device_page');
+const { log, begin } = run;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-});
+const browser = await launchBrowser();
 const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, viewport: { width: 1100, height: 700 } });
 const page = await context.newPage();
 page.on('pageerror', (error) => log(`page error: ${error.message}`));
 
-/** Screenshots at 1400×900 (NAME.png) and 400 px wide (NAME-400.png); fails when the page is
- *  wider than a 400 px screen. */
-async function shots(name) {
-  const viewport = page.viewportSize();
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
-  await page.setViewportSize({ width: 400, height: 800 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  if (width > 400) {
-    const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
-      .filter((element) => element.getBoundingClientRect().right > 401)
-      .slice(0, 5).map((element) => `${element.tagName.toLowerCase()}#${element.id}.${element.className}`).join(', '));
-    throw new Error(`${name}: the page is ${width} px wide at 400 px (too wide: ${wide})`);
-  }
-  await page.setViewportSize(viewport);
-}
+/** Screenshots at both sizes (script.mjs); a page wider than 400 px fails the step. */
+const shots = (name) => saveShots(page, screenshots, name, (_, action) => action());
 
 const text = (selector) => page.textContent(selector);
 async function waitText(selector, pattern, what) {
@@ -179,7 +151,7 @@ try {
   log('all steps passed');
   await browser.close();
 } catch (error) {
-  console.error(`[device_page] FAILED at step "${step}": ${error.stack || error.message}`);
+  console.error(`[device_page] FAILED at step "${run.step}": ${error.stack || error.message}`);
   await page.screenshot({ path: `${screenshots}/device-failure.png`, type: 'png', fullPage: true }).catch(() => {});
   await browser.close();
   process.exit(1);

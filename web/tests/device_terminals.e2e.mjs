@@ -17,60 +17,30 @@
 // every step and check passed.
 
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { createRun, env, launchBrowser, saveShots } from './script.mjs';
 import { LIMIT, bufferLines, waitScreen } from './helpers.mjs';
 import { assertAccessible } from './a11y.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('TETHER_URL');
 const device = env('TETHER_DEVICE');
 const screenshots = env('TETHER_SCREENSHOTS');
 mkdirSync(screenshots, { recursive: true });
 
-const started = Date.now();
-const log = (text) => console.log(`[device_terminals] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
-let step = 'start';
-const begin = (name) => { step = name; log(name); };
-const failedChecks = [];
-async function check(name, action) {
-  try {
-    await action();
-    log(`check passed: ${name}`);
-  } catch (error) {
-    failedChecks.push(name);
-    console.error(`[device_terminals] CHECK FAILED: ${name}: ${error.message}`);
-  }
-}
+const run = createRun('device_terminals');
+const { log, begin, check, failedChecks } = run;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-});
+const browser = await launchBrowser();
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 700 } });
 const page = await context.newPage();
 page.on('pageerror', (error) => log(`page error: ${error.message}`));
 let detachedRequests = 0;
 page.on('request', (request) => { if (request.url().endsWith('/sessions/detached')) detachedRequests += 1; });
 
-/** Screenshots at 1400×900 (NAME.png) and 400 px wide (NAME-400.png); fails when the page is
- *  wider than a 400 px screen. */
+/** Screenshots at both sizes (script.mjs; wider than 400 px fails the step); the page must not
+ *  end in a stray "null" either (an operator's device page once did). */
 async function shots(name) {
-  const viewport = page.viewportSize();
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
-  await page.setViewportSize({ width: 400, height: 800 });
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  await saveShots(page, screenshots, name, (_, action) => action());
   if (await page.evaluate(() => /(^|\n)null$/.test(document.querySelector('main').innerText.trim()))) throw new Error(`${name}: the page ends in "null"`);
-  await page.setViewportSize(viewport);
-  if (width > 400) throw new Error(`${name}: the page is ${width} px wide at 400 px`);
 }
 
 const panelOf = (number) => `#terminal-panel-${number}`;
@@ -288,7 +258,7 @@ try {
   }
   log('all steps and checks passed');
 } catch (error) {
-  console.error(`[device_terminals] FAILED at step "${step}": ${error.stack || error.message}`);
+  console.error(`[device_terminals] FAILED at step "${run.step}": ${error.stack || error.message}`);
   await page.screenshot({ path: `${screenshots}/device-terminals-failure.png`, type: 'png', fullPage: true }).catch(() => {});
   await browser.close();
   process.exit(1);

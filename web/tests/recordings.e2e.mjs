@@ -16,15 +16,10 @@
 // exits 0 when every step and check passed.
 
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { createRun, env, launchBrowser, saveShots } from './script.mjs';
 import { LIMIT, screen, waitScreen } from './helpers.mjs';
 import { assertAccessible } from './a11y.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('TETHER_URL');
 const device = env('TETHER_DEVICE');
 const otherDevice = env('TETHER_OTHER_DEVICE');
@@ -35,26 +30,10 @@ const screenshots = env('TETHER_SCREENSHOTS');
 mkdirSync(screenshots, { recursive: true });
 const API = '/api/management/v1';
 
-const started = Date.now();
-const log = (text) => console.log(`[recordings] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
-let step = 'start';
-const begin = (name) => { step = name; log(name); };
-const failedChecks = [];
-async function check(name, action) {
-  try {
-    await action();
-    log(`check passed: ${name}`);
-  } catch (error) {
-    failedChecks.push(name);
-    console.error(`[recordings] CHECK FAILED: ${name}: ${error.message}`);
-  }
-}
+const run = createRun('recordings');
+const { log, begin, check, failedChecks } = run;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-});
+const browser = await launchBrowser();
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 700 } });
 const page = await context.newPage();
 page.on('pageerror', (error) => log(`page error: ${error.message}`));
@@ -65,26 +44,8 @@ page.on('request', (request) => {
   if (address.pathname.startsWith(API)) requests.push(`${address.pathname}${address.search}`);
 });
 
-/** Screenshots at 1400×900 (NAME.png) and 400 px wide (NAME-400.png), checking the width. */
-async function shots(name) {
-  const viewport = page.viewportSize();
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
-  await page.setViewportSize({ width: 400, height: 800 });
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
-  await check(`the ${name} page fits a 400 px screen`, async () => {
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    if (width > 400) {
-      const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
-        .filter((element) => element.getBoundingClientRect().right > 401)
-        .slice(0, 6).map((element) => `${element.tagName.toLowerCase()}#${element.id}.${element.className}`).join(', '));
-      throw new Error(`the page is ${width} px wide at 400 px (too wide: ${wide})`);
-    }
-  });
-  await page.setViewportSize(viewport);
-}
+/** Screenshots of the page at both sizes (script.mjs). */
+const shots = (name) => saveShots(page, screenshots, name, check);
 
 /** The session ids listed on the recordings page. */
 const listed = () => page.$$eval('#recordings tbody tr[data-sid]', (rows) => rows.map((row) => row.dataset.sid));
@@ -260,7 +221,7 @@ try {
     for (const sid of [needleSid, otherSid, playerSid]) if (!links.includes(sid)) throw new Error(`${sid} has no link: ${links}`);
   });
 } catch (error) {
-  console.error(`[recordings] FAILED at step "${step}": ${error.stack || error.message}`);
+  console.error(`[recordings] FAILED at step "${run.step}": ${error.stack || error.message}`);
   await page.screenshot({ path: `${screenshots}/recordings-failure.png`, type: 'png', fullPage: true }).catch(() => {});
   await browser.close();
   process.exit(1);

@@ -15,14 +15,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
-import { chromium } from 'playwright-core';
+import { createRun, env, launchBrowser, saveShots } from './script.mjs';
 import * as helpers from './helpers.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const url = env('TETHER_URL');
 const device = env('TETHER_DEVICE');
 const root = env('TETHER_DEVICE_ROOT');
@@ -31,22 +26,8 @@ mkdirSync(screenshots, { recursive: true });
 rmSync(`${screenshots}/failure.png`, { force: true });
 const { LIMIT, totp } = helpers;
 
-let step = 'start';
-const started = Date.now();
-const log = (text) => console.log(`[ui.e2e] ${((Date.now() - started) / 1000).toFixed(1)} s  ${text}`);
-const begin = (name) => { step = name; log(name); };
-const failedChecks = [];
-
-/** Runs one check; a failure is recorded and reported, and the script goes on. */
-async function check(name, action) {
-  try {
-    await action();
-    log(`check passed: ${name}`);
-  } catch (error) {
-    failedChecks.push(name);
-    console.error(`[ui.e2e] CHECK FAILED: ${name}: ${error.message}`);
-  }
-}
+const run = createRun('ui.e2e');
+const { log, begin, check, failedChecks } = run;
 
 /** Asks the Rust test to act on the hub (`kill-hub`, `restart-hub`) and waits until it has. */
 async function control(what) {
@@ -59,11 +40,7 @@ async function control(what) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-});
+const browser = await launchBrowser();
 const context = await browser.newContext({
   ignoreHTTPSErrors: true,
   acceptDownloads: true,
@@ -77,29 +54,8 @@ page.on('console', (message) => { if (message.type() === 'error') consoleErrors.
 
 const shot = (name, fullPage = false) => page.screenshot({ path: `${screenshots}/${name}.png`, type: 'png', fullPage });
 
-/**
- * Screenshots of the page as it is, at 1400×900 (NAME.png) and 400 px wide (NAME-400.png),
- * checking that nothing is wider than a 400 px screen; then the viewport is put back.
- */
-async function shots(name, on = page) {
-  const viewport = on.viewportSize();
-  await on.setViewportSize({ width: 1400, height: 900 });
-  await on.waitForTimeout(200);
-  await on.screenshot({ path: `${screenshots}/${name}.png`, type: 'png' });
-  await on.setViewportSize({ width: 400, height: 800 });
-  await on.waitForTimeout(200);
-  await on.screenshot({ path: `${screenshots}/${name}-400.png`, type: 'png', fullPage: true });
-  await check(`the ${name} page fits a 400 px screen`, async () => {
-    const width = await on.evaluate(() => document.documentElement.scrollWidth);
-    if (width > 400) {
-      const wide = await on.evaluate(() => [...document.querySelectorAll('body *')]
-        .filter((element) => element.getBoundingClientRect().right > 401)
-        .slice(0, 5).map((element) => `${element.tagName.toLowerCase()}#${element.id}.${element.className}`).join(', '));
-      throw new Error(`the page is ${width} px wide at 400 px (too wide: ${wide})`);
-    }
-  });
-  await on.setViewportSize(viewport);
-}
+/** Screenshots of the page at both sizes (script.mjs), checking the 400 px width. */
+const shots = (name, on = page) => saveShots(on, screenshots, name, check);
 
 const bufferLines = (selector, on = page) => helpers.bufferLines(selector, on);
 const assertUnderscoresDrawn = (selector, on = page) => helpers.assertUnderscoresDrawn(selector, on);
@@ -596,7 +552,7 @@ try {
   await browser.close();
   process.exit(0);
 } catch (error) {
-  console.error(`[ui.e2e] FAILED at "${step}": ${error.stack || error}`);
+  console.error(`[ui.e2e] FAILED at "${run.step}": ${error.stack || error}`);
   await shot('failure').catch(() => {});
   await browser.close().catch(() => {});
   process.exit(1);
