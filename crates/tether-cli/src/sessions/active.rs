@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use tether_proto::api::{ActiveSessionKind, ActiveSessionList, paths::ACTIVE_SESSIONS_PATH};
 
+use super::name_or_id;
 use crate::{
     api::Api,
     output::{self, print_listing},
@@ -30,17 +31,10 @@ pub async fn run(api: &Api, json: bool) -> Result<()> {
         let mut rows =
             vec![["SESSION", "USER", "DEVICE", "SINCE (UTC)", "KIND", "DETAIL"].map(str::to_owned)];
         for session in &list.sessions {
-            let or = |name: &str, id: &str| {
-                if name.is_empty() {
-                    id.to_owned()
-                } else {
-                    name.to_owned()
-                }
-            };
             rows.push([
                 session.sid.clone(),
-                or(&session.user_name, &session.user_id),
-                or(&session.device_name, &session.device_id),
+                name_or_id(&session.user_name, &session.user_id),
+                name_or_id(&session.device_name, &session.device_id),
                 format_time(session.started_at),
                 kind_text(session.kind).to_owned(),
                 session.detail.clone().unwrap_or_default(),

@@ -239,17 +239,10 @@ fn table(sessions: &[ListedSession], now: i64) -> String {
     for listed in sessions {
         let session = &listed.session;
         let end = session.ended_at.unwrap_or(now);
-        let or_id = |name: &str, id: &str| {
-            if name.is_empty() {
-                id.to_owned()
-            } else {
-                name.to_owned()
-            }
-        };
         rows.push([
             session.sid.clone(),
-            or_id(&session.user_name, &session.user_id),
-            or_id(&session.device_name, &session.device_id),
+            name_or_id(&session.user_name, &session.user_id),
+            name_or_id(&session.device_name, &session.device_id),
             format_time(session.started_at),
             format_duration(end.saturating_sub(session.started_at).max(0) as u64),
             format_bytes(session.bytes_out.max(0) as u64),
@@ -348,6 +341,11 @@ async fn export(login: &Authenticated, sid: &str, output: Option<PathBuf>) -> Re
         _ => {}
     }
     result
+}
+
+/// The name to show, or the id when the hub knows no name (a removed user or device).
+pub(crate) fn name_or_id(name: &str, id: &str) -> String {
+    if name.is_empty() { id } else { name }.to_owned()
 }
 
 #[cfg(test)]
