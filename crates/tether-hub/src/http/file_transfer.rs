@@ -13,22 +13,11 @@ use tether_proto::{
 };
 
 use crate::{
-    domain::audit::Actor,
-    domain::audit::NewEvent,
-    domain::audit::Object,
-    domain::audit::Outcome,
-    domain::device::DeviceRecord,
-    domain::device::DeviceStatus,
-    domain::session_limits::SessionSlot,
-    http::error::ApiError,
-    http::state::AppState,
-    relay::active_sessions::{self, Listed, Owner},
-    relay::router::Lane,
-    relay::router::Router,
-    relay::router::SessionEvent,
-    relay::router::SessionLink,
-    relay::user_leg::Offer,
-    relay::user_leg::handshake,
+    domain::audit::Actor, domain::audit::NewEvent, domain::audit::Object, domain::audit::Outcome,
+    domain::device::DeviceRecord, domain::device::DeviceStatus, domain::session_limits::SessionSlot,
+    http::error::ApiError, http::state::AppState, relay::active_sessions, relay::active_sessions::Listed,
+    relay::active_sessions::Owner, relay::router::Lane, relay::router::Router, relay::router::SessionEvent,
+    relay::router::SessionLink, relay::user_leg::Offer, relay::user_leg::handshake,
 };
 
 /// How long the device may stay silent in the middle of a transfer.
@@ -109,10 +98,7 @@ impl DeviceSession {
             device_name: &device.name,
         };
         let detail = active_sessions::file_transfer(upload, path);
-        match Listed::start(&state.store, &state.replica_id, owner, detail).await {
-            Ok(listed) => self.listed = Some(listed),
-            Err(error) => tracing::warn!("session {}: cannot list it as active: {error:#}", self.sid),
-        }
+        self.listed = Listed::start_logged(&state.store, &state.replica_id, owner, detail).await;
     }
 
     pub(crate) async fn send(&self, message: &FileTransfer) -> Result<(), ApiError> {

@@ -36,6 +36,12 @@ pub(crate) fn own_sessions_only(principal: &Principal) -> Option<String> {
     }
 }
 
+/// Whether a session is being recorded now: here, or (with several replicas, another one may be
+/// recording it) anywhere while its row is open.
+fn is_live(state: &AppState, session: &TerminalSessionRecord) -> bool {
+    state.live.is_live(&session.sid) || (state.router.bus().is_some() && session.ended_at.is_none())
+}
+
 #[utoipa::path(
     get,
     path = api::paths::SESSIONS_PATH,
@@ -78,9 +84,7 @@ pub async fn list(
     let sessions = sessions
         .into_iter()
         .map(|(session, excerpt)| {
-            // With several replicas, another one may be recording it: open means live there.
-            let live = state.live.is_live(&session.sid)
-                || (state.router.bus().is_some() && session.ended_at.is_none());
+            let live = is_live(&state, &session);
             api::TerminalSession {
                 excerpt,
                 ..convert::terminal_session(session, live)
@@ -125,7 +129,7 @@ pub async fn segments(
     let duration_ms = u64::try_from(end - session.started_at)
         .unwrap_or(0)
         .max(starts.last().copied().unwrap_or(0));
-    let live = state.live.is_live(&sid) || (state.router.bus().is_some() && session.ended_at.is_none());
+    let live = is_live(&state, &session);
     let segments = starts
         .into_iter()
         .enumerate()

@@ -37,7 +37,7 @@ pub struct Listed {
 
 impl Listed {
     /// Inserts the row of a session that starts doing `detail`, served by `replica_id`.
-    pub async fn start(
+    async fn start(
         store: &Store,
         replica_id: &str,
         owner: Owner<'_>,
@@ -64,6 +64,24 @@ impl Listed {
         Ok(listed)
     }
 
+    /// [`Listed::start`] for callers that go on without a row: the list is a view, the audit
+    /// log the record (and fails closed by itself), so a row that cannot be written is logged.
+    pub async fn start_logged(
+        store: &Store,
+        replica_id: &str,
+        owner: Owner<'_>,
+        detail: ActivityDetail,
+    ) -> Option<Listed> {
+        let sid = owner.sid.to_owned();
+        match Listed::start(store, replica_id, owner, detail).await {
+            Ok(listed) => Some(listed),
+            Err(error) => {
+                tracing::warn!("session {sid}: cannot list it as active: {error:#}");
+                None
+            }
+        }
+    }
+
     /// A port forward's connection reaches `target`: listed if it is new (one write per new
     /// target, up to [`MAX_TARGETS`]; nothing for the thousands of connections to known ones).
     pub async fn reach(&mut self, target: ForwardTarget) -> anyhow::Result<()> {
@@ -75,16 +93,6 @@ impl Listed {
         }
         targets.push(target);
         self.store.update_active_session(&self.id, &self.detail).await
-    }
-
-    /// Whether a port forward lists `target` already (or is full): nothing to write.
-    pub fn knows(&self, target: &ForwardTarget) -> bool {
-        match &self.detail {
-            ActivityDetail::PortForward { targets } => {
-                targets.len() >= MAX_TARGETS || targets.contains(target)
-            }
-            ActivityDetail::FileTransfer { .. } => true,
-        }
     }
 }
 

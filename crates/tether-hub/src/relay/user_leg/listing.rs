@@ -37,9 +37,7 @@ pub(super) async fn list_activity(state: &Relay, session: &mut Session<'_>, enve
             let target = active_sessions::forward_target(&target);
             if let Some(listed) = &mut session.listed_forward {
                 // The common case, a connection to a known target, writes nothing.
-                if !listed.knows(&target)
-                    && let Err(error) = listed.reach(target).await
-                {
+                if let Err(error) = listed.reach(target).await {
                     tracing::warn!(
                         "session {}: cannot list its forward's target: {error:#}",
                         session.sid
@@ -69,10 +67,12 @@ pub(super) async fn list_activity(state: &Relay, session: &mut Session<'_>, enve
         // A new request replaces the transfer before it (as the audit's observer does).
         session.listed_transfer = None;
     }
-    match Listed::start(&state.store, &state.replica_id, owner, detail).await {
-        Ok(listed) if transfer => session.listed_transfer = Some(listed),
-        Ok(listed) => session.listed_forward = Some(listed),
-        Err(error) => tracing::warn!("session {}: cannot list it as active: {error:#}", session.sid),
+    let listed = Listed::start_logged(&state.store, &state.replica_id, owner, detail).await;
+    // A forward gets here only while it has no row (the branch above returns).
+    if transfer {
+        session.listed_transfer = listed;
+    } else {
+        session.listed_forward = listed;
     }
 }
 
