@@ -24,6 +24,14 @@ export function when(time) {
   return new Date(ms).toLocaleString();
 }
 
+/** A duration of `ms` milliseconds in words: "40 s", "2 min 5 s", "1 h 15 min". */
+export function spoken(ms) {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
 /** "3 min ago" style, for last-seen columns. */
 export function ago(time) {
   if (time === undefined || time === null) return 'never';

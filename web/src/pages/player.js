@@ -6,7 +6,7 @@
 // window from the keyframe at or before `from_ms`, and its first record is the screen then.
 
 import { API, hubFetch, get } from '../api.js';
-import { h, when } from '../dom.js';
+import { h, spoken, when } from '../dom.js';
 import { createTerminal } from '../terminal.js';
 
 /** The shortest window read ahead, in ms: a window ends at a keyframe at least this far on.
@@ -20,14 +20,6 @@ const clock = (ms) => {
   const ss = String(seconds % 60).padStart(2, '0');
   return minutes >= 60 ? `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, '0')}:${ss}` : `${minutes}:${ss}`;
 };
-
-/** A duration in words, for the metadata. */
-export function spoken(ms) {
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 60) return `${seconds} s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
-}
 
 function bytes(base64) {
   if (!base64) return new Uint8Array();

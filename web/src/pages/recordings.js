@@ -4,13 +4,12 @@
 // the device filter set.
 
 import { get, newestOnly } from '../api.js';
-import { h, when } from '../dom.js';
+import { h, spoken, when } from '../dom.js';
 
 function duration(session) {
   if (!session.ended_at) return 'running';
-  const scale = session.started_at < 1e12 ? 1 : 1000;
-  const seconds = Math.round((session.ended_at - session.started_at) / scale);
-  return seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  const scale = session.started_at < 1e12 ? 1000 : 1;
+  return spoken((session.ended_at - session.started_at) * scale);
 }
 
 function millis(value) {
