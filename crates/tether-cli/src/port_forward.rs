@@ -27,8 +27,8 @@ use tether_proto::{
     Envelope,
     api::Device,
     control::Control,
-    port_forward::{PortForward, Transport},
-    protocol,
+    port_forward::{ADVERTISED_WINDOW_BYTES, PortForward, Transport, send_window},
+    protocol, version,
 };
 use tokio::{
     net::{TcpListener, UdpSocket},
@@ -165,17 +165,22 @@ impl Shared {
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Asks the device to open `mapping`'s target as `connection_id` and waits for its answer;
-/// true once it is open. Refusals are printed (the device's text names the rule).
+/// once it is open, returns the window to keep to when sending to it. Refusals are printed
+/// (the device's text names the rule).
 pub async fn open_connection(
     link: &Link,
     shared: &Shared,
     connection_id: &str,
     mapping: &Mapping,
     inbound: &mut mpsc::UnboundedReceiver<PortForward>,
-) -> bool {
+) -> Option<usize> {
+    // What the device sends us waits only for the local socket: name a window that keeps a
+    // fast link busy (a stock agent ignores the prop and keeps to its one 4 KiB message).
+    let window = (link.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32);
     link.send(&PortForward::New {
         connection_id: connection_id.to_owned(),
         target: Some(mapping.target()),
+        window,
     });
     let stop = || {
         link.send(&PortForward::Stop {
@@ -183,7 +188,9 @@ pub async fn open_connection(
         })
     };
     match timeout(OPEN_TIMEOUT, inbound.recv()).await {
-        Ok(Some(PortForward::New { target: None, .. })) => true,
+        Ok(Some(PortForward::New {
+            target: None, window, ..
+        })) => Some(send_window(window)),
         Ok(Some(PortForward::Error { body, .. })) => {
             say!(
                 "tether: {} refused {}: {}",
@@ -191,7 +198,7 @@ pub async fn open_connection(
                 mapping.remote(),
                 body.err
             );
-            false
+            None
         }
         Ok(Some(PortForward::Stop { .. })) => {
             shared.log(format_args!(
@@ -199,7 +206,7 @@ pub async fn open_connection(
                 shared.device,
                 mapping.remote()
             ));
-            false
+            None
         }
         Ok(Some(other)) => {
             shared.log(format_args!(
@@ -207,14 +214,14 @@ pub async fn open_connection(
                 other.typ()
             ));
             stop();
-            false
+            None
         }
         Ok(None) => {
             shared.log(format_args!(
                 "connection {connection_id}: the session ended before {} answered",
                 shared.device
             ));
-            false
+            None
         }
         Err(_) => {
             say!(
@@ -224,7 +231,7 @@ pub async fn open_connection(
                 OPEN_TIMEOUT.as_secs()
             );
             stop();
-            false
+            None
         }
     }
 }

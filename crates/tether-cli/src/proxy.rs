@@ -71,10 +71,18 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
     let id = shared.connection_id();
     let mut inbound = link.register(&id);
     let relay = async {
-        if !open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
-            return None;
-        }
-        Some(pump(tokio::io::stdin(), tokio::io::stdout(), &id, &link, &mut inbound).await)
+        let window = open_connection(&link, &shared, &id, &mapping, &mut inbound).await?;
+        Some(
+            pump(
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                &id,
+                &link,
+                &mut inbound,
+                window,
+            )
+            .await,
+        )
     };
     let outcome = tokio::select! {
         lost = dispatch(&mut session, &link) => Err(lost),

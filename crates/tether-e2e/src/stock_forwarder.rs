@@ -186,6 +186,7 @@ fn from_hub(
                 PortForward::New {
                     connection_id,
                     target: Some(target),
+                    ..
                 } => {
                     let (to_target, queue) = mpsc::unbounded_channel();
                     let address = format!("{}:{}", target.host, target.port);
@@ -202,6 +203,7 @@ fn from_hub(
                         PortForward::New {
                             connection_id,
                             target: None,
+                            window: None,
                         }
                         .to_envelope(&sid),
                     )

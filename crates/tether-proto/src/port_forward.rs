@@ -3,7 +3,10 @@
 //!
 //! Flow control: every `forward` is answered by one `ack` for that connection. A version-1 sender
 //! waits for each ack (one 4 KiB message in flight, as the stock agent does); a version-2 sender
-//! keeps up to [`WINDOW_BYTES`] unacknowledged in flight, in messages of up to [`MAX_CHUNK`].
+//! keeps up to its peer's window unacknowledged in flight, in messages of up to [`MAX_CHUNK`].
+//! Each side's `new` may say how many bytes it takes unacknowledged (prop `window`, its
+//! receive window); a peer that does not say gets [`WINDOW_BYTES`], the window of the agents
+//! and CLIs from before it was negotiated.
 
 use crate::{
     Error,
@@ -17,8 +20,23 @@ use crate::{
 pub const VERSION_1_CHUNK: usize = 4096;
 /// Largest `forward` body between Tether peers (version 2).
 pub const MAX_CHUNK: usize = 32 * 1024;
-/// Unacknowledged bytes a version-2 sender may have in flight per connection and direction.
+/// Unacknowledged bytes a version-2 sender may have in flight per connection and direction
+/// when its peer's `new` named no window.
 pub const WINDOW_BYTES: usize = 1024 * 1024;
+/// The receive window Tether's agent and CLI name in their `new`. On loopback a 1 MiB window
+/// left the relay idle between acks (262 MB/s against 395 MB/s with 4 MiB, same run).
+pub const ADVERTISED_WINDOW_BYTES: usize = 4 * 1024 * 1024;
+/// The largest window a peer may name; more is taken as this.
+pub const MAX_WINDOW_BYTES: usize = 16 * 1024 * 1024;
+/// The prop of `new` that names the sender's receive window.
+pub const WINDOW_PROP: &str = "window";
+
+/// The window to keep to when sending to a peer that named `advertised` (or nothing).
+pub fn send_window(advertised: Option<u32>) -> usize {
+    advertised.map_or(WINDOW_BYTES, |bytes| {
+        (bytes as usize).clamp(MAX_CHUNK, MAX_WINDOW_BYTES)
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -46,9 +64,11 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PortForward {
     /// Operator → device with a target: open a connection. Device → operator without one: opened.
+    /// `window`: the bytes the sender takes unacknowledged on this connection (see [`send_window`]).
     New {
         connection_id: String,
         target: Option<Target>,
+        window: Option<u32>,
     },
     /// Bytes (TCP) or one datagram (UDP), either way.
     Forward {
@@ -93,6 +113,12 @@ impl PortForward {
     pub fn to_envelope(&self, sid: &str) -> Envelope {
         let mut envelope = Envelope::new(PORT_FORWARD, self.typ(), sid)
             .with_prop("connection_id", Value::Str(self.connection_id().to_owned()));
+        if let PortForward::New {
+            window: Some(window), ..
+        } = self
+        {
+            envelope.props.set(WINDOW_PROP, Value::UInt32(*window));
+        }
         match self {
             PortForward::New {
                 target: Some(target), ..
@@ -117,10 +143,17 @@ impl PortForward {
             .str("connection_id")
             .ok_or(Error::Missing("connection_id"))?
             .to_owned();
+        // A window that is not a positive 32-bit count is not a window: the default applies.
+        let window = envelope
+            .props
+            .i64(WINDOW_PROP)
+            .and_then(|bytes| u32::try_from(bytes).ok())
+            .filter(|bytes| *bytes > 0);
         Ok(match envelope.typ.as_str() {
             "new" if envelope.body.is_empty() => PortForward::New {
                 connection_id,
                 target: None,
+                window,
             },
             "new" => {
                 let body = envelope.body_value()?;
@@ -150,6 +183,7 @@ impl PortForward {
                         port,
                         transport,
                     }),
+                    window,
                 }
             }
             "forward" => PortForward::Forward {
@@ -187,10 +221,12 @@ mod tests {
             PortForward::New {
                 connection_id: "c1".into(),
                 target: Some(target),
+                window: Some(4 << 20),
             },
             PortForward::New {
                 connection_id: "c1".into(),
                 target: None,
+                window: None,
             },
             PortForward::Forward {
                 connection_id: "c1".into(),
@@ -211,6 +247,21 @@ mod tests {
             let envelope = Envelope::decode(&message.to_envelope("s").encode()).unwrap();
             assert_eq!(PortForward::from_envelope(&envelope).unwrap(), message);
         }
+    }
+
+    #[test]
+    fn windows_are_bounded_and_default_to_the_old_one() {
+        assert_eq!(send_window(None), WINDOW_BYTES);
+        assert_eq!(send_window(Some(1)), MAX_CHUNK);
+        assert_eq!(send_window(Some(u32::MAX)), MAX_WINDOW_BYTES);
+        assert_eq!(send_window(Some(4 << 20)), 4 << 20);
+        let envelope = Envelope::new(PORT_FORWARD, "new", "s")
+            .with_prop("connection_id", Value::Str("c1".into()))
+            .with_prop(WINDOW_PROP, Value::Int(-5));
+        let Ok(PortForward::New { window, .. }) = PortForward::from_envelope(&envelope) else {
+            panic!("not a new");
+        };
+        assert_eq!(window, None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tether_proto::{
     Envelope, Error as ProtoError,
-    port_forward::{PortForward, Transport},
+    port_forward::{PortForward, Transport, send_window},
 };
 use tokio::sync::mpsc;
 
@@ -60,7 +60,9 @@ impl PortForwards {
         };
         match message {
             PortForward::New {
-                target: Some(target), ..
+                target: Some(target),
+                window,
+                ..
             } => {
                 if let Err((text, code)) = self.admit(&key) {
                     tracing::warn!("port forward {}/{}: refused: {text}", key.0, key.1);
@@ -70,6 +72,7 @@ impl PortForwards {
                 let options = Options {
                     allow: self.allow.clone(),
                     version,
+                    peer_window: send_window(window),
                     idle_timeout: self.idle_timeout,
                 };
                 self.connections.insert(key, link::start(link, target, options));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tether_proto::{
-    port_forward::{MAX_CHUNK, Target, VERSION_1_CHUNK, WINDOW_BYTES},
+    port_forward::{ADVERTISED_WINDOW_BYTES, MAX_CHUNK, Target, VERSION_1_CHUNK, WINDOW_BYTES},
     version,
 };
 use tokio::{
@@ -44,6 +44,19 @@ impl Harness {
     }
 
     async fn open(&mut self, id: &str, host: &str, port: u16, transport: Transport) {
+        self.open_with_window(id, host, port, transport, None).await;
+    }
+
+    /// Opens a connection whose `new` names `window` (None: an operator side from before windows
+    /// were named).
+    async fn open_with_window(
+        &mut self,
+        id: &str,
+        host: &str,
+        port: u16,
+        transport: Transport,
+        window: Option<u32>,
+    ) {
         let target = Target {
             host: host.into(),
             port,
@@ -52,6 +65,7 @@ impl Harness {
         self.send(PortForward::New {
             connection_id: id.into(),
             target: Some(target),
+            window,
         })
         .await;
     }
@@ -81,9 +95,12 @@ impl Harness {
     }
 
     async fn expect_opened(&mut self, id: &str) {
+        // A Tether agent names the window it takes; a version-1 session knows no windows.
+        let window = (self.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32);
         let opened = PortForward::New {
             connection_id: id.into(),
             target: None,
+            window,
         };
         assert_eq!(self.receive().await, opened);
     }
@@ -180,15 +197,29 @@ impl Harness {
 
 #[tokio::test]
 async fn version_2_keeps_a_window_of_unacknowledged_bytes() {
+    keeps_to_window(None, WINDOW_BYTES).await;
+}
+
+#[tokio::test]
+async fn version_2_keeps_to_the_window_the_operator_named() {
+    keeps_to_window(Some(2 << 20), 2 << 20).await;
+    // Absurd windows are bounded: at least one chunk.
+    keeps_to_window(Some(1), MAX_CHUNK).await;
+}
+
+/// The operator's `new` names `named`: the agent never has more than `expected` bytes
+/// unacknowledged, and sends on as soon as they are acknowledged.
+async fn keeps_to_window(named: Option<u32>, expected: usize) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let total = 3 * WINDOW_BYTES;
+    let total = 3 * expected;
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let _ = stream.write_all(&vec![7u8; total]).await;
     });
     let mut hub = Harness::new(&["127.0.0.1"], 4, version::TETHER);
-    hub.open("w", "127.0.0.1", port, Transport::Tcp).await;
+    hub.open_with_window("w", "127.0.0.1", port, Transport::Tcp, named)
+        .await;
     hub.expect_opened("w").await;
     let mut received = 0;
     // Sizes of the forwards not acknowledged yet.
@@ -201,7 +232,7 @@ async fn version_2_keeps_a_window_of_unacknowledged_bytes() {
                     assert!(data.len() <= MAX_CHUNK);
                     received += data.len();
                     in_flight.push(data.len());
-                    assert!(in_flight.iter().sum::<usize>() <= WINDOW_BYTES);
+                    assert!(in_flight.iter().sum::<usize>() <= expected);
                 }
                 PortForward::Stop { .. } => stopped = true,
                 other => panic!("unexpected {other:?}"),
@@ -209,7 +240,10 @@ async fn version_2_keeps_a_window_of_unacknowledged_bytes() {
             // Stalled: the window must be full; acknowledging it lets the rest come.
             _ => {
                 let bytes: usize = in_flight.iter().sum();
-                assert!(bytes > WINDOW_BYTES - MAX_CHUNK, "stalled at {bytes} bytes");
+                assert!(
+                    bytes > expected.saturating_sub(MAX_CHUNK),
+                    "stalled at {bytes} bytes"
+                );
                 for _ in in_flight.drain(..) {
                     hub.send(ack("w")).await;
                 }
@@ -254,6 +288,7 @@ async fn the_checks_before_dialling() {
     let new = PortForward::New {
         connection_id: "c".into(),
         target: Some(target),
+        window: None,
     };
     disabled.dispatch(&new.to_envelope(SID), 2).await.unwrap();
     let envelope = from_agent.recv().await.unwrap();
@@ -353,6 +388,7 @@ async fn an_idle_connection_is_closed() {
     let new = PortForward::New {
         connection_id: "i".into(),
         target: Some(target),
+        window: None,
     };
     forwards.dispatch(&new.to_envelope(SID), 2).await.unwrap();
     let mut types = Vec::new();

@@ -44,13 +44,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, share
     };
     let id = shared.connection_id();
     let mut inbound = link.register(&id);
-    if open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
+    if let Some(window) = open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
         shared.log(format_args!(
             "connection {id} from {peer} to {} (tcp) opened",
             mapping.remote()
         ));
         let (reader, writer) = stream.into_split();
-        let counts = pump(reader, writer, &id, &link, &mut inbound).await;
+        let counts = pump(reader, writer, &id, &link, &mut inbound, window).await;
         shared.log(format_args!(
             "connection {id} from {peer} closed ({}; sent {} bytes, received {} bytes)",
             counts.end, counts.sent, counts.received
@@ -91,12 +91,14 @@ impl fmt::Display for End {
 /// Moves bytes both ways until either side stops or the session dies: what `reader` gives goes
 /// to the device, what the device sends is written to `writer`. The end of `reader`'s input is
 /// a half-close: the device's data is still written until it closes too (or [`STOP_ECHO`]).
+/// `window`: the bytes the device takes unacknowledged (what [`open_connection`] returned).
 pub async fn pump<R, W>(
     mut reader: R,
     writer: W,
     id: &str,
     link: &Arc<Link>,
     inbound: &mut mpsc::UnboundedReceiver<PortForward>,
+    window: usize,
 ) -> Counts
 where
     R: AsyncRead + Unpin,
@@ -105,7 +107,7 @@ where
     let (to_local, local_queue) = mpsc::unbounded_channel();
     let mut writer_task = tokio::spawn(write_local(writer, local_queue, link.clone(), id.to_owned()));
     let mut writer_done = false;
-    let mut window = Window::new(link.version);
+    let mut window = Window::new(link.version, window);
     let mut buffer = vec![0; MAX_CHUNK];
     let mut counts = Counts {
         sent: 0,

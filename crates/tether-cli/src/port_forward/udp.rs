@@ -77,7 +77,10 @@ async fn forward_peer(
     };
     let id = shared.connection_id();
     let mut inbound = link.register(&id);
-    if !open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
+    if open_connection(&link, &shared, &id, &mapping, &mut inbound)
+        .await
+        .is_none()
+    {
         link.unregister(&id);
         return;
     }

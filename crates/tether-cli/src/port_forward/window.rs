@@ -1,26 +1,30 @@
 //! Flow control for one TCP connection, local → device. Every `forward` is answered by one
 //! `ack`, in order. Version 1 (the stock agent): one `forward` of up to 4 KiB in flight.
-//! Version 2: forwards of up to 32 KiB, up to 1 MiB unacknowledged.
+//! Version 2: forwards of up to 32 KiB, up to the device's window unacknowledged (the one its
+//! `new` named, or 1 MiB).
 
 use std::collections::VecDeque;
 
 use tether_proto::{
-    port_forward::{MAX_CHUNK, VERSION_1_CHUNK, WINDOW_BYTES},
+    port_forward::{MAX_CHUNK, VERSION_1_CHUNK},
     version,
 };
 
 #[derive(Debug)]
 pub struct Window {
     windowed: bool,
+    /// Bytes that may be unacknowledged (version 2).
+    size: usize,
     /// Sizes of the forwards not yet acknowledged, oldest first.
     in_flight: VecDeque<usize>,
     bytes: usize,
 }
 
 impl Window {
-    pub fn new(session_version: u32) -> Window {
+    pub fn new(session_version: u32, size: usize) -> Window {
         Window {
             windowed: session_version >= version::TETHER,
+            size,
             in_flight: VecDeque::new(),
             bytes: 0,
         }
@@ -29,7 +33,7 @@ impl Window {
     /// How many bytes the next `forward` may carry now; 0: wait for an `ack`.
     pub fn allowance(&self) -> usize {
         if self.windowed {
-            MAX_CHUNK.min(WINDOW_BYTES.saturating_sub(self.bytes))
+            MAX_CHUNK.min(self.size.saturating_sub(self.bytes))
         } else if self.in_flight.is_empty() {
             VERSION_1_CHUNK
         } else {
@@ -64,10 +68,11 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tether_proto::port_forward::WINDOW_BYTES;
 
     #[test]
     fn version_1_keeps_one_small_forward_in_flight() {
-        let mut window = Window::new(1);
+        let mut window = Window::new(1, WINDOW_BYTES);
         assert_eq!(window.allowance(), 4096);
         window.sent(10);
         assert_eq!(window.allowance(), 0);
@@ -78,8 +83,8 @@ mod tests {
     }
 
     #[test]
-    fn version_2_fills_a_one_mebibyte_window() {
-        let mut window = Window::new(2);
+    fn version_2_fills_the_window() {
+        let mut window = Window::new(2, WINDOW_BYTES);
         assert_eq!(window.allowance(), MAX_CHUNK);
         for _ in 0..WINDOW_BYTES / MAX_CHUNK - 1 {
             window.sent(MAX_CHUNK);
@@ -97,7 +102,7 @@ mod tests {
 
     #[test]
     fn acks_release_forwards_oldest_first() {
-        let mut window = Window::new(2);
+        let mut window = Window::new(2, WINDOW_BYTES);
         window.sent(5);
         window.sent(7);
         window.sent(11);

@@ -149,6 +149,7 @@ impl SessionAudit {
                 Ok(PortForward::New {
                     connection_id,
                     target: Some(target),
+                    ..
                 }) => {
                     let forward = Forward {
                         target,

@@ -259,10 +259,12 @@ fn every_message() -> Vec<Envelope> {
                 port: 22,
                 transport: Transport::Tcp,
             }),
+            window: None,
         },
         PortForward::New {
             connection_id: connection_id.clone(),
             target: None,
+            window: None,
         },
         PortForward::Forward {
             connection_id: connection_id.clone(),
@@ -291,6 +293,21 @@ fn every_message() -> Vec<Envelope> {
     all.push(Control::Sessions { sids: vec![] }.to_envelope(""));
     all.push(Control::Close.to_envelope(SID));
     all
+}
+
+#[test]
+fn a_port_forward_window_travels_as_an_extra_prop() {
+    let (mut encoder, mut decoder) = (Encoder::default(), Decoder::default());
+    let new = PortForward::New {
+        connection_id: "c1".into(),
+        target: None,
+        window: Some(4 << 20),
+    };
+    let envelope = new.to_envelope(SID);
+    let frame = round_trip(&mut encoder, &mut decoder, &envelope);
+    assert_eq!(frame[0], 0x22);
+    let decoded = decoder.decode(&encoder.encode(&envelope).unwrap()).unwrap();
+    assert_eq!(PortForward::from_envelope(&decoded).unwrap(), new);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::{
 use tether_proto::{
     Envelope,
     control::ErrorBody,
-    port_forward::{MAX_CHUNK, PortForward, Target, Transport, VERSION_1_CHUNK, WINDOW_BYTES},
+    port_forward::{ADVERTISED_WINDOW_BYTES, MAX_CHUNK, PortForward, Target, Transport, VERSION_1_CHUNK},
     version,
 };
 use tokio::{
@@ -40,9 +40,10 @@ use crate::allow_list::AllowList;
 const MAX_IN_FLIGHT: usize = 256;
 /// What one queued `forward` from the hub costs beyond its bytes (the queue entry itself).
 const QUEUE_ENTRY_COST: usize = 64;
-/// Bytes from the hub that may wait for a slow target. A hub keeping to the window never gets
-/// near it; one that does not is cut off instead of filling the device's memory.
-const QUEUE_LIMIT: usize = 2 * WINDOW_BYTES;
+/// Bytes from the hub that may wait for a slow target. A hub keeping to the window we name in
+/// our `new` never gets near it; one that does not is cut off instead of filling the device's
+/// memory.
+const QUEUE_LIMIT: usize = 2 * ADVERTISED_WINDOW_BYTES;
 
 /// A message from the hub for the target, in the order the hub sent it.
 enum ToTarget {
@@ -140,8 +141,10 @@ impl Link {
 /// What a connection needs besides its target.
 pub struct Options {
     pub allow: Arc<AllowList>,
-    /// The session's protocol version: sets the chunk size and the window.
+    /// The session's protocol version: sets the chunk size and whether there is a window.
     pub version: u32,
+    /// The bytes the operator's side takes unacknowledged (version 2; see `send_window`).
+    pub peer_window: usize,
     pub idle_timeout: Option<Duration>,
 }
 
@@ -224,6 +227,7 @@ async fn run(link: Link, target: Target, options: Options, mut inbound: Inbound)
     let opened = PortForward::New {
         connection_id: link.connection_id.clone(),
         target: None,
+        window: (options.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32),
     };
     if !link.send(opened).await {
         return;
@@ -246,7 +250,7 @@ async fn run(link: Link, target: Target, options: Options, mut inbound: Inbound)
     let pump = async {
         match socket {
             Socket::Tcp(stream) => {
-                let window = Window::new(options.version, chunk);
+                let window = Window::new(options.version, chunk, options.peer_window);
                 pump_tcp(stream, &link, &mut inbound, window, &traffic).await
             }
             Socket::Udp(socket) => pump_udp(socket, &link, &mut inbound, chunk, &traffic).await,

@@ -10,10 +10,7 @@ use std::{
     time::Duration,
 };
 
-use tether_proto::{
-    port_forward::{PortForward, WINDOW_BYTES},
-    version,
-};
+use tether_proto::{port_forward::PortForward, version};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
@@ -44,19 +41,21 @@ fn count(traffic: &Mutex<Traffic>, to_target: usize, from_target: usize) {
 }
 
 /// Flow control of what we send to the hub: version 1 waits for each ack, version 2 keeps up
-/// to [`WINDOW_BYTES`] in flight. Acks come in order, each for the oldest forward.
+/// to the operator's window in flight. Acks come in order, each for the oldest forward.
 pub(super) struct Window {
     version_1: bool,
     chunk: usize,
+    size: usize,
     in_flight: VecDeque<usize>,
     unacknowledged: usize,
 }
 
 impl Window {
-    pub(super) fn new(session_version: u32, chunk: usize) -> Window {
+    pub(super) fn new(session_version: u32, chunk: usize, size: usize) -> Window {
         Window {
             version_1: session_version < version::TETHER,
             chunk,
+            size,
             in_flight: VecDeque::new(),
             unacknowledged: 0,
         }
@@ -70,7 +69,7 @@ impl Window {
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             return 0;
         }
-        self.chunk.min(WINDOW_BYTES.saturating_sub(self.unacknowledged))
+        self.chunk.min(self.size.saturating_sub(self.unacknowledged))
     }
 
     fn sent(&mut self, bytes: usize) {
