@@ -30,12 +30,14 @@ use crate::{
 };
 
 mod audit;
+mod audit_behind;
 mod forward;
 mod handshake;
 mod listing;
 mod resume;
 
 use audit::record_all;
+use audit_behind::AuditBehind;
 use forward::{forward, recheck, record_terminal};
 pub(crate) use handshake::{Accepted, Offer, handshake};
 use resume::{await_device, end_resumable, observe_shell};
@@ -143,6 +145,7 @@ pub async fn serve(
                     counted: resume.map(|_| crate::metrics::metrics().session("terminal")),
                     listed_transfer: None,
                     listed_forward: None,
+                    audit_behind: None,
                 };
                 if let Some(offset) = resume {
                     session.audit.resume();
@@ -165,6 +168,9 @@ pub async fn serve(
                 } else {
                     reason.text.clone()
                 };
+                if let Some(behind) = session.audit_behind.take() {
+                    behind.finish().await;
+                }
                 audit::record_ending(state, sid, session.audit.session_ended(&text)).await;
                 if reason.superseded {
                     // Another connection of the same user took the session over.
@@ -278,6 +284,8 @@ pub(crate) struct Session<'a> {
     pub(crate) listed_transfer: Option<crate::relay::active_sessions::Listed>,
     /// The port forward, listed from its first connection to the end of the session.
     pub(crate) listed_forward: Option<crate::relay::active_sessions::Listed>,
+    /// Its connections' audit events, written behind the relay (from the first one on).
+    pub(crate) audit_behind: Option<AuditBehind>,
 }
 
 async fn relay(
@@ -356,7 +364,7 @@ async fn relay(
                                 return Ending::user(why);
                             }
                         };
-                                                if let Some(ending) = forward(state, session, envelope, link, sink, side).await {
+                        if let Some(ending) = forward(state, session, envelope, link, sink, side).await {
                             return ending;
                         }
                     }
@@ -367,6 +375,10 @@ async fn relay(
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 }
+            }
+            why = behind_failed(&mut session.audit_behind) => {
+                end_with_error(sink, sid, &why).await;
+                return Ending::user(why);
             }
             revocation = revocations.recv() => {
                 // Withdrawn credentials end their live sessions at once; a missed notice
@@ -411,6 +423,14 @@ async fn relay(
 /// At most this many device messages are delivered after one audit commit.
 const MAX_DELIVERY_BATCH: usize = 32;
 
+/// Why a write behind the relay failed, once one did.
+async fn behind_failed(behind: &mut Option<AuditBehind>) -> String {
+    match behind {
+        Some(behind) => behind.failed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The deferred device event, else the next one from the device.
 async fn next_event(deferred: &mut Option<SessionEvent>, link: &mut SessionLink) -> Option<SessionEvent> {
     match deferred.take() {
@@ -439,9 +459,9 @@ fn take_batch(first: Envelope, link: &mut SessionLink, deferred: &mut Option<Ses
 }
 
 /// Delivers device messages to the user: their audit events first, in one commit (fail closed:
-/// what the audit log cannot record does not reach the user), then each message in order. Under
-/// load (many forwarded connections opening at once) this turns a disk flush per message into
-/// one per batch.
+/// what the audit log cannot record does not reach the user), then each message in order. A
+/// forwarded connection's events are written behind instead (`audit_behind`): its bytes do not
+/// wait for a disk flush, a failed write ends the session.
 async fn deliver(
     state: &Relay,
     session: &mut Session<'_>,
@@ -459,7 +479,18 @@ async fn deliver(
         events.extend(session.audit.observe_device(&envelope));
         delivered.push(envelope);
     }
-    record_all(state, sink, sid, events).await?;
+    let (behind, now): (Vec<_>, Vec<_>) = events.into_iter().partition(audit_behind::writes_behind);
+    if !behind.is_empty() {
+        let queue = session.audit_behind.get_or_insert_with(|| AuditBehind::start(state));
+        behind.into_iter().for_each(|event| queue.write(event));
+    }
+    if !now.is_empty()
+        && let Some(queue) = &session.audit_behind
+    {
+        // Committed after the events written behind before them.
+        queue.flush().await;
+    }
+    record_all(state, sink, sid, now).await?;
     listing::transfer_may_have_ended(session);
     for envelope in delivered {
         if let Err(why) = record_terminal(state, session, &envelope).await {
