@@ -79,9 +79,9 @@ impl Link {
         }
     }
 
-    pub fn send(&self, message: &PortForward) {
+    pub fn send(&self, message: PortForward) {
         self.outgoing
-            .send_envelope(&message.to_envelope(self.outgoing.sid()));
+            .send_envelope(&message.into_envelope(self.outgoing.sid()));
     }
 
     /// Routes the device's messages for `connection_id` to the returned channel. The channel
@@ -177,13 +177,13 @@ pub async fn open_connection(
     // What the device sends us waits only for the local socket: name a window that keeps a
     // fast link busy (a stock agent ignores the prop and keeps to its one 4 KiB message).
     let window = (link.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32);
-    link.send(&PortForward::New {
+    link.send(PortForward::New {
         connection_id: connection_id.to_owned(),
         target: Some(mapping.target()),
         window,
     });
     let stop = || {
-        link.send(&PortForward::Stop {
+        link.send(PortForward::Stop {
             connection_id: connection_id.to_owned(),
         })
     };
@@ -328,7 +328,7 @@ pub async fn dispatch(session: &mut Session, link: &Link) -> anyhow::Error {
             Err(error) => return error,
         };
         match envelope.proto {
-            protocol::PORT_FORWARD => match PortForward::from_envelope(&envelope) {
+            protocol::PORT_FORWARD => match PortForward::from_owned(envelope) {
                 Ok(message) => link.route(message),
                 Err(error) => tracing::debug!("ignoring a malformed port forward message: {error}"),
             },

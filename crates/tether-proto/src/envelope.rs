@@ -80,22 +80,36 @@ impl Envelope {
         out
     }
 
-    /// Appends the message's msgpack encoding to `out` (a buffer the caller may reuse).
+    /// Appends the message's msgpack encoding to `out` (a buffer the caller may reuse). Written
+    /// field by field, nothing copied but into `out`: this runs once per relayed message.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let mut header = vec![("proto".to_owned(), Value::UInt16(self.proto))];
-        if !self.typ.is_empty() {
-            header.push(("typ".to_owned(), Value::Str(self.typ.clone())));
-        }
-        if !self.sid.is_empty() {
-            header.push(("sid".to_owned(), Value::Str(self.sid.clone())));
+        use rmp::encode as e;
+        out.reserve(self.body.len() + 64);
+        let envelope_len = if self.body.is_empty() { 1 } else { 2 };
+        let header_len = 1 + [self.typ.is_empty(), self.sid.is_empty(), self.props.is_empty()]
+            .iter()
+            .filter(|empty| !**empty)
+            .count();
+        // Writing into a Vec cannot fail.
+        let _ = e::write_map_len(out, envelope_len);
+        let _ = e::write_str(out, "hdr");
+        let _ = e::write_map_len(out, header_len as u32);
+        let _ = e::write_str(out, "proto");
+        let _ = e::write_u16(out, self.proto);
+        for (key, text) in [("typ", &self.typ), ("sid", &self.sid)] {
+            if !text.is_empty() {
+                let _ = e::write_str(out, key);
+                let _ = e::write_str(out, text);
+            }
         }
         if !self.props.is_empty() {
-            header.push(("props".to_owned(), Value::Map(self.props.0.clone())));
+            let _ = e::write_str(out, "props");
+            let _ = e::write_map_len(out, self.props.0.len() as u32);
+            for (key, value) in &self.props.0 {
+                let _ = e::write_str(out, key);
+                value.write(out);
+            }
         }
-        let envelope_len = if self.body.is_empty() { 1 } else { 2 };
-        let _ = rmp::encode::write_map_len(out, envelope_len);
-        let _ = rmp::encode::write_str(out, "hdr");
-        Value::Map(header).write(out);
         if !self.body.is_empty() {
             let _ = rmp::encode::write_str(out, "body");
             let _ = rmp::encode::write_bin(out, &self.body);
@@ -104,11 +118,13 @@ impl Envelope {
 
     /// Decodes one message. Unknown keys are ignored, as the reference decoder does.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, Error> {
-        let value = Value::decode(bytes)?;
-        let entries = value.as_map().ok_or(Error::WrongType {
-            field: "message",
-            expected: "a map",
-        })?;
+        // Taken apart by value: the body moves out of the decoded tree, it is not copied again.
+        let Value::Map(entries) = Value::decode(bytes)? else {
+            return Err(Error::WrongType {
+                field: "message",
+                expected: "a map",
+            });
+        };
         let mut envelope = Envelope::default();
         let mut header = None;
         for (key, value) in entries {
@@ -116,8 +132,8 @@ impl Envelope {
                 "hdr" => header = Some(value),
                 "body" => {
                     envelope.body = match value {
-                        Value::Bin(b) => b.clone(),
-                        Value::Str(s) => s.clone().into_bytes(),
+                        Value::Bin(b) => b,
+                        Value::Str(s) => s.into_bytes(),
                         Value::Nil => Vec::new(),
                         // Some encoders put structured bodies inline; keep their bytes as msgpack.
                         other => other.encode(),
@@ -127,10 +143,12 @@ impl Envelope {
             }
         }
         let header = header.ok_or(Error::Missing("hdr"))?;
-        let header = header.as_map().ok_or(Error::WrongType {
-            field: "hdr",
-            expected: "a map",
-        })?;
+        let Value::Map(header) = header else {
+            return Err(Error::WrongType {
+                field: "hdr",
+                expected: "a map",
+            });
+        };
         let mut proto = None;
         for (key, value) in header {
             match key.as_str() {
@@ -145,7 +163,7 @@ impl Envelope {
                 "sid" => envelope.sid = string_or_nil(value, "hdr.sid")?,
                 "props" => {
                     envelope.props = match value {
-                        Value::Map(m) => Props(m.clone()),
+                        Value::Map(m) => Props(m),
                         Value::Nil => Props::default(),
                         _ => {
                             return Err(Error::WrongType {
@@ -168,9 +186,9 @@ impl Envelope {
     }
 }
 
-fn string_or_nil(value: &Value, field: &'static str) -> Result<String, Error> {
+fn string_or_nil(value: Value, field: &'static str) -> Result<String, Error> {
     match value {
-        Value::Str(s) => Ok(s.clone()),
+        Value::Str(s) => Ok(s),
         Value::Nil => Ok(String::new()),
         _ => Err(Error::WrongType {
             field,

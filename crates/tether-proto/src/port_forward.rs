@@ -8,6 +8,8 @@
 //! receive window); a peer that does not say gets [`WINDOW_BYTES`], the window of the agents
 //! and CLIs from before it was negotiated.
 
+use std::borrow::Cow;
+
 use crate::{
     Error,
     control::ErrorBody,
@@ -111,11 +113,16 @@ impl PortForward {
     }
 
     pub fn to_envelope(&self, sid: &str) -> Envelope {
+        self.clone().into_envelope(sid)
+    }
+
+    /// The message as an envelope; a forward's data moves into the body, it is not copied.
+    pub fn into_envelope(self, sid: &str) -> Envelope {
         let mut envelope = Envelope::new(PORT_FORWARD, self.typ(), sid)
             .with_prop("connection_id", Value::Str(self.connection_id().to_owned()));
         if let PortForward::New {
             window: Some(window), ..
-        } = self
+        } = &self
         {
             envelope.props.set(WINDOW_PROP, Value::UInt32(*window));
         }
@@ -130,7 +137,7 @@ impl PortForward {
                 ])
                 .encode();
             }
-            PortForward::Forward { data, .. } => envelope.body = data.clone(),
+            PortForward::Forward { data, .. } => envelope.body = data,
             PortForward::Error { body, .. } => envelope.body = body.to_value().encode(),
             _ => {}
         }
@@ -138,6 +145,27 @@ impl PortForward {
     }
 
     pub fn from_envelope(envelope: &Envelope) -> Result<PortForward, Error> {
+        PortForward::from_parts(envelope, Cow::Borrowed(&envelope.body))
+    }
+
+    /// Like [`PortForward::from_envelope`]; a forward's data is moved out, not copied.
+    pub fn from_owned(mut envelope: Envelope) -> Result<PortForward, Error> {
+        let body = std::mem::take(&mut envelope.body);
+        PortForward::from_parts(&envelope, Cow::Owned(body))
+    }
+
+    /// A forward's connection id and the size of its data, read without copying the data (the
+    /// hub counts bytes on every forward it relays). None for any other message.
+    pub fn forward_size(envelope: &Envelope) -> Option<(&str, usize)> {
+        if envelope.proto != PORT_FORWARD || envelope.typ != "forward" {
+            return None;
+        }
+        Some((envelope.props.str("connection_id")?, envelope.body.len()))
+    }
+
+    /// The message of `header` with `body` (which the caller may have taken out of it).
+    pub fn from_parts(header: &Envelope, body: Cow<'_, [u8]>) -> Result<PortForward, Error> {
+        let envelope = header;
         let connection_id = envelope
             .props
             .str("connection_id")
@@ -150,13 +178,13 @@ impl PortForward {
             .and_then(|bytes| u32::try_from(bytes).ok())
             .filter(|bytes| *bytes > 0);
         Ok(match envelope.typ.as_str() {
-            "new" if envelope.body.is_empty() => PortForward::New {
+            "new" if body.is_empty() => PortForward::New {
                 connection_id,
                 target: None,
                 window,
             },
             "new" => {
-                let body = envelope.body_value()?;
+                let body = Value::decode(&body)?;
                 let host = body
                     .get("remote_host")
                     .and_then(Value::as_str)
@@ -188,13 +216,13 @@ impl PortForward {
             }
             "forward" => PortForward::Forward {
                 connection_id,
-                data: envelope.body.clone(),
+                data: body.into_owned(),
             },
             "ack" => PortForward::Ack { connection_id },
             "stop" => PortForward::Stop { connection_id },
             "error" => PortForward::Error {
                 connection_id,
-                body: ErrorBody::from_value(&envelope.body_value()?)?,
+                body: ErrorBody::from_value(&Value::decode(&body)?)?,
             },
             other => {
                 return Err(Error::UnknownType {
@@ -246,6 +274,7 @@ mod tests {
         for message in messages {
             let envelope = Envelope::decode(&message.to_envelope("s").encode()).unwrap();
             assert_eq!(PortForward::from_envelope(&envelope).unwrap(), message);
+            assert_eq!(PortForward::from_owned(envelope).unwrap(), message);
         }
     }
 

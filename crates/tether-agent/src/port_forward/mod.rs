@@ -5,7 +5,7 @@
 
 mod link;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
 use tether_proto::{
     Envelope, Error as ProtoError,
@@ -46,10 +46,16 @@ impl PortForwards {
         self.enabled
     }
 
-    /// Handles one protocol-3 message of session `envelope.sid`, negotiated at `version`.
-    /// A message that does not decode is returned for the caller to refuse.
-    pub async fn dispatch(&mut self, envelope: &Envelope, version: u32) -> Result<(), ProtoError> {
-        let message = PortForward::from_envelope(envelope)?;
+    /// Handles one protocol-3 message of session `envelope.sid`, negotiated at `version`, whose
+    /// body the caller took out (a forward's data moves on, it is not copied). A message that
+    /// does not decode is returned for the caller to refuse.
+    pub async fn dispatch(
+        &mut self,
+        envelope: &Envelope,
+        body: Vec<u8>,
+        version: u32,
+    ) -> Result<(), ProtoError> {
+        let message = PortForward::from_parts(envelope, Cow::Owned(body))?;
         let sid = envelope.sid.clone();
         let typ = message.typ();
         let key = (sid.clone(), message.connection_id().to_owned());

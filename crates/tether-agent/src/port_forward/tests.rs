@@ -40,7 +40,11 @@ impl Harness {
 
     async fn send(&mut self, message: PortForward) {
         let envelope = message.to_envelope(SID);
-        self.forwards.dispatch(&envelope, self.version).await.unwrap();
+        let body = envelope.body.clone();
+        self.forwards
+            .dispatch(&envelope, body, self.version)
+            .await
+            .unwrap();
     }
 
     async fn open(&mut self, id: &str, host: &str, port: u16, transport: Transport) {
@@ -290,7 +294,11 @@ async fn the_checks_before_dialling() {
         target: Some(target),
         window: None,
     };
-    disabled.dispatch(&new.to_envelope(SID), 2).await.unwrap();
+    let envelope = new.to_envelope(SID);
+    disabled
+        .dispatch(&envelope, envelope.body.clone(), 2)
+        .await
+        .unwrap();
     let envelope = from_agent.recv().await.unwrap();
     let PortForward::Error { body, .. } = PortForward::from_envelope(&envelope).unwrap() else {
         panic!("expected an error");
@@ -390,7 +398,11 @@ async fn an_idle_connection_is_closed() {
         target: Some(target),
         window: None,
     };
-    forwards.dispatch(&new.to_envelope(SID), 2).await.unwrap();
+    let envelope = new.to_envelope(SID);
+    forwards
+        .dispatch(&envelope, envelope.body.clone(), 2)
+        .await
+        .unwrap();
     let mut types = Vec::new();
     for _ in 0..2 {
         let envelope = timeout(Duration::from_secs(5), from_agent.recv())

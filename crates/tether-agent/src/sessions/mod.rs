@@ -127,7 +127,9 @@ impl Sessions {
                     .get(&envelope.sid)
                     .copied()
                     .unwrap_or(version::MENDER);
-                if let Err(error) = self.port_forwards.dispatch(&envelope, version).await {
+                let mut envelope = envelope;
+                let body = std::mem::take(&mut envelope.body);
+                if let Err(error) = self.port_forwards.dispatch(&envelope, body, version).await {
                     self.refuse(&envelope, describe(error)).await;
                 }
             }

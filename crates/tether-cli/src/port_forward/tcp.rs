@@ -117,7 +117,7 @@ where
     // Set once we sent `stop`: then we only wait for the device's echo.
     let mut stopped_at: Option<Instant> = None;
     let stop = || {
-        link.send(&PortForward::Stop {
+        link.send(PortForward::Stop {
             connection_id: id.to_owned(),
         })
     };
@@ -161,7 +161,7 @@ where
             },
             read = reader.read(&mut buffer[..allowance]), if allowance > 0 => match read {
                 Ok(n) if n > 0 => {
-                    link.send(&PortForward::Forward {
+                    link.send(PortForward::Forward {
                         connection_id: id.to_owned(),
                         data: buffer[..n].to_vec(),
                     });
@@ -211,7 +211,7 @@ async fn write_local<W: AsyncWrite + Unpin>(
         if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
             return;
         }
-        link.send(&PortForward::Ack {
+        link.send(PortForward::Ack {
             connection_id: id.clone(),
         });
     }

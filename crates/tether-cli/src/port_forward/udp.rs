@@ -107,7 +107,7 @@ async fn forward_peer(
                     continue;
                 }
                 sent += datagram.len() as u64;
-                link.send(&PortForward::Forward { connection_id: id.clone(), data: datagram });
+                link.send(PortForward::Forward { connection_id: id.clone(), data: datagram });
                 idle_deadline = Instant::now() + IDLE;
             }
             message = inbound.recv() => match message {
@@ -117,22 +117,22 @@ async fn forward_peer(
                     if let Err(error) = socket.send_to(&data, peer).await {
                         tracing::debug!("sending a datagram to {peer}: {error}");
                     }
-                    link.send(&PortForward::Ack { connection_id: id.clone() });
+                    link.send(PortForward::Ack { connection_id: id.clone() });
                     idle_deadline = Instant::now() + IDLE;
                 }
                 Some(PortForward::Stop { .. }) => {
-                    link.send(&PortForward::Stop { connection_id: id.clone() });
+                    link.send(PortForward::Stop { connection_id: id.clone() });
                     break "closed by the device";
                 }
                 Some(PortForward::Error { body, .. }) => {
                     shared.log(format_args!("connection {id}: {}", body.err));
-                    link.send(&PortForward::Stop { connection_id: id.clone() });
+                    link.send(PortForward::Stop { connection_id: id.clone() });
                     break "device error";
                 }
                 Some(PortForward::Ack { .. } | PortForward::New { .. }) => {}
             },
             _ = sleep_until(idle_deadline) => {
-                link.send(&PortForward::Stop { connection_id: id.clone() });
+                link.send(PortForward::Stop { connection_id: id.clone() });
                 break "idle";
             }
         }

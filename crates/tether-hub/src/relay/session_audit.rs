@@ -145,6 +145,13 @@ impl SessionAudit {
                 }
                 _ => {}
             },
+            protocol::PORT_FORWARD if envelope.typ == "forward" => {
+                if let Some((connection_id, size)) = PortForward::forward_size(envelope)
+                    && let Some(forward) = self.forwards.get_mut(connection_id)
+                {
+                    forward.bytes_to_device += size as u64;
+                }
+            }
             protocol::PORT_FORWARD => match PortForward::from_envelope(envelope) {
                 Ok(PortForward::New {
                     connection_id,
@@ -158,11 +165,6 @@ impl SessionAudit {
                         bytes_from_device: 0,
                     };
                     self.forwards.insert(connection_id, forward);
-                }
-                Ok(PortForward::Forward { connection_id, data }) => {
-                    if let Some(forward) = self.forwards.get_mut(&connection_id) {
-                        forward.bytes_to_device += data.len() as u64;
-                    }
                 }
                 _ => {}
             },
@@ -300,6 +302,13 @@ impl SessionAudit {
     }
 
     fn forward_from_device(&mut self, envelope: &Envelope) -> Vec<NewEvent> {
+        // Data is only counted: not decoded (copied) on every relayed forward.
+        if let Some((connection_id, size)) = PortForward::forward_size(envelope) {
+            if let Some(forward) = self.forwards.get_mut(connection_id) {
+                forward.bytes_from_device += size as u64;
+            }
+            return Vec::new();
+        }
         let Ok(message) = PortForward::from_envelope(envelope) else {
             return Vec::new();
         };
@@ -312,12 +321,6 @@ impl SessionAudit {
                 forward.confirmed = true;
                 let details = target_details(&forward.target, &connection_id);
                 vec![self.event("port_forward.open", Outcome::Success, details)]
-            }
-            PortForward::Forward { data, .. } => {
-                if let Some(forward) = self.forwards.get_mut(&connection_id) {
-                    forward.bytes_from_device += data.len() as u64;
-                }
-                Vec::new()
             }
             PortForward::Error { body, .. } => match self.forwards.get(&connection_id) {
                 Some(forward) if !forward.confirmed => {

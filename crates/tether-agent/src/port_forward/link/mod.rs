@@ -118,7 +118,7 @@ pub struct Link {
 impl Link {
     /// False once the WebSocket writer is gone.
     pub async fn send(&self, message: PortForward) -> bool {
-        self.outbound.send(message.to_envelope(&self.sid)).await.is_ok()
+        self.outbound.send(message.into_envelope(&self.sid)).await.is_ok()
     }
 
     pub async fn error(&self, err: String, msgtype: &str, code: Option<i64>) -> bool {

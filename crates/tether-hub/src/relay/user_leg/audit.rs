@@ -136,6 +136,12 @@ pub(crate) async fn refuse_message(
 /// Why a user's port-forward message cannot go to the device, if it cannot: it must parse, and
 /// a `new` must name its target (a `new` without one is the device's confirmation).
 pub(crate) fn malformed_forward(envelope: &Envelope) -> Option<String> {
+    // A forward only needs its connection: its data is not copied to be checked.
+    if envelope.typ == "forward" {
+        return PortForward::forward_size(envelope)
+            .is_none()
+            .then(|| "malformed port-forward `forward`: missing field `connection_id`".to_owned());
+    }
     match PortForward::from_envelope(envelope) {
         Ok(PortForward::New { target: None, .. }) => {
             Some("malformed port-forward `new`: no remote_host and remote_port".to_owned())

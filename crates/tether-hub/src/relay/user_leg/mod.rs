@@ -481,7 +481,9 @@ async fn deliver(
     }
     let (behind, now): (Vec<_>, Vec<_>) = events.into_iter().partition(audit_behind::writes_behind);
     if !behind.is_empty() {
-        let queue = session.audit_behind.get_or_insert_with(|| AuditBehind::start(state));
+        let queue = session
+            .audit_behind
+            .get_or_insert_with(|| AuditBehind::start(state));
         behind.into_iter().for_each(|event| queue.write(event));
     }
     if !now.is_empty()
