@@ -309,7 +309,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
             return Err(lost);
         }
         shared.log(format_args!("session ended: {lost:#}"));
-        say!("tether: connection to the hub lost; reconnecting…");
+        say!("tether: session ended ({lost:#}); reconnecting…");
         session = tokio::select! {
             reopened = reconnect(&login, &device, &shared) => reopened?,
             _ = interrupt.recv() => return Ok(0),

@@ -358,3 +358,46 @@ fn the_cli_reconnects_by_itself_after_the_hub_is_killed() {
         assert_eq!(echo_round_trip(port, &payload).unwrap(), payload);
     }
 }
+
+/// A forwarded connection's audit events are written behind its bytes (its first bytes do not
+/// wait for a disk flush), and still fail closed: once the hub cannot write one, the session
+/// ends, and the forward cannot open another (a new session is refused for the same reason).
+#[test]
+fn a_connection_whose_audit_event_cannot_be_written_ends_the_session() {
+    let (hub, cli, agent) = setup(&forward_config(""));
+    let echo = TcpEcho::start();
+    let forward = PortForward::start(&cli, &agent.name, &[&format!("0:127.0.0.1:{}", echo.port())], &[]);
+    let port = forward.local_port(0);
+    assert_eq!(echo_round_trip(port, b"before").expect("echo before"), b"before");
+    // From now on every audit append fails, as on a broken disk.
+    let trigger = "CREATE TRIGGER broken_disk BEFORE INSERT ON audit_events \
+                   BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;";
+    let db = hub.data_dir().join("hub.db");
+    let output = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 20000"])
+        .arg(&db)
+        .arg(trigger)
+        .output()
+        .expect("run sqlite3 (Debian: sqlite3)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The next connection's open event cannot be written: the session ends with the reason.
+    let _ = echo_round_trip(port, b"after");
+    assert!(
+        forward.wait_stderr("the audit log cannot be written", 1, WAIT),
+        "the forward was not told why its session ended:\n{}",
+        forward.logs()
+    );
+    // From now on the hub waits for each event again before the connection's bytes flow: none
+    // gets an answer from the target (the device may dial it; nothing is relayed).
+    for _ in 0..3 {
+        let echoed = echo_round_trip(port, b"later").unwrap_or_default();
+        assert!(
+            echoed.is_empty(),
+            "bytes were relayed without an audit record: {echoed:?}"
+        );
+    }
+}

@@ -149,6 +149,8 @@ const MAX_BATCH: usize = 256;
 pub(crate) struct AuditWriter {
     chain: tokio::sync::Mutex<()>,
     waiting: std::sync::Mutex<Vec<Waiting>>,
+    /// The last commit failed: callers that could go on without waiting must wait again.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// Events waiting for the writer (one caller's, committed together), and whom to tell whether
@@ -251,6 +253,9 @@ impl Store {
                 if let Err(error) = &appended {
                     tracing::error!("audit log unavailable: {error:#}");
                 }
+                writer
+                    .failing
+                    .store(appended.is_err(), std::sync::atomic::Ordering::Relaxed);
                 for caller in callers {
                     let _ = caller.send(appended.is_ok());
                 }
@@ -266,6 +271,14 @@ impl Store {
         } else {
             Err(crate::domain::audit::unavailable())
         }
+    }
+
+    /// Whether the last audit commit failed (until one succeeds again): events that may be
+    /// written behind an action are then written before it, as all others are.
+    pub fn audit_failing(&self) -> bool {
+        self.audit_writer
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where the chain starts: the anchor left by retention pruning, or the genesis.

@@ -479,7 +479,12 @@ async fn deliver(
         events.extend(session.audit.observe_device(&envelope));
         delivered.push(envelope);
     }
-    let (behind, now): (Vec<_>, Vec<_>) = events.into_iter().partition(audit_behind::writes_behind);
+    // Once a commit failed, nothing is written behind: every event is on disk before its action
+    // goes on, as it was before that failure was seen.
+    let failing = state.store.audit_failing();
+    let (behind, now): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|event| !failing && audit_behind::writes_behind(event));
     if !behind.is_empty() {
         let queue = session
             .audit_behind
