@@ -152,12 +152,13 @@ impl SessionAudit {
                     forward.bytes_to_device += size as u64;
                 }
             }
-            protocol::PORT_FORWARD => match PortForward::from_envelope(envelope) {
-                Ok(PortForward::New {
+            protocol::PORT_FORWARD => {
+                if let Ok(PortForward::New {
                     connection_id,
                     target: Some(target),
                     ..
-                }) => {
+                }) = PortForward::from_envelope(envelope)
+                {
                     let forward = Forward {
                         target,
                         confirmed: false,
@@ -166,8 +167,7 @@ impl SessionAudit {
                     };
                     self.forwards.insert(connection_id, forward);
                 }
-                _ => {}
-            },
+            }
             _ => {}
         }
     }

@@ -24,7 +24,7 @@ pub(super) fn writes_behind(event: &NewEvent) -> bool {
 }
 
 enum Item {
-    Event(NewEvent),
+    Event(Box<NewEvent>),
     /// Answered once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -46,7 +46,7 @@ impl AuditBehind {
 
     pub(super) fn write(&self, event: NewEvent) {
         // Fails only once the task gave up after a failed write, which `failed` reports.
-        let _ = self.queue.send(Item::Event(event));
+        let _ = self.queue.send(Item::Event(Box::new(event)));
     }
 
     /// Waits until every event written so far is committed.
@@ -80,7 +80,7 @@ async fn append(state: Relay, mut items: mpsc::UnboundedReceiver<Item>, failure:
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Item::Event(event) => events.push(event),
+                Item::Event(event) => events.push(*event),
                 Item::Flush(done) => flushes.push(done),
             }
             next = items.try_recv().ok();
