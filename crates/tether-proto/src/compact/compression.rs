@@ -28,6 +28,10 @@ use super::Error;
 pub const MIN_PAYLOAD: usize = 256;
 /// zlib's default level (ssh -C's too): a good ratio on terminal text at modest CPU.
 const LEVEL: i32 = 6;
+/// A payload of at least four times this is first tried on its first this many bytes: deflating
+/// all of an incompressible one (a compressed file, random bytes) only to send it as it is took
+/// most of the agent's CPU in a 1 GiB download.
+const SAMPLE: usize = 4096;
 /// How a payload that leaves its stream open ends: the empty stored block of a sync flush.
 const SYNC_FLUSH: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -95,8 +99,27 @@ impl Deflater {
             if payload.len() < MIN_PAYLOAD {
                 return None;
             }
+            if payload.len() >= 4 * SAMPLE {
+                self.compressor.reset();
+                self.compress_saving(&payload[..SAMPLE], TDEFLFlush::Finish)?;
+            }
             self.compressor.reset();
         }
+        let flush = if keep_open {
+            TDEFLFlush::Sync
+        } else {
+            TDEFLFlush::Finish
+        };
+        let written = self.compress_saving(payload, flush)?;
+        self.open = keep_open;
+        Some(Deflated {
+            bytes: &self.out[..written],
+            continued,
+        })
+    }
+
+    /// Deflates `payload` into `out`; the size written, if it saves at least a sixteenth.
+    fn compress_saving(&mut self, payload: &[u8], flush: TDEFLFlush) -> Option<usize> {
         // Output that would not fit in this much is not worth sending: the compressor stops there.
         let room = payload.len() - payload.len() / 16;
         if room == 0 {
@@ -104,11 +127,6 @@ impl Deflater {
         }
         self.out.clear();
         self.out.resize(room, 0);
-        let flush = if keep_open {
-            TDEFLFlush::Sync
-        } else {
-            TDEFLFlush::Finish
-        };
         let (status, consumed, written) = compress(&mut self.compressor, payload, &mut self.out, flush);
         let complete = consumed == payload.len()
             && match flush {
@@ -116,14 +134,7 @@ impl Deflater {
                 // A sync flush that filled the buffer may have more output pending.
                 _ => status == TDEFLStatus::Okay && written < room,
             };
-        if !complete {
-            return None;
-        }
-        self.open = keep_open;
-        Some(Deflated {
-            bytes: &self.out[..written],
-            continued,
-        })
+        complete.then_some(written)
     }
 }
 
@@ -332,6 +343,12 @@ mod tests {
         let mut deflater = Deflater::new();
         assert!(deflater.deflate(&text(MIN_PAYLOAD - 1), true).is_none());
         assert!(deflater.deflate(&random(32 * 1024), true).is_none());
+        // A large payload is judged by its first SAMPLE bytes: not deflated at all when they do
+        // not deflate.
+        let mixed = [random(SAMPLE), text(16 * SAMPLE)].concat();
+        assert!(deflater.deflate(&mixed, false).is_none());
+        let large = deflater.deflate(&text(16 * SAMPLE), false).unwrap().bytes.len();
+        assert!(large < 16 * SAMPLE / 2, "{large} bytes");
         // Inside a stream a short payload is worth it, and random bytes end the stream.
         deflater.deflate(&text(8192), true).unwrap();
         assert!(deflater.deflate(&text(100), true).unwrap().continued);
