@@ -18,6 +18,8 @@ pub mod link;
 mod wire;
 
 #[cfg(test)]
+mod extension_tests;
+#[cfg(test)]
 mod tests;
 
 pub use handles::MAX_SESSIONS;

@@ -296,21 +296,6 @@ fn every_message() -> Vec<Envelope> {
 }
 
 #[test]
-fn a_port_forward_window_travels_as_an_extra_prop() {
-    let (mut encoder, mut decoder) = (Encoder::default(), Decoder::default());
-    let new = PortForward::New {
-        connection_id: "c1".into(),
-        target: None,
-        window: Some(4 << 20),
-    };
-    let envelope = new.to_envelope(SID);
-    let frame = round_trip(&mut encoder, &mut decoder, &envelope);
-    assert_eq!(frame[0], 0x22);
-    let decoded = decoder.decode(&encoder.encode(&envelope).unwrap()).unwrap();
-    assert_eq!(PortForward::from_envelope(&decoded).unwrap(), new);
-}
-
-#[test]
 fn every_message_of_todays_protocols_maps_to_a_kind_and_back() {
     let (mut encoder, mut decoder) = (Encoder::default(), Decoder::default());
     let mut total = (0, 0);
