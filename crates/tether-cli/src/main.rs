@@ -2,5 +2,6 @@
 //! the library (`src/lib.rs`).
 
 fn main() {
+    tether_net::allocator::keep_freed_buffers();
     std::process::exit(tether_cli::run_from_command_line());
 }

@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
     // own: private from the first byte, whatever the caller's umask.
     // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
     unsafe { libc::umask(0o077) };
+    tether_net::allocator::keep_freed_buffers();
     let arguments = Arguments::parse();
     let mut config = HubConfig::load(arguments.config.as_deref())?;
     init_logging(arguments.log_format.unwrap_or(config.log_format));

@@ -2,8 +2,10 @@
 //!
 //! Every leg is TLS: [`tls`] builds the trust (system roots, a CA file, or a pinned certificate
 //! fingerprint); [`dial`] opens TCP, through an HTTP proxy (`CONNECT`) when `HTTPS_PROXY` says so,
-//! then TLS, then either a WebSocket or one small HTTP/1.1 request.
+//! then TLS, then either a WebSocket or one small HTTP/1.1 request. [`allocator`] keeps the
+//! relay's buffers from being handed back to the system after each message (the hub uses it too).
 
+pub mod allocator;
 pub mod dial;
 pub mod tls;
 
