@@ -8,6 +8,8 @@
 //! sends that many bytes of pseudo-random data), or `E` (it echoes 4 bytes and closes).
 //! - Throughput: one connection uploads `FORWARD_BYTES` (default 1 GiB) to the target, timed
 //!   until the target's answer, and one downloads as many, timed until the last byte. MB/s.
+//!   Then the same bytes through `PARALLEL` (4) connections at once, each moving its share, timed
+//!   until the last is done.
 //! - Connection rate: `WORKERS` threads (default 4) each open a connection, exchange 4 bytes,
 //!   close, again and again for `RATE_SECONDS` (default 5); connections per second.
 //!
@@ -39,6 +41,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Each round's MB/s, or why it failed.
 type Rounds = Vec<Result<f64, String>>;
 
+/// What is measured: one connection each way, then `PARALLEL` connections at once each way.
+const DIRECTIONS: [&str; 4] = ["upload", "download", "upload_parallel", "download_parallel"];
+
 fn main() -> ExitCode {
     if let Some(code) = stage(&Binaries::from_env()) {
         return code;
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
     let rounds: usize = env_or("ROUNDS", 1);
     let workers: usize = env_or("WORKERS", 4);
     let rate_seconds: f64 = env_or("RATE_SECONDS", 5.0);
+    let parallel: u64 = env_or("PARALLEL", 4);
 
     let target = Target::start();
     let hub = Hub::start_default();
@@ -86,17 +92,17 @@ fn main() -> ExitCode {
     // name, direction -> MB/s of each round
     let mut throughput: Vec<(&str, &str, Rounds)> = Vec::new();
     for (name, _) in &peers {
-        for direction in ["upload", "download"] {
+        for direction in DIRECTIONS {
             throughput.push((name, direction, Vec::new()));
         }
     }
     for _ in 0..rounds {
         for (name, port) in &peers {
-            for direction in ["upload", "download"] {
-                let result = if direction == "upload" {
-                    upload(*port, bytes)
-                } else {
-                    download(*port, bytes)
+            for direction in DIRECTIONS {
+                let result = match direction {
+                    "upload" => upload(*port, bytes),
+                    "download" => download(*port, bytes),
+                    parallel_direction => in_parallel(*port, bytes, parallel, parallel_direction),
                 };
                 let result = result.map(|seconds| bytes as f64 / 1e6 / seconds);
                 if let Err(e) = &result {
@@ -119,7 +125,10 @@ fn main() -> ExitCode {
         ));
     }
 
-    println!("== port-forward throughput, one TCP connection, {bytes} bytes, 127.0.0.1 (MB = 10^6 bytes) ==");
+    println!(
+        "== port-forward throughput, {bytes} bytes through one TCP connection, and through {parallel} at once \
+         (*_parallel), 127.0.0.1 (MB = 10^6 bytes) =="
+    );
     println!(
         "direct: the target itself; ssh: ssh -N -L to a local sshd; tether: tether port-forward through the hub"
     );
@@ -152,7 +161,7 @@ fn main() -> ExitCode {
             println!("METRIC forward_{direction}_mbps_{name} {v:.1}");
         }
     }
-    for direction in ["upload", "download"] {
+    for direction in DIRECTIONS {
         let t = best("tether", direction);
         let mut line = format!("{direction}:");
         for peer in ["ssh", "direct"] {
@@ -316,6 +325,29 @@ fn upload(port: u16, bytes: u64) -> Result<f64, String> {
     stream
         .read_exact(&mut answer)
         .map_err(|e| format!("no answer after sending everything: {e}"))?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// `upload_parallel` or `download_parallel`: `bytes` in all through `connections` connections
+/// at once; seconds until the last one is done.
+fn in_parallel(port: u16, bytes: u64, connections: u64, direction: &str) -> Result<f64, String> {
+    let share = bytes / connections.max(1);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..connections.max(1))
+        .map(|_| {
+            let upload_side = direction == "upload_parallel";
+            std::thread::spawn(move || {
+                if upload_side {
+                    upload(port, share)
+                } else {
+                    download(port, share)
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| "a connection's thread panicked".to_owned())??;
+    }
     Ok(start.elapsed().as_secs_f64())
 }
 
