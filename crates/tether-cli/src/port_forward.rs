@@ -38,7 +38,7 @@ use tokio::{
 };
 
 pub use mapping::{Mapping, host_port, parse as parse_mapping, parse_remote};
-pub use tcp::{End, pump};
+pub use tcp::{End, Opened, pump};
 
 use crate::{
     api::{Api, HttpError},
@@ -164,6 +164,18 @@ impl Shared {
 /// How long the device may take to dial a target.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Asks the device to open `mapping`'s target as `connection_id`, without waiting.
+pub fn request_connection(link: &Link, connection_id: &str, mapping: &Mapping) {
+    // What the device sends us waits only for the local socket: name a window that keeps a
+    // fast link busy (a stock agent ignores the prop and keeps to its one 4 KiB message).
+    let window = (link.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32);
+    link.send(PortForward::New {
+        connection_id: connection_id.to_owned(),
+        target: Some(mapping.target()),
+        window,
+    });
+}
+
 /// Asks the device to open `mapping`'s target as `connection_id` and waits for its answer;
 /// once it is open, returns the window to keep to when sending to it. Refusals are printed
 /// (the device's text names the rule).
@@ -174,14 +186,7 @@ pub async fn open_connection(
     mapping: &Mapping,
     inbound: &mut mpsc::UnboundedReceiver<PortForward>,
 ) -> Option<usize> {
-    // What the device sends us waits only for the local socket: name a window that keeps a
-    // fast link busy (a stock agent ignores the prop and keeps to its one 4 KiB message).
-    let window = (link.version >= version::TETHER).then_some(ADVERTISED_WINDOW_BYTES as u32);
-    link.send(PortForward::New {
-        connection_id: connection_id.to_owned(),
-        target: Some(mapping.target()),
-        window,
-    });
+    request_connection(link, connection_id, mapping);
     let stop = || {
         link.send(PortForward::Stop {
             connection_id: connection_id.to_owned(),

@@ -17,7 +17,7 @@ use crate::{
     api::Api,
     hub::{HubOptions, authenticated},
     output::say,
-    port_forward::{self, End, Link, Mapping, Shared, dispatch, open_connection, pump},
+    port_forward::{self, End, Link, Mapping, Opened, Shared, dispatch, open_connection, pump},
     resolve::find,
     session::Session,
 };
@@ -71,7 +71,9 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
     let id = shared.connection_id();
     let mut inbound = link.register(&id);
     let relay = async {
+        // Waits for the device's answer: a refusal ends `tether proxy` before ssh writes a byte.
         let window = open_connection(&link, &shared, &id, &mapping, &mut inbound).await?;
+        let opened = Opened::Answered(window);
         Some(
             pump(
                 tokio::io::stdin(),
@@ -79,7 +81,7 @@ pub async fn run(options: &HubOptions, request: Request) -> Result<i32> {
                 &id,
                 &link,
                 &mut inbound,
-                window,
+                opened,
             )
             .await,
         )

@@ -187,6 +187,20 @@ async fn tcp_round_trip_with_version_1_flow_control() {
     hub.nothing_more().await;
 }
 
+/// The CLI sends a connection's first bytes right behind its `new`, without waiting for the
+/// answer: they are written to the target once it is dialled, answered after the `new`.
+#[tokio::test]
+async fn bytes_sent_before_the_answer_reach_the_target_after_the_dial() {
+    let port = echo_server().await;
+    let mut hub = Harness::new(&["127.0.0.0/8"], 4, version::TETHER);
+    hub.open("early", "127.0.0.1", port, Transport::Tcp).await;
+    hub.send(forward("early", b"first bytes")).await;
+    hub.expect_opened("early").await;
+    let mut replies = vec![hub.receive().await, hub.receive().await];
+    replies.sort_by_key(|message| message.typ());
+    assert_eq!(replies, [ack("early"), forward("early", b"first bytes")]);
+}
+
 impl Harness {
     /// In version 1 nothing but the ack of our own forward may arrive while a forward of the
     /// agent's is unacknowledged.

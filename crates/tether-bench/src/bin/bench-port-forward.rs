@@ -346,7 +346,9 @@ fn in_parallel(port: u16, bytes: u64, connections: u64, direction: &str) -> Resu
         })
         .collect();
     for worker in workers {
-        worker.join().map_err(|_| "a connection's thread panicked".to_owned())??;
+        worker
+            .join()
+            .map_err(|_| "a connection's thread panicked".to_owned())??;
     }
     Ok(start.elapsed().as_secs_f64())
 }

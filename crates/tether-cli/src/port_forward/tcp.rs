@@ -5,7 +5,10 @@
 
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
-use tether_proto::port_forward::{MAX_CHUNK, PortForward};
+use tether_proto::{
+    port_forward::{MAX_CHUNK, PortForward, WINDOW_BYTES, send_window},
+    version,
+};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -13,7 +16,7 @@ use tokio::{
     time::{Instant, sleep, sleep_until},
 };
 
-use super::{Link, Mapping, Shared, open_connection, window::Window};
+use super::{Link, Mapping, Shared, open_connection, request_connection, window::Window};
 use crate::output::say;
 
 /// How long to wait for the device to echo our `stop` before closing anyway.
@@ -44,19 +47,40 @@ async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, share
     };
     let id = shared.connection_id();
     let mut inbound = link.register(&id);
-    if let Some(window) = open_connection(&link, &shared, &id, &mapping, &mut inbound).await {
+    let opened = if link.version >= version::TETHER {
+        // A Tether agent takes a connection's bytes before its dial completes (it writes them
+        // once it has): the first bytes go at once, one round trip sooner than waiting.
+        request_connection(&link, &id, &mapping);
+        Some(Opened::Pending {
+            refusal: format!("tether: {} refused {}", shared.device, mapping.remote()),
+        })
+    } else {
+        open_connection(&link, &shared, &id, &mapping, &mut inbound)
+            .await
+            .map(Opened::Answered)
+    };
+    if let Some(opened) = opened {
         shared.log(format_args!(
             "connection {id} from {peer} to {} (tcp) opened",
             mapping.remote()
         ));
         let (reader, writer) = stream.into_split();
-        let counts = pump(reader, writer, &id, &link, &mut inbound, window).await;
+        let counts = pump(reader, writer, &id, &link, &mut inbound, opened).await;
         shared.log(format_args!(
             "connection {id} from {peer} closed ({}; sent {} bytes, received {} bytes)",
             counts.end, counts.sent, counts.received
         ));
     }
     link.unregister(&id);
+}
+
+/// Where a connection stands with the device when its bytes start to flow.
+pub enum Opened {
+    /// The device answered `new`, naming this window.
+    Answered(usize),
+    /// Its answer is still to come: until then the window is the one every version-2 agent
+    /// takes ([`WINDOW_BYTES`]); a refusal is printed after `refusal`.
+    Pending { refusal: String },
 }
 
 /// What a connection moved, and how it ended.
@@ -91,14 +115,13 @@ impl fmt::Display for End {
 /// Moves bytes both ways until either side stops or the session dies: what `reader` gives goes
 /// to the device, what the device sends is written to `writer`. The end of `reader`'s input is
 /// a half-close: the device's data is still written until it closes too (or [`STOP_ECHO`]).
-/// `window`: the bytes the device takes unacknowledged (what [`open_connection`] returned).
 pub async fn pump<R, W>(
     mut reader: R,
     writer: W,
     id: &str,
     link: &Arc<Link>,
     inbound: &mut mpsc::UnboundedReceiver<PortForward>,
-    window: usize,
+    opened: Opened,
 ) -> Counts
 where
     R: AsyncRead + Unpin,
@@ -107,7 +130,10 @@ where
     let (to_local, local_queue) = mpsc::unbounded_channel();
     let mut writer_task = tokio::spawn(write_local(writer, local_queue, link.clone(), id.to_owned()));
     let mut writer_done = false;
-    let mut window = Window::new(link.version, window);
+    let (mut window, mut refusal) = match opened {
+        Opened::Answered(size) => (Window::new(link.version, size), None),
+        Opened::Pending { refusal } => (Window::new(link.version, WINDOW_BYTES), Some(refusal)),
+    };
     let mut buffer = vec![0; MAX_CHUNK];
     let mut counts = Counts {
         sent: 0,
@@ -150,14 +176,21 @@ where
                     break false;
                 }
                 Some(PortForward::Error { body, .. }) => {
-                    say!("tether: connection {id}: {}", body.err);
+                    match refusal.take() {
+                        Some(refusal) => say!("{refusal}: {}", body.err),
+                        None => say!("tether: connection {id}: {}", body.err),
+                    }
                     if stopped_at.is_none() {
                         stop();
                     }
                     counts.end = End::DeviceError;
                     break false;
                 }
-                Some(PortForward::New { .. }) => {}
+                Some(PortForward::New { window: named, .. }) => {
+                    if refusal.take().is_some() {
+                        window.resize(send_window(named));
+                    }
+                }
             },
             read = reader.read(&mut buffer[..allowance]), if allowance > 0 => match read {
                 Ok(n) if n > 0 => {

@@ -41,6 +41,11 @@ impl Window {
         }
     }
 
+    /// The device named its window (after the first bytes went under the default one).
+    pub fn resize(&mut self, size: usize) {
+        self.size = size;
+    }
+
     /// A `forward` of `len` bytes was sent.
     pub fn sent(&mut self, len: usize) {
         self.in_flight.push_back(len);
