@@ -9,6 +9,8 @@
 //!
 //! Benchmarks print figures; they never assert timings. Everything runs on 127.0.0.1.
 
+pub mod cpu;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},

@@ -77,6 +77,17 @@ fn assert_has(contents: &[(String, String, String)], path: &str, mode: &str) {
     assert_eq!(entry.2, "root/root", "owner of {path}");
 }
 
+/// The machine's unit directory: one test installs and removes the agent's unit there, the other
+/// copies the directory to verify the packages' units beside the system's. They take turns: a
+/// copy made while dpkg removed the unit failed ("cannot stat .../tether-agent.service").
+static SYSTEM_UNITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn system_units() -> std::sync::MutexGuard<'static, ()> {
+    SYSTEM_UNITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn packages_hold_the_expected_files_scripts_and_units() {
     let (_out, agent, hub, cli) = build_packages();
@@ -156,6 +167,7 @@ fn packages_hold_the_expected_files_scripts_and_units() {
         bash.contains("complete -o nospace") && bash.contains(" tether"),
         "{bash}"
     );
+    let _units = system_units();
     run(Command::new("sh").arg("-c").arg(format!(
         "cp -rn /lib/systemd/system/. {}/lib/systemd/system/",
         root.path().display()
@@ -195,6 +207,7 @@ fn the_agent_package_installs_removes_and_purges_cleanly() {
         eprintln!("skipped: installing a package needs root");
         return;
     }
+    let _units = system_units();
     let installed = |package: &str| {
         Command::new("dpkg-query")
             .args(["-W", "-f=${Status}", package])

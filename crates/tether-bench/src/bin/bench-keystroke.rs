@@ -8,12 +8,19 @@
 //! waits for the prompt and for quiet. Blocks of tether and ssh alternate, so that background
 //! noise falls on both. Prints min/p50/p90/p99/max/mean in microseconds and the ratios.
 //!
-//! Environment: `KEYSTROKES` (default 300 per tool), `TETHER_BIN_DIR` (release hub, CLI, agent),
+//! Then the same again while a bulk copy runs over the same link (the interactive lane must not
+//! queue behind bulk data): for tether, `tether cp` of a `LOAD_BYTES` file (256 MiB) to the same
+//! device, again and again; for ssh, the same file through the same sshd (`ssh ... 'cat >
+//! /dev/null'`). Each tool's copy runs only while its own keystrokes are measured.
+//!
+//! Environment: `KEYSTROKES` (default 300 per tool), `LOAD_BYTES` (the copy's file; 0 skips the
+//! phase under load), `TETHER_BIN_DIR` (release hub, CLI, agent),
 //! `SSHD` (default `/usr/sbin/sshd`), `SSH` (default `ssh`). Without sshd the ssh column is skipped.
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::{Command, ExitCode, Stdio},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -32,10 +39,21 @@ fn main() -> ExitCode {
         return code;
     }
     let keystrokes: usize = env_or("KEYSTROKES", 300);
+    let load_bytes: u64 = env_or("LOAD_BYTES", 256 << 20);
 
     let hub = Hub::start_default();
     let cli = hub.user_cli("bench", true);
-    let agent = Agent::start(&hub, "[terminal]\nshell = \"/bin/sh\"\n");
+    let load_dir = tempfile::Builder::new()
+        .prefix("tether-bench-load-")
+        .tempdir()
+        .expect("a temporary directory");
+    let agent = Agent::start(
+        &hub,
+        &format!(
+            "[terminal]\nshell = \"/bin/sh\"\n\n[file_transfer]\nenabled = true\nroots = [{:?}]\nmax_file_size = 0\n",
+            load_dir.path().display().to_string()
+        ),
+    );
     cli.accept(&agent.name);
     let tether = PtySession::terminal(&cli, &agent.name);
     prepare(&tether);
@@ -73,12 +91,104 @@ fn main() -> ExitCode {
     println!(
         "{keystrokes} keystrokes per tool after {WARMUP} warm-up, blocks of {BLOCK}, alternating; shell /bin/sh"
     );
+    report(&peers, "");
+
+    if load_bytes == 0 {
+        return ExitCode::SUCCESS;
+    }
+    let file = load_dir.path().join("load.bin");
+    tether_e2e::peers::write_deterministic_file(&file, 0x10ad, load_bytes);
+    let mut loaded: Vec<(&str, &PtySession, Vec<Duration>)> = Vec::new();
+    for (name, session, _) in &peers {
+        let (samples, done) = if *name == "tether" {
+            let destination = format!("{}:{}", agent.name, load_dir.path().join("copy.bin").display());
+            let source = file.display().to_string();
+            while_copying(session, keystrokes, || {
+                let mut command = cli.command(&["cp", &source, &destination]);
+                command.stdin(Stdio::null());
+                command
+            })
+        } else if let Some(sshd) = &sshd {
+            while_copying(session, keystrokes, || {
+                let mut command = sshd.bulk_command();
+                command.stdin(std::fs::File::open(&file).expect("the load file"));
+                command
+            })
+        } else {
+            continue;
+        };
+        println!(
+            "{name}: {done} copies of {load_bytes} bytes ran to their end while its keystrokes were typed"
+        );
+        loaded.push((name, session, samples));
+    }
+    println!(
+        "== the same while a copy of {load_bytes} bytes runs, again and again, over the same link \
+         (tether cp to the device; ssh ... 'cat > /dev/null' through the same sshd) =="
+    );
+    report(&loaded, "_under_copy");
+    drop(ssh);
+    drop(sshd);
+    ExitCode::SUCCESS
+}
+
+/// `keystrokes` measured keystrokes, in blocks, after a warm-up.
+fn type_blocks(session: &PtySession, keystrokes: usize) -> Vec<Duration> {
+    type_block(session, WARMUP);
+    let mut samples = Vec::new();
+    let mut left = keystrokes;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        samples.extend(type_block(session, n));
+        left -= n;
+    }
+    samples
+}
+
+/// Measures `keystrokes` while `command` (a copy) runs again and again; the samples, and how
+/// many copies ran to their end.
+fn while_copying(
+    session: &PtySession,
+    keystrokes: usize,
+    command: impl Fn() -> Command + Sync,
+) -> (Vec<Duration>, u64) {
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let samples = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let mut copy = command();
+                copy.stdout(Stdio::null()).stderr(Stdio::null());
+                let Ok(mut child) = copy.spawn() else { return };
+                while child.try_wait().ok().flatten().is_none() {
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // The copy is under way before the first keystroke is timed.
+        std::thread::sleep(Duration::from_secs(1));
+        let samples = type_blocks(session, keystrokes);
+        stop.store(true, Ordering::Relaxed);
+        samples
+    });
+    (samples, done.load(Ordering::Relaxed))
+}
+
+/// Prints the statistics of each tool, their METRIC lines (`suffix` after the name of the
+/// figure) and the ratios.
+fn report(peers: &[(&str, &PtySession, Vec<Duration>)], suffix: &str) {
     println!(
         "{:<8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "tool", "n", "min us", "p50 us", "p90 us", "p99 us", "max us", "mean us"
     );
     let mut stats = Vec::new();
-    for (name, _, samples) in &peers {
+    for (name, _, samples) in peers {
         let s = Stats::of(samples);
         println!(
             "{name:<8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -90,8 +200,8 @@ fn main() -> ExitCode {
             us(s.max),
             us(s.mean)
         );
-        println!("METRIC keystroke_p50_us_{name} {}", us(s.p50));
-        println!("METRIC keystroke_p99_us_{name} {}", us(s.p99));
+        println!("METRIC keystroke{suffix}_p50_us_{name} {}", us(s.p50));
+        println!("METRIC keystroke{suffix}_p99_us_{name} {}", us(s.p99));
         stats.push(s);
     }
     if stats.len() == 2 {
@@ -103,9 +213,6 @@ fn main() -> ExitCode {
             ratio(stats[0].mean, stats[1].mean)
         );
     }
-    drop(ssh);
-    drop(sshd);
-    ExitCode::SUCCESS
 }
 
 /// Sets the prompt and waits until the shell answers and the terminal is quiet.
@@ -218,6 +325,21 @@ impl LocalSshd {
             user,
             dir,
         })
+    }
+
+    /// `ssh ... USER@127.0.0.1 'cat > /dev/null'`: standard input to nowhere on the far side,
+    /// the data path of a copy (encrypted by ssh, decrypted by sshd).
+    fn bulk_command(&self) -> Command {
+        let interactive = self.client_command();
+        let mut bulk = Command::new(interactive.get_program());
+        // The interactive command without `-tt` and its shell: a pipe, no PTY.
+        bulk.args(
+            interactive
+                .get_args()
+                .filter(|arg| *arg != "-tt" && *arg != "/bin/sh"),
+        );
+        bulk.arg("cat > /dev/null");
+        bulk
     }
 
     /// `ssh -tt ... USER@127.0.0.1 /bin/sh`: an interactive `/bin/sh` on a remote PTY.

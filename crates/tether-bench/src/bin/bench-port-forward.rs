@@ -9,7 +9,8 @@
 //! - Throughput: one connection uploads `FORWARD_BYTES` (default 1 GiB) to the target, timed
 //!   until the target's answer, and one downloads as many, timed until the last byte. MB/s.
 //!   Then the same bytes through `PARALLEL` (4) connections at once, each moving its share, timed
-//!   until the last is done.
+//!   until the last is done. For each: the CPU seconds per GiB of the whole machine and of the
+//!   hub (`/proc`), the lowest of the rounds.
 //! - Connection rate: `WORKERS` threads (default 4) each open a connection, exchange 4 bytes,
 //!   close, again and again for `RATE_SECONDS` (default 5); connections per second.
 //!
@@ -27,7 +28,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tether_bench::{Binaries, env_or, stage};
+use tether_bench::{
+    Binaries,
+    cpu::{machine_cpu, proc_cpu},
+    env_or, stage,
+};
 use tether_e2e::{
     Agent, Hub, PortForward, Proc,
     peers::{SSH_CLIENT_OPTIONS, Sshd, deterministic_bytes, free_port},
@@ -55,7 +60,8 @@ fn main() -> ExitCode {
     let parallel: u64 = env_or("PARALLEL", 4);
 
     let target = Target::start();
-    let hub = Hub::start_default();
+    let mut hub = Hub::start_default();
+    let hub_pid = hub.process().pid().expect("hub pid");
     let cli = hub.user_cli("bench", true);
     let agent = Agent::start(&hub, "[port_forward]\nenabled = true\n");
     cli.accept(&agent.name);
@@ -96,14 +102,27 @@ fn main() -> ExitCode {
             throughput.push((name, direction, Vec::new()));
         }
     }
+    // name, direction -> lowest CPU seconds per GiB of the machine and of the hub, over rounds
+    let mut cpu: Vec<(&str, &str, f64, f64)> = Vec::new();
     for _ in 0..rounds {
         for (name, port) in &peers {
             for direction in DIRECTIONS {
+                let (machine_before, hub_before) = (machine_cpu(), proc_cpu(hub_pid).unwrap_or_default());
                 let result = match direction {
                     "upload" => upload(*port, bytes),
                     "download" => download(*port, bytes),
                     parallel_direction => in_parallel(*port, bytes, parallel, parallel_direction),
                 };
+                let gib = bytes as f64 / (1u64 << 30) as f64;
+                let machine = (machine_cpu() - machine_before) / gib;
+                let hub_cpu = proc_cpu(hub_pid).unwrap_or_default() - hub_before;
+                let hub_cpu = (hub_cpu.user + hub_cpu.system) / gib;
+                if result.is_ok() {
+                    match cpu.iter_mut().find(|(n, d, ..)| n == name && *d == direction) {
+                        Some(row) => (row.2, row.3) = (row.2.min(machine), row.3.min(hub_cpu)),
+                        None => cpu.push((name, direction, machine, hub_cpu)),
+                    }
+                }
                 let result = result.map(|seconds| bytes as f64 / 1e6 / seconds);
                 if let Err(e) = &result {
                     eprintln!("{name} {direction}: {e}");
@@ -171,6 +190,29 @@ fn main() -> ExitCode {
             }
         }
         println!("{line}");
+    }
+
+    println!(
+        "== CPU seconds per GiB moved, lowest of the rounds: the whole machine's (/proc/stat: client, \
+         target and whatever relays; meaningful on an idle machine), and the tether hub's own =="
+    );
+    println!(
+        "{:<8} {:<18} {:>10} {:>10}",
+        "path", "direction", "machine", "hub"
+    );
+    for (name, direction, machine, hub_cpu) in &cpu {
+        let hub_cpu = if *name == "tether" {
+            format!("{hub_cpu:.2}")
+        } else {
+            "-".into()
+        };
+        println!("{name:<8} {direction:<18} {machine:>10.2} {hub_cpu:>10}");
+        println!("METRIC forward_{direction}_cpu_per_gib_{name} {machine:.2}");
+    }
+    for direction in DIRECTIONS {
+        if let Some((.., hub_cpu)) = cpu.iter().find(|(n, d, ..)| *n == "tether" && *d == direction) {
+            println!("METRIC forward_{direction}_hub_cpu_per_gib {hub_cpu:.2}");
+        }
     }
 
     println!(
