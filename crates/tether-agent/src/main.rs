@@ -9,7 +9,6 @@ use tether_agent::args::{self, Command};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tether_net::allocator::keep_freed_buffers();
     let args = match args::parse(std::env::args().skip(1)) {
         Ok(Command::Run(args)) => args,
         Ok(Command::Answer { sid, approve, args }) => {
