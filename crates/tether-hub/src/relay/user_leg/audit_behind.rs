@@ -32,7 +32,8 @@ enum Item {
 /// One session's queue of events written behind.
 pub(crate) struct AuditBehind {
     queue: mpsc::UnboundedSender<Item>,
-    failed: oneshot::Receiver<String>,
+    /// Taken once it answered (a finished receiver must not be polled again).
+    failed: Option<oneshot::Receiver<String>>,
     task: JoinHandle<()>,
 }
 
@@ -41,7 +42,11 @@ impl AuditBehind {
         let (queue, items) = mpsc::unbounded_channel();
         let (failure, failed) = oneshot::channel();
         let task = tokio::spawn(append(state.clone(), items, failure));
-        AuditBehind { queue, failed, task }
+        AuditBehind {
+            queue,
+            failed: Some(failed),
+            task,
+        }
     }
 
     pub(super) fn write(&self, event: NewEvent) {
@@ -59,10 +64,14 @@ impl AuditBehind {
 
     /// Resolves with the reason once a write failed; never otherwise.
     pub(super) async fn failed(&mut self) -> String {
-        match (&mut self.failed).await {
-            Ok(why) => why,
-            Err(_) => pending().await,
+        if let Some(receiver) = &mut self.failed {
+            let answer = receiver.await;
+            self.failed = None;
+            if let Ok(why) = answer {
+                return why;
+            }
         }
+        pending().await
     }
 
     /// Commits what is queued and stops (the session ends: its last events come after these).
