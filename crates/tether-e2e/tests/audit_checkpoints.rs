@@ -6,10 +6,10 @@
 //! checkpoints at start, on its interval and on SIGTERM, to a file and to syslog, with a key of
 //! its own (mode 0600).
 
-use std::{os::unix::fs::PermissionsExt as _, os::unix::net::UnixDatagram, path::Path, process::Command};
+use std::{os::unix::fs::PermissionsExt as _, os::unix::net::UnixDatagram, path::Path};
 
 use serde_json::Value;
-use tether_e2e::{Cli, CliOutput, Hub, HubOptions, WAIT, wait_for};
+use tether_e2e::{Cli, CliOutput, Hub, HubOptions, WAIT, sqlite, sqlite_with, wait_for};
 use tether_proto::{audit::AuditEvent, audit_checkpoint::Statement};
 
 /// A hub with `config` and an admin `alice` whose CLI is logged in.
@@ -28,26 +28,6 @@ fn history(hub: &Hub) {
     for _ in 0..4 {
         hub.request("GET", "/api/management/v1/devices", &[], b"");
     }
-}
-
-fn sqlite(db: &Path, sql: &str) -> String {
-    sqlite_with(db, &[], sql)
-}
-
-fn sqlite_with(db: &Path, options: &[&str], sql: &str) -> String {
-    let output = Command::new("sqlite3")
-        .args(options)
-        .args(["-cmd", ".timeout 20000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3 (Debian: sqlite3)");
-    assert!(
-        output.status.success(),
-        "sqlite3 {sql:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn quote(text: &str) -> String {

@@ -465,17 +465,7 @@ fn a_download_whose_event_cannot_be_written_never_completes() {
     // The database refuses `file.download` events (a real SQLite trigger, as a full disk would).
     let trigger = "CREATE TRIGGER no_downloads BEFORE INSERT ON audit_events \
                    WHEN NEW.action = 'file.download' BEGIN SELECT RAISE(ABORT, 'audit refused'); END;";
-    let sqlite = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 20000"])
-        .arg(hub.data_dir().join("hub.db"))
-        .arg(trigger)
-        .output()
-        .expect("run sqlite3 (Debian: sqlite3)");
-    assert!(
-        sqlite.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sqlite.stderr)
-    );
+    tether_e2e::sqlite(&hub.data_dir().join("hub.db"), trigger);
 
     let local = tempfile::tempdir().unwrap();
     let received = local.path().join("received");

@@ -126,17 +126,7 @@ fn code(secret: &str) -> String {
 }
 
 fn sqlite(database: &Path, query: &str) -> String {
-    let output = Command::new("sqlite3")
-        .arg(database)
-        .arg(query)
-        .output()
-        .expect("sqlite3 (install the sqlite3 package)");
-    assert!(
-        output.status.success(),
-        "sqlite3: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    tether_e2e::sqlite(database, query).trim().to_owned()
 }
 
 /// A login with the password and a TOTP code that is not the one used last (codes are accepted

@@ -372,18 +372,7 @@ fn a_connection_whose_audit_event_cannot_be_written_ends_the_session() {
     // From now on every audit append fails, as on a broken disk.
     let trigger = "CREATE TRIGGER broken_disk BEFORE INSERT ON audit_events \
                    BEGIN SELECT RAISE(ABORT, 'disk I/O error (test)'); END;";
-    let db = hub.data_dir().join("hub.db");
-    let output = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 20000"])
-        .arg(&db)
-        .arg(trigger)
-        .output()
-        .expect("run sqlite3 (Debian: sqlite3)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    tether_e2e::sqlite(&hub.data_dir().join("hub.db"), trigger);
     // The next connection's open event cannot be written: the session ends with the reason.
     let _ = echo_round_trip(port, b"after");
     assert!(

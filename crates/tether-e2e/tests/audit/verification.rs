@@ -1,26 +1,9 @@
 //! `tether audit verify` finds rows modified, removed or swapped in the hub's SQLite database.
 
-use std::{path::Path, process::Command};
-
 use serde_json::Value;
-use tether_e2e::HubOptions;
+use tether_e2e::{HubOptions, sqlite};
 
 use crate::common::*;
-
-fn sqlite(db: &Path, sql: &str) -> String {
-    let output = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 20000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3 (Debian: sqlite3)");
-    assert!(
-        output.status.success(),
-        "sqlite3 {sql:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 #[test]
 fn verify_finds_modified_removed_and_swapped_rows() {

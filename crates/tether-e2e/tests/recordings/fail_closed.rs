@@ -11,15 +11,11 @@ use crate::common::*;
 fn a_terminal_that_cannot_be_recorded_is_refused() {
     let (hub, cli, agent) = setup(HubOptions::default());
     // Recordings go to the database: one that refuses a session's row refuses its recording.
-    let blocked = std::process::Command::new("sqlite3")
-        .arg(hub.data_dir().join("hub.db"))
-        .arg(
-            "CREATE TRIGGER refuse_recordings BEFORE INSERT ON terminal_sessions \
-             BEGIN SELECT RAISE(ABORT, 'recordings refused by the test'); END;",
-        )
-        .output()
-        .expect("sqlite3 (install the sqlite3 package)");
-    assert!(blocked.status.success(), "sqlite3: {blocked:?}");
+    tether_e2e::sqlite(
+        &hub.data_dir().join("hub.db"),
+        "CREATE TRIGGER refuse_recordings BEFORE INSERT ON terminal_sessions \
+         BEGIN SELECT RAISE(ABORT, 'recordings refused by the test'); END;",
+    );
     let output = cli.exec(&agent.name, &["echo", "should-not-run-unrecorded"]);
     assert!(!output.success(), "an unrecordable exec must fail: {output}");
     assert!(
