@@ -164,6 +164,12 @@ impl Shared {
 /// How long the device may take to dial a target.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How a refusal of `mapping`'s target starts: "tether: DEVICE refused HOST:PORT" (the device's
+/// reason follows).
+pub fn refused(shared: &Shared, mapping: &Mapping) -> String {
+    format!("tether: {} refused {}", shared.device, mapping.remote())
+}
+
 /// Asks the device to open `mapping`'s target as `connection_id`, without waiting.
 pub fn request_connection(link: &Link, connection_id: &str, mapping: &Mapping) {
     // What the device sends us waits only for the local socket: name a window that keeps a
@@ -197,12 +203,7 @@ pub async fn open_connection(
             target: None, window, ..
         })) => Some(send_window(window)),
         Ok(Some(PortForward::Error { body, .. })) => {
-            say!(
-                "tether: {} refused {}: {}",
-                shared.device,
-                mapping.remote(),
-                body.err
-            );
+            say!("{}: {}", refused(shared, mapping), body.err);
             None
         }
         Ok(Some(PortForward::Stop { .. })) => {

@@ -16,7 +16,7 @@ use tokio::{
     time::{Instant, sleep, sleep_until},
 };
 
-use super::{Link, Mapping, Shared, open_connection, request_connection, window::Window};
+use super::{Link, Mapping, Shared, open_connection, refused, request_connection, window::Window};
 use crate::output::say;
 
 /// How long to wait for the device to echo our `stop` before closing anyway.
@@ -52,7 +52,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, mapping: Mapping, share
         // once it has): the first bytes go at once, one round trip sooner than waiting.
         request_connection(&link, &id, &mapping);
         Some(Opened::Pending {
-            refusal: format!("tether: {} refused {}", shared.device, mapping.remote()),
+            refusal: refused(&shared, &mapping),
         })
     } else {
         open_connection(&link, &shared, &id, &mapping, &mut inbound)

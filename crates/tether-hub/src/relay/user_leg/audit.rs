@@ -105,6 +105,7 @@ pub(crate) async fn refuse_message(
     )
     .details(details)
     .session(sid);
+    super::AuditBehind::before_own_event(&session.audit_behind).await;
     if let Err(error) = state.store.record_audit(event).await {
         end_with_error(sink, sid, &error.message).await;
         return Some(Ending::user(error.message));

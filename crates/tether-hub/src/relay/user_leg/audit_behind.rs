@@ -54,8 +54,16 @@ impl AuditBehind {
         let _ = self.queue.send(Item::Event(Box::new(event)));
     }
 
+    /// Before a session writes an event of its own: waits until the events its queue holds
+    /// (if it has one) are committed, so that the chain keeps the session's order.
+    pub(super) async fn before_own_event(queue: &Option<AuditBehind>) {
+        if let Some(queue) = queue {
+            queue.flush().await;
+        }
+    }
+
     /// Waits until every event written so far is committed.
-    pub(super) async fn flush(&self) {
+    async fn flush(&self) {
         let (done, committed) = oneshot::channel();
         if self.queue.send(Item::Flush(done)).is_ok() {
             let _ = committed.await;

@@ -491,11 +491,8 @@ async fn deliver(
             .get_or_insert_with(|| AuditBehind::start(state));
         behind.into_iter().for_each(|event| queue.write(event));
     }
-    if !now.is_empty()
-        && let Some(queue) = &session.audit_behind
-    {
-        // Committed after the events written behind before them.
-        queue.flush().await;
+    if !now.is_empty() {
+        AuditBehind::before_own_event(&session.audit_behind).await;
     }
     record_all(state, sink, sid, now).await?;
     listing::transfer_may_have_ended(session);
